@@ -1,0 +1,486 @@
+"""Business-time arithmetic: due instants and open time on weekly calendars with holidays.
+
+Semantics (the documented contract, checked against a minute-by-minute model in the tests):
+
+* An instant is *open* when its local wall-clock time, in the calendar's zone, falls in one
+  of the opening intervals of its local weekday and its local date is not a closed date.
+  Across a daylight-saving change this is exactly what a wall clock shows: an 08:00-17:00
+  day that loses an hour at 02:00 still opens at 08:00 and closes at 17:00.
+* ``due(start, d)`` is the EARLIEST instant at which ``d`` of open time has elapsed since
+  ``start``: work ending exactly at closing is due at closing (17:00, not next 09:00), and
+  ``d == 0`` is due at ``start``.
+* Instants are whole seconds (POSIX timestamps); sub-second parts are truncated.
+
+A calendar compiles its open intervals for a span of local years into three sorted arrays
+(starts, ends, open seconds elapsed at each end), so every due date is two binary searches.
+The span grows on demand in both directions, so any year answers correctly; nothing is
+precomputed that could silently run out.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from bot.errors import CalendarError
+
+DAY = 86_400
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+# Longest span of years a calendar compiles; beyond it an input is surely a mistake.
+_MAX_SPAN_YEARS = 400
+# UTC offsets lie within [-12h, +14h]; a window this wide around a wall time holds every
+# instant that can show it.
+_OFFSET_MARGIN = 16 * 3600
+
+ClosedDates = Callable[[int], Mapping[date, str]]
+"""Closed local dates of one year, with the reason shown to people (a holiday's name)."""
+
+Pause = tuple[int, int | None]
+"""A paused span ``[from, to)`` in POSIX seconds; ``to`` None while still paused."""
+
+
+def to_timestamp(instant: datetime) -> int:
+    """Whole POSIX seconds of an aware datetime (truncated toward the past)."""
+    if instant.tzinfo is None:
+        raise CalendarError(f"datetime {instant.isoformat()} has no time zone; pass an aware one")
+    return math.floor(instant.timestamp())
+
+
+def from_timestamp(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+_fromtimestamp = datetime.fromtimestamp
+
+
+def _no_closed_dates(year: int) -> Mapping[date, str]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInterval:
+    """An open span ``[start, end)`` in POSIX seconds."""
+
+    start: int
+    end: int
+
+
+def merge_pauses(pauses: Iterable[Pause]) -> list[Pause]:
+    """Sort and merge overlapping pauses; an open-ended pause swallows everything after it."""
+    ordered = sorted(pauses, key=lambda p: p[0])
+    merged: list[Pause] = []
+    for begin, end in ordered:
+        if end is not None and end <= begin:
+            continue
+        if merged:
+            last_begin, last_end = merged[-1]
+            if last_end is None:
+                break
+            if begin <= last_end:
+                merged[-1] = (last_begin, None if end is None else max(last_end, end))
+                continue
+        merged.append((begin, end))
+    return merged
+
+
+class Calendar:
+    """Open time as a running total ``cum(t)``: the base of every calendar.
+
+    Subclasses provide ``cum`` (open seconds from an arbitrary origin up to ``t``) and
+    ``due_ts``; pauses, elapsed time and the datetime API are built on those two.
+    """
+
+    zone: tzinfo
+
+    def cum(self, ts: int) -> int:
+        raise NotImplementedError
+
+    def due_ts(self, start: int, seconds: int) -> int:
+        raise NotImplementedError
+
+    def next_business_day_close_ts(self, start: int) -> int:
+        raise NotImplementedError
+
+    def open_intervals(self, start: int, end: int) -> list[OpenInterval]:
+        raise NotImplementedError
+
+    def closed_dates_between(self, start: int, end: int) -> list[tuple[date, str]]:
+        return []
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def open_seconds(self, start: int, end: int) -> int:
+        """Open seconds in ``[start, end)``; 0 when ``end <= start``."""
+        if end <= start:
+            return 0
+        return self.cum(end) - self.cum(start)
+
+    def elapsed_ts(self, start: int, now: int, pauses: Sequence[Pause] = ()) -> int:
+        """Open seconds in ``[start, now)`` outside the (merged, sorted) pauses."""
+        elapsed = self.open_seconds(start, now)
+        for begin, end in pauses:
+            stop = now if end is None else min(end, now)
+            elapsed -= self.open_seconds(max(begin, start), stop)
+        return elapsed
+
+    def due_with_pauses_ts(self, start: int, seconds: int, pauses: Sequence[Pause]) -> int | None:
+        """Earliest instant with ``seconds`` of open time outside the (merged, sorted) pauses.
+
+        None while an open-ended pause holds the clock before the target is reached.
+        """
+        remaining = seconds
+        cursor = start
+        for begin, end in pauses:
+            if end is not None and end <= cursor:
+                continue
+            if begin > cursor:
+                available = self.open_seconds(cursor, begin)
+                if available >= remaining:
+                    return self.due_ts(cursor, remaining)
+                remaining -= available
+            if end is None:
+                return None
+            cursor = max(cursor, end)
+        return self.due_ts(cursor, remaining)
+
+    # Datetime API: what callers outside the engine use.
+
+    def due(self, start: datetime, duration: timedelta) -> datetime:
+        """Earliest instant at which ``duration`` of open time has elapsed since ``start``.
+
+        >>> from datetime import time
+        >>> cal = BusinessCalendar.weekly(ZoneInfo("Europe/Paris"), {
+        ...     day: [(time(9), time(17))] for day in WEEKDAYS[:5]})
+        >>> friday = datetime(2026, 11, 20, 16, 30, tzinfo=ZoneInfo("Europe/Paris"))
+        >>> cal.due(friday, timedelta(hours=3)).isoformat()
+        '2026-11-23T10:30:00+00:00'
+        """
+        return _fromtimestamp(
+            self.due_ts(math.floor(start.timestamp()), duration.days * DAY + duration.seconds),
+            UTC,
+        )
+
+    def next_business_day_close(self, start: datetime) -> datetime:
+        return from_timestamp(self.next_business_day_close_ts(to_timestamp(start)))
+
+
+class AlwaysOpenCalendar(Calendar):
+    """24x7: open time is elapsed real time (1 h across a DST change is 60 real minutes)."""
+
+    def __init__(self, zone: tzinfo = UTC) -> None:
+        self.zone = zone
+
+    def cum(self, ts: int) -> int:
+        return ts
+
+    def due_ts(self, start: int, seconds: int) -> int:
+        return start + seconds
+
+    def next_business_day_close_ts(self, start: int) -> int:
+        local_day = datetime.fromtimestamp(start, self.zone).date()
+        after_next = datetime.combine(local_day + timedelta(days=2), datetime.min.time())
+        return to_timestamp(after_next.replace(tzinfo=self.zone))
+
+    def open_intervals(self, start: int, end: int) -> list[OpenInterval]:
+        return [OpenInterval(start, end)] if end > start else []
+
+    def describe(self) -> str:
+        return "24x7 (elapsed real time)"
+
+
+WeeklyHours = tuple[tuple[tuple[int, int], ...], ...]
+"""Per weekday (Monday first), the opening intervals as local seconds since midnight."""
+
+
+class BusinessCalendar(Calendar):
+    """Weekly opening hours in an IANA zone, closed on given dates."""
+
+    def __init__(
+        self,
+        zone: ZoneInfo,
+        weekly_hours: WeeklyHours,
+        closed_dates: ClosedDates = _no_closed_dates,
+        name: str = "business",
+    ) -> None:
+        if len(weekly_hours) != 7:
+            raise CalendarError("weekly hours need one entry per weekday, Monday first")
+        if not any(weekly_hours):
+            raise CalendarError(f"calendar {name!r} has no opening hours on any weekday")
+        for day_hours in weekly_hours:
+            for open_s, close_s in day_hours:
+                if not 0 <= open_s < close_s <= DAY:
+                    raise CalendarError(f"calendar {name!r}: bad interval {open_s}-{close_s}")
+        self.zone = zone
+        self.name = name
+        self.weekly_hours = weekly_hours
+        self._closed_dates = closed_dates
+        self._lock = threading.Lock()
+        self._compiled: _Compiled | None = None
+
+    @classmethod
+    def weekly(
+        cls,
+        zone: ZoneInfo,
+        hours: Mapping[str, Sequence[tuple[object, object]]],
+        closed_dates: ClosedDates = _no_closed_dates,
+        name: str = "business",
+    ) -> BusinessCalendar:
+        """Build from ``{"monday": [(time(9), time(17))], ...}``; missing days are closed."""
+
+        def seconds(t: object) -> int:
+            hour, minute, second = t.hour, t.minute, t.second  # type: ignore[attr-defined]
+            return int(hour) * 3600 + int(minute) * 60 + int(second)
+
+        weekly = tuple(
+            tuple((seconds(a), seconds(b) or DAY) for a, b in hours.get(day, ()))
+            for day in WEEKDAYS
+        )
+        return cls(zone, weekly, closed_dates, name)
+
+    def describe(self) -> str:
+        parts = []
+        for day, intervals in zip(WEEKDAYS, self.weekly_hours, strict=True):
+            if intervals:
+                spans = ", ".join(f"{_hhmm(a)}-{_hhmm(b)}" for a, b in intervals)
+                parts.append(f"{day[:3].title()} {spans}")
+        return f"{'; '.join(parts)} ({self.zone})"
+
+    # Compilation.
+
+    def _offset(self, ts: int) -> int:
+        offset = datetime.fromtimestamp(ts, self.zone).utcoffset()
+        assert offset is not None
+        return int(offset.total_seconds())
+
+    def _instants_showing(self, wall_start: int, wall_end: int) -> list[tuple[int, int]]:
+        """UTC spans whose local wall time (as epoch-like seconds) lies in [wall_start, wall_end).
+
+        Handles one offset change inside the window, which covers every DST change: a
+        skipped hour shortens the span, a repeated hour lengthens it or splits it in two.
+        """
+        lo, hi = wall_start - _OFFSET_MARGIN, wall_end + _OFFSET_MARGIN
+        off_lo, off_hi = self._offset(lo), self._offset(hi)
+        if off_lo == off_hi:
+            return [(wall_start - off_lo, wall_end - off_lo)]
+        # Smallest instant already on the later offset.
+        left, right = lo, hi
+        while right - left > 1:
+            mid = (left + right) // 2
+            if self._offset(mid) == off_hi:
+                right = mid
+            else:
+                left = mid
+        change = right
+        pieces = []
+        for begin, end in (
+            (max(lo, wall_start - off_lo), min(change, wall_end - off_lo)),
+            (max(change, wall_start - off_hi), min(hi, wall_end - off_hi)),
+        ):
+            if begin < end:
+                if pieces and pieces[-1][1] == begin:
+                    pieces[-1] = (pieces[-1][0], end)
+                else:
+                    pieces.append((begin, end))
+        return pieces
+
+    def _closed_in(self, first_year: int, last_year: int) -> dict[date, str]:
+        closed: dict[date, str] = {}
+        for year in range(first_year, last_year + 1):
+            closed.update(self._closed_dates(year))
+        return closed
+
+    def _compile(self, first_year: int, last_year: int) -> _Compiled:
+        closed: dict[date, str] = {}
+        for year in range(first_year, last_year + 1):
+            closed.update(self._closed_dates(year))
+        starts: list[int] = []
+        ends: list[int] = []
+        cum_ends: list[int] = []
+        business_days: list[int] = []
+        business_day_closes: list[int] = []
+        total = 0
+        day = date(first_year, 1, 1)
+        last = date(last_year, 12, 31)
+        epoch_ordinal = date(1970, 1, 1).toordinal()
+        one_day = timedelta(days=1)
+        while day <= last:
+            intervals = self.weekly_hours[day.weekday()]
+            if intervals and day not in closed:
+                midnight = (day.toordinal() - epoch_ordinal) * DAY
+                day_close = None
+                for open_s, close_s in intervals:
+                    for begin, end in self._instants_showing(midnight + open_s, midnight + close_s):
+                        starts.append(begin)
+                        ends.append(end)
+                        total += end - begin
+                        cum_ends.append(total)
+                        day_close = end
+                if day_close is not None:
+                    business_days.append(day.toordinal())
+                    business_day_closes.append(day_close)
+            day += one_day
+        return _Compiled(
+            first_year=first_year,
+            last_year=last_year,
+            cover_start=to_timestamp(datetime(first_year, 1, 1, tzinfo=self.zone)),
+            cover_end=to_timestamp(datetime(last_year + 1, 1, 1, tzinfo=self.zone)),
+            starts=starts,
+            ends=ends,
+            cum_ends=cum_ends,
+            business_days=business_days,
+            business_day_closes=business_day_closes,
+            closed=closed,
+        )
+
+    def _year_of(self, ts: int) -> int:
+        return datetime.fromtimestamp(ts, self.zone).year
+
+    def _covering(self, *instants: int, years_after: int = 0) -> _Compiled:
+        """The compiled span, grown first if needed to cover ``instants`` (+ years after)."""
+        compiled = self._compiled
+        if (
+            compiled is not None
+            and not years_after
+            and all(compiled.cover_start <= ts < compiled.cover_end for ts in instants)
+        ):
+            return compiled
+        with self._lock:
+            compiled = self._compiled
+            years = [self._year_of(ts) for ts in instants]
+            if compiled is None:
+                first, last = min(years) - 1, max(years) + 1 + years_after
+            else:
+                first, last = compiled.first_year, compiled.last_year
+                width = last - first + 1
+                if min(years) <= first:
+                    first = min(first - width, min(years) - 1)
+                if max(years) >= last or years_after:
+                    last = max(last + max(years_after, width), max(years) + 1)
+            if last - first > _MAX_SPAN_YEARS:
+                raise CalendarError(
+                    f"calendar {self.name!r}: {first}-{last} is too long a span to compute; "
+                    "check the dates and durations passed in"
+                )
+            if compiled is None or (first, last) != (compiled.first_year, compiled.last_year):
+                compiled = self._compile(first, last)
+                self._compiled = compiled
+            return compiled
+
+    def cum(self, ts: int) -> int:
+        return self._covering(ts).cum(ts)
+
+    def open_seconds(self, start: int, end: int) -> int:
+        if end <= start:
+            return 0
+        compiled = self._covering(start, end)
+        return compiled.cum(end) - compiled.cum(start)
+
+    def due(self, start: datetime, duration: timedelta) -> datetime:
+        # Same as Calendar.due with the common case inlined: this is the hot path.
+        start_ts = math.floor(start.timestamp())
+        seconds = duration.days * DAY + duration.seconds
+        compiled = self._compiled
+        if seconds > 0 and compiled is not None and compiled.cover_start <= start_ts:
+            cum_ends = compiled.cum_ends
+            i = bisect_right(compiled.starts, start_ts) - 1
+            if i >= 0:
+                end = compiled.ends[i]
+                target = cum_ends[i] - (end - start_ts if start_ts < end else 0) + seconds
+                j = bisect_left(cum_ends, target)
+                if j < len(cum_ends) and start_ts < compiled.cover_end:
+                    return _fromtimestamp(compiled.ends[j] - (cum_ends[j] - target), UTC)
+        return _fromtimestamp(self.due_ts(start_ts, seconds), UTC)
+
+    def due_ts(self, start: int, seconds: int) -> int:
+        if seconds <= 0:
+            return start
+        compiled = self._compiled
+        if compiled is None or not compiled.cover_start <= start < compiled.cover_end:
+            compiled = self._covering(start)
+        for _ in range(_MAX_SPAN_YEARS):
+            starts, ends, cum_ends = compiled.starts, compiled.ends, compiled.cum_ends
+            i = bisect_right(starts, start) - 1
+            if i < 0:
+                target = seconds
+            else:
+                end = ends[i]
+                target = cum_ends[i] - (end - start if start < end else 0) + seconds
+            j = bisect_left(cum_ends, target)
+            if j < len(cum_ends):
+                return ends[j] - (cum_ends[j] - target)
+            compiled = self._covering(start, years_after=seconds // (DAY * 365) + 1)
+        raise CalendarError(f"calendar {self.name!r} never reaches the due time")
+
+    def next_business_day_close_ts(self, start: int) -> int:
+        compiled = self._covering(start)
+        local_ordinal = datetime.fromtimestamp(start, self.zone).date().toordinal()
+        for _ in range(_MAX_SPAN_YEARS):
+            days = compiled.business_days
+            k = bisect_right(days, local_ordinal)
+            if k < len(days):
+                return compiled.business_day_closes[k]
+            compiled = self._covering(start, years_after=1)
+        raise CalendarError(f"calendar {self.name!r} has no business day after the start")
+
+    def open_intervals(self, start: int, end: int) -> list[OpenInterval]:
+        """The open spans inside ``[start, end)``, clipped: what an explanation shows."""
+        if end <= start:
+            return []
+        compiled = self._covering(start, end)
+        starts, ends = compiled.starts, compiled.ends
+        i = max(bisect_right(starts, start) - 1, 0)
+        spans = []
+        while i < len(starts) and starts[i] < end:
+            begin, finish = max(starts[i], start), min(ends[i], end)
+            if begin < finish:
+                spans.append(OpenInterval(begin, finish))
+            i += 1
+        return spans
+
+    def closed_dates_between(self, start: int, end: int) -> list[tuple[date, str]]:
+        """Closed dates (with their reason) whose weekday would otherwise be open."""
+        if end <= start:
+            return []
+        compiled = self._covering(start, end)
+        first = datetime.fromtimestamp(start, self.zone).date()
+        last = datetime.fromtimestamp(end, self.zone).date()
+        return sorted(
+            (day, reason)
+            for day, reason in compiled.closed.items()
+            if first <= day <= last and self.weekly_hours[day.weekday()]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """Open intervals of a span of local years, with running totals; replaced, never mutated."""
+
+    first_year: int
+    last_year: int
+    cover_start: int
+    cover_end: int
+    starts: list[int]
+    ends: list[int]
+    cum_ends: list[int]
+    business_days: list[int]
+    business_day_closes: list[int]
+    closed: dict[date, str]
+
+    def cum(self, ts: int) -> int:
+        """Open seconds from the start of the span up to ``ts``."""
+        i = bisect_right(self.starts, ts) - 1
+        if i < 0:
+            return 0
+        end = self.ends[i]
+        return self.cum_ends[i] - (end - ts if ts < end else 0)
+
+
+def _hhmm(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"

@@ -1,0 +1,123 @@
+"""A validated policy ready to evaluate: resolves each ticket's calendars, cached per zone."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import date
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from bot.business_time import AlwaysOpenCalendar, BusinessCalendar, Calendar
+from bot.errors import PolicyError, TicketError
+from bot.policy import ALWAYS_OPEN, CalendarSpec, FromTicketField, PolicySpec, check_zone
+from bot.ticket import Ticket
+
+_ALWAYS_OPEN = AlwaysOpenCalendar()
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return check_zone(name)
+
+
+def _country_holidays(country: str, subdivision: str | None, year: int) -> dict[date, str]:
+    # language pins names to English whatever the process locale (holidays follows it).
+    try:
+        found = holidays.country_holidays(
+            country.upper(), subdiv=subdivision, years=year, language="en_US"
+        )
+    except NotImplementedError:
+        raise TicketError(
+            f"country {country!r} is not known to the holidays package; use an ISO 3166-1 "
+            "alpha-2 code such as 'US' or 'SK'"
+        ) from None
+    return dict(found.items())
+
+
+class Policy:
+    """A policy spec plus the calendars compiled for it (built lazily, shared, thread-safe)."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.levels = tuple(p.name for p in spec.priorities)
+        self._severity = {name: index for index, name in enumerate(self.levels)}
+        self._calendars: dict[tuple[str, str, str | None], Calendar] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Policy:
+        return cls(PolicySpec.model_validate(data))
+
+    def severity(self, priority: str) -> int:
+        """0 for the most severe level."""
+        return self._severity[priority]
+
+    def resolve_plan(self, plan: str | None) -> str | None:
+        """The plan name after aliases and the default; None when the ticket names none."""
+        name = plan if plan is not None else self.spec.default_plan
+        if name is None:
+            return None
+        name = self.spec.plan_aliases.get(name, name)
+        if name not in self.spec.plans:
+            known = sorted({*self.spec.plans, *self.spec.plan_aliases})
+            raise TicketError(
+                f"plan {name!r} is not in policy {self.name!r}; known plans: {', '.join(known)}"
+            )
+        return name
+
+    def calendar(self, name: str, ticket: Ticket) -> Calendar:
+        """The calendar ``name`` for this ticket's time zone and country."""
+        if name == ALWAYS_OPEN:
+            return _ALWAYS_OPEN
+        spec = self.spec.calendars.get(name)
+        if spec is None:
+            raise PolicyError(f"policy {self.name!r} has no calendar {name!r}")
+        if spec.always_open:
+            return _ALWAYS_OPEN
+        zone_name = self._from_ticket(spec.timezone, ticket)
+        country = None
+        if spec.holidays is not None:
+            country = self._from_ticket(spec.holidays.country, ticket).upper()
+        key = (name, zone_name, country)
+        calendar = self._calendars.get(key)
+        if calendar is None:
+            with self._lock:
+                calendar = self._calendars.get(key)
+                if calendar is None:
+                    calendar = self._build(name, spec, zone_name, country)
+                    self._calendars[key] = calendar
+        return calendar
+
+    @staticmethod
+    def _from_ticket(source: str | FromTicketField, ticket: Ticket) -> str:
+        if isinstance(source, str):
+            return source
+        value = getattr(ticket, source.from_field)
+        return value if value is not None else source.default
+
+    def _build(self, name: str, spec: CalendarSpec, zone_name: str, country: str | None) -> Calendar:
+        try:
+            zone = _zone(zone_name)
+        except ValueError as error:
+            raise TicketError(f"ticket time zone: {error}") from None
+        extra = {day: "closed (policy)" for day in spec.closed_dates}
+        removed = frozenset(spec.removed_holidays)
+        subdivision = spec.holidays.subdivision if spec.holidays else None
+        if country is not None:
+            _country_holidays(country, subdivision, 2000)  # fail now on an unknown country
+
+        def closed_dates(year: int) -> dict[date, str]:
+            closed: dict[date, str] = {}
+            if country is not None:
+                closed.update(_country_holidays(country, subdivision, year))
+            closed.update((day, why) for day, why in extra.items() if day.year == year)
+            for day in removed:
+                closed.pop(day, None)
+            return closed
+
+        return BusinessCalendar(zone, spec.weekly_seconds(), closed_dates, name=name)

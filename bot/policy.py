@@ -1,0 +1,384 @@
+"""The policy file schema (pydantic v2): priorities, classification rules, calendars, plans."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TARGETS = ("first_response", "restoration", "next_update")
+"""The clocks a plan can set a target for, in the order they are reported."""
+
+TICKET_ZONE_FIELDS = ("customer_timezone",)
+TICKET_COUNTRY_FIELDS = ("customer_country",)
+ALWAYS_OPEN = "24x7"
+"""A calendar every policy has: elapsed real time."""
+
+_DURATION = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$")
+_INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_DAY_KEYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``"15m"``, ``"3h"``, ``"1h30m"`` or ``"90s"``.
+
+    >>> parse_duration("1h30m")
+    5400
+    """
+    match = _DURATION.match(text)
+    if not match or not any(match.groups()):
+        raise ValueError(
+            f"{text!r} is not a duration: write hours, minutes and seconds such as "
+            "'15m', '3h', '1h30m' or '90s'"
+        )
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r}: a target must be longer than zero (use 'none' for no target)")
+    return total
+
+
+def format_duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PriorityLevel(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    label: str
+    definition: str = ""
+
+
+class FromTicketField(_Model):
+    """A value read from a ticket field, with the value to use when the ticket has none."""
+
+    from_field: str
+    default: str
+
+
+class HolidaySource(_Model):
+    """Public holidays from the ``holidays`` package."""
+
+    country: str | FromTicketField
+    subdivision: str | None = None
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str | FromTicketField) -> str | FromTicketField:
+        if isinstance(value, FromTicketField):
+            if value.from_field not in TICKET_COUNTRY_FIELDS:
+                raise ValueError(
+                    f"the country can come from {', '.join(TICKET_COUNTRY_FIELDS)}, "
+                    f"not {value.from_field!r}"
+                )
+            check_country(value.default)
+        else:
+            check_country(value)
+        return value
+
+
+def check_country(code: str) -> None:
+    if code.upper() not in holidays.list_supported_countries():
+        raise ValueError(
+            f"{code!r} is not a country code the holidays package knows (ISO 3166-1 alpha-2, "
+            "such as 'SK', 'US', 'FR')"
+        )
+
+
+def check_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not an IANA time zone (such as 'Europe/Bratislava' or "
+            "'America/Los_Angeles')"
+        ) from None
+
+
+class CalendarSpec(_Model):
+    """Weekly opening hours in a zone with closed dates, or ``always_open`` (24x7)."""
+
+    always_open: bool = False
+    timezone: str | FromTicketField = "UTC"
+    hours: dict[str, list[str]] = Field(default_factory=dict)
+    holidays: HolidaySource | None = None
+    closed_dates: list[date] = Field(default_factory=list)
+    removed_holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | FromTicketField) -> str | FromTicketField:
+        if isinstance(value, FromTicketField):
+            if value.from_field not in TICKET_ZONE_FIELDS:
+                raise ValueError(
+                    f"the time zone can come from {', '.join(TICKET_ZONE_FIELDS)}, "
+                    f"not {value.from_field!r}"
+                )
+            check_zone(value.default)
+        else:
+            check_zone(value)
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        expanded: dict[str, list[str]] = {}
+        for key, intervals in value.items():
+            days = _DAY_KEYS[:5] if key == "weekdays" else (key,)
+            if key != "weekdays" and key not in _DAY_KEYS:
+                raise ValueError(
+                    f"{key!r} is not a day: use monday..sunday, or weekdays for Monday-Friday"
+                )
+            for day in days:
+                if day in expanded:
+                    raise ValueError(f"{day} is given twice (check 'weekdays' and '{day}')")
+                expanded[day] = list(intervals)
+        for day, intervals in expanded.items():
+            spans = sorted(_parse_interval(text, day) for text in intervals)
+            for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+                if start < end:
+                    raise ValueError(f"{day}: opening intervals overlap ({', '.join(intervals)})")
+        return expanded
+
+    @model_validator(mode="after")
+    def _open_somewhere(self) -> CalendarSpec:
+        if self.always_open:
+            if self.hours or self.holidays or self.closed_dates or self.removed_holidays:
+                raise ValueError("an always_open calendar takes no hours, holidays or dates")
+        elif not any(self.hours.values()):
+            raise ValueError(
+                "a calendar needs opening hours (for example hours: {weekdays: ['09:00-17:00']}) "
+                "or always_open: true"
+            )
+        return self
+
+    def weekly_seconds(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        return tuple(
+            tuple(sorted(_parse_interval(text, day) for text in self.hours.get(day, [])))
+            for day in _DAY_KEYS
+        )
+
+
+def _parse_interval(text: str, day: str) -> tuple[int, int]:
+    match = _INTERVAL.match(text)
+    if not match:
+        raise ValueError(f"{day}: {text!r} is not an interval such as '09:00-17:00'")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
+        raise ValueError(f"{day}: {text!r} has an impossible time (hours 00-24, minutes 00-59)")
+    start, end = h1 * 3600 + m1 * 60, h2 * 3600 + m2 * 60
+    if start >= end:
+        raise ValueError(
+            f"{day}: {text!r} closes before it opens; split a night shift into "
+            "'22:00-24:00' and '00:00-06:00' of the next day"
+        )
+    return start, end
+
+
+class TargetSpec(_Model):
+    """One target: a duration of open time on a calendar, or the next business day's close."""
+
+    after: str | None = None
+    next_business_day: bool = False
+    calendar: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value == "next_business_day":
+                return {"next_business_day": True}
+            return {"after": value}
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetSpec:
+        if self.next_business_day == (self.after is not None):
+            raise ValueError(
+                "a target is either a duration ('3h', or {after: '1h', calendar: 24x7}) or "
+                "next_business_day, not both and not neither"
+            )
+        if self.after is not None:
+            parse_duration(self.after)
+        return self
+
+    @property
+    def seconds(self) -> int:
+        return parse_duration(self.after) if self.after is not None else 0
+
+
+TargetValue = Literal["none"] | TargetSpec | None
+
+
+class PriorityTargets(_Model):
+    first_response: TargetValue = None
+    restoration: TargetValue = None
+    next_update: TargetValue = None
+
+    def get(self, target: str) -> TargetSpec | None:
+        value = getattr(self, target)
+        return value if isinstance(value, TargetSpec) else None
+
+
+class PlanSpec(_Model):
+    commitment: Literal["sla", "slo"]
+    calendar: str | None = None
+    description: str = ""
+    targets: dict[str, PriorityTargets] = Field(default_factory=dict)
+
+
+class MatrixRule(_Model):
+    """Priority from two ticket fields: ``table[urgency][impact]``."""
+
+    rows: Literal["urgency"] = "urgency"
+    columns: Literal["impact"] = "impact"
+    table: dict[str, dict[str, str]]
+    customer_priority_overrides: bool = True
+    disagreement_tag: str | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _square(cls, table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        columns = {frozenset(row) for row in table.values()}
+        if len(columns) > 1:
+            raise ValueError("every row of the matrix must name the same columns")
+        return {r.lower(): {c.lower(): p for c, p in row.items()} for r, row in table.items()}
+
+
+class EnvironmentRule(_Model):
+    """Priorities above ``cap`` are for production only."""
+
+    production_values: list[str] = Field(default_factory=lambda: ["production"])
+    cap: str
+    reclassified_tag: str | None = None
+    missing_tag: str | None = None
+
+
+class ProductStageRule(_Model):
+    """Products in these stages get no guarantee: no targets, or a cap on priority."""
+
+    stages: list[str]
+    effect: Literal["no_targets", "cap"]
+    cap: str | None = None
+    tag: str | None = None
+
+    @model_validator(mode="after")
+    def _cap_when_capping(self) -> ProductStageRule:
+        if (self.effect == "cap") != (self.cap is not None):
+            raise ValueError("effect 'cap' needs a cap priority, and only it takes one")
+        return self
+
+
+class ChannelRule(_Model):
+    """These priorities must arrive by one of these channels; otherwise the ticket is tagged."""
+
+    priorities: list[str]
+    channels: list[str]
+    tag: str
+
+
+class Classification(_Model):
+    matrix: MatrixRule | None = None
+    environment: EnvironmentRule | None = None
+    product_stage: ProductStageRule | None = None
+    channel: ChannelRule | None = None
+
+
+class ClockRules(_Model):
+    """Which ticket statuses pause which clocks."""
+
+    pausing_statuses: list[str] = Field(default_factory=lambda: ["pending", "on_hold"])
+    paused_targets: list[Literal["first_response", "restoration", "next_update"]] = Field(
+        default_factory=lambda: ["restoration", "next_update"]
+    )
+
+
+class PolicySpec(_Model):
+    """A whole policy file."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
+    title: str = ""
+    source: str = ""
+    priorities: list[PriorityLevel]
+    default_priority: str
+    classification: Classification = Classification()
+    clocks: ClockRules = ClockRules()
+    calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
+    plans: dict[str, PlanSpec]
+    plan_aliases: dict[str, str] = Field(default_factory=dict)
+    default_plan: str | None = None
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> PolicySpec:
+        levels = [p.name for p in self.priorities]
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"priority names must be unique: {levels}")
+
+        def need_priority(name: str, where: str) -> None:
+            if name not in levels:
+                raise ValueError(f"{where}: {name!r} is not a priority of this policy {levels}")
+
+        def need_calendar(name: str, where: str) -> None:
+            if name != ALWAYS_OPEN and name not in self.calendars:
+                known = [*self.calendars, ALWAYS_OPEN]
+                raise ValueError(f"{where}: calendar {name!r} is not defined (known: {known})")
+
+        need_priority(self.default_priority, "default_priority")
+        rules = self.classification
+        if rules.matrix:
+            for row, cells in rules.matrix.table.items():
+                for column, priority in cells.items():
+                    need_priority(priority, f"classification.matrix.table.{row}.{column}")
+        if rules.environment:
+            need_priority(rules.environment.cap, "classification.environment.cap")
+        if rules.product_stage and rules.product_stage.cap:
+            need_priority(rules.product_stage.cap, "classification.product_stage.cap")
+        if rules.channel:
+            for priority in rules.channel.priorities:
+                need_priority(priority, "classification.channel.priorities")
+        if ALWAYS_OPEN in self.calendars:
+            raise ValueError(f"calendars: {ALWAYS_OPEN!r} is built in; choose another name")
+        for plan_name, plan in self.plans.items():
+            if plan.calendar:
+                need_calendar(plan.calendar, f"plans.{plan_name}.calendar")
+            for priority, targets in plan.targets.items():
+                need_priority(priority, f"plans.{plan_name}.targets")
+                for target in TARGETS:
+                    spec = targets.get(target)
+                    if spec is None:
+                        continue
+                    where = f"plans.{plan_name}.targets.{priority}.{target}"
+                    calendar = spec.calendar or plan.calendar
+                    if calendar is None:
+                        raise ValueError(
+                            f"{where}: no calendar; set one on the target or the plan's calendar"
+                        )
+                    need_calendar(calendar, where)
+        for alias, plan_name in self.plan_aliases.items():
+            if alias in self.plans:
+                raise ValueError(f"plan_aliases.{alias}: {alias!r} is already a plan")
+            if plan_name not in self.plans:
+                raise ValueError(
+                    f"plan_aliases.{alias}: {plan_name!r} is not a plan {list(self.plans)}"
+                )
+        if self.default_plan and self.default_plan not in {*self.plans, *self.plan_aliases}:
+            raise ValueError(f"default_plan: {self.default_plan!r} is not a plan")
+        return self
+
+    def severity(self, priority: str) -> int:
+        """Position in the priority list: 0 is the most severe."""
+        return [p.name for p in self.priorities].index(priority)
+
+
+def parse_time(text: str) -> time:
+    return time.fromisoformat(text)
