@@ -245,11 +245,21 @@ class BusinessCalendar(Calendar):
         return cls(zone, weekly, closed_dates, name)
 
     def describe(self) -> str:
+        """Opening hours for people: ``Mon-Fri 09:00-17:00 (Europe/Paris)``."""
+        groups: list[tuple[int, int, tuple[tuple[int, int], ...]]] = []
+        for index, intervals in enumerate(self.weekly_hours):
+            if groups and groups[-1][2] == intervals and groups[-1][1] == index - 1:
+                groups[-1] = (groups[-1][0], index, intervals)
+            else:
+                groups.append((index, index, intervals))
         parts = []
-        for day, intervals in zip(WEEKDAYS, self.weekly_hours, strict=True):
+        for first, last, intervals in groups:
             if intervals:
+                days = WEEKDAYS[first][:3].title()
+                if last > first:
+                    days += "-" + WEEKDAYS[last][:3].title()
                 spans = ", ".join(f"{_hhmm(a)}-{_hhmm(b)}" for a, b in intervals)
-                parts.append(f"{day[:3].title()} {spans}")
+                parts.append(f"{days} {spans}")
         return f"{'; '.join(parts)} ({self.zone})"
 
     # Compilation.
@@ -278,7 +288,7 @@ class BusinessCalendar(Calendar):
             else:
                 left = mid
         change = right
-        pieces = []
+        pieces: list[tuple[int, int]] = []
         for begin, end in (
             (max(lo, wall_start - off_lo), min(change, wall_end - off_lo)),
             (max(change, wall_start - off_hi), min(hi, wall_end - off_hi)),

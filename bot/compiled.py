@@ -100,7 +100,9 @@ class Policy:
         value = getattr(ticket, source.from_field)
         return value if value is not None else source.default
 
-    def _build(self, name: str, spec: CalendarSpec, zone_name: str, country: str | None) -> Calendar:
+    def _build(
+        self, name: str, spec: CalendarSpec, zone_name: str, country: str | None
+    ) -> Calendar:
         try:
             zone = _zone(zone_name)
         except ValueError as error:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from bot.business_time import Calendar, Pause, merge_pauses
+from bot.business_time import Pause, merge_pauses
 from bot.compiled import Policy
 from bot.errors import ReclassificationError, TicketError
 from bot.policy import TARGETS, TargetSpec, format_duration
@@ -343,12 +343,8 @@ class _Clocks:
             stopped_at=_dt(stop) if stop is not None else None,
             target_seconds=seconds,
             calendar=calendar_name,
-            rule=f"{rule} ({describe(calendar)})",
+            rule=f"{rule} ({calendar.describe()})",
         )
-
-
-def describe(calendar: Calendar) -> str:
-    return calendar.describe()
 
 
 def _clip(pauses: list[Pause], stop: int | None) -> list[Pause]:

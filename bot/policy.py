@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
-from datetime import date, time
+from datetime import date
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 TARGETS = ("first_response", "restoration", "next_update")
 """The clocks a plan can set a target for, in the order they are reported."""
 
+TargetName = Literal["first_response", "restoration", "next_update"]
 TICKET_ZONE_FIELDS = ("customer_timezone",)
 TICKET_COUNTRY_FIELDS = ("customer_country",)
 ALWAYS_OPEN = "24x7"
@@ -45,7 +47,11 @@ def parse_duration(text: str) -> int:
 def format_duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
     return "".join(parts) or "0s"
 
 
@@ -145,7 +151,7 @@ class CalendarSpec(_Model):
                 expanded[day] = list(intervals)
         for day, intervals in expanded.items():
             spans = sorted(_parse_interval(text, day) for text in intervals)
-            for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            for (_, end), (start, _) in itertools.pairwise(spans):
                 if start < end:
                     raise ValueError(f"{day}: opening intervals overlap ({', '.join(intervals)})")
         return expanded
@@ -217,17 +223,21 @@ class TargetSpec(_Model):
         return parse_duration(self.after) if self.after is not None else 0
 
 
-TargetValue = Literal["none"] | TargetSpec | None
-
-
 class PriorityTargets(_Model):
-    first_response: TargetValue = None
-    restoration: TargetValue = None
-    next_update: TargetValue = None
+    """Targets of one priority; a missing target, ``none`` or null means no target."""
+
+    first_response: TargetSpec | None = None
+    restoration: TargetSpec | None = None
+    next_update: TargetSpec | None = None
+
+    @field_validator("first_response", "restoration", "next_update", mode="before")
+    @classmethod
+    def _none_word(cls, value: Any) -> Any:
+        return None if value == "none" else value
 
     def get(self, target: str) -> TargetSpec | None:
-        value = getattr(self, target)
-        return value if isinstance(value, TargetSpec) else None
+        value: TargetSpec | None = getattr(self, target)
+        return value
 
 
 class PlanSpec(_Model):
@@ -298,8 +308,8 @@ class ClockRules(_Model):
     """Which ticket statuses pause which clocks."""
 
     pausing_statuses: list[str] = Field(default_factory=lambda: ["pending", "on_hold"])
-    paused_targets: list[Literal["first_response", "restoration", "next_update"]] = Field(
-        default_factory=lambda: ["restoration", "next_update"]
+    paused_targets: list[TargetName] = Field(
+        default_factory=lambda: list[TargetName](["restoration", "next_update"])
     )
 
 
@@ -378,7 +388,3 @@ class PolicySpec(_Model):
     def severity(self, priority: str) -> int:
         """Position in the priority list: 0 is the most severe."""
         return [p.name for p in self.priorities].index(priority)
-
-
-def parse_time(text: str) -> time:
-    return time.fromisoformat(text)

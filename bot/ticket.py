@@ -91,7 +91,9 @@ class Ticket:
         if status is None:
             status = "open"
         if status not in STATUSES:
-            raise TicketError(f"field 'status' is {status!r}; expected one of {', '.join(STATUSES)}")
+            raise TicketError(
+                f"field 'status' is {status!r}; expected one of {', '.join(STATUSES)}"
+            )
         values["status"] = status
         values["paused"] = _pauses(data.get("paused"))
         return cls(**values)

@@ -1,0 +1,127 @@
+"""Why a ticket's due dates are what they are, written for a person."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+
+from bot.business_time import OpenInterval, merge_pauses
+from bot.compiled import Policy
+from bot.engine import TargetDecision, _ts, evaluate, iso_z
+from bot.policy import format_duration
+from bot.ticket import Ticket
+
+_MAX_LISTED_INTERVALS = 40
+_STOPS = {
+    "first_response": "stops at the first public agent reply (or when solved)",
+    "restoration": "stops when the ticket is solved",
+    "next_update": "restarts at every public agent update; stops when solved",
+}
+
+
+def explain(ticket: Ticket, policy: Policy, now: datetime) -> str:
+    """A readable account of the rules applied, the calendars and the open time counted."""
+    decision = evaluate(ticket, policy, now)
+    levels = {p.name: p.label for p in policy.spec.priorities}
+    lines = [
+        f"Ticket {ticket.id} under policy {policy.name}"
+        + (f" ({policy.spec.title})" if policy.spec.title else "")
+        + f", as of {iso_z(now)}",
+        "",
+        f"Priority {decision.priority} {levels[decision.priority]}",
+    ]
+    lines += [f"  - {note}" for note in decision.notes]
+    if decision.plan is None:
+        lines.append("Plan: none given")
+    else:
+        alias = f" (from {ticket.plan!r})" if ticket.plan and ticket.plan != decision.plan else ""
+        lines.append(f"Plan {decision.plan}{alias}, commitment {decision.commitment}")
+    lines.append(f"Tags: {', '.join(decision.tags) if decision.tags else 'none'}")
+    pauses = merge_pauses((_ts(b), None if e is None else _ts(e)) for b, e in ticket.paused)
+    for target in decision.targets.values():
+        lines.append("")
+        lines += _explain_target(target, ticket, policy, pauses)
+    return "\n".join(lines) + "\n"
+
+
+def _explain_target(
+    target: TargetDecision, ticket: Ticket, policy: Policy, pauses: list[tuple[int, int | None]]
+) -> list[str]:
+    title = target.target.replace("_", " ")
+    if target.state == "none" or target.calendar is None or target.started_at is None:
+        return [f"{title}: no target for this priority and plan"]
+    calendar = policy.calendar(target.calendar, ticket)
+    zone = calendar.zone
+    due = target.due
+    due_text = f"due {_local(due, zone)} ({iso_z(due)})" if due else "no due instant while paused"
+    lines = [
+        f"{title}: {due_text}, {target.state}",
+        f"  target: {target.rule}",
+        f"  clock: started {_local(target.started_at, zone)}; {_STOPS[target.target]}",
+    ]
+    if target.stopped_at:
+        lines.append(f"  stopped {_local(target.stopped_at, zone)}")
+    start = _ts(target.started_at)
+    end = _ts(due) if due else _ts(target.stopped_at) if target.stopped_at else None
+    if end is None:
+        return [*lines, "  paused now: the clock resumes when the customer answers"]
+    counted = _minus_pauses(calendar.open_intervals(start, end), pauses, target.target, policy)
+    total = 0
+    lines.append("  open time counted:")
+    for index, interval in enumerate(counted):
+        total += interval.end - interval.start
+        if index < _MAX_LISTED_INTERVALS:
+            begin = datetime.fromtimestamp(interval.start, zone)
+            finish = datetime.fromtimestamp(interval.end, zone)
+            finish_format = "%H:%M" if finish.date() == begin.date() else "%a %Y-%m-%d %H:%M"
+            lines.append(
+                f"    {begin:%a %Y-%m-%d %H:%M}-{finish.strftime(finish_format)}  "
+                f"{format_duration(interval.end - interval.start):>7}  "
+                f"(total {format_duration(total)})"
+            )
+    if len(counted) > _MAX_LISTED_INTERVALS:
+        lines.append(f"    ... {len(counted) - _MAX_LISTED_INTERVALS} more intervals")
+    closed = calendar.closed_dates_between(start, end)
+    if closed:
+        lines.append("  closed dates skipped: " + "; ".join(f"{d} {why}" for d, why in closed))
+    applied = [p for p in pauses if p[0] < end and (p[1] is None or p[1] > start)]
+    if applied and target.target in policy.spec.clocks.paused_targets:
+        lines.append(
+            "  paused (waiting on the customer): "
+            + "; ".join(
+                f"{_local(_dt(b), zone)} to {_local(_dt(e), zone) if e else 'now'}"
+                for b, e in applied
+            )
+        )
+    return lines
+
+
+def _minus_pauses(
+    intervals: list[OpenInterval], pauses: list[tuple[int, int | None]], target: str, policy: Policy
+) -> list[OpenInterval]:
+    if target not in policy.spec.clocks.paused_targets or not pauses:
+        return intervals
+    result = []
+    for interval in intervals:
+        pieces = [interval]
+        for begin, end in pauses:
+            stop = end if end is not None else interval.end
+            next_pieces = []
+            for piece in pieces:
+                if stop <= piece.start or begin >= piece.end:
+                    next_pieces.append(piece)
+                    continue
+                if piece.start < begin:
+                    next_pieces.append(OpenInterval(piece.start, begin))
+                if stop < piece.end:
+                    next_pieces.append(OpenInterval(stop, piece.end))
+            pieces = next_pieces
+        result.extend(pieces)
+    return result
+
+
+def _dt(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _local(instant: datetime, zone: tzinfo) -> str:
+    return f"{instant.astimezone(zone):%a %Y-%m-%d %H:%M %Z}"

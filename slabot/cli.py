@@ -1,0 +1,285 @@
+"""The ``slabot`` command line: evaluate, explain and check policies (stable names and flags)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import IO, Any
+
+from bot.compiled import Policy
+from bot.engine import Decision, evaluate
+from bot.errors import SlabotError
+from bot.explain import explain
+from bot.ticket import Ticket, parse_instant
+from slabot.policy_files import PolicyFileError, bundled_policy_paths, load_policy
+
+SAMPLE_NOW = "2026-11-23T12:00:00Z"
+"""The instant the bundled sample is evaluated at, so its states read the same every day."""
+
+
+class UsageError(SlabotError):
+    """The command line is wrong; the message says how to call it."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (PolicyFileError, UsageError) as error:
+        print(f"slabot: {error}", file=sys.stderr)
+        return 1
+    except SlabotError as error:
+        print(f"slabot: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slabot", description="Enforce a support policy's priorities and SLA targets."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    evaluate_cmd = commands.add_parser(
+        "evaluate",
+        help="evaluate tickets (JSON Lines) against a policy",
+        description="Read one ticket per line (JSON) and print one decision per line.",
+    )
+    evaluate_cmd.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="policy file; repeat to mix policies (each ticket then names its 'policy')",
+    )
+    evaluate_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
+    evaluate_cmd.add_argument(
+        "--format", choices=("jsonl", "table"), default="jsonl", help="output format"
+    )
+    evaluate_cmd.add_argument(
+        "--sample",
+        action="store_true",
+        help=f"evaluate the bundled sample tickets with the bundled policies (at {SAMPLE_NOW})",
+    )
+    evaluate_cmd.add_argument("input", nargs="?", default="-", help="JSON Lines file, or - (stdin)")
+    evaluate_cmd.set_defaults(handler=_evaluate)
+
+    explain_cmd = commands.add_parser("explain", help="explain a ticket's due dates for a person")
+    explain_cmd.add_argument("--policy", required=True, metavar="FILE", help="policy file")
+    explain_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
+    explain_cmd.add_argument(
+        "ticket", metavar="TICKET_JSON", help="the ticket as JSON text, a file holding it, or -"
+    )
+    explain_cmd.set_defaults(handler=_explain)
+
+    check_cmd = commands.add_parser("check-config", help="validate policy files")
+    check_cmd.add_argument("files", nargs="+", metavar="FILE")
+    check_cmd.set_defaults(handler=_check_config)
+    return parser
+
+
+def _now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        return parse_instant(text, "--now")
+    except SlabotError as error:
+        raise UsageError(str(error)) from None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    failed = False
+    for name in args.files:
+        try:
+            policy = load_policy(name)
+        except PolicyFileError as error:
+            failed = True
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+        else:
+            plans = ", ".join(policy.spec.plans)
+            print(f"{name}: ok (policy {policy.name}: {', '.join(policy.levels)}; plans {plans})")
+    return 1 if failed else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.sample:
+        paths = [str(p) for p in bundled_policy_paths()]
+        now = _now(args.now or SAMPLE_NOW)
+        lines: Iterable[str] = (
+            resources.files("slabot").joinpath("samples/tickets.jsonl").read_text("utf-8")
+        ).splitlines()
+    else:
+        if not args.policy:
+            raise UsageError("evaluate needs --policy FILE (or --sample)")
+        paths = args.policy
+        now = _now(args.now)
+        lines = _read_lines(args.input)
+    policies = _load_policies(paths)
+    results = evaluate_lines(lines, policies, now)
+    if args.format == "table":
+        return _print_table(results, now, sys.stdout)
+    return _print_jsonl(results, sys.stdout)
+
+
+def _read_lines(name: str) -> Iterable[str]:
+    if name == "-":
+        return sys.stdin
+    try:
+        return Path(name).open(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{name}: cannot read: {error.strerror}") from None
+
+
+def _load_policies(paths: Sequence[str]) -> dict[str, Policy]:
+    policies: dict[str, Policy] = {}
+    for path in paths:
+        policy = load_policy(path)
+        if policy.name in policies:
+            raise UsageError(f"{path}: policy {policy.name!r} is given twice")
+        policies[policy.name] = policy
+    return policies
+
+
+Result = tuple[int, Decision | None, dict[str, Any] | None, str | None]
+"""(line number, decision, or error object and message) for one input line."""
+
+
+def evaluate_lines(
+    lines: Iterable[str], policies: dict[str, Policy], now: datetime
+) -> Iterator[Result]:
+    """Evaluate JSON Lines in order; a bad line yields an error object in its place."""
+    single = next(iter(policies.values())) if len(policies) == 1 else None
+    loads = json.loads
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        ticket_id = None
+        try:
+            try:
+                data = loads(line)
+            except ValueError as error:
+                raise SlabotError(f"not valid JSON: {error}") from None
+            if not isinstance(data, dict):
+                raise SlabotError("a ticket must be a JSON object")
+            ticket_id = data.get("id")
+            policy = _policy_for(data, policies, single)
+            decision = evaluate(Ticket.from_mapping(data), policy, now)
+        except SlabotError as error:
+            message = str(error)
+            yield number, None, {"line": number, "id": ticket_id, "error": message}, message
+        else:
+            yield number, decision, None, None
+
+
+def _policy_for(data: dict[str, Any], policies: dict[str, Policy], single: Policy | None) -> Policy:
+    name = data.pop("policy", None)
+    if name is None:
+        if single is None:
+            raise SlabotError(
+                f"field 'policy' is required when several policies are given "
+                f"({', '.join(policies)})"
+            )
+        return single
+    policy = policies.get(name)
+    if policy is None:
+        raise SlabotError(f"field 'policy' is {name!r}; loaded: {', '.join(policies)}")
+    return policy
+
+
+def _print_jsonl(results: Iterable[Result], out: IO[str]) -> int:
+    failed = False
+    dumps = json.dumps
+    write = out.write
+    for number, decision, error_object, message in results:
+        if decision is not None:
+            write(dumps(decision.as_json(), ensure_ascii=False) + "\n")
+        else:
+            failed = True
+            write(dumps(error_object, ensure_ascii=False) + "\n")
+            print(f"slabot: line {number}: {message}", file=sys.stderr)
+    out.flush()
+    return 1 if failed else 0
+
+
+_COLUMNS = ("id", "plan", "priority", "commitment", "first response", "restoration", "next update")
+
+
+def _print_table(results: Iterable[Result], now: datetime, out: IO[str]) -> int:
+    rows: list[tuple[str, ...]] = []
+    details: list[str] = []
+    failed = False
+    for number, decision, _, message in results:
+        if decision is None:
+            failed = True
+            rows.append((f"line {number}", "-", "-", "-", "error", "-", "-"))
+            details.append(f"line {number}: {message}")
+            continue
+        requested = decision.requested_priority
+        priority = decision.priority
+        if requested and requested != priority:
+            priority = f"{requested}->{priority}"
+        rows.append(
+            (
+                decision.ticket_id,
+                decision.plan or "-",
+                priority,
+                decision.commitment or "-",
+                *(
+                    _cell(decision, name)
+                    for name in ("first_response", "restoration", "next_update")
+                ),
+            )
+        )
+        if decision.tags:
+            details.append(f"{decision.ticket_id}: {', '.join(decision.tags)}")
+    widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
+    out.write(f"Decisions as of {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC (due times in UTC)\n\n")
+    for row in [_COLUMNS, tuple("-" * w for w in widths), *rows]:
+        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        out.write("\n")
+    if details:
+        out.write("\nTags and errors:\n")
+        out.writelines(f"  {line}\n" for line in details)
+    out.flush()
+    return 1 if failed else 0
+
+
+def _cell(decision: Decision, name: str) -> str:
+    target = decision.targets[name]
+    if target.state == "none":
+        return "-"
+    due = f"{target.due.astimezone(UTC):%a %d %b %H:%M}" if target.due else "(paused)"
+    return f"{due} {target.state}"
+
+
+def _explain(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy)
+    text = args.ticket
+    if text == "-":
+        text = sys.stdin.read()
+    elif not text.lstrip().startswith("{"):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"{args.ticket}: cannot read: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"TICKET_JSON is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UsageError("TICKET_JSON must be a JSON object")
+    data.pop("policy", None)
+    sys.stdout.write(explain(Ticket.from_mapping(data), policy, _now(args.now)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
