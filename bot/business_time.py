@@ -135,6 +135,10 @@ class Calendar:
 
         None while an open-ended pause holds the clock before the target is reached.
         """
+        if seconds <= 0:
+            # Fix: d == 0 is due at start (as in due_ts) even when a pause begins at start;
+            # the loop below would skip that pause and answer its end, or None.
+            return start
         remaining = seconds
         cursor = start
         for begin, end in pauses:

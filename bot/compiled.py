@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Any
@@ -13,7 +14,7 @@ import holidays
 
 from bot.business_time import AlwaysOpenCalendar, BusinessCalendar, Calendar
 from bot.errors import PolicyError, TicketError
-from bot.policy import ALWAYS_OPEN, CalendarSpec, FromTicketField, PolicySpec, check_zone
+from bot.policy import ALWAYS_OPEN, TARGETS, CalendarSpec, FromTicketField, PolicySpec, check_zone
 from bot.ticket import Ticket
 
 _ALWAYS_OPEN = AlwaysOpenCalendar()
@@ -38,6 +39,23 @@ def _country_holidays(country: str, subdivision: str | None, year: int) -> dict[
     return dict(found.items())
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedTarget:
+    """A target a plan sets for a priority, resolved: what the engine's hot loop needs."""
+
+    name: str
+    seconds: int | None
+    """Open seconds allowed; None means the close of the next business day."""
+    calendar: str
+    pausable: bool
+
+
+def _depends_on_ticket(spec: CalendarSpec) -> bool:
+    return isinstance(spec.timezone, FromTicketField) or (
+        spec.holidays is not None and isinstance(spec.holidays.country, FromTicketField)
+    )
+
+
 class Policy:
     """A policy spec plus the calendars compiled for it (built lazily, shared, thread-safe)."""
 
@@ -47,7 +65,14 @@ class Policy:
         self.levels = tuple(p.name for p in spec.priorities)
         self._severity = {name: index for index, name in enumerate(self.levels)}
         self._calendars: dict[tuple[str, str, str | None], Calendar] = {}
+        self._planned = {
+            (plan_name, level): self._plan_targets(plan_name, level)
+            for plan_name in spec.plans
+            for level in self.levels
+        }
         self._lock = threading.Lock()
+        # Calendars that read no ticket field, by name: the common, fast case.
+        self._fixed_calendars: dict[str, Calendar] = {ALWAYS_OPEN: _ALWAYS_OPEN}
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Policy:
@@ -56,6 +81,27 @@ class Policy:
     def severity(self, priority: str) -> int:
         """0 for the most severe level."""
         return self._severity[priority]
+
+    def _plan_targets(self, plan_name: str, priority: str) -> tuple[PlannedTarget, ...]:
+        plan = self.spec.plans[plan_name]
+        targets = plan.targets.get(priority)
+        if targets is None:
+            return ()
+        planned = []
+        for name in TARGETS:
+            spec = targets.get(name)
+            if spec is None:
+                continue
+            calendar = spec.calendar or plan.calendar
+            assert calendar is not None  # the schema guarantees it
+            seconds = None if spec.next_business_day else spec.seconds
+            pausable = name in self.spec.clocks.paused_targets
+            planned.append(PlannedTarget(name, seconds, calendar, pausable))
+        return tuple(planned)
+
+    def planned_targets(self, plan: str, priority: str) -> tuple[PlannedTarget, ...]:
+        """The targets ``plan`` sets for ``priority``, in report order."""
+        return self._planned[(plan, priority)]
 
     def resolve_plan(self, plan: str | None) -> str | None:
         """The plan name after aliases and the default; None when the ticket names none."""
@@ -72,6 +118,9 @@ class Policy:
 
     def calendar(self, name: str, ticket: Ticket) -> Calendar:
         """The calendar ``name`` for this ticket's time zone and country."""
+        fixed = self._fixed_calendars.get(name)
+        if fixed is not None:
+            return fixed
         if name == ALWAYS_OPEN:
             return _ALWAYS_OPEN
         spec = self.spec.calendars.get(name)
@@ -91,6 +140,9 @@ class Policy:
                 if calendar is None:
                     calendar = self._build(name, spec, zone_name, country)
                     self._calendars[key] = calendar
+                    if _depends_on_ticket(spec):
+                        return calendar
+                    self._fixed_calendars[name] = calendar
         return calendar
 
     @staticmethod

@@ -8,12 +8,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from time import gmtime as _gmtime
+from time import strftime as _strftime
 from typing import Any, Literal
 
 from bot.business_time import Pause, merge_pauses
-from bot.compiled import Policy
+from bot.compiled import PlannedTarget, Policy
 from bot.errors import ReclassificationError, TicketError
-from bot.policy import TARGETS, TargetSpec, format_duration
+from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES, Reclassification, Ticket
 
 State = Literal["met", "breached", "running", "paused", "none"]
@@ -33,17 +35,40 @@ class ReasonRequiredError(ReclassificationError):
 
 @dataclass(frozen=True, slots=True)
 class TargetDecision:
-    """One clock of one ticket: when it is due and where it stands at ``now``."""
+    """One clock of one ticket: when it is due and where it stands at ``now``.
+
+    Instants are kept as POSIX seconds (``*_ts``); the datetime properties derive from them.
+    """
 
     target: str
     state: State
-    due: datetime | None = None
-    started_at: datetime | None = None
-    stopped_at: datetime | None = None
+    due_ts: int | None = None
+    started_ts: int | None = None
+    stopped_ts: int | None = None
     target_seconds: int | None = None
     """Open seconds the target allows; None for next_business_day and for no target."""
     calendar: str | None = None
-    rule: str = "no target"
+
+    @property
+    def due(self) -> datetime | None:
+        return _dt(self.due_ts) if self.due_ts is not None else None
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _dt(self.started_ts) if self.started_ts is not None else None
+
+    @property
+    def stopped_at(self) -> datetime | None:
+        return _dt(self.stopped_ts) if self.stopped_ts is not None else None
+
+    @property
+    def rule(self) -> str:
+        """The target as a person reads it: ``9h on business``."""
+        if self.calendar is None:
+            return "no target"
+        if self.target_seconds is None:
+            return f"close of the next business day on {self.calendar}"
+        return f"{format_duration(self.target_seconds)} on {self.calendar}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,17 +101,35 @@ class Decision:
 
     def as_json(self) -> dict[str, Any]:
         """The ``slabot evaluate`` output object."""
+        first_response, restoration, next_update = (
+            self.targets["first_response"],
+            self.targets["restoration"],
+            self.targets["next_update"],
+        )
         return {
             "id": self.ticket_id,
             "priority": self.priority,
             "requested_priority": self.requested_priority,
             "plan": self.plan,
             "commitment": self.commitment,
-            "due": {name: iso_z(t.due) for name, t in self.targets.items()},
-            "state": {name: t.state for name, t in self.targets.items()},
+            "due": {
+                "first_response": _iso_ts(first_response.due_ts),
+                "restoration": _iso_ts(restoration.due_ts),
+                "next_update": _iso_ts(next_update.due_ts),
+            },
+            "state": {
+                "first_response": first_response.state,
+                "restoration": restoration.state,
+                "next_update": next_update.state,
+            },
             "tags": list(self.tags),
             "notes": list(self.notes),
         }
+
+
+def _iso_ts(ts: int | None) -> str | None:
+    # gmtime + strftime: a third of the cost of going through datetime (hot path).
+    return None if ts is None else _strftime("%Y-%m-%dT%H:%M:%SZ", _gmtime(ts))
 
 
 def iso_z(instant: datetime | None) -> str | None:
@@ -193,7 +236,7 @@ def classify(ticket: Ticket, policy: Policy) -> Classification:
     return Classification(
         priority=priority,
         requested_priority=requested,
-        tags=tuple(sorted(set(tags))),
+        tags=tuple(sorted(set(tags))) if len(tags) > 1 else tuple(tags),
         notes=tuple(notes),
         no_targets=no_targets,
     )
@@ -237,114 +280,93 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     """
     classification = classify(ticket, policy)
     plan = policy.resolve_plan(ticket.plan)
-    notes = list(classification.notes)
-    tags = list(classification.tags)
+    notes = classification.notes
     if plan is None:
-        notes.append("no plan given and the policy has no default plan: no targets")
-        return Decision(
-            ticket_id=ticket.id,
-            priority=classification.priority,
-            requested_priority=classification.requested_priority,
-            plan=None,
-            commitment=None,
-            targets={name: TargetDecision(name, "none") for name in TARGETS},
-            tags=tuple(tags),
-            notes=tuple(notes),
-        )
-    plan_spec = policy.spec.plans[plan]
+        notes += ("no plan given and the policy has no default plan: no targets",)
+        commitment = None
+    else:
+        commitment = policy.spec.plans[plan].commitment
     if ticket.status in SOLVED_STATUSES and ticket.solved_at is None:
         raise TicketError(f"status {ticket.status!r} needs 'solved_at', the time it was solved")
-    priority_targets = plan_spec.targets.get(classification.priority)
-    clocks = _Clocks(ticket, policy, now)
-    targets = {}
-    for name in TARGETS:
-        target_spec = priority_targets.get(name) if priority_targets else None
-        if target_spec is None or classification.no_targets:
-            targets[name] = TargetDecision(name, "none")
-            continue
-        calendar_name = target_spec.calendar or plan_spec.calendar
-        assert calendar_name is not None  # the policy schema guarantees it
-        targets[name] = clocks.decide(name, target_spec, calendar_name)
+    targets = dict(_NO_TARGETS)
+    if plan is not None and not classification.no_targets:
+        planned = policy.planned_targets(plan, classification.priority)
+        if planned:
+            targets.update(_decide_targets(ticket, policy, _ts(now), planned))
     return Decision(
         ticket_id=ticket.id,
         priority=classification.priority,
         requested_priority=classification.requested_priority,
         plan=plan,
-        commitment=plan_spec.commitment,
+        commitment=commitment,
         targets=targets,
-        tags=tuple(tags),
-        notes=tuple(notes),
+        tags=classification.tags,
+        notes=notes,
     )
 
 
-class _Clocks:
-    """Start, stop and pauses of each clock of one ticket, as POSIX seconds."""
+_NO_TARGETS = {name: TargetDecision(name, "none") for name in TARGETS}
 
-    def __init__(self, ticket: Ticket, policy: Policy, now: datetime) -> None:
-        self.ticket = ticket
-        self.policy = policy
-        self.now = _ts(now)
-        self.created = _ts(ticket.created_at)
-        solved = ticket.status in SOLVED_STATUSES and ticket.solved_at is not None
-        self.solved = _ts(ticket.solved_at) if solved and ticket.solved_at else None
-        rules = policy.spec.clocks
-        pauses: list[Pause] = [(_ts(b), None if e is None else _ts(e)) for b, e in ticket.paused]
-        if ticket.status in rules.pausing_statuses and not any(e is None for _, e in pauses):
-            # Waiting on the customer without a recorded start: paused from now at the latest.
-            pauses.append((self.now, None))
-        self.pauses = merge_pauses(pauses)
-        self.paused_targets = rules.paused_targets
 
-    def span(self, target: str) -> tuple[int, int | None]:
-        ticket = self.ticket
-        if target == "first_response":
-            reply = _ts(ticket.first_response_at) if ticket.first_response_at else None
-            stops = [s for s in (reply, self.solved) if s is not None]
-            return self.created, min(stops) if stops else None
-        if target == "restoration":
-            start = ticket.restoration_started_at
-            return (_ts(start) if start else self.created), self.solved
-        updates = [
-            _ts(t)
-            for t in (ticket.created_at, ticket.first_response_at, ticket.last_agent_update_at)
-            if t is not None
-        ]
-        return max(updates), self.solved
-
-    def decide(self, target: str, spec: TargetSpec, calendar_name: str) -> TargetDecision:
-        calendar = self.policy.calendar(calendar_name, self.ticket)
-        start, stop = self.span(target)
-        pauses = _clip(self.pauses, stop) if target in self.paused_targets else []
-        seconds = None
-        due: int | None
-        if spec.next_business_day:
-            due = calendar.next_business_day_close_ts(start)
-            rule = f"close of the next business day on {calendar_name}"
+def _decide_targets(
+    ticket: Ticket, policy: Policy, now: int, planned: tuple[PlannedTarget, ...]
+) -> dict[str, TargetDecision]:
+    """Start, stop, pauses and due instant of each clock the plan sets for this priority."""
+    created = _ts(ticket.created_at)
+    solved = (
+        _ts(ticket.solved_at) if ticket.solved_at and ticket.status in SOLVED_STATUSES else None
+    )
+    reply = _ts(ticket.first_response_at) if ticket.first_response_at else None
+    pauses: list[Pause] = []
+    if ticket.paused or ticket.status in policy.spec.clocks.pausing_statuses:
+        pauses = _pauses(ticket, policy, now)
+    decided = {}
+    for target in planned:
+        name = target.name
+        if name == "first_response":
+            start = created
+            stop = reply if solved is None or (reply is not None and reply < solved) else solved
+        elif name == "restoration":
+            begun = ticket.restoration_started_at
+            start, stop = (_ts(begun) if begun else created), solved
         else:
-            seconds = spec.seconds
-            due = calendar.due_with_pauses_ts(start, seconds, pauses)
-            rule = f"{format_duration(seconds)} on {calendar_name}"
+            update = ticket.last_agent_update_at
+            start = max(created, reply or created, _ts(update) if update else created)
+            stop = solved
+        clock_pauses = _clip(pauses, stop) if target.pausable and pauses else []
+        calendar = policy.calendar(target.calendar, ticket)
+        due: int | None
+        if target.seconds is None:
+            due = calendar.next_business_day_close_ts(start)
+        elif clock_pauses:
+            due = calendar.due_with_pauses_ts(start, target.seconds, clock_pauses)
+        else:
+            due = calendar.due_ts(start, target.seconds)
         state: State
         if stop is not None:
             state = "met" if due is not None and stop <= due else "breached"
         elif due is None:
             state = "paused"
-        elif self.now >= due:
+        elif now >= due:
             state = "breached"
-        elif _paused_at(pauses, self.now):
+        elif clock_pauses and _paused_at(clock_pauses, now):
             state = "paused"
         else:
             state = "running"
-        return TargetDecision(
-            target=target,
-            state=state,
-            due=_dt(due) if due is not None else None,
-            started_at=_dt(start),
-            stopped_at=_dt(stop) if stop is not None else None,
-            target_seconds=seconds,
-            calendar=calendar_name,
-            rule=f"{rule} ({calendar.describe()})",
+        decided[name] = TargetDecision(
+            name, state, due, start, stop, target.seconds, target.calendar
         )
+    return decided
+
+
+def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:
+    pauses: list[Pause] = [(_ts(b), None if e is None else _ts(e)) for b, e in ticket.paused]
+    if ticket.status in policy.spec.clocks.pausing_statuses and all(
+        e is not None for _, e in pauses
+    ):
+        # Waiting on the customer without a recorded start: paused from now at the latest.
+        pauses.append((now, None))
+    return merge_pauses(pauses)
 
 
 def _clip(pauses: list[Pause], stop: int | None) -> list[Pause]:
@@ -406,7 +428,9 @@ def reclassify(
         and stage.lower() in stage_rule.stages
         and policy.severity(priority) < policy.severity(stage_rule.cap)
     ):
+        # Name the refused priority too, so the agent sees which choice was refused.
         raise ProductionOnlyError(
+            f"{priority} is not available here: "
             f"{stage!r} products are at most {stage_rule.cap} under policy {policy.name!r}: "
             f"choose {stage_rule.cap} or lower, or correct the product stage first"
         )

@@ -55,7 +55,7 @@ def _explain_target(
     due_text = f"due {_local(due, zone)} ({iso_z(due)})" if due else "no due instant while paused"
     lines = [
         f"{title}: {due_text}, {target.state}",
-        f"  target: {target.rule}",
+        f"  target: {target.rule} ({calendar.describe()})",
         f"  clock: started {_local(target.started_at, zone)}; {_STOPS[target.target]}",
     ]
     if target.stopped_at:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import date
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +26,7 @@ _INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _DAY_KEYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
+@lru_cache(maxsize=1024)
 def parse_duration(text: str) -> int:
     """Seconds in a duration such as ``"15m"``, ``"3h"``, ``"1h30m"`` or ``"90s"``.
 
@@ -92,6 +94,27 @@ class HolidaySource(_Model):
             check_country(value)
         return value
 
+    @model_validator(mode="after")
+    def _known_subdivision(self) -> HolidaySource:
+        if self.subdivision is None:
+            return self
+        if not isinstance(self.country, str):
+            raise ValueError(
+                "subdivision: a subdivision needs a fixed country (country: 'US'), "
+                "not one read from the ticket"
+            )
+        try:
+            holidays.country_holidays(self.country.upper(), subdiv=self.subdivision)
+        except NotImplementedError:
+            known = holidays.list_supported_countries().get(self.country.upper(), [])
+            raise ValueError(
+                f"subdivision: {self.subdivision!r} is not a subdivision of "
+                f"{self.country.upper()} ("
+                + (f"known: {', '.join(known)}" if known else "it has none")
+                + ")"
+            ) from None
+        return self
+
 
 def check_country(code: str) -> None:
     if code.upper() not in holidays.list_supported_countries():
@@ -138,22 +161,33 @@ class CalendarSpec(_Model):
     @field_validator("hours")
     @classmethod
     def _valid_hours(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        # Messages start with the key as written ('weekdays.1: ...') so that the file
+        # loader can point at its line.
         expanded: dict[str, list[str]] = {}
         for key, intervals in value.items():
             days = _DAY_KEYS[:5] if key == "weekdays" else (key,)
             if key != "weekdays" and key not in _DAY_KEYS:
                 raise ValueError(
-                    f"{key!r} is not a day: use monday..sunday, or weekdays for Monday-Friday"
+                    f"{key}: not a day of the week; use monday ... sunday, or weekdays for "
+                    "Monday to Friday"
                 )
             for day in days:
                 if day in expanded:
-                    raise ValueError(f"{day} is given twice (check 'weekdays' and '{day}')")
+                    raise ValueError(
+                        f"{key}: {day} is given twice (by 'weekdays' and '{day}'); give each "
+                        "day once"
+                    )
                 expanded[day] = list(intervals)
-        for day, intervals in expanded.items():
-            spans = sorted(_parse_interval(text, day) for text in intervals)
-            for (_, end), (start, _) in itertools.pairwise(spans):
+            spans = sorted(
+                (*_parse_interval(text, f"{key}.{index}"), text)
+                for index, text in enumerate(intervals)
+            )
+            for (_, end, first), (start, _, second) in itertools.pairwise(spans):
                 if start < end:
-                    raise ValueError(f"{day}: opening intervals overlap ({', '.join(intervals)})")
+                    raise ValueError(
+                        f"{key}: opening intervals {first!r} and {second!r} overlap; give each "
+                        "open period once, such as ['09:00-12:00', '13:00-17:00']"
+                    )
         return expanded
 
     @model_validator(mode="after")
@@ -178,7 +212,7 @@ class CalendarSpec(_Model):
 def _parse_interval(text: str, day: str) -> tuple[int, int]:
     match = _INTERVAL.match(text)
     if not match:
-        raise ValueError(f"{day}: {text!r} is not an interval such as '09:00-17:00'")
+        raise ValueError(f"{day}: {text!r} is not an opening interval such as '09:00-17:00'")
     h1, m1, h2, m2 = (int(g) for g in match.groups())
     if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
         raise ValueError(f"{day}: {text!r} has an impossible time (hours 00-24, minutes 00-59)")
@@ -205,6 +239,11 @@ class TargetSpec(_Model):
             if value == "next_business_day":
                 return {"next_business_day": True}
             return {"after": value}
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"{value!r} is not a target: write a duration with its unit ('90m', '3h'), "
+                "next_business_day, none, or {after: '1h', calendar: 24x7}"
+            )
         return value
 
     @model_validator(mode="after")
@@ -259,9 +298,13 @@ class MatrixRule(_Model):
     @field_validator("table")
     @classmethod
     def _square(cls, table: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        columns = {frozenset(row) for row in table.values()}
-        if len(columns) > 1:
-            raise ValueError("every row of the matrix must name the same columns")
+        rows = list(table.items())
+        for name, row in rows[1:]:
+            if set(row) != set(rows[0][1]):
+                raise ValueError(
+                    f"{name}: names the columns {sorted(row)} but {rows[0][0]} names "
+                    f"{sorted(rows[0][1])}; every row of the matrix must name the same columns"
+                )
         return {r.lower(): {c.lower(): p for c, p in row.items()} for r, row in table.items()}
 
 
@@ -284,8 +327,15 @@ class ProductStageRule(_Model):
 
     @model_validator(mode="after")
     def _cap_when_capping(self) -> ProductStageRule:
-        if (self.effect == "cap") != (self.cap is not None):
-            raise ValueError("effect 'cap' needs a cap priority, and only it takes one")
+        if self.effect == "cap" and self.cap is None:
+            raise ValueError(
+                "effect: 'cap' needs the priority to cap at; add one such as cap: P4 "
+                "(or use effect: no_targets)"
+            )
+        if self.effect != "cap" and self.cap is not None:
+            raise ValueError(
+                f"cap: only effect 'cap' takes a cap; effect {self.effect!r} removes the targets"
+            )
         return self
 
 
@@ -331,8 +381,12 @@ class PolicySpec(_Model):
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySpec:
         levels = [p.name for p in self.priorities]
-        if len(set(levels)) != len(levels):
-            raise ValueError(f"priority names must be unique: {levels}")
+        for index, level in enumerate(levels):
+            if level in levels[:index]:
+                raise ValueError(
+                    f"priorities.{index}.name: {level!r} is given twice; each priority "
+                    "needs its own name"
+                )
 
         def need_priority(name: str, where: str) -> None:
             if name not in levels:
@@ -354,15 +408,15 @@ class PolicySpec(_Model):
         if rules.product_stage and rules.product_stage.cap:
             need_priority(rules.product_stage.cap, "classification.product_stage.cap")
         if rules.channel:
-            for priority in rules.channel.priorities:
-                need_priority(priority, "classification.channel.priorities")
+            for index, priority in enumerate(rules.channel.priorities):
+                need_priority(priority, f"classification.channel.priorities.{index}")
         if ALWAYS_OPEN in self.calendars:
             raise ValueError(f"calendars: {ALWAYS_OPEN!r} is built in; choose another name")
         for plan_name, plan in self.plans.items():
             if plan.calendar:
                 need_calendar(plan.calendar, f"plans.{plan_name}.calendar")
             for priority, targets in plan.targets.items():
-                need_priority(priority, f"plans.{plan_name}.targets")
+                need_priority(priority, f"plans.{plan_name}.targets.{priority}")
                 for target in TARGETS:
                     spec = targets.get(target)
                     if spec is None:
@@ -379,10 +433,14 @@ class PolicySpec(_Model):
                 raise ValueError(f"plan_aliases.{alias}: {alias!r} is already a plan")
             if plan_name not in self.plans:
                 raise ValueError(
-                    f"plan_aliases.{alias}: {plan_name!r} is not a plan {list(self.plans)}"
+                    f"plan_aliases.{alias}: {plan_name!r} is not a plan of this policy "
+                    f"{list(self.plans)}"
                 )
         if self.default_plan and self.default_plan not in {*self.plans, *self.plan_aliases}:
-            raise ValueError(f"default_plan: {self.default_plan!r} is not a plan")
+            raise ValueError(
+                f"default_plan: {self.default_plan!r} is not a plan or plan alias of this "
+                f"policy {[*self.plans, *self.plan_aliases]}"
+            )
         return self
 
     def severity(self, priority: str) -> int:

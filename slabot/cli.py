@@ -194,16 +194,20 @@ def _policy_for(data: dict[str, Any], policies: dict[str, Policy], single: Polic
     return policy
 
 
+# One encoder for every line: json.dumps with any non-default option builds a new one per call.
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False)
+
+
 def _print_jsonl(results: Iterable[Result], out: IO[str]) -> int:
     failed = False
-    dumps = json.dumps
+    encode = _JSON_LINE.encode
     write = out.write
     for number, decision, error_object, message in results:
         if decision is not None:
-            write(dumps(decision.as_json(), ensure_ascii=False) + "\n")
+            write(encode(decision.as_json()) + "\n")
         else:
             failed = True
-            write(dumps(error_object, ensure_ascii=False) + "\n")
+            write(encode(error_object) + "\n")
             print(f"slabot: line {number}: {message}", file=sys.stderr)
     out.flush()
     return 1 if failed else 0
