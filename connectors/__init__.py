@@ -1,0 +1,1 @@
+"""Helpdesk connectors (Zendesk, Jira): thin adapters around the policy engine."""
