@@ -1,0 +1,1 @@
+"""slabot's durable state: tickets, history, decisions and the outbox (SQLAlchemy + Alembic)."""

@@ -1,0 +1,130 @@
+"""The database connection: ``DATABASE_URL`` selects it, a SQLite file is the default.
+
+SQLite (the default, ``sqlite:///slabot.db`` in the working directory) runs in WAL mode with
+foreign keys enforced; it suits one process writing at a time. PostgreSQL (through psycopg 3)
+is the production choice and the one for several replicas. Messages never show a password.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from bot.errors import SlabotError
+
+DATABASE_URL_SETTING = "DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///slabot.db"
+_EXAMPLES = "like sqlite:///slabot.db or postgresql://user:password@host:5432/slabot"
+_SQLITE_BUSY_TIMEOUT_MS = 5000
+_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
+
+
+class DatabaseError(SlabotError):
+    """The database cannot be reached or is not usable; the message says what to do."""
+
+
+class DatabaseConfigError(DatabaseError):
+    """``DATABASE_URL`` is malformed or names a database slabot cannot use."""
+
+
+def database_url(environ: Mapping[str, str] | None = None) -> URL:
+    """The URL from ``DATABASE_URL`` (default: a SQLite file in the working directory)."""
+    env = os.environ if environ is None else environ
+    text = env.get(DATABASE_URL_SETTING, "").strip() or DEFAULT_DATABASE_URL
+    return parse_database_url(text)
+
+
+def parse_database_url(text: str) -> URL:
+    """Parse and normalize a database URL; errors name the setting, never the password.
+
+    ``postgresql://`` and ``postgres://`` select the psycopg 3 driver, the one slabot ships.
+    """
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        # The text may hold a password: do not repeat it.
+        raise DatabaseConfigError(
+            f"{DATABASE_URL_SETTING} is not a database URL; expected one {_EXAMPLES}"
+        ) from None
+    if url.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
+        url = url.set(drivername="postgresql+psycopg")
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseConfigError(
+            f"{DATABASE_URL_SETTING} names database {backend!r}; slabot supports sqlite and "
+            f"postgresql ({_EXAMPLES})"
+        )
+    if url.drivername not in _DRIVERS:
+        raise DatabaseConfigError(
+            f"{DATABASE_URL_SETTING} names driver {url.drivername!r}; slabot ships "
+            f"{' and '.join(sorted(_DRIVERS))} ({_EXAMPLES})"
+        )
+    if backend == "postgresql" and not url.database:
+        raise DatabaseConfigError(
+            f"{DATABASE_URL_SETTING} ({redact(url)}) names no database; add one after the "
+            f"host, {_EXAMPLES}"
+        )
+    return url
+
+
+def redact(url: URL) -> str:
+    """The URL as a person may see it: the password replaced by ``***``."""
+    return url.render_as_string(hide_password=True)
+
+
+def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
+    """An engine for ``url`` (default: from ``DATABASE_URL``), configured for slabot.
+
+    SQLite connections get WAL journaling (except in memory), enforced foreign keys and a
+    busy timeout; PostgreSQL connections are checked before use so a restarted server does
+    not fail the first operation after it.
+    """
+    if url is None:
+        parsed = database_url()
+    elif isinstance(url, str):
+        parsed = parse_database_url(url)
+    else:
+        parsed = url
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        options.setdefault("pool_pre_ping", True)
+    try:
+        engine = create_engine(parsed, **options)
+    except (NoSuchModuleError, ImportError):
+        raise DatabaseConfigError(
+            f"{DATABASE_URL_SETTING} ({redact(parsed)}) names a driver that is not installed; "
+            f"use {_EXAMPLES}"
+        ) from None
+    except (ArgumentError, TypeError, ValueError) as error:
+        raise DatabaseConfigError(
+            f"{DATABASE_URL_SETTING} ({redact(parsed)}) is not usable: {error}"
+        ) from None
+    if backend == "sqlite":
+        _configure_sqlite(engine, in_memory=_sqlite_in_memory(parsed))
+    return engine
+
+
+def _sqlite_in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or database.startswith("file::memory:")
+
+
+def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed transaction also survives a power loss (NORMAL in WAL
+                # mode may lose the last commits then); slabot must never lose a write it owes.
+                cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()

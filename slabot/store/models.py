@@ -1,0 +1,261 @@
+"""What slabot stores: tickets, their history, decisions, the outbox and bookkeeping.
+
+Every instant is an aware UTC datetime (``UTCDateTime``). Change the models only together
+with a new Alembic revision in ``slabot/store/migrations/versions``; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
+
+from bot.errors import SlabotError
+from bot.policy import TARGETS
+from bot.ticket import STATUSES
+from slabot.store.types import Id, JSONDocument, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so migrations can name what they alter on every database."""
+
+EVENT_KINDS = (
+    "created",
+    "priority_changed",
+    "status_changed",
+    "public_reply",
+    "solved",
+    "reopened",
+)
+STATES = ("met", "breached", "running", "paused", "none")
+PRIORITY_ORIGINS = ("helpdesk", "slack", "policy", "bot", "cli")
+"""Where a priority change came from: an agent in the helpdesk or in Slack, a policy
+(re)classification, the bot's own write echoed back, or the command line."""
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONDocument,
+        list[Any]: JSONDocument,
+    }
+
+
+class StoredTicket(Base):
+    """A ticket slabot watches: the fields the engine reads, normalized, plus bookkeeping.
+
+    ``paused`` is derived from the status history (pairs of ISO 8601 instants, the last one
+    open while the ticket waits on the customer); the history stays the source of truth.
+    """
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        UniqueConstraint("source", "external_key"),
+        CheckConstraint(_one_of("status", STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    """The system the ticket lives in: ``zendesk``, ``jira``..."""
+    external_key: Mapped[str] = mapped_column(String(255))
+    """The ticket's id in its source (``12345``, ``SUP-42``)."""
+    policy: Mapped[str] = mapped_column(String(100))
+    """The name of the policy the ticket is evaluated under."""
+
+    created_at: Mapped[datetime]
+    """When the ticket was created in its source (the engine's ``created_at``)."""
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(32))
+    """The priority requested by the customer or set in the source."""
+    plan: Mapped[str | None] = mapped_column(String(100))
+    environment: Mapped[str | None] = mapped_column(String(100))
+    product_stage: Mapped[str | None] = mapped_column(String(100))
+    urgency: Mapped[str | None] = mapped_column(String(100))
+    impact: Mapped[str | None] = mapped_column(String(100))
+    channel: Mapped[str | None] = mapped_column(String(100))
+    customer_timezone: Mapped[str | None] = mapped_column(String(64))
+    customer_country: Mapped[str | None] = mapped_column(String(8))
+    first_response_at: Mapped[datetime | None]
+    last_agent_update_at: Mapped[datetime | None]
+    solved_at: Mapped[datetime | None]
+    restoration_started_at: Mapped[datetime | None]
+    """Start of the current restoration cycle when the ticket was reopened."""
+    paused: Mapped[list[Any]] = mapped_column(default=list)
+
+    reclassified_priority: Mapped[str | None] = mapped_column(String(32))
+    """An agent's priority, which outranks the policy's classification (audit in history)."""
+    reclassified_by: Mapped[str | None] = mapped_column(String(255))
+    reclassified_reason: Mapped[str | None] = mapped_column(Text)
+    reclassified_at: Mapped[datetime | None]
+
+    shown: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What the source shows for the fields slabot writes (priority, tags, due dates), as of
+    the last snapshot: the outbox is filled only when the desired state differs from it."""
+    source_updated_at: Mapped[datetime | None]
+    """The source's update time of the newest snapshot applied; older snapshots are stale."""
+    first_seen_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class TicketEvent(Base):
+    """One entry of a ticket's history. Append-only: never updated, never deleted."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", EVENT_KINDS), name="kind"),
+        Index(None, "ticket_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    """When it happened in the source (or, for slabot's own changes, the injected clock)."""
+    recorded_at: Mapped[datetime]
+    """When slabot stored it."""
+    actor: Mapped[str | None] = mapped_column(String(255))
+    """Who made the change (an agent, ``slabot``), where known."""
+    origin: Mapped[str | None] = mapped_column(String(16))
+    """For priority changes: one of ``PRIORITY_ORIGINS``."""
+    reason: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """Kind-specific details, e.g. ``{"from": "P3", "to": "P1"}`` or ``{"from": "open",
+    "to": "pending"}``."""
+
+
+class AppendOnlyError(SlabotError):
+    """Something tried to change or remove ticket history."""
+
+
+@event.listens_for(TicketEvent, "before_update")
+def _refuse_update(_mapper: Mapper[Any], _connection: Any, target: TicketEvent) -> None:
+    raise AppendOnlyError(f"ticket history is append-only: event {target.id} cannot change")
+
+
+@event.listens_for(TicketEvent, "before_delete")
+def _refuse_delete(_mapper: Mapper[Any], _connection: Any, target: TicketEvent) -> None:
+    raise AppendOnlyError(f"ticket history is append-only: event {target.id} cannot be deleted")
+
+
+class StoredDecision(Base):
+    """The engine's current decision for a ticket (one row per ticket)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = tuple(
+        CheckConstraint(_one_of(f"{name}_state", STATES), name=f"{name}_state") for name in TARGETS
+    )
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    priority: Mapped[str] = mapped_column(String(32))
+    """The final priority."""
+    requested_priority: Mapped[str | None] = mapped_column(String(32))
+    plan: Mapped[str | None] = mapped_column(String(100))
+    commitment: Mapped[str | None] = mapped_column(String(8))
+    first_response_due: Mapped[datetime | None] = mapped_column(index=True)
+    first_response_state: Mapped[str] = mapped_column(String(16))
+    restoration_due: Mapped[datetime | None] = mapped_column(index=True)
+    restoration_state: Mapped[str] = mapped_column(String(16))
+    next_update_due: Mapped[datetime | None] = mapped_column(index=True)
+    next_update_state: Mapped[str] = mapped_column(String(16))
+    next_change_at: Mapped[datetime | None] = mapped_column(index=True)
+    """The next instant a state changes by time alone (the earliest running due)."""
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    notes: Mapped[list[Any]] = mapped_column(default=list)
+    evaluated_at: Mapped[datetime]
+    """The ``now`` the states were judged at."""
+
+
+class OutboxItem(Base):
+    """A write slabot owes a helpdesk or Slack; sent at least once, deduplicated by key."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    target_system: Mapped[str] = mapped_column(String(32))
+    """``zendesk``, ``jira`` or ``slack``."""
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    """When to try next; NULL once done (or given up), so the index holds only pending work."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """A webhook delivery already processed: a second one with the same key is dropped."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("source", "delivery_key"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    delivery_key: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PollCursor(Base):
+    """Where polling a source stopped (an opaque cursor or a time), per source and stream."""
+
+    __tablename__ = "poll_cursors"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Nudge(Base):
+    """A reminder or breach notice sent: at most one per ticket, target, threshold and cycle.
+
+    ``cycle_started_at`` is the start of the clock cycle the nudge is about (a reopening or a
+    new agent update starts a new one); a reclassification recomputes from the same start, so
+    a breach already reported is not reported again.
+    """
+
+    __tablename__ = "nudges"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "target", "threshold", "cycle_started_at"),
+        CheckConstraint(_one_of("target", TARGETS), name="target"),
+        CheckConstraint("threshold > 0", name="threshold"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int] = mapped_column(Integer)
+    """Percent of the target elapsed when the nudge fires: 75, 90, 100 (the breach)..."""
+    cycle_started_at: Mapped[datetime]
+    sent_at: Mapped[datetime]
+    channel: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
