@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd = commands.add_parser("check-config", help="validate policy files")
     check_cmd.add_argument("files", nargs="+", metavar="FILE")
     check_cmd.set_defaults(handler=_check_config)
+
+    db_cmd = commands.add_parser(
+        "db",
+        help="manage slabot's database",
+        description="Manage the database named by DATABASE_URL "
+        "(default: sqlite:///slabot.db, a SQLite file in the working directory).",
+    )
+    db_commands = db_cmd.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade_cmd = db_commands.add_parser(
+        "upgrade",
+        help="apply the database migrations (safe to repeat)",
+        description="Create or migrate the database to the newest schema; a database "
+        "already there is left as it is.",
+    )
+    upgrade_cmd.set_defaults(handler=_db_upgrade)
     return parser
 
 
@@ -282,6 +297,25 @@ def _explain(args: argparse.Namespace) -> int:
         raise UsageError("TICKET_JSON must be a JSON object")
     data.pop("policy", None)
     sys.stdout.write(explain(Ticket.from_mapping(data), policy, _now(args.now)))
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    # Imported here: the engine-only commands should not pay for loading SQLAlchemy.
+    from slabot.store.db import make_engine, redact
+    from slabot.store.migrate import current_revision, upgrade
+
+    engine = make_engine()
+    try:
+        before = current_revision(engine)
+        after = upgrade(engine)
+    finally:
+        engine.dispose()
+    where = redact(engine.url)
+    if before == after:
+        print(f"database {where}: already at revision {after} (the newest)")
+    else:
+        print(f"database {where}: upgraded from {before or 'an empty database'} to {after}")
     return 0
 
 

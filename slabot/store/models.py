@@ -127,6 +127,7 @@ class TicketEvent(Base):
     __table_args__ = (
         CheckConstraint(_one_of("kind", EVENT_KINDS), name="kind"),
         Index(None, "ticket_id", "occurred_at"),
+        UniqueConstraint("ticket_id", "event_key"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -141,6 +142,9 @@ class TicketEvent(Base):
     origin: Mapped[str | None] = mapped_column(String(16))
     """For priority changes: one of ``PRIORITY_ORIGINS``."""
     reason: Mapped[str | None] = mapped_column(Text)
+    event_key: Mapped[str | None] = mapped_column(String(255))
+    """The source's id for the change (an audit or changelog id), where it has one: the same
+    change seen twice (webhook and poll) is stored once."""
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """Kind-specific details, e.g. ``{"from": "P3", "to": "P1"}`` or ``{"from": "open",
     "to": "pending"}``."""
