@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bot.ticket import STATUSES
+
 TARGETS = ("first_response", "restoration", "next_update")
 """The clocks a plan can set a target for, in the order they are reported."""
 
@@ -86,10 +88,13 @@ class HolidaySource(_Model):
         if isinstance(value, FromTicketField):
             if value.from_field not in TICKET_COUNTRY_FIELDS:
                 raise ValueError(
-                    f"the country can come from {', '.join(TICKET_COUNTRY_FIELDS)}, "
+                    f"from_field: the country can come from {', '.join(TICKET_COUNTRY_FIELDS)}, "
                     f"not {value.from_field!r}"
                 )
-            check_country(value.default)
+            try:
+                check_country(value.default)
+            except ValueError as error:
+                raise ValueError(f"default: {error}") from None
         else:
             check_country(value)
         return value
@@ -150,10 +155,13 @@ class CalendarSpec(_Model):
         if isinstance(value, FromTicketField):
             if value.from_field not in TICKET_ZONE_FIELDS:
                 raise ValueError(
-                    f"the time zone can come from {', '.join(TICKET_ZONE_FIELDS)}, "
+                    f"from_field: the time zone can come from {', '.join(TICKET_ZONE_FIELDS)}, "
                     f"not {value.from_field!r}"
                 )
-            check_zone(value.default)
+            try:
+                check_zone(value.default)
+            except ValueError as error:
+                raise ValueError(f"default: {error}") from None
         else:
             check_zone(value)
         return value
@@ -316,6 +324,11 @@ class EnvironmentRule(_Model):
     reclassified_tag: str | None = None
     missing_tag: str | None = None
 
+    @field_validator("production_values")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [value.lower() for value in values]  # tickets' values are compared lower-cased
+
 
 class ProductStageRule(_Model):
     """Products in these stages get no guarantee: no targets, or a cap on priority."""
@@ -324,6 +337,11 @@ class ProductStageRule(_Model):
     effect: Literal["no_targets", "cap"]
     cap: str | None = None
     tag: str | None = None
+
+    @field_validator("stages")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [value.lower() for value in values]  # tickets' values are compared lower-cased
 
     @model_validator(mode="after")
     def _cap_when_capping(self) -> ProductStageRule:
@@ -346,6 +364,11 @@ class ChannelRule(_Model):
     channels: list[str]
     tag: str
 
+    @field_validator("channels")
+    @classmethod
+    def _lower(cls, values: list[str]) -> list[str]:
+        return [value.lower() for value in values]  # tickets' values are compared lower-cased
+
 
 class Classification(_Model):
     matrix: MatrixRule | None = None
@@ -361,6 +384,17 @@ class ClockRules(_Model):
     paused_targets: list[TargetName] = Field(
         default_factory=lambda: list[TargetName](["restoration", "next_update"])
     )
+
+    @field_validator("pausing_statuses")
+    @classmethod
+    def _known_statuses(cls, values: list[str]) -> list[str]:
+        for index, value in enumerate(values):
+            if value not in STATUSES:
+                raise ValueError(
+                    f"{index}: {value!r} is not a ticket status; expected one of "
+                    f"{', '.join(STATUSES)}"
+                )
+        return values
 
 
 class PolicySpec(_Model):
@@ -411,7 +445,10 @@ class PolicySpec(_Model):
             for index, priority in enumerate(rules.channel.priorities):
                 need_priority(priority, f"classification.channel.priorities.{index}")
         if ALWAYS_OPEN in self.calendars:
-            raise ValueError(f"calendars: {ALWAYS_OPEN!r} is built in; choose another name")
+            raise ValueError(
+                f"calendars.{ALWAYS_OPEN}: the calendar {ALWAYS_OPEN!r} is built in (elapsed real "
+                "time); give yours another name"
+            )
         for plan_name, plan in self.plans.items():
             if plan.calendar:
                 need_calendar(plan.calendar, f"plans.{plan_name}.calendar")
