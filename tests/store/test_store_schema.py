@@ -1,0 +1,328 @@
+"""The schema on SQLite and PostgreSQL: migrations, constraints and instants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
+
+from slabot.cli import main
+from slabot.store.db import make_engine
+from slabot.store.migrate import current_revision, head_revision, upgrade
+from slabot.store.models import (
+    AppendOnlyError,
+    Base,
+    Nudge,
+    OutboxItem,
+    StoredDecision,
+    StoredTicket,
+    TicketEvent,
+    WebhookDelivery,
+)
+
+T0 = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+TABLES = {
+    "tickets",
+    "ticket_events",
+    "decisions",
+    "outbox",
+    "webhook_deliveries",
+    "poll_cursors",
+    "nudges",
+}
+
+
+def _ticket(key: str = "42", **fields: object) -> StoredTicket:
+    values: dict[str, object] = {
+        "source": "zendesk",
+        "external_key": key,
+        "policy": "cloudtalk",
+        "created_at": T0,
+        "status": "open",
+        "first_seen_at": T0,
+        "updated_at": T0,
+    }
+    values.update(fields)
+    return StoredTicket(**values)
+
+
+@pytest.fixture
+def session(migrated: Engine) -> Iterator[Session]:
+    with Session(migrated) as opened:
+        yield opened
+
+
+def _add_ticket(session: Session, key: str = "42") -> StoredTicket:
+    ticket = _ticket(key)
+    session.add(ticket)
+    session.commit()
+    return ticket
+
+
+# --- slabot db upgrade ----------------------------------------------------------------------
+
+
+def test_db_upgrade_creates_every_table_and_is_idempotent(
+    database_url: str,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    assert current_revision(engine) is None
+
+    assert main(["db", "upgrade"]) == 0
+    first = capsys.readouterr()
+    assert f"upgraded from an empty database to {head_revision()}" in first.out
+    assert first.err == ""
+    tables = set(inspect(engine).get_table_names())
+    assert tables == TABLES | {"alembic_version"}
+    assert set(Base.metadata.tables) == TABLES
+
+    assert main(["db", "upgrade"]) == 0
+    second = capsys.readouterr()
+    assert f"already at revision {head_revision()}" in second.out
+    assert set(inspect(engine).get_table_names()) == tables
+    assert current_revision(engine) == head_revision()
+
+
+def test_migrations_build_exactly_the_models(migrated: Engine) -> None:
+    """The hand-written revisions and the models agree: nothing left to autogenerate."""
+    with migrated.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        inspector = inspect(connection)
+        checks = {
+            table: {c["name"] for c in inspector.get_check_constraints(table)} for table in TABLES
+        }
+    assert checks["tickets"] == {"ck_tickets_status"}
+    assert checks["ticket_events"] == {"ck_ticket_events_kind"}
+    assert checks["nudges"] == {"ck_nudges_target", "ck_nudges_threshold"}
+    assert checks["decisions"] == {
+        "ck_decisions_first_response_state",
+        "ck_decisions_restoration_state",
+        "ck_decisions_next_update_state",
+    }
+
+
+def test_db_upgrade_on_an_unreachable_database_fails_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://slabot:s3cret@127.0.0.1:1/slabot")
+    assert main(["db", "upgrade"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("slabot: database postgresql+psycopg://slabot:***@127.0.0.1:1/")
+    assert "Traceback" not in captured.err
+    assert "s3cret" not in captured.err + captured.out
+
+
+def test_db_upgrade_with_a_malformed_url_names_the_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql//slabot:s3cret@db")
+    assert main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("slabot: DATABASE_URL ")
+    assert "s3cret" not in err
+
+
+# --- unique constraints ---------------------------------------------------------------------
+
+
+def test_a_webhook_delivery_key_is_stored_once_per_source(session: Session) -> None:
+    session.add(WebhookDelivery(source="zendesk", delivery_key="d-1", received_at=T0))
+    session.add(WebhookDelivery(source="jira", delivery_key="d-1", received_at=T0))
+    session.commit()
+    session.add(WebhookDelivery(source="zendesk", delivery_key="d-1", received_at=T0))
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+def test_an_outbox_idempotency_key_is_stored_once(session: Session) -> None:
+    ticket = _add_ticket(session)
+
+    def item(system: str) -> OutboxItem:
+        return OutboxItem(
+            target_system=system,
+            ticket_id=ticket.id,
+            kind="set_priority",
+            payload={"priority": "P2"},
+            idempotency_key="zendesk:42:priority:P2",
+            next_attempt_at=T0,
+            created_at=T0,
+        )
+
+    session.add(item("zendesk"))
+    session.commit()
+    stored = session.scalars(select(OutboxItem)).one()
+    assert (stored.attempts, stored.done_at, stored.payload) == (0, None, {"priority": "P2"})
+    session.add(item("zendesk"))
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+def test_a_nudge_is_sent_once_per_ticket_target_threshold_and_cycle(session: Session) -> None:
+    ticket = _add_ticket(session)
+
+    def nudge(threshold: int = 75, cycle: datetime = T0, target: str = "first_response") -> Nudge:
+        return Nudge(
+            ticket_id=ticket.id,
+            target=target,
+            threshold=threshold,
+            cycle_started_at=cycle,
+            sent_at=T0 + timedelta(hours=1),
+        )
+
+    session.add_all(
+        [
+            nudge(),
+            nudge(threshold=100),
+            nudge(target="restoration"),
+            nudge(cycle=T0 + timedelta(days=1)),
+        ]
+    )
+    session.commit()
+    # The same instant written in another zone is the same cycle.
+    session.add(nudge(cycle=T0.astimezone(ZoneInfo("Asia/Kolkata"))))
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+def test_a_ticket_is_stored_once_per_source_and_key(session: Session) -> None:
+    _add_ticket(session, "42")
+    session.add(_ticket("42", source="jira"))
+    session.commit()
+    session.add(_ticket("42"))
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+def test_check_constraints_refuse_unknown_values(session: Session) -> None:
+    session.add(_ticket("7", status="waiting"))
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+def test_history_needs_a_stored_ticket(session: Session) -> None:
+    """Foreign keys hold on SQLite too (enforced on every connection)."""
+    session.add(TicketEvent(ticket_id=999, kind="created", occurred_at=T0, recorded_at=T0))
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+def test_history_is_append_only(session: Session) -> None:
+    ticket = _add_ticket(session)
+    event = TicketEvent(ticket_id=ticket.id, kind="created", occurred_at=T0, recorded_at=T0)
+    session.add(event)
+    session.commit()
+    event.reason = "rewritten"
+    with pytest.raises(AppendOnlyError):
+        session.commit()
+    session.rollback()
+    session.delete(event)
+    with pytest.raises(AppendOnlyError):
+        session.commit()
+
+
+# --- instants -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        datetime(2026, 11, 20, 16, 30, tzinfo=timezone(timedelta(hours=1))),
+        datetime(2026, 3, 29, 1, 59, 59, tzinfo=ZoneInfo("Europe/Prague")),
+        datetime(2026, 3, 29, 3, 0, 0, tzinfo=ZoneInfo("Europe/Prague")),
+        datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=ZoneInfo("America/New_York")),
+        datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+    ids=["offset", "before-dst", "after-dst", "ambiguous-fold", "far-future"],
+)
+def test_instants_round_trip_as_aware_utc(migrated: Engine, written: datetime) -> None:
+    with Session(migrated) as session:
+        ticket = _add_ticket(session)
+        session.add(
+            StoredDecision(
+                ticket_id=ticket.id,
+                priority="P2",
+                first_response_due=written,
+                first_response_state="running",
+                restoration_state="none",
+                next_update_state="none",
+                next_change_at=written,
+                evaluated_at=T0,
+            )
+        )
+        ticket.solved_at = written
+        session.commit()
+    with Session(migrated) as session:
+        stored = session.scalars(select(StoredTicket)).one()
+        decision = session.get(StoredDecision, stored.id)
+        assert decision is not None
+        for value in (stored.solved_at, decision.first_response_due, decision.next_change_at):
+            assert value is not None
+            assert value.tzinfo is UTC
+            # Compared in UTC: Python never calls an instant with an ambiguous wall clock equal
+            # to one in another zone.
+            assert value == written.astimezone(UTC)
+            assert value.utcoffset() == timedelta(0)
+        assert stored.created_at == T0 and stored.created_at.tzinfo is UTC
+        # Indexed comparisons see instants, whatever zone they were written in.
+        found = session.scalars(
+            select(StoredDecision.ticket_id).where(
+                StoredDecision.next_change_at <= written.astimezone(ZoneInfo("Asia/Tokyo"))
+            )
+        ).all()
+        assert found == [stored.id]
+        before = written.astimezone(UTC) - timedelta(seconds=1)
+        assert (
+            session.scalars(
+                select(StoredDecision.ticket_id).where(StoredDecision.next_change_at <= before)
+            ).all()
+            == []
+        )
+
+
+def test_instants_sort_in_time_order(migrated: Engine) -> None:
+    instants = [
+        datetime(2026, 11, 20, 23, 0, tzinfo=timezone(timedelta(hours=-5))),  # 21st 04:00Z
+        datetime(2026, 11, 21, 3, 0, tzinfo=UTC),
+        datetime(2026, 11, 21, 6, 0, tzinfo=timezone(timedelta(hours=5))),  # 21st 01:00Z
+    ]
+    with Session(migrated) as session:
+        session.add_all(_ticket(str(n), created_at=instant) for n, instant in enumerate(instants))
+        session.commit()
+        keys = session.scalars(select(StoredTicket.external_key).order_by(StoredTicket.created_at))
+        assert list(keys) == ["2", "1", "0"]
+
+
+def test_naive_datetimes_are_refused(session: Session) -> None:
+    session.add(_ticket(created_at=datetime(2026, 11, 20, 15, 30)))
+    with pytest.raises(StatementError, match="names no instant"):
+        session.commit()
+
+
+def test_sqlite_stores_utc_text(tmp_path: Path) -> None:
+    """SQLite has no instant type: UTC wall-clock text of fixed width, so text order is time
+    order."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'text.db'}")
+    try:
+        upgrade(engine)
+        with Session(engine) as session:
+            _add_ticket(session)
+            prague = datetime(2026, 11, 20, 16, 30, tzinfo=ZoneInfo("Europe/Prague"))
+            session.add(_ticket("43", created_at=prague))
+            session.commit()
+        with engine.connect() as connection:
+            raw = connection.execute(text("SELECT created_at FROM tickets ORDER BY id")).scalars()
+            assert list(raw) == ["2026-11-20 15:30:00.000000"] * 2
+    finally:
+        engine.dispose()
