@@ -582,3 +582,12 @@ def test_merged_plans_of_a_shipped_policy_keep_their_own_keys() -> None:
     assert zoom.plans["premier"].commitment == "slo"
     assert zoom.plans["premier_plus"].commitment == "sla"
     assert zoom.plans["premier_plus"].targets == zoom.plans["premier"].targets
+
+
+def test_the_complete_example_in_the_documentation_is_valid() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text("utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL)
+    complete = next(block for block in blocks if block.startswith("name: acme"))
+    spec = parse_policy(complete, "docs/policies.md")
+    assert list(spec.plans) == ["professional", "enterprise"]
+    assert spec.plan_aliases == {"trial": "professional"}
