@@ -1,0 +1,358 @@
+"""Benchmark: ``slabot evaluate`` over JSON Lines against a plain JSON round trip.
+
+Generates ``--n`` seeded tickets mixing the three example policies (each line names its
+``policy``) into a temporary file, then measures in one run:
+
+* ``slabot.cli.main(["evaluate", ...])`` in-process, standard output redirected to a file;
+* the baseline: the same lines through ``json.loads`` + ``json.dumps``, written to a file;
+* once, the real command line (``slabot evaluate``) as a subprocess, start-up included.
+
+Every output line must be a decision for the ticket on the same input line (no error
+objects); the run fails loudly otherwise. Goal: slabot at most 5x the baseline's time.
+
+Run from the repository root: ``.venv/bin/python bench/evaluate.py [--n N] [--seed S]``.
+Exit status 1 if the goal fails or an output line is not a decision.
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/calendar.py shares its name with the standard library's ``calendar``; with this
+# folder first on sys.path (as when running ``python bench/evaluate.py``) it would shadow
+# that module for the libraries importing it, so the folder is taken off the path first.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from slabot import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY_DIR = ROOT / "config" / "policies"
+POLICIES = ("cloudtalk", "zoom", "zmanda")
+NOW = "2026-11-23T12:00:00Z"
+OUTPUT_KEYS = {
+    "id",
+    "priority",
+    "requested_priority",
+    "plan",
+    "commitment",
+    "due",
+    "state",
+    "tags",
+    "notes",
+}
+
+# What the generator draws from. Plans and priorities are the policies' own (zmanda's
+# ``trial`` is an alias of ``premium``); None means the field is left out of the ticket.
+LEVELS = {"cloudtalk": ("P1", "P2", "P3"), "zoom": ("P1", "P2", "P3", "P4")}
+LEVELS["zmanda"] = LEVELS["zoom"]
+PLANS = {
+    "cloudtalk": ("basic", "professional", "professional", "advanced", "advanced"),
+    "zoom": (
+        "standard",
+        "standard",
+        "premier",
+        "premier",
+        "premier_assurance",
+        "premier_plus",
+        "premier_elite",
+    ),
+    "zmanda": ("standard", "standard", "premium", "trial"),
+}
+ENVIRONMENTS = (
+    ("production", 50),
+    ("Production", 3),
+    ("staging", 15),
+    ("development", 7),
+    ("test", 5),
+    (None, 20),
+)
+STAGES = (("ga", 30), ("beta", 8), ("preview", 4), (None, 58))
+LEVELS_3 = ("high", "medium", "low")
+CHANNELS = (("web", 30), ("email", 25), ("phone", 15), ("chat", 10), ("api", 5), (None, 15))
+ZONES = (
+    "America/Los_Angeles",
+    "America/New_York",
+    "America/Chicago",
+    "America/Sao_Paulo",
+    "Europe/London",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Bratislava",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+)
+COUNTRIES = ("US", "FR", "DE", "SK", "GB")
+STATUSES = (
+    ("new", 10),
+    ("open", 35),
+    ("pending", 15),
+    ("on_hold", 5),
+    ("solved", 25),
+    ("closed", 10),
+)
+
+
+def weighted(rng: random.Random, choices: Sequence[tuple[Any, int]]) -> Any:
+    values, weights = zip(*choices, strict=True)
+    return rng.choices(values, weights)[0]
+
+
+def iso(ts: int, zone: ZoneInfo | None) -> str:
+    """ISO 8601 with an offset: ``Z`` for UTC, the zone's own offset otherwise."""
+    if zone is None:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, zone).isoformat(timespec="seconds")
+
+
+def make_ticket(rng: random.Random, number: int, now: int) -> dict[str, Any]:
+    policy = POLICIES[number % 3] if rng.random() < 0.5 else rng.choice(POLICIES)
+    ticket: dict[str, Any] = {"policy": policy, "id": f"{policy[:2].upper()}-{number}"}
+    zone_name = rng.choice(ZONES) if rng.random() < 0.85 else None
+    zone = ZoneInfo(zone_name) if zone_name and rng.random() < 0.6 else None
+    # Half opened in the last three days (clocks still running), half in the last 60 days.
+    created = now - rng.randrange((3 if rng.random() < 0.5 else 60) * 86_400)
+    if rng.random() < 0.5:
+        created -= created % 60  # whole minutes, as most helpdesks record them
+    ticket["created_at"] = iso(created, zone)
+    if rng.random() < 0.7:
+        ticket["priority"] = rng.choice(LEVELS[policy])
+    if rng.random() < 0.95:
+        ticket["plan"] = rng.choice(PLANS[policy])
+    for name, choices in (
+        ("environment", ENVIRONMENTS),
+        ("product_stage", STAGES),
+        ("channel", CHANNELS),
+    ):
+        value = weighted(rng, choices)
+        if value is not None:
+            ticket[name] = value
+    if rng.random() < (0.8 if policy == "zmanda" else 0.2):
+        ticket["urgency"] = rng.choice(LEVELS_3)
+        ticket["impact"] = rng.choice(LEVELS_3)
+    if zone_name is not None:
+        ticket["customer_timezone"] = zone_name
+    if rng.random() < 0.85:
+        ticket["customer_country"] = rng.choice(COUNTRIES)
+
+    status = weighted(rng, STATUSES)
+    if status != "open" or rng.random() < 0.5:
+        ticket["status"] = status
+    end = now
+    if status in ("solved", "closed"):
+        end = created + rng.randrange(1, max(2, now - created))
+        ticket["solved_at"] = iso(end, zone)
+    reply = None
+    if status != "new" and rng.random() < 0.75:
+        reply = created + rng.randrange(0, max(1, min(end - created, 3 * 86_400)))
+        ticket["first_response_at"] = iso(reply, zone)
+        if rng.random() < 0.5:
+            update = reply + rng.randrange(0, max(1, end - reply))
+            ticket["last_agent_update_at"] = iso(update, zone)
+    if status in ("pending", "on_hold") or (status != "new" and rng.random() < 0.1):
+        pauses: list[list[str | None]] = []
+        cursor = created
+        for _ in range(rng.randrange(0, 3)):
+            begin = cursor + rng.randrange(0, max(1, (end - cursor) // 2))
+            finish = begin + rng.randrange(0, max(1, (end - begin) // 2))
+            pauses.append([iso(begin, zone), iso(finish, zone)])
+            cursor = finish
+        if status in ("pending", "on_hold") and rng.random() < 0.7:
+            pauses.append([iso(cursor + rng.randrange(0, max(1, end - cursor)), zone), None])
+        if pauses:
+            ticket["paused"] = pauses
+    if rng.random() < 0.03:
+        ticket["restoration_started_at"] = iso(created + rng.randrange(0, end - created + 1), zone)
+    return ticket
+
+
+def write_tickets(path: Path, n: int, seed: int, now: int) -> Counter[str]:
+    rng = random.Random(seed)
+    policies: Counter[str] = Counter()
+    with path.open("w", encoding="utf-8") as out:
+        for number in range(1, n + 1):
+            ticket = make_ticket(rng, number, now)
+            policies[ticket["policy"]] += 1
+            out.write(json.dumps(ticket) + "\n")
+    return policies
+
+
+# The runs.
+
+
+def policy_args() -> list[str]:
+    args = []
+    for name in POLICIES:
+        args += ["--policy", str(POLICY_DIR / f"{name}.yaml")]
+    return args
+
+
+def run_slabot(source: Path, target: Path) -> None:
+    errors = io.StringIO()
+    with (
+        target.open("w", encoding="utf-8") as out,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(errors),
+    ):
+        status = cli.main(["evaluate", *policy_args(), "--now", NOW, str(source)])
+    if status != 0:
+        message = errors.getvalue().strip().splitlines()
+        raise SystemExit(f"FAIL: slabot evaluate exited {status}: {message[:3]}")
+
+
+def run_baseline(source: Path, target: Path) -> None:
+    loads, dumps = json.loads, json.dumps
+    with (
+        source.open(encoding="utf-8") as lines,
+        target.open("w", encoding="utf-8") as out,
+    ):
+        write = out.write
+        for line in lines:
+            write(dumps(loads(line), ensure_ascii=False) + "\n")
+
+
+def timed(run: Callable[[], object]) -> float:
+    gc.collect()
+    begin = time.perf_counter()
+    run()
+    return time.perf_counter() - begin
+
+
+def check_output(source: Path, target: Path) -> Counter[str]:
+    """Every output line is a decision for the ticket on the same input line; else exit."""
+    states: Counter[str] = Counter()
+    with source.open(encoding="utf-8") as inputs:
+        given = sum(1 for _ in inputs)
+    with target.open(encoding="utf-8") as outputs:
+        written = sum(1 for _ in outputs)
+    if written != given:
+        raise SystemExit(f"FAIL: {given:,} tickets in, {written:,} output lines out")
+    with (
+        source.open(encoding="utf-8") as inputs,
+        target.open(encoding="utf-8") as outputs,
+    ):
+        for number, (line_in, line_out) in enumerate(zip(inputs, outputs, strict=True), 1):
+            decision = json.loads(line_out)
+            ticket_id = json.loads(line_in)["id"]
+            if "error" in decision or set(decision) != OUTPUT_KEYS:
+                raise SystemExit(f"FAIL: output line {number} is not a decision: {line_out}")
+            if decision["id"] != ticket_id:
+                raise SystemExit(
+                    f"FAIL: output line {number} is for {decision['id']!r}, not {ticket_id!r}"
+                )
+            for target_name, state in decision["state"].items():
+                states[f"{target_name}:{state}"] += 1
+    return states
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="tickets (100000)")
+    parser.add_argument("--seed", type=int, default=20261123, help="random seed (20261123)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed rounds, best kept (5)")
+    args = parser.parse_args(argv)
+    n = args.n
+    now = int(datetime.fromisoformat(NOW).timestamp())
+
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="slabot-bench-") as folder:
+        work = Path(folder)
+        tickets = work / "tickets.jsonl"
+        begin = time.perf_counter()
+        policies = write_tickets(tickets, n, args.seed, now)
+        made = time.perf_counter() - begin
+        size = tickets.stat().st_size
+        mix = ", ".join(f"{policies[p]:,} {p}" for p in POLICIES)
+        print(
+            f"tickets: {n:,} (seed {args.seed}; {mix}), {size / 1e6:.1f} MB, "
+            f"generated in {made:.1f} s; judged at {NOW}"
+        )
+
+        slabot_out, baseline_out = work / "slabot.jsonl", work / "baseline.jsonl"
+        # Warm-up: imports, the JSON modules, the file cache.
+        run_baseline(tickets, baseline_out)
+        best = {"slabot": float("inf"), "baseline": float("inf")}
+        first = None
+        for _ in range(args.repeat):
+            elapsed = timed(lambda: run_slabot(tickets, slabot_out))
+            first = elapsed if first is None else first
+            best["slabot"] = min(best["slabot"], elapsed)
+            best["baseline"] = min(
+                best["baseline"], timed(lambda: run_baseline(tickets, baseline_out))
+            )
+        states = check_output(tickets, slabot_out)
+
+        slabot_exe = Path(sys.executable).with_name("slabot")
+        exe = str(slabot_exe) if slabot_exe.exists() else shutil.which("slabot")
+        if exe is None:
+            raise SystemExit("FAIL: no slabot command next to this Python or on PATH")
+        command = [exe, "evaluate", *policy_args(), "--now", NOW]
+        cli_out = work / "cli.jsonl"
+        with cli_out.open("wb") as out:
+            begin = time.perf_counter()
+            done = subprocess.run([*command, str(tickets)], stdout=out, stderr=subprocess.PIPE)
+            cli_s = time.perf_counter() - begin
+        if done.returncode != 0:
+            tail = done.stderr.decode("utf-8", "replace")[-1500:]
+            raise SystemExit(f"FAIL: {exe} exited {done.returncode}:\n{tail}")
+        if cli_out.read_bytes() != slabot_out.read_bytes():
+            raise SystemExit("FAIL: the command line's output differs from the in-process one")
+        empty = work / "empty.jsonl"
+        empty.touch()
+        begin = time.perf_counter()
+        subprocess.run([*command, str(empty)], check=True, stdout=subprocess.DEVNULL)
+        startup_s = time.perf_counter() - begin
+
+    slabot_rate, baseline_rate = n / best["slabot"], n / best["baseline"]
+    ratio = best["slabot"] / best["baseline"]
+    print(f"all {n:,} output lines are decisions for their input lines")
+    shown = ", ".join(f"{key} {count:,}" for key, count in sorted(states.items()))
+    print(f"states: {shown}")
+    print()
+    print(f"{'run':<52} {'seconds':>8} {'tickets/s':>11} {'µs/ticket':>10}")
+    print("-" * 84)
+    for name, seconds in (
+        ("slabot evaluate, in-process (cli.main)", best["slabot"]),
+        ("baseline: json.loads + json.dumps per line", best["baseline"]),
+        ("slabot evaluate, command line (one run, start-up in)", cli_s),
+        ("  of which start-up (same command, empty input)", startup_s),
+    ):
+        rate = f"{n / seconds:>11,.0f}" if not name.startswith("  ") else f"{'':>11}"
+        micros = f"{seconds / n * 1e6:>10.2f}" if not name.startswith("  ") else f"{'':>10}"
+        print(f"{name:<52} {seconds:>8.3f} {rate} {micros}".rstrip())
+    print(
+        f"(in-process runs: best of {args.repeat} rounds, output to a file; the first slabot "
+        f"round took {first:.3f} s)"
+    )
+    print()
+    verdict = "PASS" if ratio <= 5 else "FAIL"
+    print(
+        f"goal: slabot evaluate at most 5x the baseline's time: {ratio:.2f}x "
+        f"({slabot_rate:,.0f} vs {baseline_rate:,.0f} tickets/s)  {verdict}"
+    )
+    return 0 if ratio <= 5 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
