@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -114,9 +114,17 @@ def _sqlite_in_memory(url: URL) -> bool:
     return database in ("", ":memory:") or database.startswith("file::memory:")
 
 
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+"""Execution option: ``"IMMEDIATE"`` makes a SQLite transaction take the write lock when it
+begins, so a read-then-write transaction cannot act on a state another writer changed."""
+
+
 def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # slabot emits BEGIN itself (below): the driver's own handling begins a transaction
+        # only at the first write, after the reads it depends on.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -128,3 +136,19 @@ def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
                 cursor.execute("PRAGMA synchronous=FULL")
         finally:
             cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"{SQLITE_BEGIN_OPTION} must be DEFERRED, IMMEDIATE or EXCLUSIVE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def for_writing(engine: Engine) -> Engine:
+    """The engine to run read-then-write transactions on: on SQLite each takes the write lock
+    as it begins (one writer at a time, others wait up to the busy timeout); PostgreSQL
+    transactions lock the rows they read with ``SELECT ... FOR UPDATE`` instead."""
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    return engine

@@ -22,6 +22,7 @@ from bot.compiled import Policy
 from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.ticket import SOLVED_STATUSES, STATUSES, Reclassification, Ticket
+from slabot.store.db import for_writing
 from slabot.store.models import (
     OutboxItem,
     StoredDecision,
@@ -111,6 +112,7 @@ class TicketService:
         origin: str = "helpdesk",
     ) -> None:
         self.engine = engine
+        self._writer = for_writing(engine)
         self.policies = dict(policies)
         self.clock = clock
         self.origin = origin
@@ -134,7 +136,7 @@ class TicketService:
         # Two workers may insert the same new ticket at once: the loser retries as an update.
         for attempt in range(2):
             try:
-                with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                with Session(self._writer, expire_on_commit=False) as session, session.begin():
                     return self._ingest(session, snapshot, policy)
             except IntegrityError:
                 if attempt:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -412,3 +415,57 @@ def test_a_ticket_first_seen_waiting_on_the_customer_is_paused_from_that_snapsho
     assert_stored_as_engine_says(
         migrated, engine_view(snap, paused=((seen, None),)), zoom, clock.now
     )
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+
+def _run_together(work: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls on as many threads, released at once; re-raise the first failure."""
+    barrier = threading.Barrier(len(work))
+
+    def call(job: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return job()
+
+    with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        return list(pool.map(call, work))
+
+
+def test_the_same_new_ticket_ingested_by_several_workers_at_once_is_stored_once(
+    service: TicketService, migrated: Engine
+) -> None:
+    snap = snapshot()
+    results = _run_together([lambda: service.ingest(snap)] * 4)
+    assert sorted(r.outcome for r in results) == ["created", "unchanged", "unchanged", "unchanged"]
+    assert count(migrated, StoredTicket) == 1
+    assert [e.kind for e in rows(migrated, TicketEvent)] == ["created"]
+    assert count(migrated, OutboxItem) == 1
+
+
+def test_concurrent_snapshots_of_one_ticket_end_at_the_newest(
+    service: TicketService, migrated: Engine, clock: FakeClock
+) -> None:
+    service.ingest(snapshot())
+    times = [MONDAY_0900_LA + timedelta(minutes=10 * n) for n in range(1, 7)]
+    statuses = ["pending", "open", "on_hold", "open", "pending", "open"]
+    clock.now = times[-1]
+    _run_together(
+        [
+            (lambda at=at, status=status: service.ingest(snapshot(updated_at=at, status=status)))
+            for at, status in zip(times, statuses, strict=True)
+        ]
+    )
+    (ticket,) = rows(migrated, StoredTicket)
+    assert (ticket.status, ticket.source_updated_at) == ("open", times[-1])
+    events = rows(migrated, TicketEvent)
+    # Whatever order the workers ran in, the history applied is in time order and each
+    # status change follows from the one before it.
+    changes = [e for e in events if e.kind == "status_changed"]
+    assert [e.occurred_at for e in changes] == sorted(e.occurred_at for e in changes)
+    state = "open"
+    for change in changes:
+        assert change.payload["from"] == state
+        state = change.payload["to"]
+    assert state == "open"
+    assert all(end is not None for _, end in ticket.paused)
