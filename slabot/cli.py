@@ -128,29 +128,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.sample:
         paths = [str(p) for p in bundled_policy_paths()]
         now = _now(args.now or SAMPLE_NOW)
-        lines: Iterable[str] = (
-            resources.files("slabot").joinpath("samples/tickets.jsonl").read_text("utf-8")
-        ).splitlines()
-    else:
-        if not args.policy:
-            raise UsageError("evaluate needs --policy FILE (or --sample)")
-        paths = args.policy
-        now = _now(args.now)
-        lines = _read_lines(args.input)
-    policies = _load_policies(paths)
-    results = evaluate_lines(lines, policies, now)
-    if args.format == "table":
+        sample = resources.files("slabot").joinpath("samples/tickets.jsonl").read_text("utf-8")
+        return _evaluate_stream(sample.splitlines(), paths, now, args.format)
+    if not args.policy:
+        raise UsageError("evaluate needs --policy FILE (or --sample)")
+    now = _now(args.now)
+    if args.input == "-":
+        return _evaluate_stream(sys.stdin, args.policy, now, args.format)
+    try:
+        source = Path(args.input).open(encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as error:
+        raise UsageError(f"{args.input}: cannot read: {error.strerror}") from None
+    with source:
+        return _evaluate_stream(source, args.policy, now, args.format)
+
+
+def _evaluate_stream(lines: Iterable[str], paths: Sequence[str], now: datetime, form: str) -> int:
+    results = evaluate_lines(lines, _load_policies(paths), now)
+    if form == "table":
         return _print_table(results, now, sys.stdout)
     return _print_jsonl(results, sys.stdout)
-
-
-def _read_lines(name: str) -> Iterable[str]:
-    if name == "-":
-        return sys.stdin
-    try:
-        return Path(name).open(encoding="utf-8")
-    except OSError as error:
-        raise UsageError(f"{name}: cannot read: {error.strerror}") from None
 
 
 def _load_policies(paths: Sequence[str]) -> dict[str, Policy]:
