@@ -329,13 +329,20 @@ class BusinessCalendar(Calendar):
             if intervals and day not in closed:
                 midnight = (day.toordinal() - epoch_ordinal) * DAY
                 day_close = None
-                for open_s, close_s in intervals:
-                    for begin, end in self._instants_showing(midnight + open_s, midnight + close_s):
-                        starts.append(begin)
-                        ends.append(end)
-                        total += end - begin
-                        cum_ends.append(total)
-                        day_close = end
+                # Fix: sort the day's UTC pieces. When a fall-back repeats an hour, the second
+                # pass of an earlier interval comes after the first pass of a later one (e.g.
+                # 00:00-02:30 and 02:30-24:00 in Paris), and the arrays must stay in time order.
+                pieces = sorted(
+                    piece
+                    for open_s, close_s in intervals
+                    for piece in self._instants_showing(midnight + open_s, midnight + close_s)
+                )
+                for begin, end in pieces:
+                    starts.append(begin)
+                    ends.append(end)
+                    total += end - begin
+                    cum_ends.append(total)
+                    day_close = end
                 if day_close is not None:
                     business_days.append(day.toordinal())
                     business_day_closes.append(day_close)
