@@ -57,6 +57,7 @@ def from_timestamp(ts: int) -> datetime:
 
 
 _fromtimestamp = datetime.fromtimestamp
+_floor = math.floor
 
 
 def _no_closed_dates(year: int) -> Mapping[date, str]:
@@ -227,6 +228,8 @@ class BusinessCalendar(Calendar):
         self._closed_dates = closed_dates
         self._lock = threading.Lock()
         self._compiled: _Compiled | None = None
+        # The arrays the hot path reads, in one tuple; empty cover until first compiled.
+        self._fast: tuple[list[int], list[int], list[int], int, int] = ([], [], [], 0, 0)
 
     @classmethod
     def weekly(
@@ -392,6 +395,13 @@ class BusinessCalendar(Calendar):
             if compiled is None or (first, last) != (compiled.first_year, compiled.last_year):
                 compiled = self._compile(first, last)
                 self._compiled = compiled
+                self._fast = (
+                    compiled.starts,
+                    compiled.ends,
+                    compiled.cum_ends,
+                    compiled.cover_start,
+                    compiled.cover_end,
+                )
             return compiled
 
     def cum(self, ts: int) -> int:
@@ -404,19 +414,27 @@ class BusinessCalendar(Calendar):
         return compiled.cum(end) - compiled.cum(start)
 
     def due(self, start: datetime, duration: timedelta) -> datetime:
-        # Same as Calendar.due with the common case inlined: this is the hot path.
-        start_ts = math.floor(start.timestamp())
+        # Same as Calendar.due with the common case inlined: this is the hot path. The
+        # arrays come as one tuple (one load).
+        start_ts = _floor(start.timestamp())
         seconds = duration.days * DAY + duration.seconds
-        compiled = self._compiled
-        if seconds > 0 and compiled is not None and compiled.cover_start <= start_ts:
-            cum_ends = compiled.cum_ends
-            i = bisect_right(compiled.starts, start_ts) - 1
+        starts, ends, cum_ends, cover_start, cover_end = self._fast
+        if seconds > 0 and cover_start <= start_ts < cover_end:
+            i = bisect_right(starts, start_ts) - 1
             if i >= 0:
-                end = compiled.ends[i]
-                target = cum_ends[i] - (end - start_ts if start_ts < end else 0) + seconds
+                end = ends[i]
+                if start_ts < end:
+                    if start_ts + seconds <= end:  # done within the same opening
+                        return _fromtimestamp(start_ts + seconds, UTC)
+                    target = cum_ends[i] - end + start_ts + seconds
+                else:
+                    target = cum_ends[i] + seconds
+                    # Started while closed: often done within the next opening.
+                    if i + 1 < len(starts) and target <= cum_ends[i + 1]:
+                        return _fromtimestamp(starts[i + 1] + seconds, UTC)
                 j = bisect_left(cum_ends, target)
-                if j < len(cum_ends) and start_ts < compiled.cover_end:
-                    return _fromtimestamp(compiled.ends[j] - (cum_ends[j] - target), UTC)
+                if j < len(cum_ends):
+                    return _fromtimestamp(ends[j] - (cum_ends[j] - target), UTC)
         return _fromtimestamp(self.due_ts(start_ts, seconds), UTC)
 
     def due_ts(self, start: int, seconds: int) -> int:
