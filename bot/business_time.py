@@ -25,6 +25,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from bot.errors import CalendarError
@@ -186,7 +187,7 @@ class AlwaysOpenCalendar(Calendar):
         return ts
 
     def due_ts(self, start: int, seconds: int) -> int:
-        return start + seconds
+        return start + seconds if seconds > 0 else start
 
     def next_business_day_close_ts(self, start: int) -> int:
         local_day = datetime.fromtimestamp(start, self.zone).date()
@@ -218,10 +219,13 @@ class BusinessCalendar(Calendar):
             raise CalendarError("weekly hours need one entry per weekday, Monday first")
         if not any(weekly_hours):
             raise CalendarError(f"calendar {name!r} has no opening hours on any weekday")
-        for day_hours in weekly_hours:
+        for day, day_hours in zip(WEEKDAYS, weekly_hours, strict=True):
             for open_s, close_s in day_hours:
                 if not 0 <= open_s < close_s <= DAY:
                     raise CalendarError(f"calendar {name!r}: bad interval {open_s}-{close_s}")
+            ordered = sorted(day_hours)
+            if any(b[0] < a[1] for a, b in pairwise(ordered)):
+                raise CalendarError(f"calendar {name!r}: {day} has overlapping intervals")
         self.zone = zone
         self.name = name
         self.weekly_hours = weekly_hours
@@ -489,7 +493,7 @@ class BusinessCalendar(Calendar):
             return []
         compiled = self._covering(start, end)
         first = datetime.fromtimestamp(start, self.zone).date()
-        last = datetime.fromtimestamp(end, self.zone).date()
+        last = datetime.fromtimestamp(end - 1, self.zone).date()  # end is exclusive
         return sorted(
             (day, reason)
             for day, reason in compiled.closed.items()

@@ -819,3 +819,27 @@ def test_a_calendar_without_sane_opening_hours_is_refused(hours):
 def test_a_calendar_built_from_no_weekly_hours_is_refused():
     with pytest.raises(CalendarError, match="no opening hours"):
         BusinessCalendar.weekly(ZoneInfo(PARIS), {})
+
+
+def test_a_calendar_refuses_overlapping_intervals_on_one_day():
+    hours = ((9 * 3600, 13 * 3600), (12 * 3600, 17 * 3600))
+    with pytest.raises(CalendarError, match="overlapping"):
+        BusinessCalendar(ZoneInfo("UTC"), (hours, (), (), (), (), (), ()))
+
+
+def test_a_holiday_right_after_the_end_instant_is_not_listed_as_skipped():
+    def closed(year):
+        return {date(year, 3, 3): "holiday"}
+
+    cal = BusinessCalendar(ZoneInfo("UTC"), (((9 * 3600, 17 * 3600),),) * 7, closed)
+    end = int(datetime(2026, 3, 3, tzinfo=UTC).timestamp())
+    start = int(datetime(2026, 3, 2, 9, tzinfo=UTC).timestamp())
+    assert cal.closed_dates_between(start, end) == []
+    assert cal.closed_dates_between(start, end + 1) == [(date(2026, 3, 3), "holiday")]
+
+
+def test_a_negative_duration_is_due_at_the_start_on_every_calendar():
+    cal = BusinessCalendar(ZoneInfo("UTC"), (((9 * 3600, 17 * 3600),),) * 7)
+    start = int(datetime(2026, 3, 2, 10, tzinfo=UTC).timestamp())
+    assert cal.due_ts(start, -60) == start
+    assert AlwaysOpenCalendar().due_ts(start, -60) == start
