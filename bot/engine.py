@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from fractions import Fraction
 from time import gmtime as _gmtime
 from time import strftime as _strftime
 from typing import Any, Literal
@@ -436,6 +437,69 @@ def reclassify(
         )
     change = Reclassification(priority=priority, actor=actor, reason=reason.strip(), at=now)
     return evaluate(replace(ticket, reclassification=change), policy, now)
+
+
+def threshold_instant(
+    ticket: Ticket,
+    policy: Policy,
+    decision: Decision,
+    target: str,
+    fraction: float | Fraction,
+    now: datetime,
+) -> datetime | None:
+    """The instant at which ``fraction`` of a target's allowed open time has elapsed.
+
+    Counted exactly as the due date is: from the clock's start, on the target's calendar,
+    outside the pauses that hold that clock, to the whole second (rounded up). ``fraction``
+    1 gives the due instant itself, 0.75 the moment a quarter of the time is left, 1.5 half
+    the target after the breach. For a ``next_business_day`` target the allowed time is the
+    open time between the start and that close. ``decision`` is ``evaluate(ticket, policy,
+    now)``: a ticket waiting on the customer with no recorded pause start is paused from
+    ``now``, as there. None when the target does not apply, or while an open-ended pause
+    holds the clock before the fraction is reached.
+
+    >>> import yaml
+    >>> policy = Policy.from_mapping(yaml.safe_load(open("config/policies/cloudtalk.yaml")))
+    >>> ticket = Ticket(id="1", created_at=datetime(2026, 11, 20, 15, 30, tzinfo=UTC),
+    ...                 plan="professional", environment="production")
+    >>> now = datetime(2026, 11, 20, 16, tzinfo=UTC)
+    >>> decision = evaluate(ticket, policy, now)  # P3: first response in 9 business hours
+    >>> iso_z(threshold_instant(ticket, policy, decision, "first_response", 0.75, now))
+    '2026-11-23T14:15:00Z'
+    >>> iso_z(threshold_instant(ticket, policy, decision, "first_response", 1, now))
+    '2026-11-24T08:30:00Z'
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
+    ratio = Fraction(str(fraction)) if isinstance(fraction, float) else Fraction(fraction)
+    if ratio <= 0:
+        raise ValueError(f"fraction {fraction} must be more than 0")
+    decided = decision.targets[target]
+    start = decided.started_ts
+    if start is None or decided.calendar is None:
+        return None
+    calendar = policy.calendar(decided.calendar, ticket)
+    if decided.target_seconds is None:
+        # Close of the next business day: pauses do not move it, and its allowed time is the
+        # open time up to that close.
+        close = calendar.next_business_day_close_ts(start)
+        allowed = _ceil_times(calendar.open_seconds(start, close), ratio)
+        return _dt(calendar.due_ts(start, allowed))
+    seconds = _ceil_times(decided.target_seconds, ratio)
+    pauses: list[Pause] = []
+    if target in policy.spec.clocks.paused_targets and (
+        ticket.paused or ticket.status in policy.spec.clocks.pausing_statuses
+    ):
+        pauses = _clip(_pauses(ticket, policy, _ts(now)), decided.stopped_ts)
+    if not pauses:
+        return _dt(calendar.due_ts(start, seconds))
+    reached = calendar.due_with_pauses_ts(start, seconds, pauses)
+    return None if reached is None else _dt(reached)
+
+
+def _ceil_times(seconds: int, ratio: Fraction) -> int:
+    """``ceil(seconds * ratio)`` in exact arithmetic (0.9 of an hour is 3240 s, not 3241)."""
+    return -(-seconds * ratio.numerator // ratio.denominator)
 
 
 def _ts(instant: datetime) -> int:

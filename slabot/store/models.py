@@ -45,9 +45,10 @@ EVENT_KINDS = (
     "reopened",
 )
 STATES = ("met", "breached", "running", "paused", "none")
-PRIORITY_ORIGINS = ("helpdesk", "slack", "policy", "bot", "cli")
-"""Where a priority change came from: an agent in the helpdesk or in Slack, a policy
-(re)classification, the bot's own write echoed back, or the command line."""
+PRIORITY_ORIGINS = ("helpdesk", "slack", "policy", "bot", "cli", "zendesk", "jira")
+"""Where a priority change came from: an agent in the helpdesk (``helpdesk``, or the helpdesk
+by name: ``zendesk``, ``jira``) or in Slack, a policy (re)classification, the bot's own write
+echoed back, or the command line."""
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -263,3 +264,41 @@ class Nudge(Base):
     sent_at: Mapped[datetime]
     channel: Mapped[str | None] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TargetMark(Base):
+    """When a clock of an open ticket reaches a threshold of its target (75%, 100%...).
+
+    Written with the decision, from the same calendar arithmetic as the due date
+    (``bot.engine.threshold_instant``), for every target whose state is neither ``met`` nor
+    ``none``; a solved ticket has none. The 1000 permille mark is the due instant. The
+    breach queries read the ``(threshold_permille, at)`` index, so their cost follows the
+    rows they return, not the tickets stored. ``cycle_started_at`` is the clock's start
+    (creation, reopening, last agent update): with the target and the threshold it keys the
+    nudge sent about the mark, so a recomputed due date is never reported twice.
+    """
+
+    __tablename__ = "target_marks"
+    __table_args__ = (
+        CheckConstraint(_one_of("target", TARGETS), name="target"),
+        CheckConstraint("threshold_permille > 0", name="threshold_permille"),
+        # Covering: the breach queries and their counts never read the table itself.
+        Index(
+            "ix_target_marks_threshold_at",
+            "threshold_permille",
+            "at",
+            "ticket_id",
+            "target",
+            "cycle_started_at",
+        ),
+    )
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    threshold_permille: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """Thousandths of the target's allowed time: 750 for 75%, 1000 for the breach."""
+    at: Mapped[datetime]
+    """The instant the threshold is reached."""
+    cycle_started_at: Mapped[datetime]

@@ -9,24 +9,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any, Literal, cast
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, and_, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
-from bot.engine import Decision, evaluate
-from bot.errors import SlabotError
+from bot.engine import Decision, evaluate, iso_z
+from bot.engine import reclassify as engine_reclassify
+from bot.errors import ReclassificationError, SlabotError
 from bot.ticket import SOLVED_STATUSES, STATUSES, Reclassification, Ticket
+from slabot.store.breaches import (
+    BREACH,
+    DEFAULT_THRESHOLDS,
+    DueTarget,
+    ThresholdError,
+    breached_where,
+    decision_marks,
+    due_targets,
+    reaching_where,
+    store_marks,
+    thresholds_permille,
+    to_permille,
+)
 from slabot.store.db import for_writing
 from slabot.store.models import (
+    PRIORITY_ORIGINS,
+    Nudge,
     OutboxItem,
     StoredDecision,
     StoredTicket,
+    TargetMark,
     TicketEvent,
 )
 
@@ -100,6 +119,47 @@ class IngestResult:
     """Kinds of the outbox writes enqueued."""
 
 
+class UnknownTicketError(SlabotError):
+    """No ticket with that source and key is stored."""
+
+
+class PolicyNotLoadedError(SlabotError):
+    """A stored ticket names a policy the service was not given."""
+
+
+class UnknownOriginError(ReclassificationError):
+    """A reclassification names no known origin (where the agent made it)."""
+
+
+class ActorRequiredError(ReclassificationError):
+    """A reclassification must say who made it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReclassifyResult:
+    """What one reclassification did."""
+
+    ticket_id: int
+    previous_priority: str | None
+    """The final priority before (None if the ticket had no stored decision)."""
+    decision: Decision
+    """The decision now stored, every target recomputed from its clock's start."""
+    enqueued: tuple[str, ...]
+    """Kinds of the helpdesk writes enqueued (``add_note`` always, last)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recomputed:
+    """One open ticket re-evaluated against a policy: what changes, or why it cannot be."""
+
+    ticket_id: int
+    ticket: str
+    """``zendesk:123``."""
+    changes: tuple[str, ...]
+    """Readable lines, e.g. ``first_response due 2026-11-24T08:30:00Z -> ...``."""
+    error: str | None = None
+
+
 class TicketService:
     """Ingests snapshots into the store; one instance per process is enough (thread-safe)."""
 
@@ -110,12 +170,15 @@ class TicketService:
         clock: Clock,
         *,
         origin: str = "helpdesk",
+        thresholds: Iterable[float | Fraction] = DEFAULT_THRESHOLDS,
     ) -> None:
         self.engine = engine
         self._writer = for_writing(engine)
         self.policies = dict(policies)
         self.clock = clock
         self.origin = origin
+        self.thresholds = thresholds_permille(thresholds)
+        """Fractions of each target marked (in permille; 1000, the breach, always is)."""
         self._managed_tags = {name: _policy_tags(p) for name, p in self.policies.items()}
 
     def now(self) -> datetime:
@@ -202,7 +265,7 @@ class TicketService:
             raise IngestError(
                 f"ticket {snapshot.source}:{snapshot.external_key}: {error}"
             ) from None
-        _store_decision(session, row.id, decision, now)
+        self._store(session, row, policy, decision, now)
         enqueued = self._enqueue(session, row, snapshot, decision, now)
         return IngestResult(
             row.id, outcome, tuple(e.kind for e in events), decision, tuple(enqueued)
@@ -263,8 +326,289 @@ class TicketService:
             enqueued.append(kind)
         return enqueued
 
+    def _store(
+        self, session: Session, row: StoredTicket, policy: Policy, decision: Decision, now: datetime
+    ) -> None:
+        """Store the decision and the threshold marks that go with it (breach queries)."""
+        _store_decision(session, row.id, decision, now)
+        marks = decision_marks(engine_ticket(row), policy, decision, now, self.thresholds)
+        store_marks(session, row.id, marks)
+
+    def _loaded_policy(self, row: StoredTicket) -> Policy:
+        policy = self.policies.get(row.policy)
+        if policy is None:
+            raise PolicyNotLoadedError(
+                f"ticket {row.source}:{row.external_key} is under policy {row.policy!r}, which "
+                f"is not loaded (loaded: {', '.join(sorted(self.policies)) or 'none'})"
+            )
+        return policy
+
+    # Reclassification.
+
+    def reclassify(
+        self,
+        source: str,
+        external_key: str,
+        priority: str,
+        actor: str,
+        reason: str,
+        origin: str,
+    ) -> ReclassifyResult:
+        """An agent sets the ticket's priority: audited, recomputed, written back, noted.
+
+        The engine validates the choice (``UnknownPriorityError``, ``ReasonRequiredError``,
+        ``ProductionOnlyError``); nothing is stored when it refuses. Every target is
+        recomputed from its clock's original start, so the cycle keys of the marks stay the
+        same and a breach already reported is not reported again (``record_breaches``). The
+        helpdesk is owed the writes whose values it does not show, and an internal note
+        saying who changed the priority, from what, to what and why.
+        """
+        if origin not in PRIORITY_ORIGINS:
+            raise UnknownOriginError(
+                f"origin {origin!r}: expected one of {', '.join(PRIORITY_ORIGINS)}"
+            )
+        if not actor.strip():
+            raise ActorRequiredError(
+                "say who reclassifies the ticket; the actor is kept in the audit"
+            )
+        actor = actor.strip()
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            now = self.now()
+            row = session.scalars(
+                select(StoredTicket)
+                .where(StoredTicket.source == source, StoredTicket.external_key == external_key)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise UnknownTicketError(
+                    f"no ticket {source}:{external_key} is stored; slabot learns a ticket from "
+                    "its helpdesk (webhook or poll) before it can be reclassified"
+                )
+            policy = self._loaded_policy(row)
+            stored = session.get(StoredDecision, row.id)
+            previous = stored.priority if stored is not None else None
+            decision = engine_reclassify(engine_ticket(row), policy, now, priority, actor, reason)
+            reason = reason.strip()
+            row.reclassified_priority = priority
+            row.reclassified_by = actor
+            row.reclassified_reason = reason
+            row.reclassified_at = now
+            row.updated_at = now
+            entry = _event(
+                "priority_changed",
+                now,
+                now,
+                actor=actor,
+                origin=origin,
+                payload={"field": "reclassified", "from": previous, "to": priority},
+            )
+            entry.reason = reason
+            entry.ticket_id = row.id
+            session.add(entry)
+            session.flush()
+            self._store(session, row, policy, decision, now)
+            enqueued = self._enqueue(session, row, _row_snapshot(row, now), decision, now)
+            note = (
+                f"Priority changed from {previous or 'none'} to {priority} by {actor} "
+                f"(via {origin}): {reason}"
+            )
+            session.add(
+                OutboxItem(
+                    target_system=row.source,
+                    ticket_id=row.id,
+                    kind="add_note",
+                    payload={
+                        "internal": True,
+                        "body": note,
+                        "from": previous,
+                        "to": priority,
+                        "actor": actor,
+                        "origin": origin,
+                        "reason": reason,
+                    },
+                    idempotency_key=f"{row.source}:{row.external_key}:add_note:event-{entry.id}",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            enqueued.append("add_note")
+            return ReclassifyResult(row.id, previous, decision, tuple(enqueued))
+
+    # Breach queries.
+
+    def breached(self, now: datetime | None = None, limit: int | None = 100) -> list[DueTarget]:
+        """Clocks of open tickets past due at ``now`` (default: the clock), earliest due first.
+
+        Answered from the ``target_marks`` index: the cost follows the rows returned.
+        """
+        at = self.now() if now is None else now
+        with Session(self.engine) as session:
+            return due_targets(session, breached_where(at), limit)
+
+    def reaching(
+        self,
+        fraction: float | Fraction,
+        now: datetime | None = None,
+        horizon: timedelta = timedelta(hours=1),
+        limit: int | None = 100,
+    ) -> list[DueTarget]:
+        """Clocks of open tickets that reach ``fraction`` of their target in ``(now, now +
+        horizon]``, earliest first: ``reaching(1.0)`` is "due within the next hour".
+
+        ``fraction`` must be one of the service's thresholds (they are what is stored).
+        """
+        permille = to_permille(fraction)
+        if permille not in self.thresholds:
+            marked = ", ".join(f"{p / 1000:g}" for p in self.thresholds)
+            raise ThresholdError(
+                f"threshold {fraction} is not marked (marked: {marked}); add it to the "
+                "service's thresholds and run slabot recompute to mark stored tickets"
+            )
+        at = self.now() if now is None else now
+        with Session(self.engine) as session:
+            return due_targets(session, reaching_where(permille, at, horizon), limit)
+
+    def record_breaches(
+        self, now: datetime | None = None, limit: int | None = 100
+    ) -> list[DueTarget]:
+        """Record each breach not reported yet and owe Slack a notice of it; return those.
+
+        A breach is reported once per ticket, target and clock cycle: the nudge row's unique
+        key (ticket, target, threshold 100, cycle start) settles it, even between concurrent
+        callers. A reclassification keeps the cycle start, so a target breached, then given
+        a later due date, then breached again is not reported twice; a new cycle (a new agent
+        update, a reopening) is a new breach.
+        """
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            at = self.now() if now is None else now
+            reported = exists().where(
+                Nudge.ticket_id == TargetMark.ticket_id,
+                Nudge.target == TargetMark.target,
+                Nudge.threshold == BREACH // 10,
+                Nudge.cycle_started_at == TargetMark.cycle_started_at,
+            )
+            found = due_targets(session, and_(breached_where(at), ~reported), limit)
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else None
+            recorded = []
+            for breach in found:
+                values = {
+                    "ticket_id": breach.ticket_id,
+                    "target": breach.target,
+                    "threshold": BREACH // 10,
+                    "cycle_started_at": breach.cycle_started_at,
+                    "sent_at": at,
+                    "payload": {"due": iso_z(breach.at)},
+                }
+                statement = (insert or sqlite.insert)(_NUDGES).values(**values)
+                inserted = session.execute(
+                    statement.on_conflict_do_nothing(
+                        index_elements=["ticket_id", "target", "threshold", "cycle_started_at"]
+                    ).returning(_NUDGES.c.id)
+                ).first()
+                if inserted is None:
+                    continue  # another worker reported it first
+                cycle = int(breach.cycle_started_at.timestamp())
+                session.add(
+                    OutboxItem(
+                        target_system="slack",
+                        ticket_id=breach.ticket_id,
+                        kind="breach_notice",
+                        payload={
+                            "ticket": breach.ticket,
+                            "target": breach.target,
+                            "due": iso_z(breach.at),
+                            "cycle_started_at": iso_z(breach.cycle_started_at),
+                        },
+                        idempotency_key=f"slack:breach:{breach.ticket}:{breach.target}:{cycle}",
+                        attempts=0,
+                        next_attempt_at=at,
+                        created_at=at,
+                    )
+                )
+                recorded.append(breach)
+            return recorded
+
+    # Policy as code.
+
+    def recompute(
+        self, policy_name: str, *, dry_run: bool = False, batch_size: int = 500
+    ) -> Iterator[Recomputed]:
+        """Re-evaluate every open ticket of the policy against the loaded version of it.
+
+        Yields, per ticket, what changes compared with the stored decision (judged at the
+        same instant, so a clock that merely ran out is not a change), a batch at a time.
+        Unless ``dry_run``, each batch is then stored in one transaction: decisions, marks,
+        the helpdesk writes that differ, and a ``priority_changed`` entry (origin
+        ``policy``) where the final priority moves. A ticket the policy cannot evaluate is
+        yielded with its error and left as it was.
+        """
+        policy = self.policies.get(policy_name)
+        if policy is None:
+            raise PolicyNotLoadedError(
+                f"policy {policy_name!r} is not loaded "
+                f"(loaded: {', '.join(sorted(self.policies)) or 'none'})"
+            )
+        after = 0
+        while True:
+            results: list[Recomputed] = []
+            bind = self.engine if dry_run else self._writer
+            with Session(bind, expire_on_commit=False) as session, session.begin():
+                now = self.now()
+                query = (
+                    select(StoredTicket)
+                    .where(
+                        StoredTicket.policy == policy_name,
+                        StoredTicket.status.not_in(SOLVED_STATUSES),
+                        StoredTicket.id > after,
+                    )
+                    .order_by(StoredTicket.id)
+                    .limit(batch_size)
+                )
+                batch = list(session.scalars(query if dry_run else query.with_for_update()))
+                if not batch:
+                    return
+                after = batch[-1].id
+                stored = {
+                    d.ticket_id: d
+                    for d in session.scalars(
+                        select(StoredDecision).where(
+                            StoredDecision.ticket_id.in_([row.id for row in batch])
+                        )
+                    )
+                }
+                for row in batch:
+                    name = f"{row.source}:{row.external_key}"
+                    try:
+                        decision = evaluate(engine_ticket(row), policy, now)
+                    except SlabotError as error:
+                        results.append(Recomputed(row.id, name, (), str(error)))
+                        continue
+                    old = stored.get(row.id)
+                    changes = decision_changes(old, decision, now)
+                    results.append(Recomputed(row.id, name, tuple(changes)))
+                    if dry_run:
+                        continue
+                    previous = old.priority if old is not None else None
+                    if previous != decision.priority:
+                        entry = _event(
+                            "priority_changed",
+                            now,
+                            now,
+                            actor="slabot",
+                            origin="policy",
+                            payload={"field": "final", "from": previous, "to": decision.priority},
+                        )
+                        entry.reason = f"policy {policy_name} recomputed"
+                        entry.ticket_id = row.id
+                        session.add(entry)
+                    self._store(session, row, policy, decision, now)
+                    self._enqueue(session, row, _row_snapshot(row, now), decision, now)
+            yield from results
+
 
 _WRITE_KINDS = ("set_priority", "set_tags")
+_NUDGES = cast(Table, Nudge.__table__)
 
 
 def desired_writes(
@@ -467,3 +811,45 @@ def _policy_tags(policy: Policy) -> frozenset[str]:
 
     walk(policy.spec.classification.model_dump())
     return frozenset(found)
+
+
+def decision_changes(stored: StoredDecision | None, decision: Decision, now: datetime) -> list[str]:
+    """What a new decision changes against the stored one, as lines a person can review.
+
+    The stored states are taken as they stand at ``now`` (a running clock whose due instant
+    has passed reads as breached), so only what the new decision itself moves is listed.
+    """
+    lines = []
+    old_priority = stored.priority if stored is not None else None
+    if old_priority != decision.priority:
+        lines.append(f"priority {old_priority or 'none'} -> {decision.priority}")
+    for name, target in decision.targets.items():
+        old_due: datetime | None = getattr(stored, f"{name}_due") if stored is not None else None
+        old_state = getattr(stored, f"{name}_state") if stored is not None else "none"
+        if old_state == "running" and old_due is not None and old_due <= now:
+            old_state = "breached"
+        parts = []
+        if old_due != target.due:
+            parts.append(f"due {iso_z(old_due) or 'none'} -> {iso_z(target.due) or 'none'}")
+        if old_state != target.state:
+            parts.append(f"state {old_state} -> {target.state}")
+        if parts:
+            lines.append(f"{name} {', '.join(parts)}")
+    old_tags = set(stored.tags) if stored is not None else set()
+    added, removed = sorted(set(decision.tags) - old_tags), sorted(old_tags - set(decision.tags))
+    if added or removed:
+        lines.append("tags " + " ".join([*(f"+{t}" for t in added), *(f"-{t}" for t in removed)]))
+    return lines
+
+
+def _row_snapshot(row: StoredTicket, at: datetime) -> Snapshot:
+    """The stored ticket as a snapshot at ``at``: what ``_enqueue`` compares and keys by (the
+    helpdesk shows what the last snapshot showed)."""
+    return Snapshot(
+        source=row.source,
+        external_key=row.external_key,
+        policy=row.policy,
+        updated_at=at,
+        created_at=row.created_at,
+        shown=dict(row.shown or {}),
+    )

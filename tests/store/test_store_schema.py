@@ -37,6 +37,7 @@ TABLES = {
     "webhook_deliveries",
     "poll_cursors",
     "nudges",
+    "target_marks",
 }
 
 
@@ -106,6 +107,10 @@ def test_migrations_build_exactly_the_models(migrated: Engine) -> None:
     assert checks["tickets"] == {"ck_tickets_status"}
     assert checks["ticket_events"] == {"ck_ticket_events_kind"}
     assert checks["nudges"] == {"ck_nudges_target", "ck_nudges_threshold"}
+    assert checks["target_marks"] == {
+        "ck_target_marks_target",
+        "ck_target_marks_threshold_permille",
+    }
     assert checks["decisions"] == {
         "ck_decisions_first_response_state",
         "ck_decisions_restoration_state",
