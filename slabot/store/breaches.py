@@ -90,8 +90,9 @@ def decision_marks(
     return marks
 
 
-def store_marks(session: Session, ticket_id: int, marks: Sequence[Mark]) -> None:
+def store_marks(session: Session, ticket: StoredTicket, marks: Sequence[Mark]) -> None:
     """Make the ticket's stored marks exactly ``marks``, touching only the rows that differ."""
+    ticket_id = ticket.id
     stored = {
         (row.target, row.threshold_permille): row
         for row in session.scalars(select(TargetMark).where(TargetMark.ticket_id == ticket_id))
@@ -106,6 +107,8 @@ def store_marks(session: Session, ticket_id: int, marks: Sequence[Mark]) -> None
                     threshold_permille=mark.threshold_permille,
                     at=mark.at,
                     cycle_started_at=mark.cycle_started_at,
+                    source=ticket.source,
+                    external_key=ticket.external_key,
                 )
             )
             continue
@@ -155,20 +158,19 @@ DueTargetRow = Select[int, str, str, str, datetime, datetime]
 def due_targets_query(where: ColumnElement[bool], limit: int | None) -> DueTargetRow:
     """The marks matching ``where`` in the order they are reached, with the ticket's name.
 
-    The order is the index's own (threshold, at, ticket, target), so the database reads the
-    matching index range in order and stops at ``limit``; each row then joins its ticket by
-    primary key.
+    Every column read is in the index, in the index's own order (threshold, at, ticket,
+    target): the database reads the matching range of the index in order, stops at
+    ``limit``, and touches nothing else.
     """
     query = (
         select(
             TargetMark.ticket_id,
-            StoredTicket.source,
-            StoredTicket.external_key,
+            TargetMark.source,
+            TargetMark.external_key,
             TargetMark.target,
             TargetMark.at,
             TargetMark.cycle_started_at,
         )
-        .join(StoredTicket, StoredTicket.id == TargetMark.ticket_id)
         .where(where)
         .order_by(TargetMark.at, TargetMark.ticket_id, TargetMark.target)
     )

@@ -273,9 +273,12 @@ class TargetMark(Base):
     (``bot.engine.threshold_instant``), for every target whose state is neither ``met`` nor
     ``none``; a solved ticket has none. The 1000 permille mark is the due instant. The
     breach queries read the ``(threshold_permille, at)`` index, so their cost follows the
-    rows they return, not the tickets stored. ``cycle_started_at`` is the clock's start
-    (creation, reopening, last agent update): with the target and the threshold it keys the
-    nudge sent about the mark, so a recomputed due date is never reported twice.
+    rows they return, not the tickets stored: the index holds every column they read, the
+    ticket's name included (copied from the ticket, whose source and key never change), so
+    they read one index range and nothing else, with no join whose plan could turn into a
+    scan of the tickets. ``cycle_started_at`` is the clock's start (creation, reopening,
+    last agent update): with the target and the threshold it keys the nudge sent about the
+    mark, so a recomputed due date is never reported twice.
     """
 
     __tablename__ = "target_marks"
@@ -290,6 +293,8 @@ class TargetMark(Base):
             "ticket_id",
             "target",
             "cycle_started_at",
+            "source",
+            "external_key",
         ),
     )
 
@@ -302,3 +307,6 @@ class TargetMark(Base):
     at: Mapped[datetime]
     """The instant the threshold is reached."""
     cycle_started_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(32))
+    """The ticket's source and key, as on the ticket."""
+    external_key: Mapped[str] = mapped_column(String(255))

@@ -332,7 +332,7 @@ class TicketService:
         """Store the decision and the threshold marks that go with it (breach queries)."""
         _store_decision(session, row.id, decision, now)
         marks = decision_marks(engine_ticket(row), policy, decision, now, self.thresholds)
-        store_marks(session, row.id, marks)
+        store_marks(session, row, marks)
 
     def _loaded_policy(self, row: StoredTicket) -> Policy:
         policy = self.policies.get(row.policy)

@@ -6,7 +6,8 @@ Create Date: 2026-11-24
 
 Written out with plain SQLAlchemy types, like 0001. The covering index on
 ``(threshold_permille, at, ...)`` answers the breach queries (breached now, reaching a
-fraction within a horizon) without reading tickets that do not match. Upgrading leaves the
+fraction within a horizon) without reading anything else: it holds every column they
+return, the ticket's source and key included. Upgrading leaves the
 table empty: ``slabot recompute --policy FILE`` fills it for tickets already stored (every
 later ingest or reclassification writes a ticket's marks with its decision).
 """
@@ -35,6 +36,8 @@ def upgrade() -> None:
         sa.Column("threshold_permille", sa.Integer(), nullable=False),
         sa.Column("at", INSTANT, nullable=False),
         sa.Column("cycle_started_at", INSTANT, nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("external_key", sa.String(length=255), nullable=False),
         sa.CheckConstraint(
             "target IN ('first_response', 'restoration', 'next_update')",
             name=op.f("ck_target_marks_target"),
@@ -55,7 +58,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_target_marks_threshold_at",
         "target_marks",
-        ["threshold_permille", "at", "ticket_id", "target", "cycle_started_at"],
+        [
+            "threshold_permille",
+            "at",
+            "ticket_id",
+            "target",
+            "cycle_started_at",
+            "source",
+            "external_key",
+        ],
     )
 
 
