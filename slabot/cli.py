@@ -83,6 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("files", nargs="+", metavar="FILE")
     check_cmd.set_defaults(handler=_check_config)
 
+    from connectors.cli import add_backfill_command
+
+    add_backfill_command(commands)
+
     db_cmd = commands.add_parser(
         "db",
         help="manage slabot's database",
@@ -97,6 +101,21 @@ def _parser() -> argparse.ArgumentParser:
         "already there is left as it is.",
     )
     upgrade_cmd.set_defaults(handler=_db_upgrade)
+
+    recompute_cmd = commands.add_parser(
+        "recompute",
+        help="re-evaluate stored open tickets against a changed policy",
+        description="Re-evaluate every open ticket of the policy's name stored in the database "
+        "named by DATABASE_URL against the policy file; print per ticket what changes (priority, "
+        "each target's due instant and state), then store it and owe the helpdesks the writes "
+        "that differ, unless --dry-run.",
+    )
+    recompute_cmd.add_argument("--policy", required=True, metavar="FILE", help="policy file")
+    recompute_cmd.add_argument(
+        "--dry-run", action="store_true", help="print the changes, store nothing"
+    )
+    recompute_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
+    recompute_cmd.set_defaults(handler=_recompute)
     return parser
 
 
@@ -314,6 +333,51 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     else:
         print(f"database {where}: upgraded from {before or 'an empty database'} to {after}")
     return 0
+
+
+def _recompute(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from slabot.store.db import DatabaseError, make_engine, redact
+    from slabot.store.migrate import current_revision, describe, head_revision
+    from slabot.store.services import TicketService
+
+    policy = load_policy(args.policy)
+    now = _now(args.now)
+    engine = make_engine()
+    try:
+        at, head = current_revision(engine), head_revision()
+        if at != head:
+            where = "has no slabot tables" if at is None else f"is at revision {at}"
+            raise UsageError(
+                f"database {redact(engine.url)} {where}; this slabot needs revision {head}: "
+                "run `slabot db upgrade` first"
+            )
+        service = TicketService(engine, {policy.name: policy}, lambda: now)
+        tickets = changed = failed = 0
+        try:
+            for result in service.recompute(policy.name, dry_run=args.dry_run):
+                tickets += 1
+                if result.error is not None:
+                    failed += 1
+                    print(f"{result.ticket}  error: {result.error}")
+                elif result.changes:
+                    changed += 1
+                    for line in result.changes:
+                        print(f"{result.ticket}  {line}")
+        except SQLAlchemyError as error:
+            raise DatabaseError(
+                f"database {redact(engine.url)}: {describe(error, engine)}"
+            ) from None
+    finally:
+        engine.dispose()
+    verb = "would change" if args.dry_run else "changed"
+    outcome = "dry run: nothing stored" if args.dry_run else "applied"
+    print(
+        f"policy {policy.name}: {tickets} open tickets, {changed} {verb}, "
+        f"{tickets - changed - failed} unchanged, {failed} failed; {outcome}"
+    )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

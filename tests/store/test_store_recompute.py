@@ -1,0 +1,209 @@
+"""``slabot recompute`` on SQLite and PostgreSQL: a reviewable diff, then applied unless
+--dry-run; refuses a database that is not migrated."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
+from store_support import MONDAY_0900_LA, FakeClock, count, rows, snapshot
+
+from slabot.cli import main
+from slabot.policy_files import BUNDLED_POLICIES, load_policy
+from slabot.store.migrate import upgrade
+from slabot.store.models import OutboxItem, StoredDecision, TargetMark, TicketEvent
+from slabot.store.services import TicketService
+
+NOW = "2026-11-16T18:00:00Z"  # Monday 10:00 in Los Angeles
+ORIGINAL = yaml.safe_load((BUNDLED_POLICIES / "zoom.yaml").read_text(encoding="utf-8"))
+
+
+def policy_file(tmp_path: Path, change: Any) -> str:
+    """The bundled zoom policy with ``change`` applied to its mapping, written to a file."""
+    data = yaml.safe_load((BUNDLED_POLICIES / "zoom.yaml").read_text(encoding="utf-8"))
+    change(data)
+    path = tmp_path / "zoom-changed.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return str(path)
+
+
+def slower_first_response_and_a_milder_cap(data: dict[str, Any]) -> None:
+    data["plans"]["premier"]["targets"]["P2"]["first_response"] = "6h"
+    data["classification"]["environment"]["cap"] = "P3"
+
+
+@pytest.fixture
+def stored(migrated: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> TicketService:
+    """Zoom tickets ingested with the bundled policy, plus a solved one and a cloudtalk one."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    zoom = load_policy(BUNDLED_POLICIES / "zoom.yaml")
+    cloudtalk = load_policy(BUNDLED_POLICIES / "cloudtalk.yaml")
+    clock = FakeClock(MONDAY_0900_LA + timedelta(minutes=5))
+    service = TicketService(migrated, {"zoom": zoom, "cloudtalk": cloudtalk}, clock)
+    service.ingest(snapshot(external_key="1", shown={"priority": "P2"}))
+    service.ingest(snapshot(external_key="2", environment="staging", shown={"priority": "P4"}))
+    solved = MONDAY_0900_LA + timedelta(minutes=30)
+    service.ingest(snapshot(external_key="3", status="solved", solved_at=solved, updated_at=solved))
+    service.ingest(
+        snapshot(external_key="4", policy="cloudtalk", plan="professional", priority="P2")
+    )
+    service.ingest(snapshot(external_key="5", plan="premier_elite", shown={"priority": "P2"}))
+    return service
+
+
+def decisions(engine: Engine) -> list[tuple[Any, ...]]:
+    return [
+        (d.ticket_id, d.priority, d.first_response_due, d.next_update_due, d.tags)
+        for d in rows(engine, StoredDecision)
+    ]
+
+
+EXPECTED_DIFF = [
+    "zendesk:1  first_response due 2026-11-16T21:00:00Z -> 2026-11-16T23:00:00Z",
+    "zendesk:2  priority P4 -> P3",
+    "zendesk:2  next_update due 2026-11-23T17:00:00Z -> 2026-11-20T05:00:00Z",
+    "zendesk:5  first_response due 2026-11-16T21:00:00Z -> 2026-11-16T23:00:00Z",
+]
+
+
+def test_a_dry_run_prints_the_changes_and_stores_nothing(
+    stored: TicketService,
+    migrated: Engine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = policy_file(tmp_path, slower_first_response_and_a_milder_cap)
+    before = (decisions(migrated), rows(migrated, TargetMark), count(migrated, OutboxItem))
+    events = count(migrated, TicketEvent)
+
+    assert main(["recompute", "--policy", path, "--dry-run", "--now", NOW]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    assert out.out.splitlines() == [
+        *EXPECTED_DIFF,
+        "policy zoom: 3 open tickets, 3 would change, 0 unchanged, 0 failed; "
+        "dry run: nothing stored",
+    ]
+    after = (decisions(migrated), rows(migrated, TargetMark), count(migrated, OutboxItem))
+    assert [(d[0], d[1], d[2]) for d in after[0]] == [(d[0], d[1], d[2]) for d in before[0]]
+    assert len(after[1]) == len(before[1]) and after[2] == before[2]
+    assert count(migrated, TicketEvent) == events
+
+
+def test_applying_stores_decisions_marks_history_and_owed_writes(
+    stored: TicketService,
+    migrated: Engine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = policy_file(tmp_path, slower_first_response_and_a_milder_cap)
+    assert main(["recompute", "--policy", path, "--now", NOW]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        *EXPECTED_DIFF,
+        "policy zoom: 3 open tickets, 3 changed, 0 unchanged, 0 failed; applied",
+    ]
+    by_ticket = {d[0]: d for d in decisions(migrated)}
+    assert by_ticket[1][2] == datetime(2026, 11, 16, 23, 0, tzinfo=UTC)
+    assert by_ticket[2][1] == "P3"
+    marks = {
+        (m.ticket_id, m.target, m.threshold_permille): m.at for m in rows(migrated, TargetMark)
+    }
+    assert marks[(1, "first_response", 1000)] == datetime(2026, 11, 16, 23, 0, tzinfo=UTC)
+    assert marks[(1, "first_response", 750)] == datetime(2026, 11, 16, 21, 30, tzinfo=UTC)
+    assert not any(ticket == 3 for ticket, _, _ in marks)  # solved: untouched, unmarked
+
+    (change,) = [e for e in rows(migrated, TicketEvent) if e.kind == "priority_changed"]
+    assert (change.ticket_id, change.origin, change.actor, change.reason) == (
+        2,
+        "policy",
+        "slabot",
+        "policy zoom recomputed",
+    )
+    assert change.payload == {"field": "final", "from": "P4", "to": "P3"}
+    owed = [(i.ticket_id, i.kind, i.payload) for i in rows(migrated, OutboxItem) if not i.done_at]
+    assert (2, "set_priority", {"priority": "P3"}) in owed
+
+    # Applied: a second run finds nothing to change.
+    assert main(["recompute", "--policy", path, "--now", NOW]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "policy zoom: 3 open tickets, 0 changed, 3 unchanged, 0 failed; applied"
+    ]
+
+
+def test_a_ticket_the_new_policy_cannot_evaluate_is_named_and_left_as_it_was(
+    stored: TicketService,
+    migrated: Engine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def drop_premier_elite(data: dict[str, Any]) -> None:
+        del data["plans"]["premier_elite"]
+        data["plans"]["premier"]["targets"]["P2"]["first_response"] = "6h"
+
+    path = policy_file(tmp_path, drop_premier_elite)
+    before = {d[0]: d for d in decisions(migrated)}
+    assert main(["recompute", "--policy", path, "--now", NOW]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == EXPECTED_DIFF[0]
+    assert out[1].startswith("zendesk:5  error: plan 'premier_elite' is not in policy 'zoom'")
+    assert out[-1] == "policy zoom: 3 open tickets, 1 changed, 1 unchanged, 1 failed; applied"
+    after = {d[0]: d for d in decisions(migrated)}
+    assert after[5] == before[5]
+    assert after[1] != before[1]
+
+
+def test_an_unchanged_policy_changes_nothing_even_after_clocks_ran_out(
+    stored: TicketService, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A day later every first response is past due: that is time passing, not a change.
+    later = "2026-11-17T18:00:00Z"
+    path = str(BUNDLED_POLICIES / "zoom.yaml")
+    assert main(["recompute", "--policy", path, "--dry-run", "--now", later]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "policy zoom: 3 open tickets, 0 would change, 3 unchanged, 0 failed; "
+        "dry run: nothing stored"
+    ]
+
+
+def test_a_database_not_migrated_is_refused_with_what_to_do(
+    engine: Engine,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    path = str(BUNDLED_POLICIES / "zoom.yaml")
+    assert main(["recompute", "--policy", path]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("slabot: database ")
+    assert "has no slabot tables; this slabot needs revision 0002: run `slabot db upgrade`" in err
+
+    upgrade(engine, "0001")
+    assert main(["recompute", "--policy", path, "--dry-run"]) == 1
+    assert "is at revision 0001; this slabot needs revision 0002" in capsys.readouterr().err
+
+
+def test_applying_fills_the_marks_of_tickets_stored_before_they_existed(
+    stored: TicketService, migrated: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marked = sorted(
+        (m.ticket_id, m.target, m.threshold_permille, m.at) for m in rows(migrated, TargetMark)
+    )
+    with Session(migrated) as session, session.begin():
+        session.execute(delete(TargetMark))  # as after upgrading from revision 0001
+    assert stored.breached(now=datetime(2026, 11, 30, tzinfo=UTC)) == []
+    path = str(BUNDLED_POLICIES / "zoom.yaml")
+    assert main(["recompute", "--policy", path, "--now", NOW]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "policy zoom: 3 open tickets, 0 changed, 3 unchanged, 0 failed; applied"
+    ]
+    refilled = sorted(
+        (m.ticket_id, m.target, m.threshold_permille, m.at) for m in rows(migrated, TargetMark)
+    )
+    assert refilled == [mark for mark in marked if mark[0] != 4]  # 4 is cloudtalk's
