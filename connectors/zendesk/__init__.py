@@ -1,0 +1,2 @@
+"""The Zendesk connector: mapping (pure), client (the only network code), webhook, poller,
+write-back. See docs/zendesk.md."""

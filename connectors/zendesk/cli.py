@@ -1,0 +1,87 @@
+"""``slabot backfill zendesk``: import Zendesk's ticket history through the export."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from bot.errors import SlabotError
+
+
+class BackfillError(SlabotError):
+    """The backfill cannot start (a bad date, a database not migrated)."""
+
+
+def parse_since(text: str) -> datetime:
+    """``2026-01-31`` (midnight UTC) or an ISO 8601 instant with an offset."""
+    value = text.strip()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BackfillError(
+            f"--since {text!r} is not a date; use YYYY-MM-DD or an ISO 8601 instant"
+        ) from None
+    if len(value) == 10 or parsed.tzinfo is None:
+        if len(value) != 10:
+            raise BackfillError(f"--since {text!r} needs an offset, like 2026-01-31T09:00:00Z")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    from connectors.zendesk.client import ZendeskClient
+    from connectors.zendesk.config import load_zendesk_config
+    from connectors.zendesk.poller import ZendeskPoller
+    from connectors.zendesk.settings import ZendeskSettings
+    from connectors.zendesk.sync import ZendeskSync
+    from connectors.zendesk.writeback import ZendeskWriter
+    from slabot.policy_files import bundled_policy_paths, load_policy
+    from slabot.store.db import make_engine, redact
+    from slabot.store.migrate import current_revision, head_revision
+    from slabot.store.outbox import Outbox
+    from slabot.store.services import TicketService
+
+    env = os.environ if environ is None else environ
+    since = parse_since(args.since)
+    settings = ZendeskSettings.from_environ(env, webhooks=False)
+    config = load_zendesk_config(args.config)
+    paths = args.policy or [str(p) for p in bundled_policy_paths()]
+    policies = {policy.name: policy for policy in (load_policy(p) for p in paths)}
+    if config.policy not in policies:
+        raise BackfillError(
+            f"{args.config}: zendesk.policy is {config.policy!r}, but the policies loaded are "
+            f"{', '.join(sorted(policies))}; pass its file with --policy"
+        )
+    engine = make_engine(env.get("DATABASE_URL") or None)
+    try:
+        at, head = current_revision(engine), head_revision()
+        if at != head:
+            raise BackfillError(
+                f"database {redact(engine.url)} is not at revision {head}: run "
+                "`slabot db upgrade` first"
+            )
+        tickets = TicketService(engine, policies, lambda: datetime.now(UTC), origin="zendesk")
+        client = ZendeskClient(settings)
+        poller = ZendeskPoller(client, ZendeskSync(client, config, tickets))
+        report = poller.backfill(since)
+        print(
+            f"zendesk: {report.tickets} tickets read in {report.pages} pages since "
+            f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.skipped} skipped, "
+            f"{report.enqueued} writes owed"
+        )
+        for problem in report.errors[:20]:
+            print(f"  {problem}")
+        if report.error:
+            print(f"zendesk: stopped early: {report.error}; run the backfill again to resume")
+        if args.write:
+            outbox = Outbox(engine, lambda: datetime.now(UTC))
+            written = ZendeskWriter(client, config, outbox).flush("backfill")
+            print(
+                f"zendesk: {written.sent} writes sent to {written.tickets} tickets in "
+                f"{written.write_calls} calls, {written.retrying} to retry, {written.dead} refused"
+            )
+    finally:
+        engine.dispose()
+    return 0 if report.error is None and not report.errors else 1

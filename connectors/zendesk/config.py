@@ -1,0 +1,209 @@
+"""The ``zendesk:`` section of ``config/slabot.yaml``: how Zendesk fields map to slabot's.
+
+Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
+Other top-level sections of the file belong to other parts of slabot and are not read here.
+See docs/zendesk.md for every key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.errors import SlabotError
+
+DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
+ZENDESK_PRIORITIES = ("urgent", "high", "normal", "low")
+ENGINE_FIELDS = (
+    "plan",
+    "environment",
+    "product_stage",
+    "urgency",
+    "impact",
+    "customer_timezone",
+    "customer_country",
+)
+DUE_TARGETS = ("first_response", "restoration", "next_update")
+
+
+class ZendeskConfigError(SlabotError):
+    """The ``zendesk:`` section is missing or invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TicketFieldSource(_Strict):
+    """A ticket custom field, by its numeric id (Admin Center > Objects > Tickets > Fields)."""
+
+    source: Literal["ticket_field"] = Field(alias="from")
+    id: int = Field(gt=0)
+    values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the field's values (a drop-down's tag -> slabot's word)."""
+
+
+class OrganizationFieldSource(_Strict):
+    """A field of the requester's organization, by its key (``organization_fields``)."""
+
+    source: Literal["organization_field"] = Field(alias="from")
+    key: str = Field(min_length=1)
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+class UserFieldSource(_Strict):
+    """A field of the requester, by its key (``user_fields``)."""
+
+    source: Literal["user_field"] = Field(alias="from")
+    key: str = Field(min_length=1)
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+class TagSource(_Strict):
+    """A ticket tag with a prefix: ``prefix: "plan_"`` reads ``plan_premier`` as ``premier``."""
+
+    source: Literal["tag"] = Field(alias="from")
+    prefix: str = Field(min_length=1)
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+class RequesterTimeZoneSource(_Strict):
+    """The requester's own time-zone setting (``iana_time_zone``, else ``time_zone``)."""
+
+    source: Literal["requester_time_zone"] = Field(alias="from")
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+FieldSource = Annotated[
+    TicketFieldSource
+    | OrganizationFieldSource
+    | UserFieldSource
+    | TagSource
+    | RequesterTimeZoneSource,
+    Field(discriminator="source"),
+]
+
+
+class DueField(_Strict):
+    """A ticket custom field that receives a due instant.
+
+    ``format: instant`` (a text field) receives ``2026-11-24T08:30:00Z``; ``format: date``
+    (a date field) receives ``2026-11-24``, the date in ``zone`` (default UTC).
+    """
+
+    id: int = Field(gt=0)
+    format: Literal["instant", "date"] = "instant"
+    zone: str = "UTC"
+
+    @field_validator("zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+
+ZendeskPriority = Literal["urgent", "high", "normal", "low"]
+
+
+def _default_priorities() -> dict[str, ZendeskPriority]:
+    return {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"}
+
+
+def _default_channels() -> dict[str, str]:
+    return {"voice": "phone"}
+
+
+class ZendeskConfig(_Strict):
+    """The ``zendesk:`` section."""
+
+    policy: str = Field(min_length=1)
+    """The policy every Zendesk ticket is evaluated under (its ``name``)."""
+    priorities: dict[str, ZendeskPriority] = Field(default_factory=_default_priorities)
+    """slabot priority -> Zendesk priority; each Zendesk priority at most once."""
+    fields: dict[
+        Literal[
+            "plan",
+            "environment",
+            "product_stage",
+            "urgency",
+            "impact",
+            "customer_timezone",
+            "customer_country",
+        ],
+        FieldSource | list[FieldSource],
+    ] = Field(default_factory=dict)
+    """Where each engine field comes from; a list is tried in order (first value wins)."""
+    channels: dict[str, str] = Field(default_factory=_default_channels)
+    """Zendesk ``via.channel`` -> slabot channel; unlisted channels pass through."""
+    due_fields: dict[Literal["first_response", "restoration", "next_update"], DueField] = Field(
+        default_factory=dict
+    )
+    poll_interval_seconds: int = Field(default=60, ge=10)
+    """How often the poller reads the incremental export (its limit is 10 requests/minute)."""
+    export_requests_per_minute: int = Field(default=10, ge=1, le=10)
+
+    @field_validator("priorities")
+    @classmethod
+    def _one_to_one(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for ours, theirs in value.items():
+            if theirs in seen:
+                raise ValueError(
+                    f"Zendesk priority {theirs!r} is given to both {seen[theirs]} and {ours}; "
+                    "each Zendesk priority can stand for one slabot priority only"
+                )
+            seen[theirs] = ours
+        return value
+
+    def sources(self, name: str) -> list[Any]:
+        configured = self.fields.get(name)  # type: ignore[call-overload]
+        if configured is None:
+            return []
+        return list(configured) if isinstance(configured, list) else [configured]
+
+    def zendesk_priority(self, priority: str) -> str | None:
+        return self.priorities.get(priority)
+
+    def slabot_priority(self, zendesk_priority: str | None) -> str | None:
+        if zendesk_priority is None:
+            return None
+        for ours, theirs in self.priorities.items():
+            if theirs == zendesk_priority.lower():
+                return ours
+        return None
+
+
+def parse_zendesk_config(data: Any, where: str = "config") -> ZendeskConfig:
+    """Validate the ``zendesk:`` section given as data; errors name ``zendesk.<key>``."""
+    if not isinstance(data, dict) or "zendesk" not in data:
+        raise ZendeskConfigError(f"{where}: no 'zendesk:' section (see docs/zendesk.md)")
+    try:
+        return ZendeskConfig.model_validate(data["zendesk"])
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            path = ".".join(str(part) for part in ("zendesk", *item["loc"]))
+            problems.append(f"{where}: {path}: {item['msg']}")
+        raise ZendeskConfigError("\n".join(problems)) from None
+
+
+def load_zendesk_config(path: str | Path = DEFAULT_CONFIG_PATH) -> ZendeskConfig:
+    """Read and validate the ``zendesk:`` section of a config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ZendeskConfigError(f"{file}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ZendeskConfigError(f"{file}: not valid YAML: {error}") from None
+    return parse_zendesk_config(data, str(file))

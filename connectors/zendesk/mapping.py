@@ -1,0 +1,428 @@
+"""Zendesk JSON -> slabot's vocabulary, and back (pure: no network, no clock, no store).
+
+Input is the JSON Zendesk's API returns (``GET /tickets/{id}``, its audits, the requester and
+the organization), as plain dicts, so fixtures and the live client feed the same code.
+What cannot be read (a ticket without ``created_at``, an unknown status) raises
+``PayloadError``: payload drift must fail loudly. What is merely unusable (a time zone
+nobody knows) is dropped and reported in ``Mapped.warnings``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.errors import SlabotError
+from connectors.zendesk.config import DueField, ZendeskConfig
+from connectors.zendesk.timezones import to_iana
+from slabot.store.services import Snapshot
+
+SOURCE = "zendesk"
+
+STATUSES = {
+    "new": "new",
+    "open": "open",
+    "pending": "pending",
+    "hold": "on_hold",
+    "on-hold": "on_hold",
+    "on_hold": "on_hold",
+    "solved": "solved",
+    "closed": "closed",
+}
+"""Zendesk status -> engine status (Zendesk says ``hold``; event payloads say ``HOLD``)."""
+
+
+class PayloadError(SlabotError):
+    """A Zendesk payload lacks what slabot needs, or carries a value it cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class TicketBundle:
+    """Everything the mapping reads about one ticket, as Zendesk's JSON.
+
+    ``audits`` oldest first; ``agent_ids`` are the authors among them whose role is agent
+    or admin; ``bot_user_id`` is slabot's own Zendesk user (its changes are not people's).
+    """
+
+    ticket: Mapping[str, Any]
+    audits: Sequence[Mapping[str, Any]] = ()
+    requester: Mapping[str, Any] | None = None
+    organization: Mapping[str, Any] | None = None
+    agent_ids: frozenset[int] = frozenset()
+    bot_user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A status the ticket took, from its audits (the key makes a repeat harmless)."""
+
+    event_key: str
+    at: datetime
+    to: str
+    actor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """One ticket in slabot's terms."""
+
+    snapshot: Snapshot
+    status_changes: tuple[StatusChange, ...]
+    """Every status the audits show, oldest first (creation included): pauses come from
+    these, not from guesses."""
+    due_shown: dict[str, str | None]
+    """Due target -> what its configured custom field shows now."""
+    warnings: tuple[str, ...] = field(default=())
+
+
+def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
+    """The snapshot, status history and shown due values of a Zendesk ticket.
+
+    >>> from connectors.zendesk.config import ZendeskConfig
+    >>> bundle = TicketBundle({"id": 7, "created_at": "2026-11-16T17:00:00Z",
+    ...     "updated_at": "2026-11-16T17:05:00Z", "status": "hold", "priority": "high",
+    ...     "tags": ["vip"], "via": {"channel": "voice"}})
+    >>> mapped = map_ticket(bundle, ZendeskConfig(policy="zoom"))
+    >>> mapped.snapshot.status, mapped.snapshot.priority, mapped.snapshot.channel
+    ('on_hold', 'P2', 'phone')
+    """
+    ticket = bundle.ticket
+    ticket_id = _ticket_id(ticket.get("id"))
+    where = f"Zendesk ticket {ticket_id}"
+    warnings: list[str] = []
+    created_at = _instant(ticket.get("created_at"), f"{where}: created_at", required=True)
+    assert created_at is not None
+    updated_at = _instant(ticket.get("updated_at"), f"{where}: updated_at") or created_at
+    status = _status(ticket.get("status"), where)
+    tags = _tags(ticket.get("tags"), where)
+    custom = _custom_fields(ticket.get("custom_fields"), where)
+
+    history = _History.read(bundle, where)
+    requested = history.requested_priority
+    if requested is None and not history.priority_seen:
+        requested = ticket.get("priority")
+    priority = config.slabot_priority(requested) if requested else None
+
+    values: dict[str, str | None] = {}
+    for name in (
+        "plan",
+        "environment",
+        "product_stage",
+        "urgency",
+        "impact",
+        "customer_timezone",
+        "customer_country",
+    ):
+        values[name] = _read_field(name, config, ticket, tags, custom, bundle)
+    zone = values["customer_timezone"]
+    if zone is not None:
+        iana = to_iana(zone)
+        if iana is None:
+            warnings.append(f"{where}: unknown time zone {zone!r}; the policy's default applies")
+        values["customer_timezone"] = iana
+    country = values["customer_country"]
+    if country is not None:
+        code = country.strip().upper()
+        if len(code) != 2 or not code.isalpha():
+            warnings.append(
+                f"{where}: customer country {country!r} is not a two-letter ISO code; the "
+                "policy's default applies"
+            )
+            code = ""
+        values["customer_country"] = code or None
+
+    via = ticket.get("via") or {}
+    channel = via.get("channel") if isinstance(via, Mapping) else None
+    if channel is not None:
+        channel = config.channels.get(str(channel), str(channel))
+
+    solved_at = history.solved_at
+    if status in ("solved", "closed") and solved_at is None:
+        # The audits did not say when (truncated history): the last update is the best
+        # available bound, and the warning makes the gap visible.
+        warnings.append(f"{where}: solved but no audit shows when; using updated_at")
+        solved_at = updated_at
+
+    shown_priority = config.slabot_priority(ticket.get("priority"))
+    snapshot = Snapshot(
+        source=SOURCE,
+        external_key=str(ticket_id),
+        policy=config.policy,
+        updated_at=updated_at,
+        created_at=created_at,
+        status=status,
+        priority=priority,
+        channel=channel,
+        first_response_at=history.first_reply_at,
+        last_agent_update_at=history.last_reply_at,
+        solved_at=solved_at if status in ("solved", "closed") else None,
+        shown={"priority": shown_priority, "tags": sorted(tags)},
+        actor=history.last_actor,
+        **values,
+    )
+    due_shown: dict[str, str | None] = {
+        target: _text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
+    }
+    return Mapped(snapshot, history.status_changes, due_shown, tuple(warnings))
+
+
+def due_field_values(
+    dues: Mapping[str, datetime | None], config: ZendeskConfig
+) -> dict[str, str | None]:
+    """Due target -> the text its custom field should show (None: empty the field)."""
+    return {target: _format_due(dues.get(target), due) for target, due in config.due_fields.items()}
+
+
+def _format_due(instant: datetime | None, due: DueField) -> str | None:
+    if instant is None:
+        return None
+    if due.format == "date":
+        return instant.astimezone(ZoneInfo(due.zone)).date().isoformat()
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- webhook bodies ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookNotice:
+    """What a webhook says: which ticket changed, and (if it says) when and how."""
+
+    ticket_id: int
+    updated_at: datetime | None
+    event_type: str | None
+    """``zen:event-type:ticket.priority_changed`` for event subscriptions; None for a trigger."""
+    event_id: str | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    """Event subscriptions: the ticket fields, case normalized (``status``: ``hold``)."""
+
+
+TICKET_EVENT_PREFIX = "zen:event-type:ticket."
+
+
+def parse_webhook(body: bytes) -> WebhookNotice:
+    """Read a trigger body (``{"ticket_id": "123", "updated_at": "..."}``) or an event
+    subscription (``{"type": "zen:event-type:ticket.*", "detail": {...}}``).
+
+    Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it).
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PayloadError(f"the body is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("the body must be a JSON object")
+    event_type = data.get("type")
+    if event_type is not None:
+        return _parse_event(data, event_type)
+    if "ticket_id" not in data:
+        keys = ", ".join(sorted(data)) or "none"
+        raise PayloadError(
+            f"the body has no 'ticket_id' (keys: {keys}); use the trigger body template of "
+            "docs/zendesk.md or a ticket event subscription"
+        )
+    ticket_id = _ticket_id(data["ticket_id"], "ticket_id")
+    updated_at = _webhook_instant(data.get("updated_at"), "updated_at")
+    return WebhookNotice(ticket_id, updated_at, None, None)
+
+
+def _parse_event(data: Mapping[str, Any], event_type: Any) -> WebhookNotice:
+    if not isinstance(event_type, str) or not event_type.startswith(TICKET_EVENT_PREFIX):
+        raise PayloadError(
+            f"event type {event_type!r} is not a ticket event ({TICKET_EVENT_PREFIX}*); "
+            "subscribe the webhook to ticket events only"
+        )
+    detail = data.get("detail")
+    if not isinstance(detail, Mapping):
+        raise PayloadError(f"{event_type}: 'detail' must be an object with the ticket")
+    raw_id = detail.get("id")
+    if raw_id is None:
+        subject = str(data.get("subject") or "")
+        raw_id = subject.removeprefix("zen:ticket:") if subject.startswith("zen:ticket:") else None
+    if raw_id is None:
+        raise PayloadError(f"{event_type}: neither detail.id nor subject names the ticket")
+    ticket_id = _ticket_id(raw_id, "detail.id")
+    normalized = dict(detail)
+    for key in ("status", "priority", "type"):
+        value = normalized.get(key)
+        if isinstance(value, str):
+            normalized[key] = value.lower()
+    updated_at = _webhook_instant(detail.get("updated_at"), "detail.updated_at")
+    event_id = data.get("id")
+    return WebhookNotice(
+        ticket_id,
+        updated_at,
+        event_type,
+        str(event_id) if event_id is not None else None,
+        normalized,
+    )
+
+
+# --- reading helpers ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _History:
+    """What the audits say: replies, statuses, the requested priority."""
+
+    first_reply_at: datetime | None = None
+    last_reply_at: datetime | None = None
+    solved_at: datetime | None = None
+    requested_priority: str | None = None
+    priority_seen: bool = False
+    last_actor: str | None = None
+    status_changes: tuple[StatusChange, ...] = ()
+
+    @classmethod
+    def read(cls, bundle: TicketBundle, where: str) -> _History:
+        history = cls()
+        changes: list[StatusChange] = []
+        requester_id = bundle.ticket.get("requester_id")
+        # ISO 8601 UTC texts sort as time; the id breaks ties in creation order.
+        audits = sorted(
+            bundle.audits, key=lambda a: (str(a.get("created_at") or ""), a.get("id") or 0)
+        )
+        for audit in audits:
+            audit_id = audit.get("id")
+            at = _instant(
+                audit.get("created_at"), f"{where}: audit {audit_id} created_at", required=True
+            )
+            assert at is not None
+            author = audit.get("author_id")
+            by_bot = bundle.bot_user_id is not None and author == bundle.bot_user_id
+            actor = f"zendesk-user:{author}" if author is not None and author != -1 else None
+            history.last_actor = actor
+            for event in audit.get("events") or ():
+                kind = event.get("type")
+                name = event.get("field_name")
+                if kind in ("Create", "Change") and name == "status":
+                    to = _status(event.get("value"), where)
+                    changes.append(StatusChange(f"zendesk:audit:{audit_id}:status", at, to, actor))
+                    if to == "solved":
+                        history.solved_at = at
+                elif kind in ("Create", "Change") and name == "priority":
+                    history.priority_seen = True
+                    if not by_bot:
+                        value = event.get("value")
+                        history.requested_priority = value or None
+                elif kind in ("Comment", "VoiceComment") and event.get("public"):
+                    comment_author = event.get("author_id", author)
+                    if (
+                        comment_author in bundle.agent_ids
+                        and comment_author != bundle.bot_user_id
+                        and comment_author != requester_id
+                    ):
+                        if history.first_reply_at is None:
+                            history.first_reply_at = at
+                        history.last_reply_at = at
+        history.status_changes = tuple(changes)
+        return history
+
+
+def _ticket_id(value: Any, name: str = "id") -> int:
+    if isinstance(value, bool):
+        raise PayloadError(f"{name} {value!r} is not a ticket id")
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    shown = repr(value)[:60]
+    hint = " (the placeholder was not rendered)" if "{{" in str(value) else ""
+    raise PayloadError(f"{name} {shown} is not a ticket id{hint}")
+
+
+def _instant(value: Any, name: str, *, required: bool = False) -> datetime | None:
+    if value is None or value == "":
+        if required:
+            raise PayloadError(f"{name} is missing")
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant")
+    try:
+        instant = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant") from None
+    if instant.tzinfo is None:
+        raise PayloadError(f"{name} {value!r} has no time zone")
+    return instant.astimezone(UTC)
+
+
+def _webhook_instant(value: Any, name: str) -> datetime | None:
+    if isinstance(value, str) and "{{" in value:
+        raise PayloadError(f"{name} {value!r}: the placeholder was not rendered")
+    return _instant(value, name)
+
+
+def _status(value: Any, where: str) -> str:
+    status = STATUSES.get(str(value).strip().lower()) if value is not None else None
+    if status is None:
+        raise PayloadError(
+            f"{where}: status {value!r}; expected one of new, open, pending, hold, solved, closed"
+        )
+    return status
+
+
+def _tags(value: Any, where: str) -> set[str]:
+    if value is None:
+        return set()
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise PayloadError(f"{where}: tags must be a list of strings")
+    return set(value)
+
+
+def _custom_fields(value: Any, where: str) -> dict[int, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise PayloadError(f"{where}: custom_fields must be a list of {{id, value}} objects")
+    fields: dict[int, Any] = {}
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("id"), int):
+            raise PayloadError(f"{where}: custom_fields must be a list of {{id, value}} objects")
+        fields[item["id"]] = item.get("value")
+    return fields
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, list):
+        return _text(value[0]) if value else None
+    text = str(value).strip()
+    return text or None
+
+
+def _read_field(
+    name: str,
+    config: ZendeskConfig,
+    ticket: Mapping[str, Any],
+    tags: Iterable[str],
+    custom: Mapping[int, Any],
+    bundle: TicketBundle,
+) -> str | None:
+    for source in config.sources(name):
+        raw: Any = None
+        kind = source.source
+        if kind == "ticket_field":
+            raw = custom.get(source.id)
+        elif kind == "organization_field":
+            fields = (bundle.organization or {}).get("organization_fields") or {}
+            raw = fields.get(source.key)
+        elif kind == "user_field":
+            fields = (bundle.requester or {}).get("user_fields") or {}
+            raw = fields.get(source.key)
+        elif kind == "tag":
+            found = sorted(t for t in tags if t.startswith(source.prefix))
+            raw = found[0][len(source.prefix) :] if found else None
+        elif kind == "requester_time_zone":
+            requester = bundle.requester or {}
+            raw = requester.get("iana_time_zone") or requester.get("time_zone")
+        value = _text(raw)
+        if value is not None:
+            renamed: str = source.values.get(value, value)
+            return renamed
+    return None

@@ -1,0 +1,235 @@
+"""Mapping Zendesk's JSON (fixtures in Zendesk's documented shapes) to slabot's vocabulary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import CONFIG, fixture, fixture_bytes
+
+from connectors.zendesk.config import ZendeskConfig, ZendeskConfigError, parse_zendesk_config
+from connectors.zendesk.mapping import (
+    PayloadError,
+    TicketBundle,
+    due_field_values,
+    map_ticket,
+    parse_webhook,
+)
+from connectors.zendesk.timezones import RAILS_TIME_ZONES, to_iana
+
+AGENT, REQUESTER, BOT = 235323, 20978392, 900
+
+
+def bundle(**changes: object) -> TicketBundle:
+    values: dict[str, object] = {
+        "ticket": fixture("ticket_show__premier_production.json")["ticket"],
+        "audits": fixture("ticket_audits__reply_hold_reopen.json")["audits"],
+        "requester": fixture("user_show__requester_eastern.json")["user"],
+        "organization": fixture("organization_show__premier_germany.json")["organization"],
+        "agent_ids": frozenset({AGENT, BOT}),
+        "bot_user_id": BOT,
+    }
+    values.update(changes)
+    return TicketBundle(**values)  # type: ignore[arg-type]
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def test_a_ticket_maps_to_a_snapshot_in_the_engines_vocabulary(config: ZendeskConfig) -> None:
+    snapshot = map_ticket(bundle(), config).snapshot
+    assert (snapshot.source, snapshot.external_key, snapshot.policy) == ("zendesk", "35436", "zoom")
+    assert snapshot.status == "on_hold"  # Zendesk says "hold"
+    assert snapshot.channel == "phone"  # via.channel "voice"
+    assert snapshot.plan == "premier"  # organization field first
+    assert snapshot.environment == "production"  # drop-down value renamed
+    assert snapshot.customer_timezone == "Europe/Berlin"  # organization's "Berlin"
+    assert snapshot.customer_country == "DE"
+    assert snapshot.created_at == at("2026-11-16T17:00:00Z")
+    assert snapshot.updated_at == at("2026-11-16T19:30:00Z")
+
+
+def test_replies_and_statuses_come_from_the_audits(config: ZendeskConfig) -> None:
+    mapped = map_ticket(bundle(), config)
+    snapshot = mapped.snapshot
+    # The requester's voice comment and slabot's private note are not agent replies.
+    assert snapshot.first_response_at == at("2026-11-16T17:45:00Z")
+    assert snapshot.last_agent_update_at == at("2026-11-16T18:30:00Z")
+    assert [(c.to, c.at) for c in mapped.status_changes] == [
+        ("new", at("2026-11-16T17:00:00Z")),
+        ("open", at("2026-11-16T17:45:00Z")),
+        ("on_hold", at("2026-11-16T18:30:00Z")),
+    ]
+    assert mapped.status_changes[1].event_key == "zendesk:audit:2127301200:status"
+    assert mapped.status_changes[1].actor == f"zendesk-user:{AGENT}"
+
+
+def test_the_requested_priority_ignores_slabots_own_change(config: ZendeskConfig) -> None:
+    snapshot = map_ticket(bundle(), config).snapshot
+    assert snapshot.priority == "P1"  # created urgent; slabot's later "high" is its own write
+    assert snapshot.shown == {"priority": "P2", "tags": ["plan_premier", "vip"]}
+
+
+def test_a_priority_a_person_changes_is_the_requested_one(config: ZendeskConfig) -> None:
+    audits = fixture("ticket_audits__reply_hold_reopen.json")["audits"]
+    audits[2]["author_id"] = AGENT
+    assert map_ticket(bundle(audits=audits), config).snapshot.priority == "P2"
+
+
+def test_solved_time_is_the_audits_last_solve(config: ZendeskConfig) -> None:
+    ticket = dict(fixture("ticket_show__premier_production.json")["ticket"], status="solved")
+    audits = fixture("ticket_audits__reply_hold_reopen.json")["audits"]
+    audits[-1]["events"].append(
+        {"id": 1, "type": "Change", "field_name": "status", "value": "solved"}
+    )
+    mapped = map_ticket(bundle(ticket=ticket, audits=audits), config)
+    assert mapped.snapshot.solved_at == at("2026-11-16T19:30:00Z")
+    assert mapped.warnings == ()
+
+
+def test_a_solved_ticket_without_audits_is_flagged_not_silently_guessed(
+    config: ZendeskConfig,
+) -> None:
+    ticket = dict(fixture("ticket_show__premier_production.json")["ticket"], status="closed")
+    mapped = map_ticket(bundle(ticket=ticket, audits=[]), config)
+    assert mapped.snapshot.solved_at == at("2026-11-16T19:30:00Z")
+    assert "no audit shows when" in mapped.warnings[0]
+
+
+def test_due_fields_shown_are_read_from_the_configured_custom_fields(
+    config: ZendeskConfig,
+) -> None:
+    assert map_ticket(bundle(), config).due_shown == {
+        "first_response": "2026-11-16T21:00:00Z",
+        "next_update": None,
+        "restoration": None,
+    }
+
+
+def test_due_values_are_iso_instants_or_dates_in_the_configured_zone(
+    config: ZendeskConfig,
+) -> None:
+    due = datetime(2026, 11, 17, 7, 30, tzinfo=UTC)  # 23:30 on the 16th in Los Angeles
+    assert due_field_values(
+        {"first_response": due, "restoration": None, "next_update": due}, config
+    ) == {
+        "first_response": "2026-11-17T07:30:00Z",
+        "restoration": None,
+        "next_update": "2026-11-16",
+    }
+
+
+def test_fields_fall_back_in_order_and_time_zones_map_to_iana(config: ZendeskConfig) -> None:
+    organization = {"id": 509974, "organization_fields": {}}
+    snapshot = map_ticket(bundle(organization=organization), config).snapshot
+    assert snapshot.plan == "premier"  # from the tag plan_premier
+    assert snapshot.customer_timezone == "America/New_York"  # requester's iana_time_zone
+    assert snapshot.customer_country is None
+
+
+def test_an_unknown_time_zone_is_dropped_with_a_warning(config: ZendeskConfig) -> None:
+    organization = {"id": 1, "organization_fields": {"time_zone": "Atlantis", "country": "Mars"}}
+    mapped = map_ticket(bundle(organization=organization, requester=None), config)
+    assert mapped.snapshot.customer_timezone is None
+    assert mapped.snapshot.customer_country is None
+    assert len(mapped.warnings) == 2 and "Atlantis" in mapped.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("ticket", "problem"),
+    [
+        ({"id": 1, "status": "open"}, "created_at is missing"),
+        ({"id": 1, "status": "escalated", "created_at": "2026-11-16T17:00:00Z"}, "status"),
+        ({"id": "x", "status": "open", "created_at": "2026-11-16T17:00:00Z"}, "not a ticket id"),
+        ({"id": 1, "status": "open", "created_at": "yesterday"}, "not an ISO 8601"),
+    ],
+)
+def test_payload_drift_fails_loudly(
+    config: ZendeskConfig, ticket: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(PayloadError, match=problem):
+        map_ticket(TicketBundle(ticket), config)
+
+
+def test_zendesk_time_zone_names_map_to_iana_names() -> None:
+    assert to_iana("Eastern Time (US & Canada)") == "America/New_York"
+    assert to_iana("Bratislava") == "Europe/Bratislava"
+    assert to_iana("Europe/Prague") == "Europe/Prague"  # already IANA
+    assert to_iana("Kyev") == "Europe/Kiev"  # an older Rails spelling
+    assert to_iana("Nowhere") is None
+
+
+def test_every_rails_zone_resolves() -> None:
+    for name, iana in RAILS_TIME_ZONES.items():
+        assert ZoneInfo(iana), name
+
+
+# --- webhook bodies ---------------------------------------------------------------------------
+
+
+def test_a_trigger_body_names_the_ticket() -> None:
+    notice = parse_webhook(fixture_bytes("trigger__ticket_updated.json"))
+    assert notice.ticket_id == 35436
+    assert notice.updated_at == at("2026-11-16T19:30:00Z")
+    assert notice.event_type is None
+
+
+def test_an_event_subscription_payload_is_read_with_its_case_normalized() -> None:
+    notice = parse_webhook(fixture_bytes("ticket_event__status_changed.json"))
+    assert notice.ticket_id == 35436
+    assert notice.event_type == "zen:event-type:ticket.status_changed"
+    assert notice.event_id == "0f4a9e2c-4a55-4d7e-9a0b-6d1f3a2b8c11"
+    assert (notice.detail["status"], notice.detail["priority"]) == ("hold", "high")
+    assert parse_webhook(fixture_bytes("ticket_event__priority_changed.json")).ticket_id == 35436
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"id": 5}', "no 'ticket_id'"),
+        (fixture_bytes("trigger__placeholder_not_rendered.json"), "placeholder was not rendered"),
+        (fixture_bytes("user_event__created.json"), "not a ticket event"),
+        (b'{"type": "zen:event-type:ticket.created", "detail": "x"}', "'detail' must be"),
+    ],
+)
+def test_malformed_webhook_bodies_say_what_is_wrong(body: bytes, problem: str) -> None:
+    with pytest.raises(PayloadError, match=problem):
+        parse_webhook(body)
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    from connectors.zendesk.config import load_zendesk_config
+
+    root = Path(__file__).resolve().parents[3]
+    loaded = load_zendesk_config(root / "config" / "slabot.yaml")
+    assert loaded.priorities == {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"}
+    assert loaded.due_fields["first_response"].id == 360001000010
+
+
+def test_unknown_keys_are_refused_with_their_path() -> None:
+    data = {"zendesk": {**CONFIG["zendesk"], "prioritys": {}}}
+    with pytest.raises(ZendeskConfigError, match=r"zendesk\.prioritys: Extra inputs"):
+        parse_zendesk_config(data)
+    nested = {"zendesk": {"policy": "zoom", "fields": {"plan": {"from": "tag", "prefx": "p"}}}}
+    with pytest.raises(ZendeskConfigError, match=r"zendesk\.fields\.plan"):
+        parse_zendesk_config(nested)
+
+
+def test_a_zendesk_priority_may_stand_for_one_slabot_priority_only() -> None:
+    data = {"zendesk": {"policy": "zoom", "priorities": {"P1": "urgent", "P2": "urgent"}}}
+    with pytest.raises(ZendeskConfigError, match="given to both P1 and P2"):
+        parse_zendesk_config(data)
+
+
+def test_a_missing_section_is_named() -> None:
+    with pytest.raises(ZendeskConfigError, match="no 'zendesk:' section"):
+        parse_zendesk_config({"jira": {}})
