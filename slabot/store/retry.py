@@ -175,13 +175,13 @@ def with_retry(
             break
         pause = policy.delay(attempt)
         log.warning(
-            "database %s is unavailable for %s (%s); retrying in %.2f s (attempt %d of %d)",
+            "database %s is unavailable for %s (%s); attempt %d of %d failed, retrying in %.2f s",
             redact(engine.url),
             what,
             describe(error, engine),
-            pause,
             attempt,
             policy.attempts,
+            pause,
         )
         policy.sleep(pause)
     elapsed = time.monotonic() - started

@@ -91,7 +91,9 @@ def test_the_pause_doubles_up_to_the_cap_and_jitter_only_shortens_it() -> None:
 # --- unreachable databases ----------------------------------------------------------------------
 
 
-def test_a_closed_postgresql_port_fails_fast_with_a_clear_error() -> None:
+def test_a_closed_postgresql_port_fails_fast_with_a_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     port = closed_port()
     engine = make_engine(f"postgresql://slabot:s3cret-pw@127.0.0.1:{port}/slabot")
     sleeps = Sleeps()
@@ -108,6 +110,10 @@ def test_a_closed_postgresql_port_fails_fast_with_a_clear_error() -> None:
     assert "s3cret" not in message
     assert caught.value.attempts == 4
     assert sleeps.pauses == [0.2, 0.4, 0.8]
+    retries = [r.getMessage() for r in caplog.records if r.name == "slabot.store.retry"]
+    assert len(retries) == 3
+    assert "attempt 1 of 4 failed, retrying in 0.20 s" in retries[0]
+    assert all(f"127.0.0.1:{port}/slabot" in r and "s3cret" not in r for r in retries)
     engine.dispose()
 
 
