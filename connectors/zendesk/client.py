@@ -168,6 +168,7 @@ class ZendeskClient:
         export_budget: RequestBudget | None = None,
         job_poll_interval: float = 1.0,
         job_timeout: float = 120.0,
+        cache_ttl: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -198,6 +199,10 @@ class ZendeskClient:
         self._job_timeout = job_timeout
         self._sleep = sleep
         self._roles: dict[int, str] = {}
+        # Requesters and organizations change rarely and are shared by many tickets: kept
+        # for ``cache_ttl`` seconds (tickets and audits are never cached).
+        self._cache: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
+        self._cache_ttl = cache_ttl
         self._bot_user_id: int | None = None
 
     def __repr__(self) -> str:
@@ -255,7 +260,22 @@ class ZendeskClient:
             self._roles = {uid: r for uid, r in self._roles.items() if r in AGENT_ROLES}
         return {uid: self._roles.get(uid, "end-user") for uid in wanted}
 
+    def _cached(self, kind: str, key: int) -> dict[str, Any] | None:
+        entry = self._cache.get((kind, key))
+        if entry is None or time.monotonic() - entry[0] > self._cache_ttl:
+            return None
+        return entry[1]
+
+    def _remember(self, kind: str, key: int, value: dict[str, Any] | None) -> None:
+        if len(self._cache) >= 10_000:
+            self._cache.clear()
+        if value is not None:
+            self._cache[(kind, key)] = (time.monotonic(), value)
+
     def _user(self, user_id: int) -> dict[str, Any] | None:
+        cached = self._cached("user", user_id)
+        if cached is not None:
+            return cached
         try:
             with _translated(f"reading user {user_id}"):
                 user = self.zenpy.users(id=user_id)
@@ -263,14 +283,19 @@ class ZendeskClient:
             return None
         self._roles[user_id] = str(user.role)
         result: dict[str, Any] = user.to_dict()
+        self._remember("user", user_id, result)
         return result
 
     def _organization(self, organization_id: int) -> dict[str, Any] | None:
+        cached = self._cached("organization", organization_id)
+        if cached is not None:
+            return cached
         try:
             with _translated(f"reading organization {organization_id}"):
                 result: dict[str, Any] = self.zenpy.organizations(id=organization_id).to_dict()
         except ZendeskNotFoundError:
             return None
+        self._remember("organization", organization_id, result)
         return result
 
     def export(

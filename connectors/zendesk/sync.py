@@ -28,6 +28,7 @@ from slabot.store.services import TicketService
 log = logging.getLogger(__name__)
 
 SET_DUE_FIELDS = "set_due_fields"
+_PLAIN_STATUSES = frozenset({"new", "open"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,11 @@ class ZendeskSync:
         if result.outcome == "stale":
             return SyncResult(name, "stale", (), mapped.warnings)
         enqueued = list(result.enqueued)
-        known = self._known_event_keys(result.ticket_id)
-        for change in mapped.status_changes:
+        changes = mapped.status_changes
+        if all(c.to in _PLAIN_STATUSES for c in changes) and snapshot.status in _PLAIN_STATUSES:
+            changes = ()  # only new/open: no pause, solve or reopening to derive
+        known = self._known_event_keys(result.ticket_id) if changes else set()
+        for change in changes:
             if change.event_key in known or change.at < snapshot.created_at:
                 continue
             applied = self.events.status_changed(

@@ -1,0 +1,412 @@
+"""End to end through the real zenpy client and a fake Zendesk on loopback:
+signed webhook -> fetch -> ingest (a real database) -> outbox -> update_many -> Zendesk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import SECRET, START, Clock, settings_for
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from bot.compiled import Policy
+from connectors.zendesk.client import ZendeskClient
+from connectors.zendesk.config import ZendeskConfig
+from connectors.zendesk.mapping import due_field_values
+from connectors.zendesk.poller import STREAM, ZendeskPoller, load_cursor
+from connectors.zendesk.sync import ZendeskSync
+from connectors.zendesk.webhook import ZendeskWebhook, create_app, make_intake
+from connectors.zendesk.writeback import ZendeskWriter
+from slabot.store.models import (
+    OutboxItem,
+    StoredDecision,
+    StoredTicket,
+    TicketEvent,
+    WebhookDelivery,
+)
+from slabot.store.outbox import Outbox
+from slabot.store.services import TicketService
+from tests.fakes.zendesk import FakeZendesk
+
+REQUESTER, AGENT, ORG = 501, 601, 701
+ENV_FIELD, FIRST_RESPONSE_FIELD, RESTORATION_FIELD, NEXT_UPDATE_FIELD = 27642, 27650, 27651, 27652
+
+
+@dataclass
+class Harness:
+    fake: FakeZendesk
+    engine: Engine
+    clock: Clock
+    tickets: TicketService
+    sync: ZendeskSync
+    webhook: ZendeskWebhook
+    http: TestClient
+    writer: ZendeskWriter
+    outbox: Outbox
+
+    def post(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, object]]:
+        response = self.http.post("/webhooks/zendesk", content=body, headers=headers)
+        assert self.webhook.intake.drain(10)
+        return response.status_code, response.json()
+
+    def deliver(self, ticket_id: int) -> int:
+        status, _ = self.post(*self.fake.webhook({"ticket_id": str(ticket_id)}))
+        return status
+
+    def pending(self) -> list[OutboxItem]:
+        with Session(self.engine) as session:
+            return list(
+                session.scalars(
+                    select(OutboxItem).where(
+                        OutboxItem.done_at.is_(None), OutboxItem.next_attempt_at.is_not(None)
+                    )
+                )
+            )
+
+    def decision(self, ticket_id: int) -> StoredDecision:
+        with Session(self.engine) as session:
+            row = session.scalars(
+                select(StoredTicket).where(StoredTicket.external_key == str(ticket_id))
+            ).one()
+            stored = session.get(StoredDecision, row.id)
+            assert stored is not None
+            return stored
+
+
+def customer(fake: FakeZendesk) -> None:
+    fake.add_user(REQUESTER, "end-user", time_zone="Pacific Time (US & Canada)")
+    fake.add_user(AGENT, "agent")
+    fake.add_organization(
+        ORG, organization_fields={"support_plan": "premier", "country": "us", "time_zone": None}
+    )
+
+
+def staging_p1(fake: FakeZendesk, ticket_id: int, **extra: object) -> None:
+    """Zoom's policy caps a P1 outside production at P4: slabot owes Zendesk a change."""
+    fake.add_ticket(
+        ticket_id,
+        requester_id=REQUESTER,
+        organization_id=ORG,
+        priority="urgent",
+        tags=["customer_tag"],
+        custom_fields={ENV_FIELD: "env_staging"},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def harness_for(
+    fake: FakeZendesk,
+    client: ZendeskClient,
+    config: ZendeskConfig,
+    engine: Engine,
+    policies: dict[str, Policy],
+) -> Iterator[Harness]:
+    clock = Clock(START + timedelta(minutes=5))
+    tickets = TicketService(engine, policies, clock, origin="zendesk")
+    sync = ZendeskSync(client, config, tickets)
+    webhook = ZendeskWebhook(SECRET, make_intake(sync, retries=2, retry_delay=0.0))
+    outbox = Outbox(engine, clock)
+    writer = ZendeskWriter(client, config, outbox)
+    with TestClient(create_app(webhook)) as http:
+        yield Harness(fake, engine, clock, tickets, sync, webhook, http, writer, outbox)
+
+
+@pytest.fixture
+def harness(
+    fake: FakeZendesk,
+    client: ZendeskClient,
+    config: ZendeskConfig,
+    engine: Engine,
+    policies: dict[str, Policy],
+) -> Iterator[Harness]:
+    customer(fake)
+    yield from harness_for(fake, client, config, engine, policies)
+
+
+def check_round_trip(h: Harness, config: ZendeskConfig) -> None:
+    staging_p1(h.fake, 101)
+    assert h.deliver(101) == 202
+    kinds = sorted(item.kind for item in h.pending())
+    assert kinds == ["set_due_fields", "set_priority", "set_tags"]
+    assert h.fake.write_calls == 0
+
+    report = h.writer.flush("test")
+    assert (report.sent, report.write_calls, report.dead) == (3, 1, 0)
+    shown = h.fake.shown(101)
+    assert shown["priority"] == "low"  # P4
+    assert shown["tags"] == ["customer_tag", "sla_reclassified_non_production"]
+    decision = h.decision(101)
+    wanted = due_field_values({t: getattr(decision, f"{t}_due") for t in config.due_fields}, config)
+    assert wanted["first_response"] is not None
+    assert shown["fields"][FIRST_RESPONSE_FIELD] == wanted["first_response"]
+    assert shown["fields"][NEXT_UPDATE_FIELD] == wanted["next_update"]
+    assert h.pending() == []
+
+
+def test_a_signed_webhook_ends_in_zendesk_showing_priority_tags_and_due_dates(
+    harness: Harness, config: ZendeskConfig
+) -> None:
+    check_round_trip(harness, config)
+
+
+def test_the_round_trip_on_postgresql(
+    fake: FakeZendesk,
+    client: ZendeskClient,
+    config: ZendeskConfig,
+    pg_engine: Engine,
+    policies: dict[str, Policy],
+) -> None:
+    customer(fake)
+    for h in harness_for(fake, client, config, pg_engine, policies):
+        check_round_trip(h, config)
+
+
+def test_the_webhook_echo_of_slabots_own_update_causes_no_write(
+    harness: Harness, config: ZendeskConfig
+) -> None:
+    h = harness
+    staging_p1(h.fake, 101)
+    h.deliver(101)
+    h.fake.trigger_on_update = True
+    h.writer.flush("test")
+    writes = h.fake.write_calls
+    assert len(h.fake.webhook_outbox) == 1  # Zendesk's trigger fires on slabot's update
+
+    h.clock.now += timedelta(minutes=1)
+    status, _ = h.post(*h.fake.webhook_outbox.pop())
+    assert status == 202
+    assert h.pending() == []
+    assert h.writer.flush("test").write_calls == 0
+    assert h.fake.write_calls == writes
+    snapshot_priority = h.sync.client.fetch(101)
+    assert snapshot_priority.ticket["priority"] == "low"
+
+
+def test_a_repeated_delivery_is_dropped(harness: Harness) -> None:
+    h = harness
+    staging_p1(h.fake, 101)
+    headers, body = h.fake.webhook({"ticket_id": "101"}, invocation_id="inv-1")
+    assert h.post(headers, body)[0] == 202
+    reads = h.fake.count("GET", "/tickets/101")
+    status, answer = h.post(headers, body)
+    assert (status, answer["status"]) == (200, "duplicate")
+    assert h.fake.count("GET", "/tickets/101") == reads
+
+
+def test_an_agent_reply_and_hold_move_the_clocks_from_the_audits(harness: Harness) -> None:
+    h = harness
+    staging_p1(h.fake, 101)
+    h.deliver(101)
+    replied = START + timedelta(minutes=30)
+    held = START + timedelta(minutes=40)
+    h.fake.agent_update(101, AGENT, at=replied, public_reply="on it", status="open")
+    h.fake.agent_update(101, AGENT, at=held, status="hold")
+    h.clock.now = START + timedelta(hours=1)
+    h.deliver(101)
+    with Session(h.engine) as session:
+        row = session.scalars(select(StoredTicket)).one()
+        assert row.first_response_at == replied
+        assert row.status == "on_hold"
+        assert [datetime.fromisoformat(begin) for begin, _ in row.paused] == [held]
+    assert h.decision(101).first_response_state == "met"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["unsigned", "wrong secret", "body changed", "stale", "no timestamp", "future"],
+)
+def test_unsigned_tampered_or_stale_webhooks_are_refused_and_nothing_is_stored(
+    harness: Harness, tamper: str
+) -> None:
+    h = harness
+    staging_p1(h.fake, 101)
+    body = {"ticket_id": "101"}
+    now = datetime.now(UTC)
+    if tamper == "wrong secret":
+        headers, raw = h.fake.webhook(body, secret="not-the-secret")
+    elif tamper == "stale":
+        headers, raw = h.fake.webhook(body, timestamp=_iso(now - timedelta(minutes=6)))
+    elif tamper == "future":
+        headers, raw = h.fake.webhook(body, timestamp=_iso(now + timedelta(minutes=6)))
+    else:
+        headers, raw = h.fake.webhook(body)
+    if tamper == "unsigned":
+        del headers["X-Zendesk-Webhook-Signature"]
+    elif tamper == "no timestamp":
+        del headers["X-Zendesk-Webhook-Signature-Timestamp"]
+    elif tamper == "body changed":
+        raw = raw.replace(b"101", b"102")
+    calls = len(h.fake.calls)
+    status, answer = h.post(headers, raw)
+    assert status == 401
+    assert "error" in answer
+    assert len(h.fake.calls) == calls
+    with Session(h.engine) as session:
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+        assert session.scalar(select(func.count()).select_from(StoredTicket)) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not JSON"),
+        (b'{"ticket": 1}', "no 'ticket_id'"),
+        (b'{"ticket_id": "{{ticket.id}}"}', "placeholder was not rendered"),
+    ],
+)
+def test_a_malformed_body_is_answered_400_with_what_is_wrong(
+    harness: Harness, body: bytes, message: str
+) -> None:
+    status, answer = harness.post(*harness.fake.webhook(body))
+    assert status == 400
+    assert message in str(answer["error"])
+    with Session(harness.engine) as session:
+        assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 0
+
+
+def test_an_event_subscription_delivery_is_accepted(harness: Harness) -> None:
+    h = harness
+    staging_p1(h.fake, 101)
+    event = {
+        "type": "zen:event-type:ticket.status_changed",
+        "id": "0f4a9e2c",
+        "time": "2026-11-16T17:00:00Z",
+        "subject": "zen:ticket:101",
+        "detail": {"id": "101", "status": "NEW", "priority": "URGENT"},
+        "event": {"current": "NEW", "previous": None},
+    }
+    headers, raw = h.fake.webhook(event)
+    del headers["X-Zendesk-Webhook-Invocation-Id"]  # the event id keys the delivery then
+    assert h.post(headers, raw)[0] == 202
+    assert {item.kind for item in h.pending()} >= {"set_priority"}
+    with Session(h.engine) as session:
+        keys = session.scalars(select(WebhookDelivery.delivery_key)).all()
+    assert keys == ["event:0f4a9e2c"]
+
+
+def test_while_zendesk_is_down_writes_wait_and_none_is_lost(harness: Harness) -> None:
+    h = harness
+    for ticket_id in (101, 102):
+        staging_p1(h.fake, ticket_id)
+        h.deliver(ticket_id)
+    h.fake.fail_next(2, 503, method="PUT")
+    report = h.writer.flush("test")
+    assert report.sent == 0 and report.retrying == 6 and report.dead == 0
+    assert h.fake.shown(101)["priority"] == "urgent"
+
+    h.clock.now += timedelta(hours=2)  # past the backoff; the first retry fails again
+    assert h.writer.flush("test").retrying == 6
+    h.clock.now += timedelta(hours=2)
+    assert h.writer.flush("test").sent == 6
+    assert h.fake.shown(101)["priority"] == h.fake.shown(102)["priority"] == "low"
+    assert h.pending() == []
+
+
+def test_a_429_is_retried_no_sooner_than_its_retry_after(harness: Harness) -> None:
+    h = harness
+    staging_p1(h.fake, 101)
+    h.deliver(101)
+    h.fake.fail_next(1, 429, retry_after=120, method="PUT")
+    report = h.writer.flush("test")
+    assert report.retrying == 3
+    assert {item.next_attempt_at for item in h.pending()} == {h.clock.now + timedelta(seconds=120)}
+    assert all("429" in (item.last_error or "") for item in h.pending())
+
+
+def test_a_timeout_is_retried(
+    fake: FakeZendesk, config: ZendeskConfig, engine: Engine, policies: dict[str, Policy]
+) -> None:
+    customer(fake)
+    quick = ZendeskClient(settings_for(fake), timeout=0.3, job_poll_interval=0.0)
+    for h in harness_for(fake, quick, config, engine, policies):
+        staging_p1(fake, 101)
+        h.deliver(101)
+        fake.fail_next(1, 200, stall=0.8, method="PUT")
+        report = h.writer.flush("test")
+        assert report.retrying == 3
+        assert all("timed out" in (item.last_error or "") for item in h.pending())
+
+
+def test_a_refused_update_is_dead_lettered_with_zendesks_description(
+    harness: Harness, config: ZendeskConfig
+) -> None:
+    h = harness
+    staging_p1(h.fake, 101)
+    staging_p1(h.fake, 102)
+    h.deliver(101)
+    h.deliver(102)
+    del h.fake.tickets[102]  # deleted in Zendesk meanwhile
+    report = h.writer.flush("test")
+    assert report.sent == 3 and report.dead == 3
+    dead = h.outbox.dead_letters("zendesk")
+    assert {d.kind for d in dead} == {"set_priority", "set_tags", "set_due_fields"}
+    assert all("TicketNotFound" in (d.last_error or "") for d in dead)
+
+
+def test_a_backfill_of_1000_tickets_needing_changes_uses_at_most_15_write_calls(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.fake.page_size = 100
+    for ticket_id in range(1, 1001):
+        staging_p1(h.fake, ticket_id, created_at=START - timedelta(minutes=ticket_id % 50))
+    poller = ZendeskPoller(h.sync.client, h.sync)
+    report = poller.backfill(START - timedelta(days=1))
+    assert (report.tickets, report.applied, report.complete) == (1000, 1000, True)
+    assert report.pages >= 10
+    assert load_cursor(h.engine, "zendesk", STREAM) == report.cursor
+    assert h.fake.write_calls == 0
+
+    written = h.writer.flush("backfill", limit=1000)
+    assert written.sent == 3000 and written.dead == 0  # priority, tags, due dates each
+    assert h.fake.write_calls <= 15
+    assert {priority for _, priority in h.fake.tickets_by_priority()} == {"low"}
+    assert h.pending() == []
+
+
+def test_the_poller_resumes_from_its_stored_cursor_within_the_export_budget(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.fake.page_size = 2
+    for ticket_id in range(1, 25):
+        staging_p1(h.fake, ticket_id)
+    poller = ZendeskPoller(h.sync.client, h.sync)
+    first = poller.poll(max_pages=3)
+    assert (first.tickets, first.complete) == (6, False)
+    second = poller.poll()
+    assert second.complete and first.tickets + second.tickets == 24
+    budget = h.sync.client.session.export_budget
+    assert budget is not None and budget.waited > 0  # 13 export requests: over 10 a minute
+
+    staging_p1(h.fake, 99)
+    h.fake.now += timedelta(minutes=1)
+    third = poller.poll()
+    assert third.tickets == 1 and third.complete
+    with Session(h.engine) as session:
+        assert session.scalar(select(func.count()).select_from(StoredTicket)) == 25
+        assert session.scalar(select(func.count()).select_from(TicketEvent)) >= 25
+
+
+def test_zendesk_down_during_a_poll_keeps_the_cursor_for_the_next(harness: Harness) -> None:
+    h = harness
+    h.fake.page_size = 2
+    for ticket_id in range(1, 7):
+        staging_p1(h.fake, ticket_id)
+    poller = ZendeskPoller(h.sync.client, h.sync)
+    h.fake.fail_next(1, 503, path_contains="/audits")
+    h.fake.faults[0].path_contains = "/tickets/3/audits"
+    report = poller.poll()
+    assert report.error is not None and not report.complete
+    cursor = load_cursor(h.engine, "zendesk", STREAM)
+    assert report.applied == 2 and cursor == report.cursor
+    again = poller.poll()
+    assert again.complete and again.applied == 4
+
+
+def _iso(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
