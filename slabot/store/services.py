@@ -443,8 +443,8 @@ class TicketService:
         Answered from the ``target_marks`` index: the cost follows the rows returned.
         """
         at = self.now() if now is None else now
-        with Session(self.engine) as session:
-            return due_targets(session, breached_where(at), limit)
+        with self.engine.connect() as connection:
+            return due_targets(connection, breached_where(at), limit)
 
     def reaching(
         self,
@@ -466,8 +466,8 @@ class TicketService:
                 "service's thresholds and run slabot recompute to mark stored tickets"
             )
         at = self.now() if now is None else now
-        with Session(self.engine) as session:
-            return due_targets(session, reaching_where(permille, at, horizon), limit)
+        with self.engine.connect() as connection:
+            return due_targets(connection, reaching_where(permille, at, horizon), limit)
 
     def record_breaches(
         self, now: datetime | None = None, limit: int | None = 100
