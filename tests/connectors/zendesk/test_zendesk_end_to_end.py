@@ -3,17 +3,21 @@ signed webhook -> fetch -> ingest (a real database) -> outbox -> update_many -> 
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from conftest import SECRET, START, Clock, settings_for
+import yaml
+from conftest import CONFIG, SECRET, START, Clock, settings_for
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from bot.compiled import Policy
+from connectors.zendesk.cli import BackfillError, backfill, parse_since
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import due_field_values
@@ -21,6 +25,8 @@ from connectors.zendesk.poller import STREAM, ZendeskPoller, load_cursor
 from connectors.zendesk.sync import ZendeskSync
 from connectors.zendesk.webhook import ZendeskWebhook, create_app, make_intake
 from connectors.zendesk.writeback import ZendeskWriter
+from slabot.store.db import make_engine
+from slabot.store.migrate import upgrade
 from slabot.store.models import (
     OutboxItem,
     StoredDecision,
@@ -410,3 +416,59 @@ def test_zendesk_down_during_a_poll_keeps_the_cursor_for_the_next(harness: Harne
 
 def _iso(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_reclassification_writes_the_priority_and_a_private_note(harness: Harness) -> None:
+    h = harness
+    fake = h.fake
+    fake.add_ticket(
+        101,
+        requester_id=REQUESTER,
+        organization_id=ORG,
+        priority="normal",
+        custom_fields={ENV_FIELD: "env_production"},
+    )
+    h.deliver(101)
+    h.writer.flush("test")
+    h.tickets.reclassify("zendesk", "101", "P1", "ana@support", "outage confirmed", "slack")
+    report = h.writer.flush("test")
+    assert report.dead == 0 and report.write_calls == 1
+    assert fake.shown(101)["priority"] == "urgent"
+    note = fake.audits[101][-1]["events"][-1]
+    assert note["type"] == "Comment" and note["public"] is False
+    assert "from P3 to P1 by ana@support" in note["body"] and "outage confirmed" in note["body"]
+
+
+def test_slabot_backfill_zendesk_imports_and_writes(
+    fake: FakeZendesk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    customer(fake)
+    for ticket_id in (1, 2, 3):
+        staging_p1(fake, ticket_id)
+    database = f"sqlite:///{tmp_path / 'backfill.db'}"
+    migrated = make_engine(database)
+    upgrade(migrated)
+    migrated.dispose()
+    config_file = tmp_path / "slabot.yaml"
+    config_file.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
+    environ = {
+        "ZENDESK_URL": fake.url,
+        "ZENDESK_EMAIL": "slabot@example.com",
+        "ZENDESK_API_TOKEN": "test-token",
+        "DATABASE_URL": database,
+    }
+    args = argparse.Namespace(
+        source="zendesk", since="2026-11-01", config=str(config_file), policy=[], write=True
+    )
+    assert backfill(args, environ) == 0
+    out = capsys.readouterr().out
+    assert "3 tickets read" in out and "3 applied" in out
+    assert "9 writes sent to 3 tickets in 1 calls" in out
+    assert {priority for _, priority in fake.tickets_by_priority()} == {"low"}
+    assert "test-token" not in out
+
+
+def test_backfill_refuses_a_bad_date() -> None:
+    with pytest.raises(BackfillError, match="not a date"):
+        parse_since("last week")
+    assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
