@@ -346,6 +346,12 @@ def _recompute(args: argparse.Namespace) -> int:
     now = _now(args.now)
     engine = make_engine()
     try:
+        path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+        if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+            # Connecting would create an empty file: say what to do instead.
+            raise UsageError(
+                f"database {redact(engine.url)} does not exist: run `slabot db upgrade` first"
+            )
         at, head = current_revision(engine), head_revision()
         if at != head:
             where = "has no slabot tables" if at is None else f"is at revision {at}"
