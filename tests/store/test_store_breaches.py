@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 import pytest
-from sqlalchemy import Engine, insert, text
+from alembic import command
+from sqlalchemy import Engine, insert, inspect, text
 from sqlalchemy.orm import Session
 from store_support import MONDAY_0900_LA, FakeClock, rows, snapshot
 
@@ -23,6 +24,7 @@ from slabot.store.breaches import (
     reaching_where,
     to_permille,
 )
+from slabot.store.migrate import alembic_config, current_revision, upgrade
 from slabot.store.models import StoredTicket, TargetMark
 from slabot.store.services import TicketService, engine_ticket
 
@@ -210,7 +212,6 @@ def _fill(engine: Engine, tickets: int) -> None:
         connection.commit()
 
 
-@pytest.mark.slow
 def test_the_breach_queries_read_the_index_not_the_table(migrated: Engine, zoom: Policy) -> None:
     _fill(migrated, 5000)
     service = TicketService(migrated, {"zoom": zoom}, lambda: NOW)
@@ -248,3 +249,16 @@ def _assert_index_plan(engine: Engine, plan: list[str], what: str) -> None:
             for line in plan
         ), f"{what}:\n{shown}"
         assert "Seq Scan" not in shown, f"{what}:\n{shown}"
+
+
+def test_revision_0002_downgrades_and_upgrades_again(migrated: Engine) -> None:
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert "target_marks" not in inspect(migrated).get_table_names()
+    assert current_revision(migrated) == "0001"
+    assert upgrade(migrated) == "0002"
+    assert "ix_target_marks_threshold_at" in {
+        index["name"] for index in inspect(migrated).get_indexes("target_marks")
+    }
