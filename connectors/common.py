@@ -9,6 +9,7 @@
   still fails after its retries is logged and its delivery forgotten: the poller, which
   reads the helpdesk's own change feed, is the backstop.
 - ``RequestBudget`` spaces requests to an endpoint that allows N per window.
+- ``load_cursor`` / ``save_cursor`` keep where a poller stopped (table ``poll_cursors``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
 from bot.errors import SlabotError
+from slabot.store.db import for_writing
+from slabot.store.models import PollCursor
 
 log = logging.getLogger(__name__)
 
@@ -287,3 +294,24 @@ class RequestBudget:
                 pause = self.window - (now - self._sent[0])
                 self.waited += pause
                 self._sleep(pause)
+
+
+# --- poll cursors ---------------------------------------------------------------------------------
+
+
+def load_cursor(engine: Engine, source: str, stream: str) -> str | None:
+    """The stored cursor of a source's stream (None: never polled)."""
+    with Session(engine) as session:
+        row = session.get(PollCursor, (source, stream))
+        return None if row is None else row.cursor
+
+
+def save_cursor(engine: Engine, source: str, stream: str, cursor: str, now: datetime) -> None:
+    """Store where polling a source's stream stopped."""
+    with Session(for_writing(engine)) as session, session.begin():
+        row = session.get(PollCursor, (source, stream))
+        if row is None:
+            session.add(PollCursor(source=source, stream=stream, cursor=cursor, updated_at=now))
+        else:
+            row.cursor = cursor
+            row.updated_at = now

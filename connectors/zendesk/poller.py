@@ -12,15 +12,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
-
+from connectors.common import load_cursor, save_cursor
 from connectors.zendesk.client import ZendeskClient, ZendeskRejectedError, ZendeskUnavailableError
 from connectors.zendesk.mapping import SOURCE, PayloadError
 from connectors.zendesk.sync import ZendeskSync
-from slabot.store.db import for_writing
 from slabot.store.events import EventError
-from slabot.store.models import PollCursor
 from slabot.store.services import IngestError
 
 log = logging.getLogger(__name__)
@@ -28,24 +24,6 @@ log = logging.getLogger(__name__)
 STREAM = "tickets"
 FIRST_POLL_LOOKBACK = timedelta(hours=1)
 """Where the first poll of a fresh database starts (backfill imports anything older)."""
-
-
-def load_cursor(engine: Engine, source: str, stream: str) -> str | None:
-    """The stored cursor of a source's stream (None: never polled)."""
-    with Session(engine) as session:
-        row = session.get(PollCursor, (source, stream))
-        return None if row is None else row.cursor
-
-
-def save_cursor(engine: Engine, source: str, stream: str, cursor: str, now: datetime) -> None:
-    """Store where polling a source's stream stopped."""
-    with Session(for_writing(engine)) as session, session.begin():
-        row = session.get(PollCursor, (source, stream))
-        if row is None:
-            session.add(PollCursor(source=source, stream=stream, cursor=cursor, updated_at=now))
-        else:
-            row.cursor = cursor
-            row.updated_at = now
 
 
 @dataclass(slots=True)
