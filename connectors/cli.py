@@ -1,16 +1,42 @@
 """``slabot backfill SOURCE --since DATE``: the connectors' command-line entries.
 
 Each source names the module and function that run it, imported only when called, so the
-engine-only commands never load an SDK. Jira adds its entry to ``BACKFILLS``.
+engine-only commands never load an SDK.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from datetime import UTC, datetime
 from typing import Any
 
-BACKFILLS = {"zendesk": "connectors.zendesk.cli:backfill"}
+from bot.errors import SlabotError
+
+BACKFILLS = {
+    "zendesk": "connectors.zendesk.cli:backfill",
+    "jira": "connectors.jira.cli:backfill",
+}
+
+
+class BackfillError(SlabotError):
+    """The backfill cannot start (a bad date, a database not migrated)."""
+
+
+def parse_since(text: str) -> datetime:
+    """``2026-01-31`` (midnight UTC) or an ISO 8601 instant with an offset."""
+    value = text.strip()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BackfillError(
+            f"--since {text!r} is not a date; use YYYY-MM-DD or an ISO 8601 instant"
+        ) from None
+    if len(value) == 10 or parsed.tzinfo is None:
+        if len(value) != 10:
+            raise BackfillError(f"--since {text!r} needs an offset, like 2026-01-31T09:00:00Z")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def add_backfill_command(commands: Any) -> None:
@@ -19,9 +45,10 @@ def add_backfill_command(commands: Any) -> None:
         "backfill",
         help="import a helpdesk's ticket history into the database",
         description="Import every ticket updated since DATE through the helpdesk's "
-        "incremental export into the database named by DATABASE_URL (run `slabot db "
-        "upgrade` first), evaluating each; polling then continues from where it ended. "
-        "Credentials come from the environment (docs/zendesk.md).",
+        "incremental export (Zendesk) or JQL search (Jira) into the database named by "
+        "DATABASE_URL (run `slabot db upgrade` first), evaluating each; polling then "
+        "continues from where it ended. Credentials come from the environment "
+        "(docs/zendesk.md, docs/jira.md).",
     )
     backfill.add_argument("source", choices=sorted(BACKFILLS), help="the helpdesk")
     backfill.add_argument(

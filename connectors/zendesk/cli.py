@@ -7,27 +7,9 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from bot.errors import SlabotError
+from connectors.cli import BackfillError, parse_since
 
-
-class BackfillError(SlabotError):
-    """The backfill cannot start (a bad date, a database not migrated)."""
-
-
-def parse_since(text: str) -> datetime:
-    """``2026-01-31`` (midnight UTC) or an ISO 8601 instant with an offset."""
-    value = text.strip()
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise BackfillError(
-            f"--since {text!r} is not a date; use YYYY-MM-DD or an ISO 8601 instant"
-        ) from None
-    if len(value) == 10 or parsed.tzinfo is None:
-        if len(value) != 10:
-            raise BackfillError(f"--since {text!r} needs an offset, like 2026-01-31T09:00:00Z")
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+__all__ = ["BackfillError", "backfill", "parse_since"]
 
 
 def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:

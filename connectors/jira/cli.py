@@ -1,0 +1,67 @@
+"""``slabot backfill jira``: import Jira's issue history through the JQL search."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from connectors.cli import BackfillError, parse_since
+
+
+def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    from connectors.jira.client import JiraClient
+    from connectors.jira.config import load_jira_config
+    from connectors.jira.poller import JiraPoller
+    from connectors.jira.settings import JiraSettings
+    from connectors.jira.sync import JiraSync
+    from connectors.jira.writeback import JiraWriter
+    from slabot.policy_files import bundled_policy_paths, load_policy
+    from slabot.store.db import make_engine, redact
+    from slabot.store.migrate import current_revision, head_revision
+    from slabot.store.outbox import Outbox
+    from slabot.store.services import TicketService
+
+    env = os.environ if environ is None else environ
+    since = parse_since(args.since)
+    settings = JiraSettings.from_environ(env, webhooks=False)
+    config = load_jira_config(args.config)
+    paths = args.policy or [str(p) for p in bundled_policy_paths()]
+    policies = {policy.name: policy for policy in (load_policy(p) for p in paths)}
+    if config.policy not in policies:
+        raise BackfillError(
+            f"{args.config}: jira.policy is {config.policy!r}, but the policies loaded are "
+            f"{', '.join(sorted(policies))}; pass its file with --policy"
+        )
+    engine = make_engine(env.get("DATABASE_URL") or None)
+    try:
+        at, head = current_revision(engine), head_revision()
+        if at != head:
+            raise BackfillError(
+                f"database {redact(engine.url)} is not at revision {head}: run "
+                "`slabot db upgrade` first"
+            )
+        tickets = TicketService(engine, policies, lambda: datetime.now(UTC), origin="jira")
+        client = JiraClient(settings, config)
+        poller = JiraPoller(client, JiraSync(client, config, tickets))
+        report = poller.backfill(since)
+        print(
+            f"jira: {report.issues} issues read in {report.pages} pages since "
+            f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.skipped} skipped, "
+            f"{report.enqueued} writes owed"
+        )
+        for problem in report.errors[:20]:
+            print(f"  {problem}")
+        if report.error:
+            print(f"jira: stopped early: {report.error}; run the backfill again to resume")
+        if args.write:
+            outbox = Outbox(engine, lambda: datetime.now(UTC))
+            written = JiraWriter(client, config, outbox).flush("backfill")
+            print(
+                f"jira: {written.sent} writes sent to {written.issues} issues in "
+                f"{written.write_calls} calls, {written.retrying} to retry, {written.dead} refused"
+            )
+    finally:
+        engine.dispose()
+    return 0 if report.error is None and not report.errors else 1

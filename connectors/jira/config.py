@@ -1,0 +1,295 @@
+"""The ``jira:`` section of ``config/slabot.yaml``: what to watch and how Jira fields map to
+slabot's.
+
+Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
+Other top-level sections of the file belong to other parts of slabot and are not read here.
+See docs/jira.md for every key.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import SlabotError
+
+DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
+DUE_TARGETS = ("first_response", "restoration", "next_update")
+_FIELD_ID = re.compile(r"^(customfield_\d+|[a-z][A-Za-z]*)$")
+_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
+
+
+class JiraConfigError(SlabotError):
+    """The ``jira:`` section is missing or invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _field_id(value: str) -> str:
+    if not _FIELD_ID.match(value):
+        raise ValueError(
+            f"{value!r} is not a Jira field id; use the id, like customfield_10050 "
+            "(Settings > Issues > Custom fields, or GET /rest/api/3/field)"
+        )
+    return value
+
+
+class IssueFieldSource(_Strict):
+    """An issue field by its id (``customfield_10050``, or a system field like
+    ``components``). Select lists give their option's ``value``, users their
+    ``displayName``, lists their first item."""
+
+    source: Literal["field"] = Field(alias="from")
+    id: str
+    values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the field's values (Jira's option -> slabot's word)."""
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        return _field_id(value)
+
+
+class LabelSource(_Strict):
+    """A label with a prefix: ``prefix: "plan_"`` reads label ``plan_premier`` as
+    ``premier``."""
+
+    source: Literal["label"] = Field(alias="from")
+    prefix: str = Field(min_length=1)
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+class ReporterTimeZoneSource(_Strict):
+    """The reporter's own time-zone setting (``fields.reporter.timeZone``, an IANA name)."""
+
+    source: Literal["reporter_time_zone"] = Field(alias="from")
+    values: dict[str, str] = Field(default_factory=dict)
+
+
+FieldSource = Annotated[
+    IssueFieldSource | LabelSource | ReporterTimeZoneSource,
+    Field(discriminator="source"),
+]
+
+
+class Agents(_Strict):
+    """Who counts as an agent: whose public comments are replies (the first response, the
+    last update) and whose priority changes are reclassifications.
+
+    With neither ``groups`` nor ``roles``: anyone but the reporter (and slabot). Otherwise
+    members of any of the groups, or of any of the project roles (users named in the role,
+    or members of a group named in it)."""
+
+    groups: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+
+    @property
+    def anyone_but_reporter(self) -> bool:
+        return not self.groups and not self.roles
+
+
+def _zone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+    return value
+
+
+class DueDate(_Strict):
+    """Jira's own ``duedate`` (a date): the date of ``target``'s due instant in the zone of
+    the policy calendar that target is counted on (``zone`` overrides it)."""
+
+    target: Literal["first_response", "restoration", "next_update"] = "restoration"
+    zone: str | None = None
+
+    @field_validator("zone")
+    @classmethod
+    def _check_zone(cls, value: str | None) -> str | None:
+        return _zone(value)
+
+
+class DueInstantField(_Strict):
+    """A custom **date-time** field that receives ``target``'s exact due instant."""
+
+    id: str
+    target: Literal["first_response", "restoration", "next_update"] = "restoration"
+
+    @field_validator("id")
+    @classmethod
+    def _custom(cls, value: str) -> str:
+        if not value.startswith("customfield_"):
+            raise ValueError(f"{value!r}: the due instant goes to a custom field, customfield_N")
+        return _field_id(value)
+
+
+def _default_priorities() -> dict[str, str]:
+    return {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low"}
+
+
+SlabotStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+
+
+def _default_statuses() -> dict[str, SlabotStatus]:
+    return {
+        "waiting for customer": "pending",
+        "pending": "pending",
+        "on hold": "on_hold",
+        "resolved": "solved",
+        "done": "solved",
+        "closed": "closed",
+        "canceled": "closed",
+        "cancelled": "closed",
+    }
+
+
+class JiraConfig(_Strict):
+    """The ``jira:`` section."""
+
+    policy: str = Field(min_length=1)
+    """The policy every watched Jira issue is evaluated under (its ``name``)."""
+    projects: list[str] = Field(default_factory=list)
+    """Project keys to watch; becomes ``project in (...)``."""
+    jql: str | None = None
+    """Or any JQL (without ORDER BY); with ``projects`` both must match."""
+    priorities: dict[str, str] = Field(default_factory=_default_priorities)
+    """slabot priority -> Jira priority name; each Jira priority at most once."""
+    fields: dict[
+        Literal[
+            "plan",
+            "environment",
+            "product_stage",
+            "urgency",
+            "impact",
+            "customer_timezone",
+            "customer_country",
+            "channel",
+        ],
+        FieldSource | list[FieldSource],
+    ] = Field(default_factory=dict)
+    """Where each engine field comes from; a list is tried in order (first value wins)."""
+    statuses: dict[str, SlabotStatus] = Field(default_factory=_default_statuses)
+    """Jira status name (case-insensitive) -> slabot status. Unlisted statuses follow their
+    category: To Do and In Progress are ``open``, Done is ``solved``. Map the statuses that
+    wait on the customer to ``pending`` or ``on_hold``: the policy pauses those."""
+    agents: Agents = Field(default_factory=Agents)
+    due_date: DueDate | None = Field(default_factory=DueDate)
+    """Jira's ``duedate``; ``null`` leaves it alone."""
+    due_instant_field: DueInstantField | None = None
+    poll_interval_seconds: int = Field(default=60, ge=10)
+    poll_overlap_seconds: int = Field(default=120, ge=60)
+    """How far back each poll reaches before its cursor (JQL compares whole minutes, and
+    the search index is eventually consistent)."""
+    page_size: int = Field(default=50, ge=1, le=100)
+
+    @field_validator("projects")
+    @classmethod
+    def _project_keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not _PROJECT_KEY.match(key):
+                raise ValueError(f"{key!r} is not a project key (upper case, like SUP)")
+        return value
+
+    @field_validator("jql")
+    @classmethod
+    def _no_order(cls, value: str | None) -> str | None:
+        if value is not None and "order by" in value.lower():
+            raise ValueError("leave ORDER BY out of jira.jql: slabot orders by updated itself")
+        return value.strip() or None if value is not None else None
+
+    @field_validator("priorities")
+    @classmethod
+    def _one_to_one(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for ours, theirs in value.items():
+            if theirs.lower() in seen:
+                raise ValueError(
+                    f"Jira priority {theirs!r} is given to both {seen[theirs.lower()]} and "
+                    f"{ours}; each Jira priority can stand for one slabot priority only"
+                )
+            seen[theirs.lower()] = ours
+        return value
+
+    @field_validator("statuses")
+    @classmethod
+    def _by_lower_case_name(cls, value: dict[str, SlabotStatus]) -> dict[str, SlabotStatus]:
+        return {name.strip().lower(): status for name, status in value.items()}
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> JiraConfig:
+        if not self.projects and self.jql is None:
+            raise ValueError("say what to watch: projects: [SUP] or jql: 'project = SUP AND ...'")
+        return self
+
+    def watched_jql(self) -> str:
+        """The JQL of the watched issues (no ordering)."""
+        parts = []
+        if self.projects:
+            parts.append(f"project in ({', '.join(self.projects)})")
+        if self.jql:
+            parts.append(f"({self.jql})")
+        return " AND ".join(parts)
+
+    def sources(self, name: str) -> list[Any]:
+        configured = self.fields.get(name)  # type: ignore[call-overload]
+        if configured is None:
+            return []
+        return list(configured) if isinstance(configured, list) else [configured]
+
+    def jira_priority(self, priority: str) -> str | None:
+        return self.priorities.get(priority)
+
+    def slabot_priority(self, jira_priority: str | None) -> str | None:
+        if jira_priority is None:
+            return None
+        for ours, theirs in self.priorities.items():
+            if theirs.lower() == jira_priority.strip().lower():
+                return ours
+        return None
+
+    def status(self, name: str | None, category: str | None) -> str | None:
+        """slabot's status for a Jira status name and its category key (``new``,
+        ``indeterminate``, ``done``); None when neither is known."""
+        if name is not None:
+            mapped = self.statuses.get(name.strip().lower())
+            if mapped is not None:
+                return mapped
+        return {"new": "open", "indeterminate": "open", "done": "solved"}.get(category or "")
+
+
+def parse_jira_config(data: Any, where: str = "config") -> JiraConfig:
+    """Validate the ``jira:`` section given as data; errors name ``jira.<key>``."""
+    if not isinstance(data, dict) or "jira" not in data:
+        raise JiraConfigError(f"{where}: no 'jira:' section (see docs/jira.md)")
+    try:
+        return JiraConfig.model_validate(data["jira"])
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            path = ".".join(str(part) for part in ("jira", *item["loc"]))
+            problems.append(f"{where}: {path}: {item['msg']}")
+        raise JiraConfigError("\n".join(problems)) from None
+
+
+def load_jira_config(path: str | Path = DEFAULT_CONFIG_PATH) -> JiraConfig:
+    """Read and validate the ``jira:`` section of a config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise JiraConfigError(f"{file}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise JiraConfigError(f"{file}: not valid YAML: {error}") from None
+    return parse_jira_config(data, str(file))

@@ -1,0 +1,591 @@
+"""Jira JSON -> slabot's vocabulary, and back (pure: no network, no clock, no store).
+
+Input is the JSON Jira Cloud's REST API returns (``GET /rest/api/3/issue/{id}`` with its
+changelog and comments) and the JSON its webhooks post, as plain dicts, so fixtures and the
+live client feed the same code. What cannot be read (an issue without ``created``, a body
+without ``webhookEvent``) raises ``PayloadError``: payload drift must fail loudly. What is
+merely unusable (a time zone nobody knows) is dropped and reported in ``Mapped.warnings``.
+
+Jira quirks this module handles:
+
+- Times look like ``2026-11-16T17:45:00.000+0000`` (no colon in the offset).
+- The changelog holds each change with its author; the issue's creation is not in it, so
+  the status and priority an issue was created with are the ``fromString`` of the first
+  change of that field (or the current value when it never changed).
+- Jira Service Management marks a comment internal with ``jsdPublic: false`` (and the
+  ``sd.public.comment`` property); a comment restricted to a group or role carries
+  ``visibility``. Either is not a public reply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from bot.errors import SlabotError
+from connectors.jira.config import JiraConfig
+from slabot.store.services import Snapshot
+
+SOURCE = "jira"
+ENGINE_FIELDS = (
+    "plan",
+    "environment",
+    "product_stage",
+    "urgency",
+    "impact",
+    "customer_timezone",
+    "customer_country",
+    "channel",
+)
+NOT_PEOPLE = frozenset({"app", "customer"})
+"""``accountType`` of accounts that are never agents: apps (Automation for Jira, other
+integrations) and Jira Service Management portal customers."""
+
+
+class PayloadError(SlabotError):
+    """A Jira payload lacks what slabot needs, or carries a value it cannot read."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssueBundle:
+    """Everything the mapping reads about one issue, as Jira's JSON.
+
+    ``issue`` is the issue (``fields`` with every field); ``histories`` its changelog and
+    ``comments`` its comments, oldest first. ``agent_ids`` are the account ids that count as
+    agents (None: anyone but the reporter, apps and portal customers). ``bot_account_id``
+    is slabot's own account (its changes are not people's). ``status_categories`` maps a
+    status name (lower case) to its category key (``new``, ``indeterminate``, ``done``),
+    for statuses the changelog names.
+    """
+
+    issue: Mapping[str, Any]
+    histories: Sequence[Mapping[str, Any]] = ()
+    comments: Sequence[Mapping[str, Any]] = ()
+    agent_ids: frozenset[str] | None = None
+    bot_account_id: str | None = None
+    status_categories: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A status the issue took, from its changelog (the key makes a repeat harmless)."""
+
+    event_key: str
+    at: datetime
+    to: str
+    actor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityChange:
+    """A person (an agent, not slabot) set the priority in Jira: a reclassification."""
+
+    change_id: str
+    """The changelog entry's id: the key that makes it count once."""
+    at: datetime
+    account_id: str
+    actor: str
+    """Who, for the audit: ``Ana Agent (jira 5b10ac8d82e05b22cc7d4ef5)``."""
+    jira_priority: str
+    priority: str | None
+    """slabot's priority for it (None: a Jira priority not in ``jira.priorities``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """One issue in slabot's terms."""
+
+    snapshot: Snapshot
+    status_changes: tuple[StatusChange, ...]
+    """Every status the changelog shows, oldest first (creation included)."""
+    reclassifications: tuple[PriorityChange, ...]
+    """Priority changes made by agents, oldest first."""
+    due_shown: dict[str, str | None]
+    """What the due fields show now: ``duedate`` (``2026-11-24``) and, when configured,
+    ``instant`` (the custom date-time field, as a UTC ``...Z`` instant)."""
+    warnings: tuple[str, ...] = ()
+
+
+def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
+    """The snapshot, status history, agents' priority changes and shown due values.
+
+    >>> from connectors.jira.config import JiraConfig
+    >>> bundle = IssueBundle({"id": "10001", "key": "SUP-1", "fields": {
+    ...     "created": "2026-11-16T17:00:00.000+0000", "updated": "2026-11-16T17:05:00.000+0000",
+    ...     "status": {"name": "Waiting for customer", "statusCategory": {"key": "indeterminate"}},
+    ...     "priority": {"name": "High"}, "labels": ["vip"]}})
+    >>> mapped = map_issue(bundle, JiraConfig(policy="zoom", projects=["SUP"]))
+    >>> mapped.snapshot.external_key, mapped.snapshot.status, mapped.snapshot.priority
+    ('10001', 'pending', 'P2')
+    """
+    issue = bundle.issue
+    issue_id = issue_id_of(issue)
+    key = issue.get("key")
+    where = f"Jira issue {key or issue_id}"
+    fields = issue.get("fields")
+    if not isinstance(fields, Mapping):
+        raise PayloadError(f"{where}: 'fields' must be an object with the issue's fields")
+    warnings: list[str] = []
+    created_at = parse_instant(fields.get("created"), f"{where}: created", required=True)
+    assert created_at is not None
+    updated_at = parse_instant(fields.get("updated"), f"{where}: updated") or created_at
+    status = _current_status(fields.get("status"), config, where)
+    labels = _labels(fields.get("labels"), where)
+    reporter = _account(fields.get("reporter"))
+
+    history = _History.read(bundle, config, reporter, created_at, where)
+    values: dict[str, str | None] = {
+        name: _read_field(name, config, fields, labels) for name in ENGINE_FIELDS
+    }
+    zone = values["customer_timezone"]
+    if zone is not None and not _known_zone(zone):
+        warnings.append(f"{where}: unknown time zone {zone!r}; the policy's default applies")
+        values["customer_timezone"] = None
+    country = values["customer_country"]
+    if country is not None:
+        code = country.strip().upper()
+        if len(code) != 2 or not code.isalpha():
+            warnings.append(
+                f"{where}: customer country {country!r} is not a two-letter ISO code; the "
+                "policy's default applies"
+            )
+            code = ""
+        values["customer_country"] = code or None
+    for unknown in history.unknown_priorities:
+        warnings.append(
+            f"{where}: Jira priority {unknown!r} is not in jira.priorities; it is ignored"
+        )
+
+    solved_at = None
+    if status in ("solved", "closed"):
+        solved_at = history.solved_at or parse_instant(
+            fields.get("resolutiondate"), f"{where}: resolutiondate"
+        )
+        if solved_at is None:
+            warnings.append(f"{where}: done but nothing shows when; using updated")
+            solved_at = updated_at
+
+    shown_priority = config.slabot_priority(_name(fields.get("priority")))
+    snapshot = Snapshot(
+        source=SOURCE,
+        external_key=issue_id,
+        policy=config.policy,
+        updated_at=updated_at,
+        created_at=created_at,
+        status=status,
+        priority=history.requested_priority,
+        first_response_at=history.first_reply_at,
+        last_agent_update_at=history.last_reply_at,
+        solved_at=solved_at,
+        shown={"priority": shown_priority, "tags": sorted(labels)},
+        actor=history.last_actor,
+        **values,
+    )
+    due_shown: dict[str, str | None] = {"duedate": _text(fields.get("duedate"))}
+    if config.due_instant_field is not None:
+        raw = fields.get(config.due_instant_field.id)
+        shown_instant = parse_instant(raw, f"{where}: {config.due_instant_field.id}")
+        due_shown["instant"] = iso_z(shown_instant) if shown_instant else None
+    return Mapped(
+        snapshot,
+        history.status_changes,
+        history.reclassifications,
+        due_shown,
+        tuple(warnings),
+    )
+
+
+# --- write-back values ----------------------------------------------------------------------
+
+
+def duedate_value(instant: datetime | None, zone: Any) -> str | None:
+    """Jira's ``duedate`` for a due instant: its date in ``zone`` (a tzinfo)."""
+    if instant is None:
+        return None
+    local: date = instant.astimezone(zone).date()
+    return local.isoformat()
+
+
+def datetime_field_value(instant: datetime) -> str:
+    """A date-time custom field's value as Jira takes it: ``2026-11-24T08:30:00.000+0000``."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def iso_z(instant: datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- webhook bodies ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookNotice:
+    """What a Jira webhook says: which event, about which issue, by whom, what changed."""
+
+    event: str
+    issue_id: str | None
+    issue_key: str | None
+    account_id: str | None
+    """Who made the change (``user.accountId``; for comments the comment's author)."""
+    timestamp: datetime | None
+    changelog_items: tuple[Mapping[str, Any], ...] = ()
+    changelog_id: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.issue_id or self.issue_key or ""
+
+    def changed(self, field_name: str) -> bool:
+        return any(item.get("field") == field_name for item in self.changelog_items)
+
+
+def parse_webhook(body: bytes) -> WebhookNotice:
+    """Read a Jira webhook body (``{"webhookEvent": "jira:issue_updated", "issue": ...}``).
+
+    Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it). Events
+    about no issue (projects, versions, users...) are read with ``issue_id`` None.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PayloadError(f"the body is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("the body must be a JSON object")
+    event = data.get("webhookEvent")
+    if not isinstance(event, str) or not event.strip():
+        keys = ", ".join(sorted(data)[:12]) or "none"
+        raise PayloadError(
+            f"the body has no 'webhookEvent' (keys: {keys}); this endpoint takes Jira's "
+            "webhooks (docs/jira.md)"
+        )
+    event = event.strip()
+    timestamp = None
+    raw_time = data.get("timestamp")
+    if isinstance(raw_time, int) and not isinstance(raw_time, bool):
+        timestamp = datetime.fromtimestamp(raw_time / 1000, UTC)
+    issue = data.get("issue")
+    issue_id = issue_key = None
+    if issue is not None:
+        if not isinstance(issue, Mapping):
+            raise PayloadError(f"{event}: 'issue' must be an object")
+        issue_id = issue_id_of(issue, f"{event}: issue.id")
+        key = issue.get("key")
+        issue_key = str(key) if isinstance(key, str) and key else None
+    elif event.startswith("jira:issue_") or event.startswith("comment_"):
+        raise PayloadError(f"{event}: the body has no 'issue'")
+    account = _account(data.get("user"))
+    comment = data.get("comment")
+    if comment is not None and not isinstance(comment, Mapping):
+        raise PayloadError(f"{event}: 'comment' must be an object")
+    if account is None and isinstance(comment, Mapping):
+        account = _account(comment.get("author"))
+    items: tuple[Mapping[str, Any], ...] = ()
+    changelog_id = None
+    changelog = data.get("changelog")
+    if changelog is not None:
+        if not isinstance(changelog, Mapping) or not isinstance(changelog.get("items", []), list):
+            raise PayloadError(f"{event}: 'changelog' must be an object with a list of 'items'")
+        for item in changelog.get("items", []):
+            if not isinstance(item, Mapping) or not isinstance(item.get("field"), str):
+                raise PayloadError(f"{event}: each changelog item needs its 'field'")
+        items = tuple(changelog.get("items", []))
+        raw_id = changelog.get("id")
+        changelog_id = str(raw_id) if raw_id is not None else None
+    return WebhookNotice(
+        event,
+        issue_id,
+        issue_key,
+        account.get("accountId") if account else None,
+        timestamp,
+        items,
+        changelog_id,
+    )
+
+
+# --- reading helpers ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _History:
+    """What the changelog and the comments say: replies, statuses, priorities."""
+
+    first_reply_at: datetime | None = None
+    last_reply_at: datetime | None = None
+    solved_at: datetime | None = None
+    requested_priority: str | None = None
+    last_actor: str | None = None
+    status_changes: tuple[StatusChange, ...] = ()
+    reclassifications: tuple[PriorityChange, ...] = ()
+    unknown_priorities: tuple[str, ...] = ()
+
+    @classmethod
+    def read(
+        cls,
+        bundle: IssueBundle,
+        config: JiraConfig,
+        reporter: Mapping[str, Any] | None,
+        created_at: datetime,
+        where: str,
+    ) -> _History:
+        history = cls()
+        fields = bundle.issue["fields"]
+        issue_id = issue_id_of(bundle.issue)
+        reporter_id = reporter.get("accountId") if reporter else None
+
+        def is_agent(author: Mapping[str, Any] | None) -> bool:
+            if author is None:
+                return False
+            account_id = str(author.get("accountId"))
+            if account_id in (reporter_id, bundle.bot_account_id):
+                return False
+            if bundle.agent_ids is None:
+                return author.get("accountType") not in NOT_PEOPLE
+            return account_id in bundle.agent_ids
+
+        histories = sorted(
+            bundle.histories,
+            key=lambda h: (
+                parse_instant(h.get("created"), f"{where}: changelog", required=True),
+                _numeric(h.get("id")),
+            ),
+        )
+        status_items: list[tuple[Mapping[str, Any], Mapping[str, Any], datetime]] = []
+        priority_items: list[tuple[Mapping[str, Any], Mapping[str, Any], datetime]] = []
+        for entry in histories:
+            at = parse_instant(entry.get("created"), f"{where}: changelog {entry.get('id')}")
+            assert at is not None
+            author = _account(entry.get("author"))
+            history.last_actor = _actor(author)
+            for item in entry.get("items") or ():
+                name = item.get("fieldId") or item.get("field")
+                if name == "status":
+                    status_items.append((entry, item, at))
+                elif name == "priority":
+                    priority_items.append((entry, item, at))
+
+        # Statuses: the one the issue was created in, then each change.
+        current = fields.get("status")
+        initial_name = status_items[0][1].get("fromString") if status_items else _name(current)
+        changes = [
+            StatusChange(
+                f"jira:{issue_id}:created:status",
+                created_at,
+                _status_by_name(initial_name, bundle, config, current, where),
+                None,
+            )
+        ]
+        for entry, item, at in status_items:
+            to = _status_by_name(item.get("toString"), bundle, config, current, where)
+            changes.append(
+                StatusChange(
+                    f"jira:changelog:{entry.get('id')}:status",
+                    at,
+                    to,
+                    _actor(_account(entry.get("author"))),
+                )
+            )
+            if to in ("solved", "closed"):
+                history.solved_at = at
+        history.status_changes = tuple(changes)
+
+        # Priorities: as created, or as last set by someone who is not an agent (the
+        # reporter, an app); an agent's change is a reclassification; slabot's is neither.
+        requested = (
+            priority_items[0][1].get("fromString")
+            if priority_items
+            else _name(fields.get("priority"))
+        )
+        reclassifications = []
+        unknown: list[str] = []
+        for entry, item, at in priority_items:
+            author = _account(entry.get("author"))
+            account_id = author.get("accountId") if author else None
+            if account_id is not None and account_id == bundle.bot_account_id:
+                continue
+            to_name = item.get("toString")
+            if is_agent(author):
+                assert author is not None and account_id is not None
+                priority = config.slabot_priority(to_name)
+                if priority is None and to_name:
+                    unknown.append(str(to_name))
+                reclassifications.append(
+                    PriorityChange(
+                        str(entry.get("id")),
+                        at,
+                        account_id,
+                        _actor(author) or account_id,
+                        str(to_name or ""),
+                        priority,
+                    )
+                )
+            else:
+                requested = to_name
+        history.requested_priority = config.slabot_priority(requested) if requested else None
+        if requested and history.requested_priority is None:
+            unknown.append(str(requested))
+        history.reclassifications = tuple(reclassifications)
+        history.unknown_priorities = tuple(dict.fromkeys(unknown))
+
+        for comment in sorted(
+            bundle.comments,
+            key=lambda c: (
+                parse_instant(c.get("created"), f"{where}: comment", required=True),
+                _numeric(c.get("id")),
+            ),
+        ):
+            if not is_public(comment) or not is_agent(_account(comment.get("author"))):
+                continue
+            at = parse_instant(comment.get("created"), f"{where}: comment {comment.get('id')}")
+            assert at is not None
+            if history.first_reply_at is None:
+                history.first_reply_at = at
+            history.last_reply_at = at
+        return history
+
+
+def is_public(comment: Mapping[str, Any]) -> bool:
+    """Whether the customer sees the comment: not JSM-internal, not restricted."""
+    if comment.get("jsdPublic") is False:
+        return False
+    if comment.get("visibility"):
+        return False
+    for prop in comment.get("properties") or ():
+        if isinstance(prop, Mapping) and prop.get("key") == "sd.public.comment":
+            value = prop.get("value")
+            if isinstance(value, Mapping) and value.get("internal") is True:
+                return False
+    return True
+
+
+def issue_id_of(issue: Mapping[str, Any], name: str = "issue id") -> str:
+    value = issue.get("id")
+    if isinstance(value, bool):
+        raise PayloadError(f"{name} {value!r} is not an issue id")
+    if isinstance(value, int) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return value.strip()
+    raise PayloadError(f"{name} {repr(value)[:60]} is not an issue id")
+
+
+def parse_instant(value: Any, name: str, *, required: bool = False) -> datetime | None:
+    """Jira's ``2026-11-16T17:45:00.000+0000`` (or any ISO 8601 instant) in UTC."""
+    if value is None or value == "":
+        if required:
+            raise PayloadError(f"{name} is missing")
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant")
+    try:
+        instant = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant") from None
+    if instant.tzinfo is None:
+        raise PayloadError(f"{name} {value!r} has no time zone")
+    return instant.astimezone(UTC)
+
+
+def _current_status(value: Any, config: JiraConfig, where: str) -> str:
+    if not isinstance(value, Mapping) or not value.get("name"):
+        raise PayloadError(f"{where}: status must be an object with its name")
+    category = value.get("statusCategory")
+    key = category.get("key") if isinstance(category, Mapping) else None
+    status = config.status(str(value["name"]), key)
+    if status is None:
+        raise PayloadError(
+            f"{where}: status {value['name']!r} has no category and is not in jira.statuses"
+        )
+    return status
+
+
+def _status_by_name(
+    name: Any, bundle: IssueBundle, config: JiraConfig, current: Any, where: str
+) -> str:
+    if isinstance(current, Mapping) and name == current.get("name"):
+        return _current_status(current, config, where)
+    text = str(name or "")
+    status = config.status(text, bundle.status_categories.get(text.strip().lower()))
+    if status is None:
+        # A status the issue left, whose category is unknown: it was a working status.
+        return "open"
+    return status
+
+
+def _labels(value: Any, where: str) -> set[str]:
+    if value is None:
+        return set()
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise PayloadError(f"{where}: labels must be a list of strings")
+    return set(value)
+
+
+def _account(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) and value.get("accountId") else None
+
+
+def _actor(account: Mapping[str, Any] | None) -> str | None:
+    if account is None:
+        return None
+    name = account.get("displayName")
+    account_id = account.get("accountId")
+    return f"{name} (jira {account_id})" if name else f"jira {account_id}"
+
+
+def _name(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        name = value.get("name")
+        return str(name) if name else None
+    return None
+
+
+def _numeric(value: Any) -> int:
+    text = str(value or "0")
+    return int(text) if text.isdigit() else 0
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, list):
+        return _text(value[0]) if value else None
+    if isinstance(value, Mapping):
+        for key in ("value", "name", "displayName", "key"):
+            if value.get(key):
+                return _text(value[key])
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _known_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _read_field(
+    name: str, config: JiraConfig, fields: Mapping[str, Any], labels: Iterable[str]
+) -> str | None:
+    for source in config.sources(name):
+        raw: Any = None
+        kind = source.source
+        if kind == "field":
+            raw = fields.get(source.id)
+        elif kind == "label":
+            found = sorted(label for label in labels if label.startswith(source.prefix))
+            raw = found[0][len(source.prefix) :] if found else None
+        elif kind == "reporter_time_zone":
+            reporter = fields.get("reporter")
+            raw = reporter.get("timeZone") if isinstance(reporter, Mapping) else None
+        value = _text(raw)
+        if value is not None:
+            renamed: str = source.values.get(value, value)
+            return renamed
+    return None

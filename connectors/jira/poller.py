@@ -1,0 +1,158 @@
+"""Polling Jira with JQL ``updated >= "<cursor>"``: the backstop for missed webhooks, and
+backfill.
+
+The cursor is the ``updated`` time of the newest issue applied, stored in the
+``poll_cursors`` table (source ``jira``, stream ``issues``) after each page whose issues were
+all applied. Each poll searches from the cursor minus ``jira.poll_overlap_seconds``: JQL
+compares whole minutes, in the time zone of slabot's Jira account, and the Cloud search is
+eventually consistent, so an issue updated just before the last poll may only show now.
+What the overlap brings back again is skipped without a read when the store already holds
+that issue at that ``updated`` time (its ``source_updated_at``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from connectors.common import load_cursor, save_cursor
+from connectors.jira.client import JiraClient, JiraRejectedError, JiraUnavailableError
+from connectors.jira.mapping import SOURCE, PayloadError, issue_id_of, parse_instant
+from connectors.jira.sync import JiraSync
+from slabot.store.events import EventError
+from slabot.store.models import StoredTicket
+from slabot.store.services import IngestError
+
+log = logging.getLogger(__name__)
+
+STREAM = "issues"
+FIRST_POLL_LOOKBACK = timedelta(hours=1)
+"""Where the first poll of a fresh database starts (backfill imports anything older)."""
+
+__all__ = ["STREAM", "JiraPoller", "PollReport", "jql_since", "load_cursor"]
+
+
+@dataclass(slots=True)
+class PollReport:
+    """What one poll or backfill did."""
+
+    pages: int = 0
+    issues: int = 0
+    applied: int = 0
+    already: int = 0
+    """Issues the overlap brought back that were already applied at that time."""
+    skipped: int = 0
+    """Issues that could not be applied (malformed, refused); logged."""
+    enqueued: int = 0
+    cursor: str | None = None
+    jql: str = ""
+    complete: bool = False
+    """Reached the last page (False: stopped early; the next poll resumes)."""
+    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def jql_since(watched: str, since: datetime, zone: Any) -> str:
+    """``(watched) AND updated >= "2026-11-16 09:00" ORDER BY updated ASC``, the time
+    written in ``zone`` (JQL reads it in the searching account's zone) and rounded down
+    to the minute (JQL's precision)."""
+    local = since.astimezone(zone)
+    return f'({watched}) AND updated >= "{local:%Y-%m-%d %H:%M}" ORDER BY updated ASC, key ASC'
+
+
+class JiraPoller:
+    """Searches the watched issues updated since the stored cursor and applies each."""
+
+    def __init__(self, client: JiraClient, sync: JiraSync) -> None:
+        self.client = client
+        self.sync = sync
+        self.config = sync.config
+        self.engine: Engine = sync.tickets.engine
+
+    def poll(self, *, max_pages: int | None = None) -> PollReport:
+        """Continue from the stored cursor, less the overlap (first run: an hour ago)."""
+        cursor = load_cursor(self.engine, SOURCE, STREAM)
+        if cursor is None:
+            since = self.sync.tickets.now() - FIRST_POLL_LOOKBACK
+        else:
+            since = datetime.fromisoformat(cursor) - timedelta(
+                seconds=self.config.poll_overlap_seconds
+            )
+        return self._run(since, cursor, max_pages)
+
+    def backfill(self, since: datetime, *, max_pages: int | None = None) -> PollReport:
+        """Import every watched issue updated since ``since``; polling continues from its
+        end."""
+        return self._run(since, load_cursor(self.engine, SOURCE, STREAM), max_pages)
+
+    def _run(self, since: datetime, cursor: str | None, max_pages: int | None) -> PollReport:
+        report = PollReport(cursor=cursor)
+        newest = datetime.fromisoformat(cursor) if cursor else None
+        try:
+            report.jql = jql_since(self.config.watched_jql(), since, self.client.account_zone())
+            for page in self.client.pages(report.jql, max_results=self.config.page_size):
+                report.pages += 1
+                applied = self._applied_at([issue_id_of(i) for i in page.issues])
+                for issue in page.issues:
+                    report.issues += 1
+                    updated = self._apply(issue, applied, report)
+                    if updated is not None and (newest is None or updated > newest):
+                        newest = updated
+                if newest is not None and newest.isoformat() != report.cursor:
+                    report.cursor = newest.isoformat()
+                    save_cursor(self.engine, SOURCE, STREAM, report.cursor, self.sync.tickets.now())
+                if page.next_page_token is None:
+                    report.complete = True
+                if max_pages is not None and report.pages >= max_pages:
+                    break
+        except JiraUnavailableError as error:
+            report.error = str(error)
+            log.warning("Jira poll stopped: %s; the next poll resumes from the cursor", error)
+        return report
+
+    def _applied_at(self, issue_ids: list[str]) -> dict[str, datetime]:
+        """The ``updated`` time the store holds for each of ``issue_ids``."""
+        if not issue_ids:
+            return {}
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(StoredTicket.external_key, StoredTicket.source_updated_at).where(
+                    StoredTicket.source == SOURCE, StoredTicket.external_key.in_(issue_ids)
+                )
+            ).all()
+        return {key: at for key, at in rows if at is not None}
+
+    def _apply(
+        self, issue: dict[str, Any], applied: dict[str, datetime], report: PollReport
+    ) -> datetime | None:
+        """Apply one issue from the search; its ``updated`` time when it counts for the
+        cursor (applied now, or before)."""
+        try:
+            issue_id = issue_id_of(issue)
+            fields = issue.get("fields") or {}
+            updated = parse_instant(fields.get("updated"), f"Jira issue {issue_id}: updated")
+        except PayloadError as error:
+            report.skipped += 1
+            report.errors.append(str(error))
+            log.error("Jira search returned an issue slabot cannot read: %s", error)
+            return None
+        if updated is not None and applied.get(issue_id, datetime.min.replace(tzinfo=UTC)) >= (
+            updated
+        ):
+            report.already += 1
+            return updated
+        try:
+            result = self.sync.sync_issue(issue_id, issue)
+        except (PayloadError, IngestError, EventError, JiraRejectedError) as error:
+            report.skipped += 1
+            report.errors.append(f"issue {issue.get('key') or issue_id}: {error}")
+            log.error("Jira issue %s not applied: %s", issue.get("key") or issue_id, error)
+            return updated
+        report.applied += 1
+        report.enqueued += len(result.enqueued)
+        return updated

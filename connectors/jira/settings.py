@@ -1,0 +1,100 @@
+"""Jira credentials and address from the environment (never printed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from connectors.common import (
+    ConnectorSettingsError,
+    Secret,
+    missing_settings_error,
+    secret_setting,
+    setting,
+)
+
+SETTINGS = ("JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_WEBHOOK_SECRET")
+
+
+@dataclass(frozen=True, slots=True)
+class JiraSettings:
+    """How to reach one Jira Cloud site: ``https://acme.atlassian.net`` with an Atlassian
+    account's email and API token (basic auth, as Atlassian documents for scripts)."""
+
+    url: str
+    email: str
+    api_token: Secret
+    webhook_secret: Secret | None
+
+    @classmethod
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, *, webhooks: bool = True
+    ) -> JiraSettings:
+        """Read the ``JIRA_*`` settings; a missing one is named in the error.
+
+        ``webhooks=False`` (backfill, polling only) does not require the webhook secret.
+        """
+        env = os.environ if environ is None else environ
+        if not JiraSettings.configured(env):
+            raise ConnectorSettingsError(
+                "Jira is not configured: set JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN "
+                "(see docs/jira.md)"
+            )
+        url = setting(env, "JIRA_URL")
+        email = setting(env, "JIRA_EMAIL")
+        api_token = secret_setting(env, "JIRA_API_TOKEN")
+        webhook_secret = secret_setting(env, "JIRA_WEBHOOK_SECRET")
+        missing = [
+            name
+            for name, value in (
+                ("JIRA_URL", url),
+                ("JIRA_EMAIL", email),
+                ("JIRA_API_TOKEN", api_token),
+            )
+            if value is None
+        ]
+        if webhooks and webhook_secret is None:
+            missing.append("JIRA_WEBHOOK_SECRET")
+        if missing:
+            raise missing_settings_error(
+                "Jira",
+                missing,
+                "see docs/jira.md; leave every JIRA_* setting unset to disable Jira",
+            )
+        assert url is not None and email is not None and api_token is not None
+        return cls(
+            url=_base_url(url), email=email, api_token=api_token, webhook_secret=webhook_secret
+        )
+
+    @staticmethod
+    def configured(environ: Mapping[str, str] | None = None) -> bool:
+        """Whether any ``JIRA_*`` setting is given (the connector is then enabled and its
+        settings must be complete)."""
+        env = os.environ if environ is None else environ
+        return any(setting(env, name) for name in SETTINGS)
+
+
+def _base_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectorSettingsError(
+            "JIRA_URL must be the site's URL, like https://acme.atlassian.net (or "
+            "http://127.0.0.1:8080 for a local server)"
+        )
+    if parts.username or parts.password:
+        raise ConnectorSettingsError(
+            "JIRA_URL must not carry credentials; use JIRA_EMAIL and JIRA_API_TOKEN"
+        )
+    if parts.query or parts.fragment:
+        raise ConnectorSettingsError(
+            "JIRA_URL is the site's address only, like https://acme.atlassian.net"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/browse") or "/rest/" in f"{path}/":
+        raise ConnectorSettingsError(
+            f"JIRA_URL {text.strip()!r} names a page or an API path; give the site's address, "
+            "like https://acme.atlassian.net"
+        )
+    return f"{parts.scheme}://{parts.netloc}{path}"

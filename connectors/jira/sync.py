@@ -1,0 +1,342 @@
+"""One Jira issue into the store: fetch, map, ingest, statuses, agents' reclassifications,
+due dates owed.
+
+Used by the webhook worker, the poller and the backfill alike, so an issue is handled the
+same whichever way its change arrived.
+
+A priority an agent sets in Jira is an audited reclassification (``TicketService.reclassify``,
+origin ``jira``), counted once per changelog entry (its id is recorded as a delivery of
+source ``jira-priority``). When the policy refuses it (P1 outside production...), the
+refusal is recorded in the ticket's history, the policy's priority is written back (the
+ingest owes it, since Jira shows another) and an internal comment says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.errors import ReclassificationError
+from bot.policy import ALWAYS_OPEN
+from connectors.jira.client import JiraClient
+from connectors.jira.config import JiraConfig
+from connectors.jira.mapping import (
+    SOURCE,
+    IssueBundle,
+    Mapped,
+    PriorityChange,
+    duedate_value,
+    iso_z,
+    map_issue,
+)
+from slabot.store.db import for_writing
+from slabot.store.events import EventService
+from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TicketEvent
+from slabot.store.services import TicketService, engine_ticket
+
+log = logging.getLogger(__name__)
+
+SET_DUE_FIELDS = "set_due_fields"
+RECLASSIFICATION_SOURCE = "jira-priority"
+"""Deliveries of this source are changelog entries already turned into reclassifications."""
+_PLAIN_STATUSES = frozenset({"new", "open"})
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What syncing one issue did."""
+
+    ticket: str
+    outcome: str
+    """The ingest's outcome: ``created``, ``updated``, ``unchanged`` or ``stale``."""
+    enqueued: tuple[str, ...]
+    reclassified: tuple[str, ...] = ()
+    """Per agent priority change applied: ``P1`` (accepted) or ``refused P1``."""
+    warnings: tuple[str, ...] = ()
+
+
+class JiraSync:
+    """Applies Jira issues to the store through the store's services."""
+
+    def __init__(
+        self,
+        client: JiraClient,
+        config: JiraConfig,
+        tickets: TicketService,
+        events: EventService | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.tickets = tickets
+        self.events = events or EventService(tickets)
+        self.warnings = 0
+        """Mapping warnings seen (unknown time zones, priorities...), for metrics."""
+
+    def sync_issue(self, issue_id: str, issue: Mapping[str, Any] | None = None) -> SyncResult:
+        """Fetch the issue's authoritative state and apply it."""
+        return self.apply(self.client.fetch(issue_id, issue))
+
+    def apply(self, bundle: IssueBundle) -> SyncResult:
+        mapped = map_issue(bundle, self.config)
+        for warning in mapped.warnings:
+            self.warnings += 1
+            log.warning("%s", warning)
+        snapshot = mapped.snapshot
+        name = f"{SOURCE}:{snapshot.external_key}"
+        result = self.tickets.ingest(snapshot)
+        if result.outcome == "stale":
+            return SyncResult(name, "stale", (), (), mapped.warnings)
+        enqueued = list(result.enqueued)
+        changes = mapped.status_changes
+        if all(c.to in _PLAIN_STATUSES for c in changes) and snapshot.status in _PLAIN_STATUSES:
+            changes = ()  # only open statuses: no pause, solve or reopening to derive
+        known = self._known_event_keys(result.ticket_id) if changes else set()
+        for change in changes:
+            if change.event_key in known or change.at < snapshot.created_at:
+                continue
+            applied = self.events.status_changed(
+                SOURCE,
+                snapshot.external_key,
+                change.to,
+                change.at,
+                change.actor,
+                event_key=change.event_key,
+            )
+            enqueued.extend(applied.enqueued)
+        reclassified = []
+        for priority_change in mapped.reclassifications:
+            outcome = self._reclassify(snapshot.external_key, priority_change)
+            if outcome is not None:
+                reclassified.append(outcome)
+        if (self.config.due_date or self.config.due_instant_field) and self._owe_due_fields(
+            result.ticket_id, mapped
+        ):
+            enqueued.append(SET_DUE_FIELDS)
+        return SyncResult(
+            name, result.outcome, tuple(enqueued), tuple(reclassified), mapped.warnings
+        )
+
+    # --- reclassifications ---------------------------------------------------------------------
+
+    def _reclassify(self, external_key: str, change: PriorityChange) -> str | None:
+        """Apply one agent's priority change once; returns what happened (None: seen)."""
+        delivery = f"{external_key}:{change.change_id}"
+        if not self.events.record_delivery(RECLASSIFICATION_SOURCE, delivery):
+            return None
+        try:
+            if change.priority is None:
+                self._refuse(
+                    external_key,
+                    change,
+                    f"Jira priority {change.jira_priority!r} is not one of jira.priorities "
+                    f"({', '.join(f'{k}: {v}' for k, v in self.config.priorities.items())})",
+                )
+                return f"refused {change.jira_priority}"
+            try:
+                self.tickets.reclassify(
+                    SOURCE,
+                    external_key,
+                    change.priority,
+                    change.actor,
+                    f"set the priority to {change.jira_priority} in Jira",
+                    "jira",
+                )
+            except ReclassificationError as refusal:
+                self._refuse(external_key, change, str(refusal))
+                return f"refused {change.priority}"
+            log.info(
+                "jira:%s reclassified to %s by %s", external_key, change.priority, change.actor
+            )
+            return change.priority
+        except Exception:
+            self.events.forget_delivery(RECLASSIFICATION_SOURCE, delivery)
+            raise
+
+    def _refuse(self, external_key: str, change: PriorityChange, why: str) -> None:
+        """Record the refusal in the history and owe Jira an internal comment saying why
+        (the policy's priority itself is owed by the ingest: Jira shows another)."""
+        now = self.tickets.now()
+        with Session(for_writing(self.tickets.engine)) as session, session.begin():
+            row = session.scalars(
+                select(StoredTicket).where(
+                    StoredTicket.source == SOURCE, StoredTicket.external_key == external_key
+                )
+            ).one()
+            decision = session.get(StoredDecision, row.id)
+            kept = decision.priority if decision is not None else None
+            entry = TicketEvent(
+                ticket_id=row.id,
+                kind="priority_changed",
+                occurred_at=change.at,
+                recorded_at=now,
+                actor=change.actor,
+                origin="jira",
+                reason=f"refused: {why}",
+                event_key=f"jira:changelog:{change.change_id}:priority",
+                payload={
+                    "field": "refused",
+                    "from": kept,
+                    "to": change.priority,
+                    "jira_priority": change.jira_priority,
+                },
+            )
+            session.add(entry)
+            session.flush()
+            kept_name = self.config.jira_priority(kept) if kept else None
+            body = (
+                f"slabot kept the priority at {kept or 'none'}"
+                f"{f' ({kept_name})' if kept_name else ''}: {change.actor} set "
+                f"{change.jira_priority}, which the support policy does not allow here. {why}"
+            )
+            session.add(
+                OutboxItem(
+                    target_system=SOURCE,
+                    ticket_id=row.id,
+                    kind="add_note",
+                    payload={
+                        "internal": True,
+                        "body": body,
+                        "from": kept,
+                        "to": change.priority,
+                        "actor": change.actor,
+                        "origin": "jira",
+                        "reason": why,
+                        "refused": True,
+                    },
+                    idempotency_key=f"{SOURCE}:{external_key}:add_note:event-{entry.id}",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        log.warning(
+            "jira:%s: %s's priority %s refused: %s",
+            external_key,
+            change.actor,
+            change.jira_priority,
+            why,
+        )
+
+    # --- due dates -----------------------------------------------------------------------------
+
+    def _known_event_keys(self, ticket_id: int) -> set[str]:
+        with Session(self.tickets.engine) as session:
+            keys = session.scalars(
+                select(TicketEvent.event_key).where(
+                    TicketEvent.ticket_id == ticket_id, TicketEvent.event_key.like("jira:%")
+                )
+            )
+            return {key for key in keys if key}
+
+    def wanted_due_fields(
+        self, row: StoredTicket, decision: StoredDecision
+    ) -> dict[str, str | None]:
+        """What the due fields should show: ``duedate`` (the date of the target's due
+        instant in its calendar's zone) and ``instant`` (``...Z``). None: no due instant
+        (the field is then left as it is)."""
+        wanted: dict[str, str | None] = {}
+        due_date = self.config.due_date
+        if due_date is not None:
+            instant = getattr(decision, f"{due_date.target}_due")
+            zone = self._zone(row, decision, due_date.target, due_date.zone)
+            wanted["duedate"] = duedate_value(instant, zone)
+        instant_field = self.config.due_instant_field
+        if instant_field is not None:
+            instant = getattr(decision, f"{instant_field.target}_due")
+            wanted["instant"] = iso_z(instant) if instant is not None else None
+        return wanted
+
+    def _zone(
+        self, row: StoredTicket, decision: StoredDecision, target: str, configured: str | None
+    ) -> tzinfo:
+        """The zone of the calendar ``target`` is counted on; a 24x7 target takes its plan's
+        calendar (its business hours say what "that day" means); else UTC."""
+        from zoneinfo import ZoneInfo
+
+        if configured is not None:
+            return ZoneInfo(configured)
+        policy = self.tickets.policies.get(row.policy)
+        plan = decision.plan
+        if policy is None or plan is None or plan not in policy.spec.plans:
+            return UTC
+        try:
+            planned = policy.planned_targets(plan, decision.priority)
+        except KeyError:
+            planned = ()
+        names = [p.calendar for p in planned if p.name == target]
+        plan_calendar = policy.spec.plans[plan].calendar
+        for name in [*names, plan_calendar]:
+            if name is None or name == ALWAYS_OPEN:
+                continue
+            spec = policy.spec.calendars.get(name)
+            if spec is None or spec.always_open:
+                continue
+            return policy.calendar(name, engine_ticket(row)).zone
+        return UTC
+
+    def _owe_due_fields(self, ticket_id: int, mapped: Mapped) -> bool:
+        """Enqueue the due fields the stored decision calls for, where Jira shows something
+        else; drop owed due writes that became moot. True when one was enqueued."""
+        now = self.tickets.now()
+        with Session(for_writing(self.tickets.engine)) as session, session.begin():
+            decision = session.get(StoredDecision, ticket_id)
+            row = session.get(StoredTicket, ticket_id)
+            if decision is None or row is None:
+                return False
+            wanted = self.wanted_due_fields(row, decision)
+            differing = {
+                name: value
+                for name, value in wanted.items()
+                if value is not None and mapped.due_shown.get(name) != value
+            }
+            pending = session.scalars(
+                select(OutboxItem).where(
+                    OutboxItem.ticket_id == ticket_id,
+                    OutboxItem.target_system == SOURCE,
+                    OutboxItem.kind == SET_DUE_FIELDS,
+                    OutboxItem.done_at.is_(None),
+                )
+            ).all()
+            payload = {"fields": differing}
+            already = False
+            for item in pending:
+                if differing and item.payload == payload:
+                    already = True
+                    continue
+                item.done_at = now
+                item.next_attempt_at = None
+                item.last_error = (
+                    "superseded: Jira already shows the due dates"
+                    if not differing
+                    else "superseded by a newer write"
+                )
+            if not differing or already:
+                return False
+            digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+            key = (
+                f"{SOURCE}:{row.external_key}:{SET_DUE_FIELDS}:"
+                f"{int(mapped.snapshot.updated_at.timestamp())}:{digest[:16]}"
+            )
+            if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
+                return False
+            session.add(
+                OutboxItem(
+                    target_system=SOURCE,
+                    ticket_id=ticket_id,
+                    kind=SET_DUE_FIELDS,
+                    payload=payload,
+                    idempotency_key=key,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            return True
