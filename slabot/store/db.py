@@ -21,6 +21,10 @@ DATABASE_URL_SETTING = "DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///slabot.db"
 _EXAMPLES = "like sqlite:///slabot.db or postgresql://user:password@host:5432/slabot"
 _SQLITE_BUSY_TIMEOUT_MS = 5000
+DEFAULT_CONNECT_TIMEOUT = 10
+"""Seconds a PostgreSQL connection attempt may take (unless the URL's ``connect_timeout`` or
+``PGCONNECT_TIMEOUT`` says otherwise): a host that silently drops packets fails in bounded
+time instead of hanging the operation."""
 _DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
 
 
@@ -82,7 +86,9 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
 
     SQLite connections get WAL journaling (except in memory), enforced foreign keys and a
     busy timeout; PostgreSQL connections are checked before use so a restarted server does
-    not fail the first operation after it.
+    not fail the first operation after it, and give up connecting after
+    ``DEFAULT_CONNECT_TIMEOUT`` seconds unless the URL (``?connect_timeout=N``), the
+    ``connect_args`` option or ``PGCONNECT_TIMEOUT`` sets another limit.
     """
     if url is None:
         parsed = database_url()
@@ -93,6 +99,14 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         options.setdefault("pool_pre_ping", True)
+        connect_args = dict(options.get("connect_args") or {})
+        if (
+            "connect_timeout" not in parsed.query
+            and "connect_timeout" not in connect_args
+            and not os.environ.get("PGCONNECT_TIMEOUT", "").strip()
+        ):
+            connect_args["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
+            options["connect_args"] = connect_args
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError):

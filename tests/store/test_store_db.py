@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 from slabot.store.db import (
+    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DATABASE_URL,
     DatabaseConfigError,
     database_url,
@@ -52,3 +59,88 @@ def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+# --- PostgreSQL connect timeout -------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and then never says anything, like a host behind
+    a firewall that drops the traffic after the handshake."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield int(listener.getsockname()[1])
+
+
+def _connect_params(engine: Engine) -> dict[str, Any]:
+    """The keyword arguments the driver is called with (the connection itself is refused)."""
+    seen: dict[str, Any] = {}
+
+    @event.listens_for(engine, "do_connect")
+    def capture(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        seen.update(params)
+
+    with pytest.raises(OperationalError), engine.connect():
+        pass
+    return seen
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_postgresql_connections_get_a_default_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    engine = make_engine(f"postgresql://u:pw@127.0.0.1:{_closed_port()}/slabot")
+    try:
+        assert _connect_params(engine)["connect_timeout"] == DEFAULT_CONNECT_TIMEOUT == 10
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url_suffix", "options", "environ", "expected"),
+    [
+        ("?connect_timeout=3", {}, None, "3"),
+        ("", {"connect_args": {"connect_timeout": 4}}, None, 4),
+        ("", {}, "5", None),  # libpq's variable: left to the driver, which reads it
+    ],
+)
+def test_a_connect_timeout_set_elsewhere_is_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+    url_suffix: str,
+    options: dict[str, Any],
+    environ: str | None,
+    expected: object,
+) -> None:
+    if environ is None:
+        monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", environ)
+    url = f"postgresql://u:pw@127.0.0.1:{_closed_port()}/slabot{url_suffix}"
+    engine = make_engine(url, **options)
+    try:
+        assert _connect_params(engine).get("connect_timeout") == expected
+    finally:
+        engine.dispose()
+
+
+def test_a_silent_postgresql_host_fails_within_the_urls_connect_timeout(
+    silent_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    # libpq and psycopg take 2 s as the shortest timeout.
+    engine = make_engine(f"postgresql://u:pw@127.0.0.1:{silent_server}/slabot?connect_timeout=2")
+    started = time.monotonic()
+    try:
+        with pytest.raises(OperationalError, match="timeout"), engine.connect():
+            pass
+    finally:
+        engine.dispose()
+    assert 1.5 <= time.monotonic() - started < 6
