@@ -43,8 +43,8 @@ from slabot.store.services import (
     PolicyNotLoadedError,
     TicketService,
     UnknownTicketError,
-    _row_snapshot,
     engine_ticket,
+    row_snapshot,
 )
 
 __all__ = [
@@ -291,7 +291,7 @@ class EventService:
         )
         if seen is not None:
             return EventResult(row.id, "duplicate", (), None, ())
-        policy = self.tickets._loaded_policy(row)
+        policy = self.tickets.loaded_policy(row)
         if change.at < row.created_at:
             raise EventError(
                 f"{where}: {change.kind} event {change.event_key!r} at {change.at.isoformat()} "
@@ -320,7 +320,7 @@ class EventService:
             raise EventError(f"{where}: {error}; nothing was stored") from None
         stored = session.get(StoredDecision, row.id)
         previous = None if stored is None else (stored.priority, list(stored.tags))
-        self.tickets._store(session, row, policy, decision, now)  # with the threshold marks
+        self.tickets.store_decision(session, row, policy, decision, now)  # with the threshold marks
         enqueued: Sequence[str] = ()
         if previous != (decision.priority, list(decision.tags)):
             enqueued = self._enqueue(session, row, change, decision, now)
@@ -342,7 +342,9 @@ class EventService:
     ) -> Sequence[str]:
         """Owe the helpdesk the writes a changed decision calls for, by the snapshot rules:
         against what the helpdesk showed in the newest snapshot."""
-        return self.tickets._enqueue(session, row, _row_snapshot(row, change.at), decision, now)
+        return self.tickets.enqueue_writes(
+            session, row, row_snapshot(row, change.at), decision, now
+        )
 
 
 # --- what one event does to the ticket row ------------------------------------------------------

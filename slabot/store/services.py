@@ -265,13 +265,13 @@ class TicketService:
             raise IngestError(
                 f"ticket {snapshot.source}:{snapshot.external_key}: {error}"
             ) from None
-        self._store(session, row, policy, decision, now)
-        enqueued = self._enqueue(session, row, snapshot, decision, now)
+        self.store_decision(session, row, policy, decision, now)
+        enqueued = self.enqueue_writes(session, row, snapshot, decision, now)
         return IngestResult(
             row.id, outcome, tuple(e.kind for e in events), decision, tuple(enqueued)
         )
 
-    def _enqueue(
+    def enqueue_writes(
         self,
         session: Session,
         row: StoredTicket,
@@ -279,8 +279,14 @@ class TicketService:
         decision: Decision,
         now: datetime,
     ) -> list[str]:
-        """Owe the helpdesk each write whose value it does not show; drop owed writes that
-        became moot (the helpdesk shows the value, or a newer value is owed)."""
+        """Owe the helpdesk each write ``decision`` calls for whose value it does not show.
+
+        ``snapshot.shown`` is what the helpdesk shows (for a stored ticket without a new
+        snapshot, ``row_snapshot(row, at)``); ``snapshot.updated_at`` keys the writes, so the
+        same write for the same snapshot is owed once. Owed writes that became moot (the
+        helpdesk shows the value, or a newer value is owed) are settled as superseded. Runs
+        in the caller's transaction (``session``, which has ``row`` locked); returns the
+        kinds enqueued, in order."""
         wanted = desired_writes(decision, snapshot.shown, self._managed_tags[snapshot.policy])
         pending = session.scalars(
             select(OutboxItem).where(
@@ -326,15 +332,19 @@ class TicketService:
             enqueued.append(kind)
         return enqueued
 
-    def _store(
+    def store_decision(
         self, session: Session, row: StoredTicket, policy: Policy, decision: Decision, now: datetime
     ) -> None:
-        """Store the decision and the threshold marks that go with it (breach queries)."""
+        """Store ``decision`` (evaluated at ``now``) as the ticket's current one, with the
+        threshold marks the breach queries read, in the caller's transaction. ``row`` must
+        be flushed (have its id) and hold the state the decision was made from."""
         _store_decision(session, row.id, decision, now)
         marks = decision_marks(engine_ticket(row), policy, decision, now, self.thresholds)
         store_marks(session, row, marks)
 
-    def _loaded_policy(self, row: StoredTicket) -> Policy:
+    def loaded_policy(self, row: StoredTicket) -> Policy:
+        """The loaded policy the stored ticket is under; ``PolicyNotLoadedError`` (naming the
+        ticket and the policies loaded) when the service was not given it."""
         policy = self.policies.get(row.policy)
         if policy is None:
             raise PolicyNotLoadedError(
@@ -342,6 +352,11 @@ class TicketService:
                 f"is not loaded (loaded: {', '.join(sorted(self.policies)) or 'none'})"
             )
         return policy
+
+    # The names these helpers had while private; kept for callers written against them.
+    _enqueue = enqueue_writes
+    _store = store_decision
+    _loaded_policy = loaded_policy
 
     # Reclassification.
 
@@ -384,7 +399,7 @@ class TicketService:
                     f"no ticket {source}:{external_key} is stored; slabot learns a ticket from "
                     "its helpdesk (webhook or poll) before it can be reclassified"
                 )
-            policy = self._loaded_policy(row)
+            policy = self.loaded_policy(row)
             stored = session.get(StoredDecision, row.id)
             previous = stored.priority if stored is not None else None
             decision = engine_reclassify(engine_ticket(row), policy, now, priority, actor, reason)
@@ -406,8 +421,8 @@ class TicketService:
             entry.ticket_id = row.id
             session.add(entry)
             session.flush()
-            self._store(session, row, policy, decision, now)
-            enqueued = self._enqueue(session, row, _row_snapshot(row, now), decision, now)
+            self.store_decision(session, row, policy, decision, now)
+            enqueued = self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
             note = (
                 f"Priority changed from {previous or 'none'} to {priority} by {actor} "
                 f"(via {origin}): {reason}"
@@ -602,8 +617,8 @@ class TicketService:
                         entry.reason = f"policy {policy_name} recomputed"
                         entry.ticket_id = row.id
                         session.add(entry)
-                    self._store(session, row, policy, decision, now)
-                    self._enqueue(session, row, _row_snapshot(row, now), decision, now)
+                    self.store_decision(session, row, policy, decision, now)
+                    self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
             yield from results
 
 
@@ -842,9 +857,11 @@ def decision_changes(stored: StoredDecision | None, decision: Decision, now: dat
     return lines
 
 
-def _row_snapshot(row: StoredTicket, at: datetime) -> Snapshot:
-    """The stored ticket as a snapshot at ``at``: what ``_enqueue`` compares and keys by (the
-    helpdesk shows what the last snapshot showed)."""
+def row_snapshot(row: StoredTicket, at: datetime) -> Snapshot:
+    """The stored ticket as a snapshot at ``at``, for ``TicketService.enqueue_writes`` when no
+    new snapshot came in (an event, a reclassification, a recompute): it compares with what
+    the last snapshot showed (``row.shown``) and keys the writes by ``at``. Only the fields
+    ``enqueue_writes`` reads are filled in."""
     return Snapshot(
         source=row.source,
         external_key=row.external_key,
@@ -853,3 +870,7 @@ def _row_snapshot(row: StoredTicket, at: datetime) -> Snapshot:
         created_at=row.created_at,
         shown=dict(row.shown or {}),
     )
+
+
+_row_snapshot = row_snapshot
+"""The name ``row_snapshot`` had while private; kept for callers written against it."""

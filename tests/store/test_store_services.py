@@ -469,3 +469,18 @@ def test_concurrent_snapshots_of_one_ticket_end_at_the_newest(
         state = change.payload["to"]
     assert state == "open"
     assert all(end is not None for _, end in ticket.paused)
+
+
+# --- the helpers other services build on ----------------------------------------------------
+
+
+def test_the_helpers_events_build_on_are_public_and_documented() -> None:
+    from slabot.store import services
+
+    for helper in (
+        TicketService.enqueue_writes,
+        TicketService.store_decision,
+        TicketService.loaded_policy,
+        services.row_snapshot,
+    ):
+        assert helper.__doc__ and len(helper.__doc__.split()) > 10, helper.__name__
