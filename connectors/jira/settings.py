@@ -92,7 +92,7 @@ def _base_url(text: str) -> str:
             "JIRA_URL is the site's address only, like https://acme.atlassian.net"
         )
     path = parts.path.rstrip("/")
-    if path.endswith("/browse") or "/rest/" in f"{path}/":
+    if "/browse/" in f"{path}/" or "/rest/" in f"{path}/":
         raise ConnectorSettingsError(
             f"JIRA_URL {text.strip()!r} names a page or an API path; give the site's address, "
             "like https://acme.atlassian.net"
