@@ -246,9 +246,11 @@ class TicketService:
             events.extend(_changes(None, snapshot, now, self.origin))
         else:
             events.extend(_changes(row, snapshot, now, self.origin))
-            moved = any(getattr(row, name) != getattr(snapshot, name) for name in _COPIED_FIELDS)
-            outcome = "updated" if moved else "unchanged"
+            outcome = "unchanged"
+        before = [getattr(row, name) for name in _COPIED_FIELDS]
         _apply(row, snapshot, policy)
+        if outcome == "unchanged" and before != [getattr(row, n) for n in _COPIED_FIELDS]:
+            outcome = "updated"
         row.shown = dict(snapshot.shown)
         row.source_updated_at = max(filter(None, (row.source_updated_at, snapshot.updated_at)))
         row.updated_at = now
@@ -720,7 +722,8 @@ def _changes(
         )
     replied = None
     first = snapshot.first_response_at
-    if first is not None and (row is None or row.first_response_at is None):
+    known_first = row.first_response_at if row is not None else None
+    if first is not None and (known_first is None or first < known_first):
         replied = first
         yield _event("public_reply", first, now, actor=snapshot.actor, payload={"first": True})
     update = snapshot.last_agent_update_at
@@ -730,7 +733,12 @@ def _changes(
 
 
 def _apply(row: StoredTicket, snapshot: Snapshot, policy: Policy) -> None:
-    """Copy the snapshot onto the row; keep pauses and restoration cycles in step with it."""
+    """Copy the snapshot onto the row; keep pauses and restoration cycles in step with it.
+
+    Replies only ever add up: the first response stays the earliest one known and the last
+    agent update the latest one, so a snapshot taken before a reply that an event already
+    reported (it is not stale: it is newer than the last snapshot) cannot move them back.
+    """
     old_status = row.status
     at = snapshot.updated_at
     if old_status in SOLVED_STATUSES and snapshot.status not in SOLVED_STATUSES:
@@ -744,8 +752,22 @@ def _apply(row: StoredTicket, snapshot: Snapshot, policy: Policy) -> None:
     elif was_paused and not is_paused and spans and spans[-1][1] is None:
         spans[-1][1] = at.isoformat()
     row.paused = spans
+    first_response = _earliest(row.first_response_at, snapshot.first_response_at)
+    last_update = _latest(row.last_agent_update_at, snapshot.last_agent_update_at)
     for name in _COPIED_FIELDS:
         setattr(row, name, getattr(snapshot, name))
+    row.first_response_at = first_response
+    row.last_agent_update_at = last_update
+
+
+def _earliest(*instants: datetime | None) -> datetime | None:
+    known = [instant for instant in instants if instant is not None]
+    return min(known) if known else None
+
+
+def _latest(*instants: datetime | None) -> datetime | None:
+    known = [instant for instant in instants if instant is not None]
+    return max(known) if known else None
 
 
 def _store_decision(session: Session, ticket_id: int, decision: Decision, now: datetime) -> None:

@@ -504,3 +504,40 @@ def test_a_webhook_delivery_is_recorded_once(events: EventService, migrated: Eng
 def test_concurrent_copies_of_a_delivery_are_let_through_once(events: EventService) -> None:
     results = _together([lambda: events.record_delivery("zendesk", "delivery-9")] * 6)
     assert sorted(results) == [False] * 5 + [True]
+
+
+# --- snapshots and events together ----------------------------------------------------------------
+
+
+def test_an_older_snapshot_after_a_newer_reply_event_keeps_the_reply_times(
+    events: EventService, tickets: TicketService, migrated: Engine, zoom: Policy, clock: FakeClock
+) -> None:
+    snap = known(tickets)
+    early_reply = T0 + timedelta(minutes=30)
+    reply = T0 + timedelta(hours=2)
+    clock.now = reply + timedelta(minutes=1)
+    events.public_reply("zendesk", "1001", reply, "ana", event_key="audit-9")
+    # The helpdesk's snapshot was taken at 01:00, before the reply the event reported: it is
+    # newer than the last snapshot (so not stale) but knows only an earlier reply.
+    older = tickets.ingest(
+        snapshot(
+            updated_at=T0 + timedelta(hours=1),
+            first_response_at=early_reply,
+            last_agent_update_at=early_reply,
+            shown={"priority": "P2"},
+        )
+    )
+    assert (older.outcome, older.events) == ("updated", ("public_reply",))
+    assert history(migrated)[-1].payload == {"first": True}
+    row = ticket_row(migrated)
+    # The earliest reply known is the first response, the latest the last update.
+    assert (row.first_response_at, row.last_agent_update_at) == (early_reply, reply)
+    expected = as_engine(snap, first_response_at=early_reply, last_agent_update_at=reply)
+    assert_stored_as_engine_says(migrated, expected, zoom, clock.now)
+
+    # One that knows no reply at all leaves both as they are, and changes nothing.
+    unaware = tickets.ingest(snapshot(updated_at=T0 + timedelta(hours=1, minutes=30)))
+    assert (unaware.outcome, unaware.events) == ("unchanged", ())
+    row = ticket_row(migrated)
+    assert (row.first_response_at, row.last_agent_update_at) == (early_reply, reply)
+    assert_stored_as_engine_says(migrated, expected, zoom, clock.now)
