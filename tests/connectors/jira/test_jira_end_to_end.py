@@ -522,3 +522,34 @@ def test_group_agents_decide_who_replied(
         with Session(h.engine) as session:
             first = session.scalars(select(StoredTicket.first_response_at)).one()
         assert first == START + timedelta(minutes=20)
+
+
+def test_slabot_backfill_jira_runs_from_the_command_line(
+    fake: FakeJira,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from slabot.cli import main
+
+    people(fake)
+    staging_p1(fake, 1, created_at=START - timedelta(days=1))
+    database = f"sqlite:///{tmp_path / 'cli.db'}"
+    migrated = make_engine(database)
+    upgrade(migrated)
+    migrated.dispose()
+    config_file = tmp_path / "slabot.yaml"
+    config_file.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
+    for name, value in {
+        "JIRA_URL": fake.url,
+        "JIRA_EMAIL": "slabot@example.com",
+        "JIRA_API_TOKEN": "test-token",
+        "DATABASE_URL": database,
+    }.items():
+        monkeypatch.setenv(name, value)
+    argv = ["backfill", "jira", "--since", "2026-11-01", "--config", str(config_file)]
+    assert main(argv) == 0
+    assert "1 issues read" in capsys.readouterr().out
+    assert fake.write_calls == 0  # without --write the flusher sends them later
+    assert main(["backfill", "jira", "--since", "last week", "--config", str(config_file)]) == 1
+    assert "not a date" in capsys.readouterr().err
