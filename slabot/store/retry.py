@@ -140,6 +140,7 @@ def with_retry(
     policy: RetryPolicy = DEFAULT_RETRY,
     what: str = "the operation",
     retry_commit: bool = True,
+    read_only: bool = False,
 ) -> T:
     """Run ``work(session)`` in one write transaction, retrying transient database failures.
 
@@ -147,11 +148,13 @@ def with_retry(
     returns stay readable) and must do everything it means to do through it; the transaction
     commits when it returns. On SQLite the transaction takes the write lock as it begins
     (``for_writing``); on PostgreSQL ``work`` locks what it reads (``FOR UPDATE``).
+    ``read_only=True`` is for ``work`` that only reads: its transaction takes no write lock,
+    and a failure at commit is retried (nothing can have been applied).
 
     Raises ``DatabaseUnavailableError`` when every attempt failed transiently; any other
     error (``IntegrityError`` included) is raised at once, unchanged.
     """
-    writer = for_writing(engine)
+    writer = engine if read_only else for_writing(engine)
     started = time.monotonic()
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -160,7 +163,7 @@ def with_retry(
             error = failed.error
             if not is_transient(error):
                 raise error from None
-            if not retry_commit:
+            if not retry_commit and not read_only:
                 raise DatabaseUnavailableError(
                     f"database {redact(engine.url)} dropped the connection while committing "
                     f"{what}: {describe(error, engine)}; the change may or may not have been "

@@ -7,6 +7,7 @@ one transaction, so a failure leaves the state as it was.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,6 +49,7 @@ from slabot.store.models import (
     TargetMark,
     TicketEvent,
 )
+from slabot.store.retry import DEFAULT_RETRY, DatabaseUnavailableError, RetryPolicy, with_retry
 
 Clock = Callable[[], datetime]
 Outcome = Literal["created", "updated", "unchanged", "stale"]
@@ -145,7 +147,11 @@ class ReclassifyResult:
     decision: Decision
     """The decision now stored, every target recomputed from its clock's start."""
     enqueued: tuple[str, ...]
-    """Kinds of the helpdesk writes enqueued (``add_note`` always, last)."""
+    """Kinds of the helpdesk writes enqueued (``add_note`` always, last; none for a
+    duplicate)."""
+    duplicate: bool = False
+    """The request key was seen before: the reclassification had already been applied (a
+    retried request, or a retry after a lost commit acknowledgement); nothing was stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +177,11 @@ class TicketService:
         *,
         origin: str = "helpdesk",
         thresholds: Iterable[float | Fraction] = DEFAULT_THRESHOLDS,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self.engine = engine
+        self.retry = retry
+        """How ingest, reclassify and recompute ride out a briefly unreachable database."""
         self._writer = for_writing(engine)
         self.policies = dict(policies)
         self.clock = clock
@@ -193,14 +202,25 @@ class TicketService:
 
         A snapshot older than the newest one applied is ignored (``stale``); applying the same
         snapshot twice changes nothing the second time and enqueues nothing.
+
+        A briefly unreachable database is retried (``with_retry``; ``DatabaseUnavailableError``
+        when every attempt failed). Ingest is idempotent, so a connection lost while
+        committing is retried too: if that commit had in fact gone through, the retry finds
+        the snapshot applied and reports ``unchanged``.
         """
         snapshot = _normalized(snapshot)
         policy = self._policy(snapshot)
+        what = f"ingesting ticket {snapshot.source}:{snapshot.external_key}"
         # Two workers may insert the same new ticket at once: the loser retries as an update.
+        # (with_retry never retries an IntegrityError itself.)
         for attempt in range(2):
             try:
-                with Session(self._writer, expire_on_commit=False) as session, session.begin():
-                    return self._ingest(session, snapshot, policy)
+                return with_retry(
+                    self.engine,
+                    lambda session: self._ingest(session, snapshot, policy),
+                    policy=self.retry,
+                    what=what,
+                )
             except IntegrityError:
                 if attempt:
                     raise
@@ -370,6 +390,8 @@ class TicketService:
         actor: str,
         reason: str,
         origin: str,
+        *,
+        request_key: str | None = None,
     ) -> ReclassifyResult:
         """An agent sets the ticket's priority: audited, recomputed, written back, noted.
 
@@ -379,6 +401,14 @@ class TicketService:
         same and a breach already reported is not reported again (``record_breaches``). The
         helpdesk is owed the writes whose values it does not show, and an internal note
         saying who changed the priority, from what, to what and why.
+
+        ``request_key`` (the Slack action id, the command's request id...) makes the request
+        idempotent: it is stored as the history entry's event key, and a reclassification
+        whose key the ticket's history already holds is not applied again (the result says
+        ``duplicate``). A briefly unreachable database is retried; a connection lost while
+        committing is retried only with a request key. Without one, the outcome of that
+        commit is unknown and ``DatabaseUnavailableError`` says so rather than risk a second
+        audit entry and a second note.
         """
         if origin not in PRIORITY_ORIGINS:
             raise UnknownOriginError(
@@ -389,68 +419,154 @@ class TicketService:
                 "say who reclassifies the ticket; the actor is kept in the audit"
             )
         actor = actor.strip()
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            now = self.now()
-            row = session.scalars(
-                select(StoredTicket)
-                .where(StoredTicket.source == source, StoredTicket.external_key == external_key)
-                .with_for_update()
+        event_key = None
+        if request_key is not None:
+            if not request_key.strip():
+                raise ReclassificationError("request_key, when given, must not be empty")
+            event_key = f"{_RECLASSIFY_KEY_PREFIX}{request_key.strip()}"
+            if len(event_key) > _EVENT_KEY_LENGTH:
+                raise ReclassificationError(
+                    f"request_key is longer than "
+                    f"{_EVENT_KEY_LENGTH - len(_RECLASSIFY_KEY_PREFIX)} characters"
+                )
+        what = f"reclassifying ticket {source}:{external_key}"
+
+        def work(session: Session) -> ReclassifyResult:
+            return self._reclassify(
+                session, source, external_key, priority, actor, reason, origin, event_key
+            )
+
+        try:
+            return with_retry(
+                self.engine,
+                work,
+                policy=self.retry,
+                what=what,
+                retry_commit=event_key is not None,
+            )
+        except IntegrityError:
+            # Another worker applied the same request key between our check and our insert.
+            if event_key is None:
+                raise
+            return with_retry(
+                self.engine,
+                lambda session: self._reclassified(session, source, external_key, event_key),
+                policy=self.retry,
+                what=what,
+            )
+        except DatabaseUnavailableError as error:
+            if "may or may not" not in str(error):
+                raise
+            raise DatabaseUnavailableError(
+                f"{error}; look for a priority_changed entry by {actor} in the ticket's "
+                "history before reclassifying again (a request_key makes the retry safe)",
+                attempts=error.attempts,
+            ) from None
+
+    def _locked_ticket(self, session: Session, source: str, external_key: str) -> StoredTicket:
+        row = session.scalars(
+            select(StoredTicket)
+            .where(StoredTicket.source == source, StoredTicket.external_key == external_key)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise UnknownTicketError(
+                f"no ticket {source}:{external_key} is stored; slabot learns a ticket from "
+                "its helpdesk (webhook or poll) before it can be reclassified"
+            )
+        return row
+
+    def _reclassified(
+        self, session: Session, source: str, external_key: str, event_key: str
+    ) -> ReclassifyResult:
+        """The result of a reclassification whose request key is already in the history."""
+        row = self._locked_ticket(session, source, external_key)
+        found = session.scalars(
+            select(TicketEvent).where(
+                TicketEvent.ticket_id == row.id, TicketEvent.event_key == event_key
+            )
+        ).one()
+        return self._duplicate(row, found)
+
+    def _duplicate(self, row: StoredTicket, entry: TicketEvent) -> ReclassifyResult:
+        decision = evaluate(engine_ticket(row), self.loaded_policy(row), self.now())
+        previous = (entry.payload or {}).get("from")
+        return ReclassifyResult(
+            row.id, previous if isinstance(previous, str) else None, decision, (), True
+        )
+
+    def _reclassify(
+        self,
+        session: Session,
+        source: str,
+        external_key: str,
+        priority: str,
+        actor: str,
+        reason: str,
+        origin: str,
+        event_key: str | None,
+    ) -> ReclassifyResult:
+        now = self.now()
+        row = self._locked_ticket(session, source, external_key)
+        if event_key is not None:
+            seen = session.scalars(
+                select(TicketEvent).where(
+                    TicketEvent.ticket_id == row.id, TicketEvent.event_key == event_key
+                )
             ).one_or_none()
-            if row is None:
-                raise UnknownTicketError(
-                    f"no ticket {source}:{external_key} is stored; slabot learns a ticket from "
-                    "its helpdesk (webhook or poll) before it can be reclassified"
-                )
-            policy = self.loaded_policy(row)
-            stored = session.get(StoredDecision, row.id)
-            previous = stored.priority if stored is not None else None
-            decision = engine_reclassify(engine_ticket(row), policy, now, priority, actor, reason)
-            reason = reason.strip()
-            row.reclassified_priority = priority
-            row.reclassified_by = actor
-            row.reclassified_reason = reason
-            row.reclassified_at = now
-            row.updated_at = now
-            entry = _event(
-                "priority_changed",
-                now,
-                now,
-                actor=actor,
-                origin=origin,
-                payload={"field": "reclassified", "from": previous, "to": priority},
+            if seen is not None:
+                return self._duplicate(row, seen)
+        policy = self.loaded_policy(row)
+        stored = session.get(StoredDecision, row.id)
+        previous = stored.priority if stored is not None else None
+        decision = engine_reclassify(engine_ticket(row), policy, now, priority, actor, reason)
+        reason = reason.strip()
+        row.reclassified_priority = priority
+        row.reclassified_by = actor
+        row.reclassified_reason = reason
+        row.reclassified_at = now
+        row.updated_at = now
+        entry = _event(
+            "priority_changed",
+            now,
+            now,
+            actor=actor,
+            origin=origin,
+            payload={"field": "reclassified", "from": previous, "to": priority},
+        )
+        entry.reason = reason
+        entry.ticket_id = row.id
+        entry.event_key = event_key
+        session.add(entry)
+        session.flush()
+        self.store_decision(session, row, policy, decision, now)
+        enqueued = self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
+        note = (
+            f"Priority changed from {previous or 'none'} to {priority} by {actor} "
+            f"(via {origin}): {reason}"
+        )
+        session.add(
+            OutboxItem(
+                target_system=row.source,
+                ticket_id=row.id,
+                kind="add_note",
+                payload={
+                    "internal": True,
+                    "body": note,
+                    "from": previous,
+                    "to": priority,
+                    "actor": actor,
+                    "origin": origin,
+                    "reason": reason,
+                },
+                idempotency_key=f"{row.source}:{row.external_key}:add_note:event-{entry.id}",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
             )
-            entry.reason = reason
-            entry.ticket_id = row.id
-            session.add(entry)
-            session.flush()
-            self.store_decision(session, row, policy, decision, now)
-            enqueued = self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
-            note = (
-                f"Priority changed from {previous or 'none'} to {priority} by {actor} "
-                f"(via {origin}): {reason}"
-            )
-            session.add(
-                OutboxItem(
-                    target_system=row.source,
-                    ticket_id=row.id,
-                    kind="add_note",
-                    payload={
-                        "internal": True,
-                        "body": note,
-                        "from": previous,
-                        "to": priority,
-                        "actor": actor,
-                        "origin": origin,
-                        "reason": reason,
-                    },
-                    idempotency_key=f"{row.source}:{row.external_key}:add_note:event-{entry.id}",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-            enqueued.append("add_note")
-            return ReclassifyResult(row.id, previous, decision, tuple(enqueued))
+        )
+        enqueued.append("add_note")
+        return ReclassifyResult(row.id, previous, decision, tuple(enqueued))
 
     # Breach queries.
 
@@ -559,6 +675,11 @@ class TicketService:
         the helpdesk writes that differ, and a ``priority_changed`` entry (origin
         ``policy``) where the final priority moves. A ticket the policy cannot evaluate is
         yielded with its error and left as it was.
+
+        A briefly unreachable database is retried batch by batch. A connection lost while
+        committing a batch is not retried (the lines listed for it would then read as
+        unchanged if the commit had gone through): ``DatabaseUnavailableError`` says so, and
+        running recompute again applies what is still to change.
         """
         policy = self.policies.get(policy_name)
         if policy is None:
@@ -568,63 +689,102 @@ class TicketService:
             )
         after = 0
         while True:
-            results: list[Recomputed] = []
-            bind = self.engine if dry_run else self._writer
-            with Session(bind, expire_on_commit=False) as session, session.begin():
-                now = self.now()
-                query = (
-                    select(StoredTicket)
-                    .where(
-                        StoredTicket.policy == policy_name,
-                        StoredTicket.status.not_in(SOLVED_STATUSES),
-                        StoredTicket.id > after,
-                    )
-                    .order_by(StoredTicket.id)
-                    .limit(batch_size)
+            work = functools.partial(
+                self._recompute_batch,
+                policy_name=policy_name,
+                policy=policy,
+                after=after,
+                batch_size=batch_size,
+                dry_run=dry_run,
+            )
+            try:
+                results, last = with_retry(
+                    self.engine,
+                    work,
+                    policy=self.retry,
+                    what=f"recomputing policy {policy_name} (tickets after id {after})",
+                    retry_commit=False,
+                    read_only=dry_run,
                 )
-                batch = list(session.scalars(query if dry_run else query.with_for_update()))
-                if not batch:
-                    return
-                after = batch[-1].id
-                stored = {
-                    d.ticket_id: d
-                    for d in session.scalars(
-                        select(StoredDecision).where(
-                            StoredDecision.ticket_id.in_([row.id for row in batch])
-                        )
-                    )
-                }
-                for row in batch:
-                    name = f"{row.source}:{row.external_key}"
-                    try:
-                        decision = evaluate(engine_ticket(row), policy, now)
-                    except SlabotError as error:
-                        results.append(Recomputed(row.id, name, (), str(error)))
-                        continue
-                    old = stored.get(row.id)
-                    changes = decision_changes(old, decision, now)
-                    results.append(Recomputed(row.id, name, tuple(changes)))
-                    if dry_run:
-                        continue
-                    previous = old.priority if old is not None else None
-                    if previous != decision.priority:
-                        entry = _event(
-                            "priority_changed",
-                            now,
-                            now,
-                            actor="slabot",
-                            origin="policy",
-                            payload={"field": "final", "from": previous, "to": decision.priority},
-                        )
-                        entry.reason = f"policy {policy_name} recomputed"
-                        entry.ticket_id = row.id
-                        session.add(entry)
-                    self.store_decision(session, row, policy, decision, now)
-                    self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
+            except DatabaseUnavailableError as error:
+                if "may or may not" not in str(error):
+                    raise
+                raise DatabaseUnavailableError(
+                    f"{error}; the batches listed before it were applied: run slabot "
+                    "recompute again, it lists and applies what is still to change",
+                    attempts=error.attempts,
+                ) from None
+            if last is None:
+                return
+            after = last
             yield from results
+
+    def _recompute_batch(
+        self,
+        session: Session,
+        policy_name: str,
+        policy: Policy,
+        after: int,
+        batch_size: int,
+        dry_run: bool,
+    ) -> tuple[list[Recomputed], int | None]:
+        """One batch of ``recompute``: the results and the last ticket id (None: done)."""
+        results: list[Recomputed] = []
+        now = self.now()
+        query = (
+            select(StoredTicket)
+            .where(
+                StoredTicket.policy == policy_name,
+                StoredTicket.status.not_in(SOLVED_STATUSES),
+                StoredTicket.id > after,
+            )
+            .order_by(StoredTicket.id)
+            .limit(batch_size)
+        )
+        batch = list(session.scalars(query if dry_run else query.with_for_update()))
+        if not batch:
+            return results, None
+        stored = {
+            d.ticket_id: d
+            for d in session.scalars(
+                select(StoredDecision).where(
+                    StoredDecision.ticket_id.in_([row.id for row in batch])
+                )
+            )
+        }
+        for row in batch:
+            name = f"{row.source}:{row.external_key}"
+            try:
+                decision = evaluate(engine_ticket(row), policy, now)
+            except SlabotError as error:
+                results.append(Recomputed(row.id, name, (), str(error)))
+                continue
+            old = stored.get(row.id)
+            changes = decision_changes(old, decision, now)
+            results.append(Recomputed(row.id, name, tuple(changes)))
+            if dry_run:
+                continue
+            previous = old.priority if old is not None else None
+            if previous != decision.priority:
+                entry = _event(
+                    "priority_changed",
+                    now,
+                    now,
+                    actor="slabot",
+                    origin="policy",
+                    payload={"field": "final", "from": previous, "to": decision.priority},
+                )
+                entry.reason = f"policy {policy_name} recomputed"
+                entry.ticket_id = row.id
+                session.add(entry)
+            self.store_decision(session, row, policy, decision, now)
+            self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
+        return results, batch[-1].id
 
 
 _WRITE_KINDS = ("set_priority", "set_tags")
+_RECLASSIFY_KEY_PREFIX = "reclassify:"
+_EVENT_KEY_LENGTH = 255
 _NUDGES = cast(Table, Nudge.__table__)
 
 

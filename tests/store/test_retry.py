@@ -349,3 +349,183 @@ def test_a_connection_lost_at_commit_is_retried_only_when_that_is_safe(
             ).scalar()
             == 1
         )
+
+
+# --- ingest, reclassify and recompute ------------------------------------------------------------
+
+
+def _zoom() -> Policy:
+    return load_policy(BUNDLED_POLICIES / "zoom.yaml")
+
+
+def _snapshot(key: str = "1", **fields: Any) -> Snapshot:
+    values: dict[str, Any] = {
+        "source": "zendesk",
+        "external_key": key,
+        "policy": "zoom",
+        "created_at": T0,
+        "updated_at": T0,
+        "priority": "P2",
+        "plan": "premier",
+        "environment": "production",
+        "shown": {"priority": "P2"},
+    }
+    values.update(fields)
+    return Snapshot(**values)
+
+
+def _transient_error(engine: Engine) -> Exception:
+    """What the driver raises when the database went away (or, on SQLite, stayed locked)."""
+    if engine.dialect.name == "postgresql":
+        return psycopg.OperationalError("server closed the connection unexpectedly")
+    import sqlite3
+
+    return sqlite3.OperationalError("database is locked")
+
+
+def _fail_once_at(engine: Engine, marker: str) -> list[int]:
+    """Make the first statement containing ``marker`` fail as a lost connection would."""
+    fired = [0]
+
+    def before_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if marker in statement and not fired[0]:
+            fired[0] = 1
+            raise _transient_error(engine)
+
+    event.listen(engine, "before_cursor_execute", before_execute)
+    return fired
+
+
+def _lose_the_next_commit_acknowledgement(engine: Engine) -> list[int]:
+    """The next commit reaches the database and is applied, then the driver reports the
+    connection lost: the client cannot tell whether it went through."""
+    fired = [0]
+    commit = engine.dialect.do_commit
+
+    def do_commit(dbapi_connection: Any) -> None:
+        commit(dbapi_connection)
+        if not fired[0]:
+            fired[0] = 1
+            raise _transient_error(engine)
+
+    engine.dialect.do_commit = do_commit  # type: ignore[method-assign]
+    return fired
+
+
+def _kinds(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.scalars(select(TicketEvent.kind).order_by(TicketEvent.id)))
+
+
+def _outbox_kinds(engine: Engine) -> list[str]:
+    with Session(engine) as session:
+        return list(session.scalars(select(OutboxItem.kind).order_by(OutboxItem.id)))
+
+
+def test_ingest_reclassify_and_recompute_ride_out_a_lost_connection(migrated: Engine) -> None:
+    sleeps = Sleeps()
+    tickets = TicketService(
+        migrated, {"zoom": _zoom()}, lambda: T0 + timedelta(minutes=5), retry=quick(sleeps)
+    )
+
+    fired = _fail_once_at(migrated, "INSERT INTO ticket_events")
+    created = tickets.ingest(_snapshot())
+    assert fired == [1] and len(sleeps.pauses) == 1
+    assert (created.outcome, created.events) == ("created", ("created",))
+    assert _kinds(migrated) == ["created"]
+
+    fired = _fail_once_at(migrated, "INSERT INTO outbox")
+    result = tickets.reclassify("zendesk", "1", "P1", "ana", "region down", "slack")
+    assert fired == [1] and len(sleeps.pauses) == 2
+    assert (result.previous_priority, result.decision.priority) == ("P2", "P1")
+    assert _kinds(migrated) == ["created", "priority_changed"]
+    assert _outbox_kinds(migrated) == ["set_priority", "set_tags", "add_note"]
+
+    fired = _fail_once_at(migrated, "FROM decisions")
+    (recomputed,) = list(tickets.recompute("zoom"))
+    assert fired == [1] and len(sleeps.pauses) == 3
+    assert (recomputed.ticket, recomputed.error) == ("zendesk:1", None)
+
+    fired = _fail_once_at(migrated, "FROM tickets")
+    (dry,) = list(tickets.recompute("zoom", dry_run=True))
+    assert fired == [1] and len(sleeps.pauses) == 4
+    assert dry.ticket == "zendesk:1"
+
+
+def test_a_lost_commit_acknowledgement_is_retried_only_where_that_is_safe(
+    migrated: Engine,
+) -> None:
+    sleeps = Sleeps()
+    tickets = TicketService(
+        migrated, {"zoom": _zoom()}, lambda: T0 + timedelta(minutes=5), retry=quick(sleeps)
+    )
+
+    # Ingest is idempotent: retried; the retry finds the snapshot applied.
+    fired = _lose_the_next_commit_acknowledgement(migrated)
+    again = tickets.ingest(_snapshot())
+    assert fired == [1] and len(sleeps.pauses) == 1
+    assert (again.outcome, again.events, again.enqueued) == ("unchanged", (), ())
+    assert _kinds(migrated) == ["created"]
+
+    # A reclassification without a request key: not retried, and the error says so.
+    fired = _lose_the_next_commit_acknowledgement(migrated)
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        tickets.reclassify("zendesk", "1", "P1", "ana", "region down", "slack")
+    assert fired == [1] and len(sleeps.pauses) == 1
+    message = str(caught.value)
+    assert "while committing reclassifying ticket zendesk:1" in message
+    assert "may or may not have been applied" in message
+    assert "priority_changed entry by ana" in message and "request_key" in message
+    assert _kinds(migrated) == ["created", "priority_changed"]  # it had gone through
+
+    # With a request key: retried, and the retry finds it applied.
+    fired = _lose_the_next_commit_acknowledgement(migrated)
+    result = tickets.reclassify(
+        "zendesk", "1", "P3", "ana", "workaround", "slack", request_key="slack:action-7"
+    )
+    assert fired == [1] and len(sleeps.pauses) == 2
+    assert (result.duplicate, result.enqueued) == (True, ())
+    assert (result.previous_priority, result.decision.priority) == ("P1", "P3")
+    assert _kinds(migrated) == ["created", "priority_changed", "priority_changed"]
+    assert _outbox_kinds(migrated).count("add_note") == 2
+    # The same request again is a duplicate too.
+    repeated = tickets.reclassify(
+        "zendesk", "1", "P3", "ana", "workaround", "slack", request_key="slack:action-7"
+    )
+    assert repeated.duplicate and len(_kinds(migrated)) == 3
+
+    # A recompute batch: not retried at commit; running it again is the remedy.
+    fired = _lose_the_next_commit_acknowledgement(migrated)
+    with pytest.raises(DatabaseUnavailableError, match="run slabot recompute again"):
+        list(tickets.recompute("zoom"))
+    assert fired == [1] and len(sleeps.pauses) == 2
+
+
+def test_ingest_on_an_unreachable_database_fails_with_a_clear_error() -> None:
+    engine = make_engine(f"postgresql://slabot:s3cret-pw@127.0.0.1:{closed_port()}/slabot")
+    sleeps = Sleeps()
+    tickets = TicketService(engine, {"zoom": _zoom()}, lambda: T0, retry=quick(sleeps))
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        tickets.ingest(_snapshot())
+    message = str(caught.value)
+    assert "is unavailable for ingesting ticket zendesk:1" in message
+    assert "nothing was changed" in message and "s3cret" not in message
+    assert sleeps.pauses == [0.2, 0.4, 0.8]
+    with pytest.raises(DatabaseUnavailableError, match="reclassifying ticket zendesk:1"):
+        tickets.reclassify("zendesk", "1", "P1", "ana", "down", "slack")
+    with pytest.raises(DatabaseUnavailableError, match="recomputing policy zoom"):
+        list(tickets.recompute("zoom"))
+    engine.dispose()
+
+
+@POSTGRESQL_ONLY
+def test_a_session_terminated_mid_ingest_is_retried_and_applied_once(
+    migrated: Engine, database_url: str
+) -> None:
+    sleeps = Sleeps()
+    tickets = TicketService(migrated, {"zoom": _zoom()}, lambda: T0, retry=quick(sleeps))
+    fired = _kill_during(migrated, database_url, "INSERT INTO ticket_events")
+    result = tickets.ingest(_snapshot())
+    assert fired == [1] and len(sleeps.pauses) == 1
+    assert result.outcome == "created"
+    assert _kinds(migrated) == ["created"]
