@@ -9,7 +9,7 @@
   still fails after its retries is logged and its delivery forgotten: the poller, which
   reads the helpdesk's own change feed, is the backstop.
 - ``RequestBudget`` spaces requests to an endpoint that allows N per window.
-- ``load_cursor`` / ``save_cursor`` keep where a poller stopped (table ``poll_cursors``).
+- ``load_cursor`` / ``save_cursor`` keep where a poller stopped (``slabot.store.queries``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from bot.errors import SlabotError
-from slabot.store.db import for_writing
-from slabot.store.models import PollCursor
+from slabot.store import queries
 
 log = logging.getLogger(__name__)
 
@@ -301,17 +299,9 @@ class RequestBudget:
 
 def load_cursor(engine: Engine, source: str, stream: str) -> str | None:
     """The stored cursor of a source's stream (None: never polled)."""
-    with Session(engine) as session:
-        row = session.get(PollCursor, (source, stream))
-        return None if row is None else row.cursor
+    return queries.load_cursor(engine, source, stream)
 
 
 def save_cursor(engine: Engine, source: str, stream: str, cursor: str, now: datetime) -> None:
     """Store where polling a source's stream stopped."""
-    with Session(for_writing(engine)) as session, session.begin():
-        row = session.get(PollCursor, (source, stream))
-        if row is None:
-            session.add(PollCursor(source=source, stream=stream, cursor=cursor, updated_at=now))
-        else:
-            row.cursor = cursor
-            row.updated_at = now
+    queries.save_cursor(engine, source, stream, cursor, now)

@@ -18,9 +18,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from connectors.zendesk.client import (
     UPDATE_MANY_LIMIT,
     TicketUpdate,
@@ -30,8 +27,8 @@ from connectors.zendesk.client import (
 )
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import SOURCE
-from slabot.store.models import StoredTicket
 from slabot.store.outbox import ClaimedItem, Outbox, PermanentWriteError
+from slabot.store.queries import external_keys
 
 log = logging.getLogger(__name__)
 
@@ -181,15 +178,7 @@ class ZendeskWriter:
             self.client.update(update)
 
     def _external_keys(self, ticket_ids: set[int]) -> dict[int, str]:
-        if not ticket_ids:
-            return {}
-        with Session(self.outbox.engine) as session:
-            rows = session.execute(
-                select(StoredTicket.id, StoredTicket.external_key).where(
-                    StoredTicket.id.in_(sorted(ticket_ids)), StoredTicket.source == SOURCE
-                )
-            ).all()
-        return {row_id: key for row_id, key in rows}
+        return external_keys(self.outbox.engine, SOURCE, ticket_ids)
 
     def _complete(self, item: ClaimedItem, report: WriteReport) -> None:
         if self.outbox.complete(item, item.attempt):
