@@ -1,0 +1,313 @@
+"""The ``slack:`` section of ``config/slabot.yaml``: who may reclassify, nudges, digests, languages.
+
+Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
+Other top-level sections of the file belong to other parts of slabot and are not read here.
+See docs/slack.md for every key.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import tzinfo
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bot.errors import SlabotError
+from bot.policy import TARGETS
+
+DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
+LANGUAGES = ("en", "fr", "it", "pl")
+Language = Literal["en", "fr", "it", "pl"]
+DEFAULT_THRESHOLDS = (0.75, 1.0)
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+_DAY_NAMES = re.compile(r"^(\*|(mon|tue|wed|thu|fri|sat|sun)(-(mon|tue|wed|thu|fri|sat|sun))?)$")
+
+
+class SlackConfigError(SlabotError):
+    """The ``slack:`` section is missing or invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _channel(value: str) -> str:
+    if not _CHANNEL_ID.match(value):
+        raise ValueError(
+            f"{value!r} is not a channel id; use the id (like C0123ABCD: the channel's "
+            "details, at the bottom), not its name"
+        )
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
+        ) from None
+    return value
+
+
+class Reclassifiers(_Strict):
+    """Who may reclassify: members of any of the user groups, or the users listed."""
+
+    user_groups: list[str] = Field(default_factory=list)
+    """Slack user group ids (``S0123ABCD``), read with ``usergroups.users.list``."""
+    users: list[str] = Field(default_factory=list)
+    """Slack user ids (``U0123ABCD``)."""
+    cache_seconds: int = Field(default=300, ge=0, le=86_400)
+    """How long a user group's members are remembered before they are read again."""
+
+    @field_validator("user_groups")
+    @classmethod
+    def _group_ids(cls, value: list[str]) -> list[str]:
+        for group in value:
+            if not _GROUP_ID.match(group):
+                raise ValueError(
+                    f"{group!r} is not a user group id; use the id (like S0123ABCD), "
+                    "not the @handle"
+                )
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _user_ids(cls, value: list[str]) -> list[str]:
+        for user in value:
+            if not _USER_ID.match(user):
+                raise ValueError(
+                    f"{user!r} is not a user id; use the member id (like U0123ABCD: the "
+                    "profile's ... menu, Copy member ID)"
+                )
+        return value
+
+
+def _default_thresholds() -> dict[str, list[float]]:
+    return {target: list(DEFAULT_THRESHOLDS) for target in TARGETS}
+
+
+class Nudges(_Strict):
+    """Reminders before a target breaches, and notices when it does."""
+
+    enabled: bool = True
+    thresholds: dict[str, list[float]] = Field(default_factory=_default_thresholds)
+    """Per target, the fractions of its time at which to nudge (1.0 is the breach); a
+    target left out keeps the defaults, an empty list is never nudged."""
+    dm_assignee: bool = True
+    """Send the nudge by direct message to the ticket's assignee, when Slack knows the
+    assignee's e-mail address; otherwise (or when false) to the queue's channel."""
+    queue_channels: dict[str, str] = Field(default_factory=dict)
+    """Helpdesk queue (group, project) -> the team channel that gets its nudges."""
+    default_channel: str | None = None
+    """Where nudges go when neither the assignee nor the queue has a place in Slack."""
+
+    @field_validator("thresholds")
+    @classmethod
+    def _fractions(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        for target, fractions in value.items():
+            if target not in TARGETS:
+                raise ValueError(f"unknown target {target!r}; expected {', '.join(TARGETS)}")
+            for fraction in fractions:
+                percent = Fraction(str(fraction)) * 100
+                if not 0 < percent <= 100 or percent.denominator != 1:
+                    raise ValueError(
+                        f"{target}: {fraction} must be a fraction of the target above 0 and at "
+                        "most 1.0 (the breach), in whole percent, like 0.75"
+                    )
+        return {**_default_thresholds(), **{k: sorted(set(v)) for k, v in value.items()}}
+
+    @field_validator("queue_channels")
+    @classmethod
+    def _queue_channels(cls, value: dict[str, str]) -> dict[str, str]:
+        for channel in value.values():
+            _channel(channel)
+        return value
+
+    @field_validator("default_channel")
+    @classmethod
+    def _default_channel(cls, value: str | None) -> str | None:
+        return None if value is None else _channel(value)
+
+    def permilles(self, target: str) -> tuple[int, ...]:
+        """The target's thresholds in permille (750, 1000), ascending."""
+        return tuple(
+            sorted({int(Fraction(str(f)) * 1000) for f in self.thresholds.get(target, [])})
+        )
+
+
+class ChannelSettings(_Strict):
+    """Per channel: the language its messages are written in."""
+
+    language: Language
+
+
+class Digest(_Strict):
+    """One channel's scheduled digest."""
+
+    channel: str
+    schedule: str
+    """Five cron fields, minute hour day month day-of-week, with day names:
+    ``"0 9 * * mon-fri"`` is 09:00 on weekdays in ``timezone``."""
+    timezone: str = "UTC"
+    due_within_business_hours: float = Field(default=4, gt=0, le=720)
+    """List the clocks due within this many business hours (on each target's calendar)."""
+    paused_longer_than_hours: float = Field(default=72, gt=0)
+    """List the tickets waiting on the customer for longer than this (elapsed hours)."""
+    when_empty: Literal["say", "skip"] = "say"
+    """``say``: a one-line digest says there is nothing to report; ``skip``: none is sent."""
+    language: Language | None = None
+    """Default: the channel's language (``channels:``), else ``slack.language``."""
+    max_tickets: int = Field(default=30, ge=1, le=40)
+    """At most this many tickets are listed; the digest says how many more there are."""
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, value: str) -> str:
+        return _channel(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        return _zone(value)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"{value!r}: give five cron fields, minute hour day month day-of-week, like "
+                "'0 9 * * mon-fri'"
+            )
+        for part in fields[4].lower().split(","):
+            if not _DAY_NAMES.match(part):
+                raise ValueError(
+                    f"{value!r}: write the day of week with names (mon-fri, sat,sun, *): "
+                    "APScheduler counts 0 as Monday where cron counts it as Sunday, so "
+                    "numbers would fire on the wrong day"
+                )
+        try:
+            cron_trigger(value, ZoneInfo("UTC"))
+        except ValueError as error:
+            raise ValueError(f"{value!r}: {error}") from None
+        return value
+
+    def trigger(self) -> CronTrigger:
+        """The APScheduler trigger of this digest, in its time zone."""
+        return cron_trigger(self.schedule, ZoneInfo(self.timezone))
+
+
+def cron_trigger(schedule: str, zone: tzinfo) -> CronTrigger:
+    """``"0 9 * * mon-fri"`` as a CronTrigger in ``zone`` (day names only, see ``Digest``)."""
+    minute, hour, day, month, day_of_week = schedule.split()
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=day_of_week.lower(),
+        timezone=zone,
+    )
+
+
+class Home(_Strict):
+    """The App Home tab: the viewer's own tickets at risk."""
+
+    horizon_hours: float = Field(default=24, gt=0, le=720)
+    """A clock is at risk once breached or when it reaches 75% of its target within this."""
+    max_tickets: int = Field(default=30, ge=1, le=40)
+
+
+class SlackConfig(_Strict):
+    """The ``slack:`` section."""
+
+    language: Language = "en"
+    """The language used when the reader's Slack locale is none of en, fr, it, pl and the
+    channel has no language of its own."""
+    reclassify: Reclassifiers = Field(default_factory=Reclassifiers)
+    nudges: Nudges = Field(default_factory=Nudges)
+    channels: dict[str, ChannelSettings] = Field(default_factory=dict)
+    digests: list[Digest] = Field(default_factory=list)
+    home: Home = Field(default_factory=Home)
+    user_cache_seconds: int = Field(default=3600, ge=0, le=86_400)
+    """How long a user's locale, time zone, e-mail and direct-message channel are kept."""
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: dict[str, ChannelSettings]) -> dict[str, ChannelSettings]:
+        for channel in value:
+            _channel(channel)
+        return value
+
+    @field_validator("digests")
+    @classmethod
+    def _one_per_channel(cls, value: list[Digest]) -> list[Digest]:
+        seen: set[tuple[str, str]] = set()
+        for digest in value:
+            key = (digest.channel, digest.schedule)
+            if key in seen:
+                raise ValueError(
+                    f"channel {digest.channel} has the digest {digest.schedule!r} twice"
+                )
+            seen.add(key)
+        return value
+
+    @model_validator(mode="after")
+    def _digest_languages(self) -> SlackConfig:
+        # A digest without a language of its own speaks its channel's (or the default).
+        resolved = [
+            d if d.language else d.model_copy(update={"language": self.channel_language(d.channel)})
+            for d in self.digests
+        ]
+        object.__setattr__(self, "digests", resolved)
+        return self
+
+    def channel_language(self, channel: str | None) -> Language:
+        settings = self.channels.get(channel or "")
+        return settings.language if settings is not None else self.language
+
+
+def parse_slack_config(data: Any, where: str = "config") -> SlackConfig:
+    """Validate the ``slack:`` section given as data; errors name ``slack.<key>``."""
+    if not isinstance(data, dict) or "slack" not in data:
+        raise SlackConfigError(f"{where}: no 'slack:' section (see docs/slack.md)")
+    try:
+        return SlackConfig.model_validate(data["slack"] or {})
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            path = ".".join(str(part) for part in ("slack", *item["loc"]))
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {path}: {message}")
+        raise SlackConfigError("\n".join(problems)) from None
+
+
+def load_slack_config(path: str | Path = DEFAULT_CONFIG_PATH) -> SlackConfig:
+    """Read and validate the ``slack:`` section of a config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SlackConfigError(f"{file}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SlackConfigError(f"{file}: not valid YAML: {error}") from None
+    return parse_slack_config(data, str(file))

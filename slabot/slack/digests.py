@@ -1,0 +1,242 @@
+"""Scheduled digests: what is breached, due soon or waiting on the customer too long, per channel.
+
+``digest(store, clock, channel)`` is a plain function returning the message's blocks (None
+when there is nothing to report and the channel skips empty digests). ``run_digest`` owes
+Slack the message through the outbox (a Slack outage delays it, never drops it), and
+``register_digests`` only registers one APScheduler job per configured digest, with a
+``CronTrigger`` in the digest's time zone; the service runs the scheduler.
+
+Tickets are grouped by priority (most severe first) and plan, commitments with service
+credits (``sla``) first; each line links to the ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.engine import iso_z
+from slabot.slack.blocks import (
+    MAX_BLOCKS,
+    MAX_FALLBACK,
+    Block,
+    context,
+    cut,
+    escape,
+    header,
+    link,
+    section,
+)
+from slabot.slack.config import Digest, SlackConfig
+from slabot.slack.i18n import Catalog, catalog
+from slabot.slack.sender import DIGEST
+from slabot.slack.store_access import SlackStore, TicketView
+from slabot.slack.texts import commitment_name, target_name, when
+
+Clock = Callable[[], datetime]
+
+_COMMITMENT_ORDER = {"sla": 0, "slo": 1}
+_MAX_LINES_PER_SECTION = 12
+_MAX_SECTION_TEXT = 2900
+_BUSINESS_HORIZON_DAYS = 21
+"""How far ahead (elapsed) due clocks are read before their business hours are counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of a digest."""
+
+    kind: str
+    """``breached``, ``due`` or ``paused``."""
+    view: TicketView
+    target: str | None
+    at: datetime
+    """The due instant (breached, due) or when the ticket started waiting (paused)."""
+
+
+def digest(store: SlackStore, clock: Clock, channel: Digest) -> list[Block] | None:
+    """The digest for ``channel`` as of ``clock()``; None when empty and ``when_empty: skip``."""
+    now = clock()
+    t = catalog(channel.language)
+    entries = _entries(store, now, channel)
+    zone = ZoneInfo(channel.timezone)
+    blocks: list[Block] = [header(t("digest.title", when=t.instant(now, zone)))]
+    if not entries:
+        if channel.when_empty == "skip":
+            return None
+        return [
+            section(
+                t(
+                    "digest.empty",
+                    hours=_hours(channel.due_within_business_hours),
+                    paused=_hours(channel.paused_longer_than_hours),
+                )
+            )
+        ]
+    shown = entries[: channel.max_tickets]
+    counts = {
+        kind: sum(1 for e in entries if e.kind == kind) for kind in ("breached", "due", "paused")
+    }
+    blocks.append(
+        context(
+            t(
+                "digest.counts",
+                breached=counts["breached"],
+                due=counts["due"],
+                paused=counts["paused"],
+                hours=_hours(channel.due_within_business_hours),
+                paused_hours=_hours(channel.paused_longer_than_hours),
+            )
+        )
+    )
+    for group, lines in _groups(t, shown):
+        title = group
+        chunk: list[str] = []
+        for line in lines:
+            size = len(title) + sum(len(x) + 1 for x in chunk) + len(line) + 1
+            if chunk and (len(chunk) >= _MAX_LINES_PER_SECTION or size > _MAX_SECTION_TEXT):
+                blocks.append(section("\n".join([title, *chunk])))
+                title, chunk = t("digest.continued", group=group), []
+            chunk.append(line)
+        blocks.append(section("\n".join([title, *chunk])))
+    left_out = len(entries) - len(shown)
+    if len(blocks) > MAX_BLOCKS - 1:
+        left_out += sum(text_lines(b) for b in blocks[MAX_BLOCKS - 2 :])
+        blocks = blocks[: MAX_BLOCKS - 2]
+    if left_out:
+        blocks.append(context(t("digest.more", count=left_out)))
+    return blocks
+
+
+def text_lines(block: Block) -> int:
+    """How many ticket lines a digest section holds (its first line is the group title)."""
+    text = (block.get("text") or {}).get("text") or ""
+    return max(len(text.splitlines()) - 1, 0)
+
+
+def run_digest(store: SlackStore, clock: Clock, channel: Digest) -> bool:
+    """The scheduled job's body: owe Slack the digest; False when skipped (empty) or owed
+    already for this minute."""
+    now = clock()
+    blocks = digest(store, clock, channel)
+    if blocks is None:
+        return False
+    t = catalog(channel.language)
+    text = cut(t("digest.fallback", when=t.instant(now, ZoneInfo(channel.timezone))), MAX_FALLBACK)
+    schedule = hashlib.sha256(channel.schedule.encode()).hexdigest()[:8]
+    slot = now.replace(second=0, microsecond=0)
+    key = f"slack:digest:{channel.channel}:{schedule}:{iso_z(slot)}"
+    payload: dict[str, Any] = {"channel": channel.channel, "blocks": blocks, "text": text}
+    return store.owe(None, DIGEST, payload, key, now)
+
+
+def job_id(channel: Digest) -> str:
+    return f"slack-digest:{channel.channel}:{channel.schedule.replace(' ', '_')}"
+
+
+def register_digests(
+    scheduler: Any, config: SlackConfig, run: Callable[[Digest], object]
+) -> list[str]:
+    """Add one job per configured digest to an APScheduler 3 scheduler (not started here);
+    returns the job ids. ``run(channel)`` is the job (``run_digest`` bound to the store and
+    clock). A digest whose time passed while the service was down by less than an hour is
+    still sent once; older ones are skipped."""
+    added = []
+    for channel in config.digests:
+        identifier = job_id(channel)
+        scheduler.add_job(
+            run,
+            trigger=channel.trigger(),
+            args=[channel],
+            id=identifier,
+            name=f"Slack digest for {channel.channel} ({channel.schedule} {channel.timezone})",
+            replace_existing=True,
+            misfire_grace_time=3600,
+            coalesce=True,
+            max_instances=1,
+        )
+        added.append(identifier)
+    return added
+
+
+def _entries(store: SlackStore, now: datetime, channel: Digest) -> list[Entry]:
+    horizon = channel.due_within_business_hours * 3600
+    breached = store.breached(now)
+    due = store.due_before(
+        now, now + timedelta(hours=channel.due_within_business_hours, days=_BUSINESS_HORIZON_DAYS)
+    )
+    paused_ids = store.paused_tickets()
+    views = store.views({m.ticket_id for m in (*breached, *due)} | set(paused_ids), now)
+    entries: list[Entry] = []
+    for mark in breached:
+        view = views.get(mark.ticket_id)
+        if view is not None:
+            entries.append(Entry("breached", view, mark.target, mark.at))
+    for mark in due:
+        view = views.get(mark.ticket_id)
+        if view is not None and view.open_seconds(mark.target, now, mark.at) <= horizon:
+            entries.append(Entry("due", view, mark.target, mark.at))
+    limit = timedelta(hours=channel.paused_longer_than_hours)
+    for ticket_id in paused_ids:
+        view = views.get(ticket_id)
+        since = view.paused_since if view is not None else None
+        if view is not None and since is not None and now - since >= limit:
+            entries.append(Entry("paused", view, None, since))
+    entries.sort(key=_order)
+    return entries
+
+
+def _order(entry: Entry) -> tuple[Any, ...]:
+    view = entry.view
+    return (
+        _COMMITMENT_ORDER.get(view.decision.commitment or "", 2),
+        view.policy.severity(view.decision.priority),
+        view.decision.plan or "",
+        {"breached": 0, "due": 1, "paused": 2}[entry.kind],
+        entry.at,
+        view.label,
+    )
+
+
+def _groups(t: Catalog, entries: list[Entry]) -> list[tuple[str, list[str]]]:
+    groups: list[tuple[str, list[str]]] = []
+    current: tuple[Any, ...] | None = None
+    for entry in entries:
+        view = entry.view
+        key = (view.decision.commitment, view.decision.priority, view.decision.plan)
+        if key != current:
+            current = key
+            groups.append(
+                (
+                    t(
+                        "digest.group",
+                        priority=view.decision.priority,
+                        plan=escape(view.decision.plan or t("card.no_plan")),
+                        commitment=commitment_name(t, view.decision.commitment),
+                    ),
+                    [],
+                )
+            )
+        groups[-1][1].append(_line(t, entry))
+    return groups
+
+
+def _line(t: Catalog, entry: Entry) -> str:
+    ticket = link(entry.view.url, entry.view.label)
+    if entry.kind == "paused":
+        return t("digest.line.paused", ticket=ticket, when=when(t, entry.at, None))
+    assert entry.target is not None
+    return t(
+        f"digest.line.{entry.kind}",
+        ticket=ticket,
+        target=target_name(t, entry.target),
+        when=when(t, entry.at, None),
+    )
+
+
+def _hours(value: float) -> str:
+    return f"{value:g}"

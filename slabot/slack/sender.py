@@ -1,0 +1,303 @@
+"""The outbox's Slack sender: nudges, breach notices and digests to ``chat.postMessage`` /
+``chat.update``.
+
+``SlackSender(item)`` is what ``Outbox.flush("slack", sender, worker)`` calls. It builds the
+message from the ticket's state at send time (so a message delayed by an outage is still
+true), posts it where it belongs (the assignee's direct messages, else the queue's channel,
+else the default channel) or updates the message already posted about the same clock cycle,
+and remembers where the message is. Slack's answers map to the outbox's errors:
+
+- 429: ``RetryableWriteError`` with Slack's Retry-After (the client's own
+  ``RateLimitErrorRetryHandler`` has already waited once);
+- 5xx, time-outs, connection errors and Slack's transient errors: ``RetryableWriteError``:
+  the item waits in the outbox and is sent when Slack is back, never dropped;
+- anything else Slack refuses (``channel_not_found``, ``not_in_channel``...):
+  ``PermanentWriteError``, with Slack's error code and what to fix: the item is
+  dead-lettered, kept, and can be replayed once fixed.
+
+Messages stored with an error never carry the token (slack_sdk's messages do not).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from slabot.slack.config import SlackConfig
+from slabot.slack.directory import Directory
+from slabot.slack.i18n import catalog, language_of
+from slabot.slack.nudge_messages import NudgeSubject, nudge_message
+from slabot.slack.nudges import BREACH_NOTICE, NUDGE
+from slabot.slack.store_access import NudgeMessage, SlackStore
+from slabot.store.outbox import ClaimedItem, PermanentWriteError, RetryableWriteError
+
+log = logging.getLogger(__name__)
+
+DIGEST = "digest"
+KINDS = (NUDGE, BREACH_NOTICE, DIGEST)
+Clock = Callable[[], datetime]
+
+_TRANSIENT = frozenset(
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+    }
+)
+_MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    channel: str
+    language: str
+    zone: tzinfo | None
+    """The reader's zone for a direct message; None in a channel (``<!date>`` tokens)."""
+    to_assignee: bool
+    queue: str | None
+
+
+class SlackSender:
+    """Sends the Slack items of the outbox; one per process (thread-safe)."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        store: SlackStore,
+        directory: Directory,
+        config: SlackConfig,
+        clock: Clock,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.directory = directory
+        self.config = config
+        self.clock = clock
+
+    def __call__(self, item: ClaimedItem) -> None:
+        try:
+            if item.kind == DIGEST:
+                self._digest(item)
+            elif item.kind in (NUDGE, BREACH_NOTICE):
+                self._nudge(item)
+            else:
+                raise PermanentWriteError(
+                    f"slack outbox item {item.id}: unknown kind {item.kind!r} (expected "
+                    f"{', '.join(KINDS)})"
+                )
+        except SlackApiError as error:
+            raise _write_error(error, item) from None
+        except (SlackClientError, OSError, TimeoutError) as error:
+            raise RetryableWriteError(
+                f"Slack unreachable for {item.kind} ({type(error).__name__}); will retry"
+            ) from None
+
+    # --- digests -----------------------------------------------------------------------------
+
+    def _digest(self, item: ClaimedItem) -> None:
+        payload = item.payload
+        channel, blocks, text = payload.get("channel"), payload.get("blocks"), payload.get("text")
+        if not isinstance(channel, str) or not isinstance(blocks, list):
+            raise PermanentWriteError(f"digest item {item.id} has no channel or blocks")
+        self.client.chat_postMessage(channel=channel, blocks=blocks, text=str(text or ""))
+
+    # --- nudges ------------------------------------------------------------------------------
+
+    def _nudge(self, item: ClaimedItem) -> None:
+        payload = item.payload
+        now = self.clock()
+        event = str(payload.get("event") or ("breach" if item.kind == BREACH_NOTICE else ""))
+        if "nudge_id" in payload:  # an update of a posted message: met, refresh, reminder...
+            nudge = self.store.nudge(int(payload["nudge_id"]))
+            if nudge is None or not nudge.ts or not nudge.channel:
+                return  # the ticket (and its nudges) is gone, or nothing was posted
+            if event == "reminder":
+                self._post(nudge, now, reminder=True)
+            else:
+                self._update(nudge, now)
+            return
+        ticket_id = item.ticket_id
+        target = str(payload.get("target") or "")
+        cycle = _instant(payload.get("cycle_started_at"))
+        if ticket_id is None or not target or cycle is None:
+            raise PermanentWriteError(
+                f"slack {item.kind} item {item.id} lacks ticket, target or cycle"
+            )
+        percent = int(payload.get("threshold") or 100)
+        nudge = self.store.nudge_for(ticket_id, target, percent, cycle)
+        if nudge is None:
+            return  # the ticket was deleted since
+        posted = self.store.message(ticket_id, target, cycle)
+        if posted is not None and posted.nudge_id != nudge.nudge_id:
+            self._update(posted, now, percent=percent)  # the breach rewrites the 75% message
+            return
+        if nudge.ts:
+            self._update(nudge, now)  # sent before; the completion was lost
+            return
+        self._post(nudge, now)
+
+    def _post(self, nudge: NudgeMessage, now: datetime, *, reminder: bool = False) -> None:
+        view = self.store.view(nudge.ticket_id, now)
+        if view is None:
+            return
+        if reminder and nudge.channel:
+            destination = Destination(
+                nudge.channel,
+                nudge.language or self.config.language,
+                ZoneInfo(nudge.zone) if nudge.zone else None,
+                bool(nudge.zone),
+                view.queue,
+            )
+        else:
+            destination = self._destination(view.assignee_email, view.queue, view.label)
+        t = catalog(destination.language)
+        message = nudge_message(
+            t, view, _subject(nudge, destination, reminder=reminder), destination.zone
+        )
+        if message.closed is not None and not reminder:
+            self.store.close_message(nudge.nudge_id, message.closed)
+            return  # met before the nudge could be sent: nothing to say any more
+        response = self.client.chat_postMessage(
+            channel=destination.channel, text=message.text, blocks=message.blocks
+        )
+        channel = str(response.get("channel") or destination.channel)
+        zone = getattr(destination.zone, "key", None)
+        self.store.record_message(
+            nudge.nudge_id, channel, str(response["ts"]), destination.language, zone, now
+        )
+
+    def _update(self, nudge: NudgeMessage, now: datetime, percent: int | None = None) -> None:
+        assert nudge.channel and nudge.ts
+        view = self.store.view(nudge.ticket_id, now)
+        language = nudge.language or self.config.language
+        zone = ZoneInfo(nudge.zone) if nudge.zone else None
+        t = catalog(language)
+        destination = Destination(nudge.channel, language, zone, bool(zone), None)
+        subject = _subject(nudge, destination, percent=percent)
+        if view is not None:
+            subject = _with_queue(subject, view.queue, bool(zone))
+        message = nudge_message(t, view, subject, zone, label=str(nudge.ticket_id))
+        try:
+            self.client.chat_update(
+                channel=nudge.channel, ts=nudge.ts, text=message.text, blocks=message.blocks
+            )
+        except SlackApiError as error:
+            if _code(error) not in _MESSAGE_GONE:
+                raise
+            log.info(
+                "slack: nudge %d's message is gone (%s); posting anew", nudge.nudge_id, _code(error)
+            )
+            if message.closed is None:
+                self._post(nudge, now)
+            return
+        if message.closed is not None:
+            self.store.close_message(nudge.nudge_id, message.closed)
+
+    def _destination(self, email: str | None, queue: str | None, label: str) -> Destination:
+        nudges = self.config.nudges
+        if nudges.dm_assignee and email:
+            user = self.directory.user_by_email(email)
+            if user is not None:
+                return Destination(
+                    self.directory.dm_channel(user.id),
+                    language_of(user.locale, self.config.language),
+                    user.zone or ZoneInfo("UTC"),
+                    True,
+                    queue,
+                )
+        channel = nudges.queue_channels.get(queue or "") or nudges.default_channel
+        if channel is None:
+            raise PermanentWriteError(
+                f"no place in Slack for the nudge about {label}: its assignee "
+                f"({'unknown' if not email else 'not found in Slack'}) and its queue "
+                f"({queue or 'none'}) have none; set slack.nudges.queue_channels or "
+                "slack.nudges.default_channel, then replay the item"
+            )
+        return Destination(channel, self.config.channel_language(channel), None, False, queue)
+
+
+def _subject(
+    nudge: NudgeMessage,
+    destination: Destination,
+    *,
+    reminder: bool = False,
+    percent: int | None = None,
+) -> NudgeSubject:
+    snoozes = nudge.payload.get("snoozes") or []
+    last: dict[str, Any] = snoozes[-1] if snoozes and isinstance(snoozes[-1], dict) else {}
+    return NudgeSubject(
+        nudge_id=nudge.nudge_id,
+        target=nudge.target,
+        percent=percent or nudge.threshold,
+        cycle_started_at=nudge.cycle_started_at,
+        snoozed_until=nudge.snoozed_until,
+        snoozed_by=last.get("by"),
+        snooze_reason=last.get("reason"),
+        reminder=reminder,
+        to_assignee=destination.to_assignee,
+        queue=destination.queue,
+    )
+
+
+def _with_queue(subject: NudgeSubject, queue: str | None, to_assignee: bool) -> NudgeSubject:
+    from dataclasses import replace
+
+    return replace(subject, queue=queue, to_assignee=to_assignee)
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _code(error: SlackApiError) -> str:
+    try:
+        return str(error.response.get("error") or "")
+    except Exception:
+        return ""
+
+
+def _write_error(error: SlackApiError, item: ClaimedItem) -> Exception:
+    response = error.response
+    status = int(getattr(response, "status_code", 0) or 0)
+    code = _code(error)
+    what = f"Slack {item.kind} (outbox item {item.id})"
+    if status == 429 or code in ("ratelimited", "rate_limited"):
+        retry_after = _retry_after(response)
+        return RetryableWriteError(
+            f"{what}: rate limited by Slack; retrying after {retry_after or 'a backoff'} s",
+            retry_after=retry_after,
+        )
+    if status >= 500 or code in _TRANSIENT:
+        return RetryableWriteError(f"{what}: Slack answered {status} {code}; will retry".strip())
+    return PermanentWriteError(
+        f"{what}: Slack refused it ({code or status}); fix the cause (the bot may need to be "
+        "invited to the channel, or a scope added) and replay the item"
+    )
+
+
+def _retry_after(response: Any) -> float | None:
+    headers = getattr(response, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            try:
+                return max(float(raw), 0.0)
+            except (TypeError, ValueError):
+                return None
+    return None
