@@ -33,8 +33,10 @@ from bot.errors import CalendarError
 DAY = 86_400
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
-# Longest span of years a calendar compiles; beyond it an input is surely a mistake.
+# Longest span of years one compiled window holds; beyond it an input is surely a mistake.
 _MAX_SPAN_YEARS = 400
+FIRST_YEAR, LAST_YEAR = 1000, 9000
+"""The years calendars compute in; an instant outside them is refused with a CalendarError."""
 # UTC offsets lie within [-12h, +14h]; a window this wide around a wall time holds every
 # instant that can show it.
 _OFFSET_MARGIN = 16 * 3600
@@ -54,6 +56,7 @@ def to_timestamp(instant: datetime) -> int:
 
 
 def from_timestamp(ts: int) -> datetime:
+    """The aware UTC datetime of whole POSIX seconds."""
     return datetime.fromtimestamp(ts, UTC)
 
 
@@ -169,12 +172,8 @@ class Calendar:
         '2026-11-23T10:30:00+00:00'
         """
         return _fromtimestamp(
-            self.due_ts(math.floor(start.timestamp()), duration.days * DAY + duration.seconds),
-            UTC,
+            self.due_ts(to_timestamp(start), duration.days * DAY + duration.seconds), UTC
         )
-
-    def next_business_day_close(self, start: datetime) -> datetime:
-        return from_timestamp(self.next_business_day_close_ts(to_timestamp(start)))
 
 
 class AlwaysOpenCalendar(Calendar):
@@ -311,12 +310,6 @@ class BusinessCalendar(Calendar):
                     pieces.append((begin, end))
         return pieces
 
-    def _closed_in(self, first_year: int, last_year: int) -> dict[date, str]:
-        closed: dict[date, str] = {}
-        for year in range(first_year, last_year + 1):
-            closed.update(self._closed_dates(year))
-        return closed
-
     def _compile(self, first_year: int, last_year: int) -> _Compiled:
         closed: dict[date, str] = {}
         for year in range(first_year, last_year + 1):
@@ -382,15 +375,24 @@ class BusinessCalendar(Calendar):
         with self._lock:
             compiled = self._compiled
             years = [self._year_of(ts) for ts in instants]
-            if compiled is None:
-                first, last = min(years) - 1, max(years) + 1 + years_after
-            else:
-                first, last = compiled.first_year, compiled.last_year
-                width = last - first + 1
-                if min(years) <= first:
-                    first = min(first - width, min(years) - 1)
-                if max(years) >= last or years_after:
-                    last = max(last + max(years_after, width), max(years) + 1)
+            if min(years) < FIRST_YEAR or max(years) > LAST_YEAR:
+                raise CalendarError(
+                    f"calendar {self.name!r}: instants must fall in the years {FIRST_YEAR}-"
+                    f"{LAST_YEAR}; got {min(years) if min(years) < FIRST_YEAR else max(years)}"
+                )
+            # A fresh window around what is asked; grown from the current one when that
+            # stays within bounds, so nearby queries keep sharing one compiled window.
+            first, last = min(years) - 1, max(years) + 1 + years_after
+            if compiled is not None:
+                width = compiled.last_year - compiled.first_year + 1
+                grown_first, grown_last = compiled.first_year, compiled.last_year
+                if min(years) <= grown_first:
+                    grown_first = min(grown_first - width, first)
+                if max(years) >= grown_last or years_after:
+                    grown_last = max(grown_last + max(years_after, width), last)
+                if grown_last - grown_first <= _MAX_SPAN_YEARS:
+                    first, last = grown_first, grown_last
+            first, last = max(first, FIRST_YEAR - 1), min(last, LAST_YEAR + 1)
             if last - first > _MAX_SPAN_YEARS:
                 raise CalendarError(
                     f"calendar {self.name!r}: {first}-{last} is too long a span to compute; "
@@ -420,6 +422,8 @@ class BusinessCalendar(Calendar):
     def due(self, start: datetime, duration: timedelta) -> datetime:
         # Same as Calendar.due with the common case inlined: this is the hot path. The
         # arrays come as one tuple (one load).
+        if start.tzinfo is None:
+            raise CalendarError(f"datetime {start.isoformat()} has no time zone; pass an aware one")
         start_ts = _floor(start.timestamp())
         seconds = duration.days * DAY + duration.seconds
         starts, ends, cum_ends, cover_start, cover_end = self._fast

@@ -33,8 +33,8 @@ def _country_holidays(country: str, subdivision: str | None, year: int) -> dict[
         )
     except NotImplementedError:
         raise TicketError(
-            f"country {country!r} is not known to the holidays package; use an ISO 3166-1 "
-            "alpha-2 code such as 'US' or 'SK'"
+            f"field 'customer_country': {country!r} is not a country the holidays package "
+            "knows; use an ISO 3166-1 alpha-2 code such as 'US' or 'SK'"
         ) from None
     return dict(found.items())
 
@@ -95,7 +95,8 @@ class Policy:
             calendar = spec.calendar or plan.calendar
             assert calendar is not None  # the schema guarantees it
             seconds = None if spec.next_business_day else spec.seconds
-            pausable = name in self.spec.clocks.paused_targets
+            # A next_business_day deadline is a date, not a duration: pauses do not move it.
+            pausable = name in self.spec.clocks.paused_targets and not spec.next_business_day
             planned.append(PlannedTarget(name, seconds, calendar, pausable))
         return tuple(planned)
 
@@ -158,7 +159,7 @@ class Policy:
         try:
             zone = _zone(zone_name)
         except ValueError as error:
-            raise TicketError(f"ticket time zone: {error}") from None
+            raise TicketError(f"field 'customer_timezone': {error}") from None
         extra = {day: "closed (policy)" for day in spec.closed_dates}
         removed = frozenset(spec.removed_holidays)
         subdivision = spec.holidays.subdivision if spec.holidays else None

@@ -5,7 +5,6 @@ Pure and synchronous: no I/O, no clock reads. Callers pass ``now``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -13,7 +12,7 @@ from time import gmtime as _gmtime
 from time import strftime as _strftime
 from typing import Any, Literal
 
-from bot.business_time import Pause, merge_pauses
+from bot.business_time import Pause, from_timestamp, merge_pauses, to_timestamp
 from bot.compiled import PlannedTarget, Policy
 from bot.errors import ReclassificationError, TicketError
 from bot.policy import TARGETS, format_duration
@@ -26,8 +25,16 @@ class UnknownPriorityError(ReclassificationError):
     """The priority named is not a level of the ticket's policy."""
 
 
-class ProductionOnlyError(ReclassificationError):
+class PriorityCapError(ReclassificationError):
+    """The priority is above a cap the policy sets for this ticket."""
+
+
+class ProductionOnlyError(PriorityCapError):
     """The priority is reserved for production, and the ticket is not in production."""
+
+
+class ProductStageCapError(PriorityCapError):
+    """The product's stage (beta, preview...) caps the priority."""
 
 
 class ReasonRequiredError(ReclassificationError):
@@ -49,6 +56,8 @@ class TargetDecision:
     target_seconds: int | None = None
     """Open seconds the target allows; None for next_business_day and for no target."""
     calendar: str | None = None
+    pauses: tuple[Pause, ...] = ()
+    """The pauses that held this clock (merged, clipped at its stop), as POSIX seconds."""
 
     @property
     def due(self) -> datetime | None:
@@ -189,41 +198,33 @@ def classify(ticket: Ticket, policy: Policy) -> Classification:
             notes.append(f"no priority given: default {priority}")
 
     classified = priority
-    caps: list[str] = []
     environment_rule = rules.environment
-    if environment_rule and policy.severity(classified) < policy.severity(environment_rule.cap):
-        environment = ticket.environment
-        if environment is None:
-            if environment_rule.missing_tag:
-                tags.append(environment_rule.missing_tag)
-                notes.append(
-                    f"{classified} applies to production only and no environment was given: "
-                    f"{classified} kept until an agent confirms the environment"
-                )
-        elif environment.lower() not in environment_rule.production_values:
-            caps.append(environment_rule.cap)
-            if environment_rule.reclassified_tag:
-                tags.append(environment_rule.reclassified_tag)
-            notes.append(
-                f"{classified} applies to production only; environment {environment!r}: "
-                f"reclassified to {environment_rule.cap}"
-            )
+    if (
+        environment_rule
+        and environment_rule.missing_tag
+        and ticket.environment is None
+        and policy.severity(classified) < policy.severity(environment_rule.cap)
+    ):
+        tags.append(environment_rule.missing_tag)
+        notes.append(
+            f"{classified} applies to production only and no environment was given: "
+            f"{classified} kept until an agent confirms the environment"
+        )
     no_targets = False
     stage_rule = rules.product_stage
     stage = ticket.product_stage
-    if stage_rule and stage is not None and stage.lower() in stage_rule.stages:
-        if stage_rule.effect == "no_targets":
-            no_targets = True
-            if stage_rule.tag:
-                tags.append(stage_rule.tag)
-            notes.append(f"product stage {stage!r} carries no guarantee: no due dates")
-        elif stage_rule.cap and policy.severity(classified) < policy.severity(stage_rule.cap):
-            caps.append(stage_rule.cap)
-            if stage_rule.tag:
-                tags.append(stage_rule.tag)
-            notes.append(f"product stage {stage!r}: reclassified to {stage_rule.cap}")
+    if stage_rule and stage_rule.effect == "no_targets" and _in_stage(stage, stage_rule.stages):
+        no_targets = True
+        if stage_rule.tag:
+            tags.append(stage_rule.tag)
+        notes.append(f"product stage {stage!r} carries no guarantee: no due dates")
+    caps = _caps_over(ticket, policy, classified)
+    for cap in caps:
+        if cap.tag:
+            tags.append(cap.tag)
+        notes.append(f"{classified} {cap.why}: reclassified to {cap.cap}")
     if caps:
-        priority = max(caps, key=policy.severity)
+        priority = max((cap.cap for cap in caps), key=policy.severity)
 
     channel_rule = rules.channel
     if channel_rule and priority in channel_rule.priorities:
@@ -241,6 +242,69 @@ def classify(ticket: Ticket, policy: Policy) -> Classification:
         notes=tuple(notes),
         no_targets=no_targets,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Cap:
+    """A policy rule that caps this ticket's priority, and why."""
+
+    cap: str
+    tag: str | None
+    why: str
+    error: type[PriorityCapError]
+    correct: str
+    """The ticket field an agent would correct if the cap is wrong."""
+
+
+def _in_stage(stage: str | None, stages: list[str]) -> bool:
+    return stage is not None and stage.lower() in stages
+
+
+def _caps_over(ticket: Ticket, policy: Policy, priority: str) -> list[_Cap]:
+    """The caps (production-only, product stage) that ``priority`` is more severe than.
+
+    Shared by classification (which applies them) and reclassification (which refuses an
+    agent's choice above them), so the two can never disagree.
+    """
+    rules = policy.spec.classification
+    severity = policy.severity(priority)
+    caps = []
+    environment = ticket.environment
+    env_rule = rules.environment
+    if (
+        env_rule
+        and environment is not None
+        and environment.lower() not in env_rule.production_values
+        and severity < policy.severity(env_rule.cap)
+    ):
+        caps.append(
+            _Cap(
+                env_rule.cap,
+                env_rule.reclassified_tag,
+                f"applies to production only and this ticket's environment is {environment!r}",
+                ProductionOnlyError,
+                "environment",
+            )
+        )
+    stage_rule = rules.product_stage
+    if (
+        stage_rule
+        and stage_rule.effect == "cap"
+        and stage_rule.cap
+        and _in_stage(ticket.product_stage, stage_rule.stages)
+        and severity < policy.severity(stage_rule.cap)
+    ):
+        caps.append(
+            _Cap(
+                stage_rule.cap,
+                stage_rule.tag,
+                f"is more than product stage {ticket.product_stage!r} allows "
+                f"({stage_rule.cap} at most)",
+                ProductStageCapError,
+                "product stage",
+            )
+        )
+    return caps
 
 
 def _known_priority(value: str | None, policy: Policy, field: str) -> str | None:
@@ -279,6 +343,8 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     >>> decision.priority, iso_z(decision.targets["first_response"].due)
     ('P3', '2026-11-24T08:30:00Z')
     """
+    if now.tzinfo is None:
+        raise TicketError(f"now {now.isoformat()} has no time zone; pass an aware datetime")
     classification = classify(ticket, policy)
     plan = policy.resolve_plan(ticket.plan)
     notes = classification.notes
@@ -312,12 +378,20 @@ _NO_TARGETS = {name: TargetDecision(name, "none") for name in TARGETS}
 def _decide_targets(
     ticket: Ticket, policy: Policy, now: int, planned: tuple[PlannedTarget, ...]
 ) -> dict[str, TargetDecision]:
-    """Start, stop, pauses and due instant of each clock the plan sets for this priority."""
+    """Start, stop, pauses and due instant of each clock the plan sets for this priority.
+
+    The ticket is read as of ``now``: a reply, update, solve or pause recorded after ``now``
+    has not happened yet (what-if evaluations at an earlier instant stay consistent).
+    """
     created = _ts(ticket.created_at)
     solved = (
         _ts(ticket.solved_at) if ticket.solved_at and ticket.status in SOLVED_STATUSES else None
     )
+    if solved is not None and solved > now:
+        solved = None
     reply = _ts(ticket.first_response_at) if ticket.first_response_at else None
+    if reply is not None and reply > now:
+        reply = None
     pauses: list[Pause] = []
     if ticket.paused or ticket.status in policy.spec.clocks.pausing_statuses:
         pauses = _pauses(ticket, policy, now)
@@ -331,8 +405,14 @@ def _decide_targets(
             begun = ticket.restoration_started_at
             start, stop = (_ts(begun) if begun else created), solved
         else:
-            update = ticket.last_agent_update_at
-            start = max(created, reply or created, _ts(update) if update else created)
+            # From the last public agent update, or from the start of the current restoration
+            # cycle (a reopened ticket owes its first update from the reopening).
+            start = created
+            for instant in (reply, ticket.last_agent_update_at, ticket.restoration_started_at):
+                if instant is not None:
+                    at = instant if isinstance(instant, int) else _ts(instant)
+                    if start < at <= now:
+                        start = at
             stop = solved
         clock_pauses = _clip(pauses, stop) if target.pausable and pauses else []
         calendar = policy.calendar(target.calendar, ticket)
@@ -355,13 +435,20 @@ def _decide_targets(
         else:
             state = "running"
         decided[name] = TargetDecision(
-            name, state, due, start, stop, target.seconds, target.calendar
+            name, state, due, start, stop, target.seconds, target.calendar, tuple(clock_pauses)
         )
     return decided
 
 
 def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:
-    pauses: list[Pause] = [(_ts(b), None if e is None else _ts(e)) for b, e in ticket.paused]
+    """The ticket's pauses as of ``now``, merged; a pause still running at ``now`` is open."""
+    pauses: list[Pause] = []
+    for begin, end in ticket.paused:
+        begin_ts = _ts(begin)
+        if begin_ts > now:
+            continue
+        end_ts = None if end is None else _ts(end)
+        pauses.append((begin_ts, None if end_ts is None or end_ts > now else end_ts))
     if ticket.status in policy.spec.clocks.pausing_statuses and all(
         e is not None for _, e in pauses
     ):
@@ -396,8 +483,8 @@ def reclassify(
 ) -> Decision:
     """An agent's new priority: validated, then every target recomputed from its clock's start.
 
-    Raises ``UnknownPriorityError``, ``ReasonRequiredError`` or ``ProductionOnlyError`` with
-    a message the agent can act on.
+    Raises ``UnknownPriorityError``, ``ReasonRequiredError`` or a ``PriorityCapError``
+    (``ProductionOnlyError``, ``ProductStageCapError``) with a message the agent can act on.
     """
     if priority not in policy.levels:
         raise UnknownPriorityError(
@@ -406,34 +493,11 @@ def reclassify(
         )
     if not reason.strip():
         raise ReasonRequiredError("say why the priority changes; the reason is kept in the audit")
-    rules = policy.spec.classification
-    environment = ticket.environment
-    env_rule = rules.environment
-    if (
-        env_rule
-        and environment is not None
-        and environment.lower() not in env_rule.production_values
-        and policy.severity(priority) < policy.severity(env_rule.cap)
-    ):
-        allowed = [p for p in policy.levels if policy.severity(p) >= policy.severity(env_rule.cap)]
-        raise ProductionOnlyError(
-            f"{priority} is for production issues only and this ticket's environment is "
-            f"{environment!r}: choose {' or '.join(allowed)}, or correct the environment first"
-        )
-    stage_rule = rules.product_stage
-    stage = ticket.product_stage
-    if (
-        stage_rule
-        and stage_rule.cap
-        and stage is not None
-        and stage.lower() in stage_rule.stages
-        and policy.severity(priority) < policy.severity(stage_rule.cap)
-    ):
-        # Name the refused priority too, so the agent sees which choice was refused.
-        raise ProductionOnlyError(
-            f"{priority} is not available here: "
-            f"{stage!r} products are at most {stage_rule.cap} under policy {policy.name!r}: "
-            f"choose {stage_rule.cap} or lower, or correct the product stage first"
+    for cap in _caps_over(ticket, policy, priority):
+        allowed = [p for p in policy.levels if policy.severity(p) >= policy.severity(cap.cap)]
+        raise cap.error(
+            f"{priority} {cap.why}: choose {' or '.join(allowed)}, "
+            f"or correct the {cap.correct} first"
         )
     change = Reclassification(priority=priority, actor=actor, reason=reason.strip(), at=now)
     return evaluate(replace(ticket, reclassification=change), policy, now)
@@ -486,14 +550,9 @@ def threshold_instant(
         allowed = _ceil_times(calendar.open_seconds(start, close), ratio)
         return _dt(calendar.due_ts(start, allowed))
     seconds = _ceil_times(decided.target_seconds, ratio)
-    pauses: list[Pause] = []
-    if target in policy.spec.clocks.paused_targets and (
-        ticket.paused or ticket.status in policy.spec.clocks.pausing_statuses
-    ):
-        pauses = _clip(_pauses(ticket, policy, _ts(now)), decided.stopped_ts)
-    if not pauses:
+    if not decided.pauses:
         return _dt(calendar.due_ts(start, seconds))
-    reached = calendar.due_with_pauses_ts(start, seconds, pauses)
+    reached = calendar.due_with_pauses_ts(start, seconds, decided.pauses)
     return None if reached is None else _dt(reached)
 
 
@@ -502,9 +561,5 @@ def _ceil_times(seconds: int, ratio: Fraction) -> int:
     return -(-seconds * ratio.numerator // ratio.denominator)
 
 
-def _ts(instant: datetime) -> int:
-    return math.floor(instant.timestamp())
-
-
-def _dt(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+_ts = to_timestamp
+_dt = from_timestamp

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
 
-from bot.business_time import OpenInterval, merge_pauses
+from bot.business_time import OpenInterval, Pause, from_timestamp
 from bot.compiled import Policy
-from bot.engine import TargetDecision, _ts, evaluate, iso_z
+from bot.engine import TargetDecision, evaluate, iso_z
 from bot.policy import format_duration
 from bot.ticket import Ticket
 
@@ -36,18 +37,16 @@ def explain(ticket: Ticket, policy: Policy, now: datetime) -> str:
         alias = f" (from {ticket.plan!r})" if ticket.plan and ticket.plan != decision.plan else ""
         lines.append(f"Plan {decision.plan}{alias}, commitment {decision.commitment}")
     lines.append(f"Tags: {', '.join(decision.tags) if decision.tags else 'none'}")
-    pauses = merge_pauses((_ts(b), None if e is None else _ts(e)) for b, e in ticket.paused)
     for target in decision.targets.values():
         lines.append("")
-        lines += _explain_target(target, ticket, policy, pauses)
+        lines += _explain_target(target, ticket, policy)
     return "\n".join(lines) + "\n"
 
 
-def _explain_target(
-    target: TargetDecision, ticket: Ticket, policy: Policy, pauses: list[tuple[int, int | None]]
-) -> list[str]:
+def _explain_target(target: TargetDecision, ticket: Ticket, policy: Policy) -> list[str]:
     title = target.target.replace("_", " ")
-    if target.state == "none" or target.calendar is None or target.started_at is None:
+    start = target.started_ts
+    if target.state == "none" or target.calendar is None or start is None:
         return [f"{title}: no target for this priority and plan"]
     calendar = policy.calendar(target.calendar, ticket)
     zone = calendar.zone
@@ -56,15 +55,15 @@ def _explain_target(
     lines = [
         f"{title}: {due_text}, {target.state}",
         f"  target: {target.rule} ({calendar.describe()})",
-        f"  clock: started {_local(target.started_at, zone)}; {_STOPS[target.target]}",
+        f"  clock: started {_local(from_timestamp(start), zone)}; {_STOPS[target.target]}",
     ]
     if target.stopped_at:
         lines.append(f"  stopped {_local(target.stopped_at, zone)}")
-    start = _ts(target.started_at)
-    end = _ts(due) if due else _ts(target.stopped_at) if target.stopped_at else None
+    end = target.due_ts if target.due_ts is not None else target.stopped_ts
     if end is None:
         return [*lines, "  paused now: the clock resumes when the customer answers"]
-    counted = _minus_pauses(calendar.open_intervals(start, end), pauses, target.target, policy)
+    pauses = target.pauses  # exactly the pauses the engine counted for this clock
+    counted = _minus_pauses(calendar.open_intervals(start, end), pauses)
     total = 0
     lines.append("  open time counted:")
     for index, interval in enumerate(counted):
@@ -83,22 +82,19 @@ def _explain_target(
     closed = calendar.closed_dates_between(start, end)
     if closed:
         lines.append("  closed dates skipped: " + "; ".join(f"{d} {why}" for d, why in closed))
-    applied = [p for p in pauses if p[0] < end and (p[1] is None or p[1] > start)]
-    if applied and target.target in policy.spec.clocks.paused_targets:
-        lines.append(
-            "  paused (waiting on the customer): "
-            + "; ".join(
-                f"{_local(_dt(b), zone)} to {_local(_dt(e), zone) if e else 'now'}"
-                for b, e in applied
-            )
-        )
+    applied = [(b, e) for b, e in pauses if b < end and (e is None or e > start)]
+    if applied:
+        spans = [
+            f"{_local(from_timestamp(b), zone)} to "
+            + (_local(from_timestamp(e), zone) if e is not None else "now")
+            for b, e in applied
+        ]
+        lines.append("  paused (waiting on the customer): " + "; ".join(spans))
     return lines
 
 
-def _minus_pauses(
-    intervals: list[OpenInterval], pauses: list[tuple[int, int | None]], target: str, policy: Policy
-) -> list[OpenInterval]:
-    if target not in policy.spec.clocks.paused_targets or not pauses:
+def _minus_pauses(intervals: list[OpenInterval], pauses: Sequence[Pause]) -> list[OpenInterval]:
+    if not pauses:
         return intervals
     result = []
     for interval in intervals:
@@ -117,10 +113,6 @@ def _minus_pauses(
             pieces = next_pieces
         result.extend(pieces)
     return result
-
-
-def _dt(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
 
 
 def _local(instant: datetime, zone: tzinfo) -> str:

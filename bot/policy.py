@@ -23,6 +23,8 @@ TICKET_COUNTRY_FIELDS = ("customer_country",)
 ALWAYS_OPEN = "24x7"
 """A calendar every policy has: elapsed real time."""
 
+MAX_TARGET_HOURS = 8760
+"""The longest target a policy may set: longer ones are surely a typo."""
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?\s*$")
 _INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 _DAY_KEYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -45,6 +47,11 @@ def parse_duration(text: str) -> int:
     total = hours * 3600 + minutes * 60 + seconds
     if total <= 0:
         raise ValueError(f"{text!r}: a target must be longer than zero (use 'none' for no target)")
+    if total > MAX_TARGET_HOURS * 3600:
+        raise ValueError(
+            f"{text!r} is longer than {MAX_TARGET_HOURS}h (a year); write the target in hours, "
+            "such as '720h' for 30 days"
+        )
     return total
 
 
@@ -313,6 +320,12 @@ class MatrixRule(_Model):
                     f"{name}: names the columns {sorted(row)} but {rows[0][0]} names "
                     f"{sorted(rows[0][1])}; every row of the matrix must name the same columns"
                 )
+        # Tickets' values are compared lower-cased, so keys differing only in case would
+        # silently merge: refuse them.
+        for keys, what in ((list(table), "rows"), (list(rows[0][1]) if rows else [], "columns")):
+            lowered = [key.lower() for key in keys]
+            if len(set(lowered)) != len(lowered):
+                raise ValueError(f"two {what} differ only in case ({', '.join(keys)})")
         return {r.lower(): {c.lower(): p for c, p in row.items()} for r, row in table.items()}
 
 
@@ -465,6 +478,13 @@ class PolicySpec(_Model):
                             f"{where}: no calendar; set one on the target or the plan's calendar"
                         )
                     need_calendar(calendar, where)
+                    if spec.next_business_day and (
+                        calendar == ALWAYS_OPEN or self.calendars[calendar].always_open
+                    ):
+                        raise ValueError(
+                            f"{where}: next_business_day needs a business calendar with opening "
+                            f"hours and a time zone, not the always-open {calendar!r}"
+                        )
         for alias, plan_name in self.plan_aliases.items():
             if alias in self.plans:
                 raise ValueError(f"plan_aliases.{alias}: {alias!r} is already a plan")

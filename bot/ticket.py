@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.business_time import FIRST_YEAR, LAST_YEAR
 from bot.errors import TicketError
 
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
@@ -68,6 +69,33 @@ class Ticket:
     """Start of the current restoration cycle; a reopened ticket starts a new one."""
     reclassification: Reclassification | None = field(default=None)
 
+    def __post_init__(self) -> None:
+        # Naive times would be read in the host's zone, and events before the ticket existed
+        # would count as met: refuse both, naming the field.
+        created = self.created_at
+        if created.tzinfo is None:
+            raise TicketError(f"ticket {self.id}: created_at has no time zone")
+        for name in ("first_response_at", "last_agent_update_at", "solved_at"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value.tzinfo is None:
+                raise TicketError(f"ticket {self.id}: {name} has no time zone")
+            if value < created:
+                raise TicketError(
+                    f"ticket {self.id}: {name} {value.isoformat()} is before created_at "
+                    f"{created.isoformat()}"
+                )
+        started = self.restoration_started_at
+        if started is not None and (started.tzinfo is None or started < created):
+            raise TicketError(
+                f"ticket {self.id}: restoration_started_at must be an aware instant after "
+                "created_at"
+            )
+        for begin, end in self.paused:
+            if begin.tzinfo is None or (end is not None and end.tzinfo is None):
+                raise TicketError(f"ticket {self.id}: paused spans need time zones")
+
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Ticket:
         """Build from the JSON shape of ``slabot evaluate`` input; errors name the field."""
@@ -121,6 +149,11 @@ def parse_instant(value: str, name: str) -> datetime:
     if parsed.tzinfo is None:
         raise TicketError(
             f"field {name!r}: {value!r} has no offset; add one such as 'Z' or '+01:00'"
+        )
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        raise TicketError(
+            f"field {name!r}: {value!r} is outside the years {FIRST_YEAR}-{LAST_YEAR} "
+            "slabot computes in"
         )
     return parsed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,9 +32,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except (PolicyFileError, UsageError) as error:
-        print(f"slabot: {error}", file=sys.stderr)
-        return 1
     except SlabotError as error:
         print(f"slabot: {error}", file=sys.stderr)
         return 1
@@ -153,9 +151,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError("evaluate needs --policy FILE (or --sample)")
     now = _now(args.now)
     if args.input == "-":
+        # Bad bytes become a per-line error instead of ending the run.
+        if isinstance(sys.stdin, io.TextIOWrapper):
+            sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
         return _evaluate_stream(sys.stdin, args.policy, now, args.format)
     try:
-        source = Path(args.input).open(encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+        source = Path(args.input).open(encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         raise UsageError(f"{args.input}: cannot read: {error.strerror}") from None
     with source:
@@ -194,10 +195,17 @@ def evaluate_lines(
             continue
         ticket_id = None
         try:
+            if not line.isascii():
+                try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError:  # undecodable bytes, kept by surrogateescape
+                    raise SlabotError("the line is not valid UTF-8") from None
             try:
                 data = loads(line)
             except ValueError as error:
                 raise SlabotError(f"not valid JSON: {error}") from None
+            except RecursionError:
+                raise SlabotError("not a ticket: JSON nested too deeply") from None
             if not isinstance(data, dict):
                 raise SlabotError("a ticket must be a JSON object")
             ticket_id = data.get("id")

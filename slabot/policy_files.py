@@ -422,5 +422,18 @@ def _step(annotation: Any, part: int | str) -> Any:
 
 
 def bundled_policy_paths() -> list[Path]:
-    """The example policies shipped in ``config/policies``."""
-    return sorted(BUNDLED_POLICIES.glob("*.yaml"))
+    """The example policies in the source tree's ``config/policies``."""
+    paths = sorted(BUNDLED_POLICIES.glob("*.yaml"))
+    if not paths:
+        raise PolicyFileError(
+            [
+                Problem(
+                    str(BUNDLED_POLICIES),
+                    None,
+                    "",
+                    "the example policies are not here: they ship with the source tree "
+                    "(install with 'pip install -e .' from a checkout), or pass --policy FILE",
+                )
+            ]
+        )
+    return paths

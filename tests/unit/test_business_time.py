@@ -102,6 +102,21 @@ class SlowCalendar:
                     return t + MINUTE
         raise AssertionError("the slow model gave up")
 
+    def due_to_the_second(self, start: int, seconds: int) -> int:
+        """``due`` for any second: opening hours and zone offsets change on whole minutes, so
+        a minute is open or closed as a whole; walk minute by minute, counting the seconds."""
+        if seconds == 0:
+            return start
+        t, remaining = start, seconds
+        for _ in range(self.LIMIT // MINUTE):
+            minute_end = t - t % MINUTE + MINUTE
+            if self.is_open(t - t % MINUTE):
+                if minute_end - t >= remaining:
+                    return t + remaining
+                remaining -= minute_end - t
+            t = minute_end
+        raise AssertionError("the slow model gave up")
+
     def elapsed(self, start: int, now: int, pauses: Sequence[Pause] = ()) -> int:
         return sum(MINUTE for t in range(start, now, MINUTE) if self.counts(t, pauses))
 
@@ -132,7 +147,7 @@ class SlowCalendar:
         """Closed dates from start's local date to end's, on weekdays with opening hours."""
         if end <= start or self.hours is None:
             return []
-        first, last = self.local(start).date(), self.local(end).date()
+        first, last = self.local(start).date(), self.local(end - 1).date()  # end exclusive
         days = (first + timedelta(days=n) for n in range((last - first).days + 1))
         return [
             (day, self.closed_dates(day.year)[day])
@@ -366,6 +381,18 @@ def test_due_is_the_earliest_instant_at_which_the_open_time_has_elapsed(data: st
         assert scenario.fast.due_ts(start, seconds) == expected
         start_dt = datetime.fromtimestamp(start, ZoneInfo(scenario.zone))
         assert scenario.fast.due(start_dt, timedelta(seconds=seconds)).timestamp() == expected
+
+
+@examples(100)
+@given(st.data())
+def test_due_is_exact_to_the_second(data: st.DataObject):
+    scenario = data.draw(scenarios)
+    start = data.draw(starts(scenario.zone), label="start") + data.draw(st.integers(0, 59))
+    seconds = data.draw(st.integers(0, 60 * 3600), label="seconds")
+    expected = scenario.slow.due_to_the_second(start, seconds)
+    assert scenario.fast.due_ts(start, seconds) == expected
+    start_dt = datetime.fromtimestamp(start, ZoneInfo(scenario.zone))
+    assert scenario.fast.due(start_dt, timedelta(seconds=seconds)).timestamp() == expected
 
 
 @examples(80)

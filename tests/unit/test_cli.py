@@ -157,23 +157,27 @@ def test_check_config_yaml_error_has_its_line(
 def test_evaluate_readme_example(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    line = (
-        '{"id": "42", "created_at": "2026-11-20T16:30:00+01:00", "priority": "P1", '
-        '"plan": "professional", "environment": "staging"}\n'
+    # The README's own example, read from the README, so the two cannot drift apart.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    example = re.search(
+        r"\$ echo '(?P<ticket>\{.*?\})' \\\n\s*\| slabot evaluate --policy (?P<policy>\S+) "
+        r"--now (?P<now>\S+)\n(?P<output>\{.*\})\n",
+        readme,
     )
+    assert example, "README.md lost its `slabot evaluate` example"
     status, out, err = run(
-        capsys, monkeypatch, "evaluate", "--policy", CLOUDTALK, "--now", NOW, stdin=line
+        capsys,
+        monkeypatch,
+        "evaluate",
+        "--policy",
+        str(Path(__file__).resolve().parents[2] / example["policy"]),
+        "--now",
+        example["now"],
+        stdin=example["ticket"] + "\n",
     )
     assert status == 0
     assert err == ""
-    assert out == (
-        '{"id": "42", "priority": "P3", "requested_priority": "P1", "plan": "professional", '
-        '"commitment": "sla", "due": {"first_response": "2026-11-24T08:30:00Z", '
-        '"restoration": null, "next_update": null}, "state": {"first_response": "running", '
-        '"restoration": "none", "next_update": "none"}, '
-        '"tags": ["sla_reclassified_non_production"], "notes": ["requested P1", '
-        "\"P1 applies to production only; environment 'staging': reclassified to P3\"]}\n"
-    )
+    assert out == example["output"] + "\n"
 
 
 def test_evaluate_output_shape_and_order(

@@ -186,7 +186,7 @@ def test_update_clock_restarts_at_each_public_agent_update(
 ) -> None:
     decision = decide(
         zoom,
-        now="2026-06-09T10:45:00-07:00",
+        now="2026-06-09T12:45:00-07:00",
         first_response_at=first_response_at,
         last_agent_update_at=last_agent_update_at,
         **PREMIER_P1,

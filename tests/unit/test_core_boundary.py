@@ -41,6 +41,10 @@ CLOCK_READS = frozenset(
 )
 
 
+# time functions that read the clock unless given this many positional arguments.
+NEEDS_TIME_ARGUMENT = {"gmtime": 1, "localtime": 1, "ctime": 1, "asctime": 1, "strftime": 2}
+
+
 def imported_modules(tree: ast.AST) -> set[str]:
     """Top-level package of every absolute import in ``tree``."""
     found = set()
@@ -72,6 +76,20 @@ def clock_reads(tree: ast.AST) -> list[str]:
     }
     found = []
     for node in ast.walk(tree):
+        # gmtime(), localtime(), ctime(), asctime() and strftime(fmt) read the clock when not
+        # given the time to convert.
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if isinstance(func, ast.Attribute):  # time.gmtime(): only on the time module
+                module = func.value.id if isinstance(func.value, ast.Name) else ""
+            else:
+                module = from_imported.get(name, ("",))[0]
+            if isinstance(func, ast.Name) and name in from_imported:
+                name = from_imported[name][1]
+            wanted = NEEDS_TIME_ARGUMENT.get(name)
+            if module == "time" and wanted is not None and len(node.args) < wanted:
+                found.append(f"line {node.lineno}: time.{name} without a time")
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name | ast.Attribute):
             owner = node.value.id if isinstance(node.value, ast.Name) else node.value.attr
             # Resolve aliases: `from datetime import datetime as dt` then `dt.now`.
@@ -142,6 +160,9 @@ def test_the_import_scan_finds_a_forbidden_import(source: str) -> None:
         "from time import time\ntime()",
         "from datetime import datetime as dt\ndt.now()",
         "from time import monotonic as tick\ntick()",
+        "import time\ntime.gmtime()",
+        "from time import localtime\nlocaltime()",
+        "from time import strftime\nstrftime('%Y')",
     ],
 )
 def test_the_clock_scan_finds_a_clock_read(source: str) -> None:

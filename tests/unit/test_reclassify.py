@@ -9,6 +9,7 @@ from engine_support import BRATISLAVA, LOS_ANGELES, dues, local_iso, make_ticket
 
 from bot.engine import (
     ProductionOnlyError,
+    ProductStageCapError,
     ReasonRequiredError,
     UnknownPriorityError,
     reclassify,
@@ -167,7 +168,7 @@ def test_cloudtalk_allows_p3_on_a_staging_ticket(cloudtalk) -> None:
 @pytest.mark.parametrize("priority", ["P1", "P2", "P3"])
 @pytest.mark.parametrize("stage", ["beta", "preview"])
 def test_zoom_refuses_more_than_p4_on_a_beta_ticket(zoom, priority, stage) -> None:
-    with pytest.raises(ProductionOnlyError) as refused:
+    with pytest.raises(ProductStageCapError) as refused:
         reclassify_at(
             zoom,
             "2026-06-09T12:00:00-07:00",
