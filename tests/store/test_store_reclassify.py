@@ -143,7 +143,7 @@ def test_a_helpdesk_already_showing_the_priority_is_owed_only_the_note(
             "P1",
             "outage",
             ProductionOnlyError,
-            "P1 is for production issues only",
+            "P1 applies to production only",
         ),
     ],
 )
