@@ -14,12 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bot.errors import SlabotError
 from connectors.zendesk.config import DueField, ZendeskConfig
 from connectors.zendesk.timezones import to_iana
-from slabot.store.services import Snapshot
+from slabot.store.services import Snapshot, due_text
+from slabot.store.services import StatusChange as StoredStatusChange
 
 SOURCE = "zendesk"
 
@@ -148,6 +148,15 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         solved_at = updated_at
 
     shown_priority = config.slabot_priority(ticket.get("priority"))
+    due_shown: dict[str, str | None] = {
+        target: _text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
+    }
+    shown: dict[str, Any] = {"priority": shown_priority, "tags": sorted(tags)}
+    if due_shown:
+        shown["due"] = due_shown
+        shown["due_format"] = {
+            target: _due_format(due) for target, due in sorted(config.due_fields.items())
+        }
     snapshot = Snapshot(
         source=SOURCE,
         external_key=str(ticket_id),
@@ -160,29 +169,41 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         first_response_at=history.first_reply_at,
         last_agent_update_at=history.last_reply_at,
         solved_at=solved_at if status in ("solved", "closed") else None,
-        shown={"priority": shown_priority, "tags": sorted(tags)},
+        shown=shown,
         actor=history.last_actor,
+        status_history=_status_history(history.status_changes, status),
         **values,
     )
-    due_shown: dict[str, str | None] = {
-        target: _text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
-    }
     return Mapped(snapshot, history.status_changes, due_shown, tuple(warnings))
+
+
+_PLAIN_STATUSES = frozenset({"new", "open"})
+
+
+def _status_history(changes: Sequence[StatusChange], status: str) -> tuple[StoredStatusChange, ...]:
+    """The audits' statuses for the store, which derives pauses, solves and reopenings from
+    them; none for a ticket that was only ever new or open (nothing to derive)."""
+    if status in _PLAIN_STATUSES and all(change.to in _PLAIN_STATUSES for change in changes):
+        return ()
+    return tuple(
+        StoredStatusChange(change.at, change.to, change.event_key, change.actor)
+        for change in changes
+    )
+
+
+def _due_format(due: DueField) -> dict[str, str]:
+    """How a due field shows its instant, in the store's terms (``due_text``)."""
+    return {"format": due.format, "zone": due.zone}
 
 
 def due_field_values(
     dues: Mapping[str, datetime | None], config: ZendeskConfig
 ) -> dict[str, str | None]:
     """Due target -> the text its custom field should show (None: empty the field)."""
-    return {target: _format_due(dues.get(target), due) for target, due in config.due_fields.items()}
-
-
-def _format_due(instant: datetime | None, due: DueField) -> str | None:
-    if instant is None:
-        return None
-    if due.format == "date":
-        return instant.astimezone(ZoneInfo(due.zone)).date().isoformat()
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        target: due_text(dues.get(target), _due_format(due))
+        for target, due in config.due_fields.items()
+    }
 
 
 # --- webhook bodies ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ retried a few times, then reported as ``DatabaseUnavailableError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -33,10 +33,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.compiled import Policy
 from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
+from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, STATUSES
+from slabot.store.history import derive_from_history, history_entry, status_entries
 from slabot.store.models import StoredDecision, StoredTicket, TicketEvent, WebhookDelivery
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
 from slabot.store.services import (
@@ -59,7 +60,6 @@ EventOutcome = Literal["applied", "recorded", "duplicate"]
 
 _KEY_LENGTH = 255
 _SOURCE_LENGTH = 32
-_STATUS_KINDS = ("status_changed", "solved", "reopened")
 
 
 class EventError(SlabotError):
@@ -82,7 +82,8 @@ class EventResult:
     decision: Decision | None
     """The decision now stored (None for a duplicate)."""
     enqueued: tuple[str, ...]
-    """Kinds of the outbox writes enqueued (only when the priority or tags changed)."""
+    """Kinds of the outbox writes enqueued (only when the priority, the tags or a due
+    instant changed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,10 +320,10 @@ class EventService:
         except SlabotError as error:
             raise EventError(f"{where}: {error}; nothing was stored") from None
         stored = session.get(StoredDecision, row.id)
-        previous = None if stored is None else (stored.priority, list(stored.tags))
+        previous = None if stored is None else _written_state(stored)
         self.tickets.store_decision(session, row, policy, decision, now)  # with the threshold marks
         enqueued: Sequence[str] = ()
-        if previous != (decision.priority, list(decision.tags)):
+        if previous != _written_state(decision):
             enqueued = self._enqueue(session, row, change, decision, now)
         return EventResult(
             row.id,
@@ -347,6 +348,15 @@ class EventService:
         )
 
 
+def _written_state(decision: StoredDecision | Decision) -> tuple[Any, ...]:
+    """What of a decision the helpdesk is written: the priority, the tags, the due instants."""
+    if isinstance(decision, StoredDecision):
+        dues = tuple(getattr(decision, f"{name}_due") for name in TARGETS)
+    else:
+        dues = tuple(decision.targets[name].due for name in TARGETS)
+    return decision.priority, list(decision.tags), dues
+
+
 # --- what one event does to the ticket row ------------------------------------------------------
 
 
@@ -363,113 +373,14 @@ def _reply(row: StoredTicket, change: _Change, now: datetime) -> list[TicketEven
 
 
 def _status(row: StoredTicket, change: _Change, now: datetime) -> list[TicketEvent]:
-    """History entries for a status event; the row moves only when the event is not older
-    than the status it has (ties: the later arrival wins)."""
-    at, actor = change.at, change.actor
-    current = row.status
-    to = change.to
-    assert to is not None  # set for every status kind
-    if change.kind == "solved" and current in SOLVED_STATUSES:
-        to = current  # already solved or closed: the status stays
-    as_of = row.source_updated_at or row.created_at
-    if at < as_of:
-        payload = {"from": None, "to": to, "stale": True}
-        entries = [_entry("status_changed", at, now, actor, payload)]
-        if change.kind in ("solved", "reopened"):
-            entries.insert(0, _entry(change.kind, at, now, actor, {"stale": True}))
-        if change.kind == "solved" and row.solved_at is None:
-            row.solved_at = at  # kept for the record; it counts only while solved
-        return entries
-
-    entries = [_entry("status_changed", at, now, actor, {"from": current, "to": to})]
-    solving = to in SOLVED_STATUSES and current not in SOLVED_STATUSES
-    reopening = current in SOLVED_STATUSES and to not in SOLVED_STATUSES
-    if solving or change.kind == "solved":
-        entries.append(_entry("solved", at, now, actor))
-        if solving:
-            row.solved_at = at
-    if reopening or change.kind == "reopened":
-        entries.append(_entry("reopened", at, now, actor))
-        if row.restoration_started_at is None or at > row.restoration_started_at:
-            row.restoration_started_at = at
-    if change.kind in ("solved", "reopened"):
-        # The event's own entry first: it carries the event key.
-        own = next(e for e in entries if e.kind == change.kind)
-        entries.remove(own)
-        entries.insert(0, own)
-    row.status = to
-    row.source_updated_at = at
-    return entries
+    """History entries for a status event (``history.status_entries``)."""
+    assert change.to is not None  # set for every status kind
+    assert change.kind != "public_reply"
+    return status_entries(row, change.kind, change.to, change.at, change.actor, now)
 
 
-def _derive_from_history(session: Session, row: StoredTicket, policy: Policy) -> None:
-    """Pauses and the restoration cycle from the whole status history, in time order.
-
-    The history holds every status change slabot saw (from snapshots and from events, late
-    ones included); the ticket's current status, as of ``source_updated_at``, closes it. A
-    span in a pausing status is a pause; the last move out of ``solved``/``closed``, or the
-    last ``reopened`` entry, starts the current restoration cycle.
-    """
-    facts = session.execute(
-        select(TicketEvent.kind, TicketEvent.occurred_at, TicketEvent.payload)
-        .where(TicketEvent.ticket_id == row.id, TicketEvent.kind.in_(_STATUS_KINDS))
-        .order_by(TicketEvent.occurred_at, TicketEvent.id)
-    ).all()
-    pausing = policy.spec.clocks.pausing_statuses
-    spans: list[list[datetime | None]] = []
-    status: str | None = None
-    cycle = row.restoration_started_at
-    last = row.created_at
-
-    def move(to: str, at: datetime) -> None:
-        nonlocal status, cycle
-        if to in pausing and status not in pausing:
-            spans.append([at, None])
-        elif status in pausing and to not in pausing and spans:
-            spans[-1][1] = at
-        if status in SOLVED_STATUSES and to not in SOLVED_STATUSES:
-            cycle = at if cycle is None else max(cycle, at)
-        status = to
-
-    for kind, at, payload in facts:
-        last = max(last, at)
-        if kind == "status_changed":
-            to = (payload or {}).get("to")
-            if isinstance(to, str):
-                move(to, at)
-        elif kind == "solved":
-            if status not in SOLVED_STATUSES:
-                move("solved", at)
-        else:  # reopened: the source says a new restoration cycle began here
-            cycle = at if cycle is None else max(cycle, at)
-    move(row.status, max(last, row.source_updated_at or last))
-
-    derived = [
-        [begin.isoformat() if begin else None, end.isoformat() if end else None]
-        for begin, end in spans
-    ]
-    if _instants(derived) != _instants(row.paused or []):
-        row.paused = derived
-    row.restoration_started_at = cycle
-
-
-def _instants(spans: Iterable[Any]) -> list[tuple[datetime, datetime | None]]:
-    return [
-        (datetime.fromisoformat(begin), None if end is None else datetime.fromisoformat(end))
-        for begin, end in spans
-    ]
-
-
-def _entry(
-    kind: str,
-    at: datetime,
-    now: datetime,
-    actor: str | None,
-    payload: dict[str, Any] | None = None,
-) -> TicketEvent:
-    return TicketEvent(
-        kind=kind, occurred_at=at, recorded_at=now, actor=actor, payload=payload or {}
-    )
+_derive_from_history = derive_from_history
+_entry = history_entry
 
 
 # --- validation ---------------------------------------------------------------------------------

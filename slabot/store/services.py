@@ -12,9 +12,10 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine, Table, and_, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +26,7 @@ from bot.compiled import Policy
 from bot.engine import Decision, evaluate, iso_z
 from bot.engine import reclassify as engine_reclassify
 from bot.errors import ReclassificationError, SlabotError
+from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, STATUSES, Reclassification, Ticket
 from slabot.store.breaches import (
     BREACH,
@@ -40,6 +42,7 @@ from slabot.store.breaches import (
     to_permille,
 )
 from slabot.store.db import for_writing
+from slabot.store.history import derive_from_history, status_entries
 from slabot.store.models import (
     PRIORITY_ORIGINS,
     Nudge,
@@ -75,13 +78,35 @@ class IngestError(SlabotError):
 
 
 @dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A status the ticket took at ``at``, as its source's own history shows it (a Zendesk
+    audit, a Jira changelog entry). ``key`` is the source's id for the change (stored as the
+    history entry's event key), so a change seen again is stored once."""
+
+    at: datetime
+    to: str
+    key: str
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """A ticket as its helpdesk shows it at ``updated_at``, in the engine's vocabulary.
 
     ``priority`` is the priority as requested (the customer's or the form's choice), not the
     priority slabot writes back. ``shown`` is what the helpdesk currently displays in the
     fields slabot writes: ``{"priority": "P2", "tags": [...]}`` (tags: at least the ones the
-    policy sets; others are ignored). ``actor`` is who made the latest change, if known.
+    policy sets; others are ignored), and, for a helpdesk with due-date fields, ``"due"``:
+    field -> the text it shows (None: empty), with ``"due_format"``: field -> ``{"target":
+    ..., "format": "instant" | "date", "zone": ...}`` saying which target's due instant it
+    holds and how (see ``due_text``; by default the target named like the field, as an
+    ``instant``). ``actor`` is who made the latest change, if known.
+
+    ``status_history`` (optional): the statuses the ticket took, from the source's own
+    history, keyed. They are applied with the snapshot, in the same transaction, as
+    ``EventService.status_changed`` would apply them one by one: changes already stored (by
+    key) or dated before the ticket was created are skipped, and pauses and the restoration
+    cycle are derived from the whole history.
     """
 
     source: str
@@ -104,6 +129,7 @@ class Snapshot:
     solved_at: datetime | None = None
     shown: Mapping[str, Any] = field(default_factory=dict)
     actor: str | None = None
+    status_history: tuple[StatusChange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +306,11 @@ class TicketService:
         for entry in events:
             entry.ticket_id = row.id
         session.add_all(events)
+        if snapshot.status_history:
+            before_history = engine_ticket(row)
+            events.extend(self._apply_status_history(session, row, snapshot, policy, now))
+            if outcome == "unchanged" and engine_ticket(row) != before_history:
+                outcome = "updated"
 
         try:
             decision = evaluate(engine_ticket(row), policy, now)
@@ -292,6 +323,46 @@ class TicketService:
         return IngestResult(
             row.id, outcome, tuple(e.kind for e in events), decision, tuple(enqueued)
         )
+
+    def _apply_status_history(
+        self,
+        session: Session,
+        row: StoredTicket,
+        snapshot: Snapshot,
+        policy: Policy,
+        now: datetime,
+    ) -> list[TicketEvent]:
+        """Append the snapshot's status changes the history does not hold yet (by key), in
+        time order, as ``EventService.status_changed`` would; then derive the pauses and the
+        restoration cycle from the whole history. Returns the entries appended."""
+        keys = sorted({change.key for change in snapshot.status_history})
+        known: set[str] = set()
+        for start in range(0, len(keys), 500):
+            known.update(
+                key
+                for key in session.scalars(
+                    select(TicketEvent.event_key).where(
+                        TicketEvent.ticket_id == row.id,
+                        TicketEvent.event_key.in_(keys[start : start + 500]),
+                    )
+                )
+                if key
+            )
+        appended: list[TicketEvent] = []
+        for change in sorted(snapshot.status_history, key=lambda c: c.at):
+            if change.key in known or change.at < row.created_at:
+                continue
+            known.add(change.key)
+            entries = status_entries(row, "status_changed", change.to, change.at, change.actor, now)
+            entries[0].event_key = change.key
+            for entry in entries:
+                entry.ticket_id = row.id
+            session.add_all(entries)
+            appended.extend(entries)
+        if appended:
+            session.flush()
+            derive_from_history(session, row, policy)
+        return appended
 
     def enqueue_writes(
         self,
@@ -319,6 +390,8 @@ class TicketService:
         ).all()
         enqueued = []
         for kind in _WRITE_KINDS:
+            if kind == SET_DUE_FIELDS and not isinstance(snapshot.shown.get("due"), Mapping):
+                continue  # a helpdesk without due-date fields: its connector's own business
             payload = wanted.get(kind)
             already = False
             for item in pending:
@@ -782,7 +855,7 @@ class TicketService:
         return results, batch[-1].id
 
 
-_WRITE_KINDS = ("set_priority", "set_tags")
+_WRITE_KINDS = ("set_priority", "set_tags", "set_due_fields")
 _RECLASSIFY_KEY_PREFIX = "reclassify:"
 _EVENT_KEY_LENGTH = 255
 _NUDGES = cast(Table, Nudge.__table__)
@@ -795,6 +868,10 @@ def desired_writes(
 
     ``set_priority``: the final priority, when the helpdesk shows another. ``set_tags``: the
     policy's tags to add and to remove; tags the policy never sets are left alone.
+    ``set_due_fields`` (only for a helpdesk whose ``shown`` has ``"due"``): ``{"fields":
+    {field: text or None}}``, the due-date fields that show something else than the
+    decision's due instant written as ``due_text`` writes it (None empties the field: no
+    target applies, or the clock is paused).
     """
     writes: dict[str, dict[str, Any]] = {}
     if shown.get("priority") != decision.priority:
@@ -804,7 +881,58 @@ def desired_writes(
     add, remove = sorted(wanted_tags - shown_tags), sorted(shown_tags - wanted_tags)
     if add or remove:
         writes["set_tags"] = {"add": add, "remove": remove}
+    fields = {
+        name: wanted
+        for name, wanted in wanted_due_fields(decision, shown).items()
+        if shown["due"].get(name) != wanted
+    }
+    if fields:
+        writes[SET_DUE_FIELDS] = {"fields": fields}
     return writes
+
+
+SET_DUE_FIELDS = "set_due_fields"
+DUE_FORMATS = ("instant", "date")
+
+
+def wanted_due_fields(decision: Decision, shown: Mapping[str, Any]) -> dict[str, str | None]:
+    """Each due-date field the helpdesk has (the keys of ``shown["due"]``) -> the text it
+    should show for ``decision`` (None: empty). No fields, no entries."""
+    due = shown.get("due")
+    if not isinstance(due, Mapping):
+        return {}
+    formats = shown.get("due_format")
+    formats = formats if isinstance(formats, Mapping) else {}
+    wanted: dict[str, str | None] = {}
+    for name in sorted(due):
+        spec = formats.get(name)
+        target = due_target(name, spec)
+        decided = decision.targets.get(target)
+        wanted[name] = due_text(decided.due if decided is not None else None, spec)
+    return wanted
+
+
+def due_target(name: str, spec: Mapping[str, Any] | None) -> str:
+    """The target whose due instant field ``name`` holds: ``spec["target"]``, or the name."""
+    target = (spec or {}).get("target", name)
+    return str(target)
+
+
+def due_text(instant: datetime | None, spec: Mapping[str, Any] | None = None) -> str | None:
+    """A due instant as a helpdesk field shows it. ``spec["format"]``: ``instant`` (the
+    default) writes ``2026-11-24T08:30:00Z``; ``date`` writes the date in ``spec["zone"]``
+    (an IANA zone, default UTC), ``2026-11-24``. None (no due instant) stays None.
+
+    >>> moment = datetime(2026, 11, 24, 3, 30, tzinfo=UTC)
+    >>> due_text(moment), due_text(moment, {"format": "date", "zone": "America/Los_Angeles"})
+    ('2026-11-24T03:30:00Z', '2026-11-23')
+    """
+    if instant is None:
+        return None
+    spec = spec or {}
+    if spec.get("format", "instant") == "date":
+        return instant.astimezone(ZoneInfo(str(spec.get("zone") or "UTC"))).date().isoformat()
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def engine_ticket(row: StoredTicket) -> Ticket:
@@ -852,7 +980,65 @@ def _normalized(snapshot: Snapshot) -> Snapshot:
         if value is not None:
             value = value.strip() or None
         texts[name] = value
-    return replace(snapshot, **texts)
+    _check_due_fields(snapshot.shown, where)
+    history = tuple(_normalized_change(change, where) for change in snapshot.status_history)
+    return replace(snapshot, status_history=history, **texts)
+
+
+def _check_due_fields(shown: Mapping[str, Any], where: str) -> None:
+    """``shown["due"]`` and ``shown["due_format"]``, checked before anything is written."""
+    due = shown.get("due")
+    if due is None:
+        return
+    if not isinstance(due, Mapping):
+        raise IngestError(f"{where}: shown['due'] must map each due-date field to its text")
+    formats = shown.get("due_format") or {}
+    if not isinstance(formats, Mapping):
+        raise IngestError(f"{where}: shown['due_format'] must map due-date fields to formats")
+    for name in due:
+        spec = formats.get(name) or {}
+        if not isinstance(spec, Mapping):
+            raise IngestError(f"{where}: shown['due_format'][{name!r}] must be a mapping")
+        target = due_target(name, spec)
+        if target not in TARGETS:
+            raise IngestError(
+                f"{where}: due-date field {name!r} holds target {target!r}; expected one of "
+                f"{', '.join(TARGETS)} (set its 'target')"
+            )
+        if spec.get("format", "instant") not in DUE_FORMATS:
+            raise IngestError(
+                f"{where}: due-date field {name!r} has format {spec.get('format')!r}; "
+                f"expected one of {', '.join(DUE_FORMATS)}"
+            )
+        zone = spec.get("zone")
+        if zone is not None:
+            try:
+                ZoneInfo(str(zone))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise IngestError(
+                    f"{where}: due-date field {name!r} has unknown time zone {zone!r}"
+                ) from None
+
+
+def _normalized_change(change: StatusChange, where: str) -> StatusChange:
+    if not isinstance(change, StatusChange):
+        raise IngestError(f"{where}: status_history holds {change!r}, not a StatusChange")
+    key = (change.key or "").strip()
+    if not key or len(key) > _EVENT_KEY_LENGTH:
+        raise IngestError(
+            f"{where}: a status change needs a key of 1 to {_EVENT_KEY_LENGTH} characters "
+            f"(got {change.key[:40]!r})"
+        )
+    if change.to not in STATUSES:
+        raise IngestError(
+            f"{where}: status change {key!r} to {change.to!r}; expected one of "
+            f"{', '.join(STATUSES)}"
+        )
+    at = change.at
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise IngestError(f"{where}: status change {key!r}: the time {at!r} has no time zone")
+    actor = change.actor.strip() or None if change.actor is not None else None
+    return StatusChange(at, change.to, key, actor)
 
 
 def _changes(

@@ -541,3 +541,106 @@ def test_an_older_snapshot_after_a_newer_reply_event_keeps_the_reply_times(
     row = ticket_row(migrated)
     assert (row.first_response_at, row.last_agent_update_at) == (early_reply, reply)
     assert_stored_as_engine_says(migrated, expected, zoom, clock.now)
+
+
+# --- a snapshot's status history ------------------------------------------------------------------
+
+
+def test_a_snapshots_status_history_is_applied_in_one_ingest_as_events_would(
+    events: EventService, tickets: TicketService, migrated: Engine, zoom: Policy, clock: FakeClock
+) -> None:
+    from slabot.store.services import StatusChange
+
+    went_pending, back = NOON_MONDAY, TUESDAY_1000
+    on_hold = TUESDAY_1000 + timedelta(hours=2)
+    seen = on_hold + timedelta(minutes=5)
+    clock.now = seen + timedelta(minutes=1)
+    changes = (
+        StatusChange(T0, "new", "audit:1:status"),
+        StatusChange(went_pending, "pending", "audit:2:status", "ana"),
+        StatusChange(back, "open", "audit:3:status"),
+        StatusChange(on_hold, "on_hold", "audit:4:status", "ana"),
+    )
+    # 1001: one snapshot carrying its history (given out of order: the store sorts it).
+    together = tickets.ingest(
+        snapshot(
+            updated_at=seen,
+            status="on_hold",
+            shown={"priority": "P2"},
+            status_history=tuple(reversed(changes)),
+        )
+    )
+    # 1002: the same ticket, told one event at a time.
+    tickets.ingest(
+        snapshot(external_key="1002", updated_at=seen, status="on_hold", shown={"priority": "P2"})
+    )
+    for change in changes:
+        events.status_changed("zendesk", "1002", change.to, change.at, event_key=change.key)
+
+    assert together.outcome == "created"
+    assert together.events.count("status_changed") == 1 + len(changes)
+    row = ticket_row(migrated, "1001")
+    assert engine_fields(row)[-1] == [(went_pending, back), (on_hold, None)]
+    assert engine_fields(row) == engine_fields(ticket_row(migrated, "1002"))
+    assert decision_fields(decision_row(migrated, "1001")) == decision_fields(
+        decision_row(migrated, "1002")
+    )
+    keys = {e.event_key for e in history(migrated, "1001") if e.event_key}
+    assert keys == {change.key for change in changes}
+    expected = as_engine(
+        snapshot(), status="on_hold", paused=((went_pending, back), (on_hold, None))
+    )
+    assert_stored_as_engine_says(migrated, expected, zoom, clock.now)
+
+    # The same snapshot again: every change is known by its key; nothing is stored.
+    before = count(migrated, TicketEvent)
+    again = tickets.ingest(
+        snapshot(
+            updated_at=seen, status="on_hold", shown={"priority": "P2"}, status_history=changes
+        )
+    )
+    assert (again.outcome, again.events, again.enqueued) == ("unchanged", (), ())
+    assert count(migrated, TicketEvent) == before
+
+
+def test_a_status_history_that_reveals_a_solve_and_a_reopening(
+    tickets: TicketService, migrated: Engine, clock: FakeClock
+) -> None:
+    from slabot.store.services import StatusChange
+
+    known(tickets)
+    solved_at = T0 + timedelta(hours=2)
+    reopened_at = T0 + timedelta(days=1)  # Tuesday 09:00 in Los Angeles
+    clock.now = reopened_at + timedelta(hours=1)
+    result = tickets.ingest(
+        snapshot(
+            updated_at=reopened_at + timedelta(minutes=1),
+            shown={"priority": "P2"},
+            status_history=(
+                StatusChange(T0 - timedelta(days=1), "open", "before-creation"),  # skipped
+                StatusChange(solved_at, "solved", "a:1"),
+                StatusChange(reopened_at, "open", "a:2"),
+            ),
+        )
+    )
+    assert result.outcome == "updated"
+    row = ticket_row(migrated)
+    assert row.restoration_started_at == reopened_at  # a new restoration cycle
+    assert "before-creation" not in {e.event_key for e in history(migrated)}
+    decision = decision_row(migrated)
+    assert decision.restoration_due == reopened_at + timedelta(hours=8)  # Tuesday 17:00
+
+
+def test_a_malformed_status_history_stores_nothing(
+    tickets: TicketService, migrated: Engine
+) -> None:
+    from slabot.store.services import IngestError, StatusChange
+
+    for change, message in [
+        (StatusChange(T0, "waiting", "k"), "status change 'k' to 'waiting'"),
+        (StatusChange(T0, "open", " "), "needs a key"),
+        (StatusChange(datetime(2026, 11, 16, 9), "open", "k"), "has no time zone"),
+    ]:
+        with pytest.raises(IngestError, match=message):
+            tickets.ingest(snapshot(status_history=(change,)))
+    assert count(migrated, StoredTicket) == 0

@@ -484,3 +484,132 @@ def test_the_helpers_events_build_on_are_public_and_documented() -> None:
         services.row_snapshot,
     ):
         assert helper.__doc__ and len(helper.__doc__.split()) > 10, helper.__name__
+
+
+# --- due-date fields ------------------------------------------------------------------------
+
+DUE_FIELDS: dict[str, Any] = {
+    "due_format": {
+        "first_response": {"format": "instant"},
+        "restoration": {"format": "instant"},
+        "next_update": {"format": "date", "zone": "America/Los_Angeles"},
+    }
+}
+
+
+def shown_due(**due: str | None) -> dict[str, Any]:
+    fields = {"first_response": None, "restoration": None, "next_update": None}
+    fields.update(due)
+    return {"priority": "P2", "due": fields, **DUE_FIELDS}
+
+
+def due_items(engine: Engine) -> list[OutboxItem]:
+    return [item for item in rows(engine, OutboxItem) if item.kind == "set_due_fields"]
+
+
+def test_due_fields_are_owed_like_the_priority_and_the_tags(
+    service: TicketService, migrated: Engine, clock: FakeClock
+) -> None:
+    from slabot.store.services import due_text
+
+    first = service.ingest(snapshot(shown=shown_due()))
+    assert first.enqueued == ("set_due_fields",)
+    assert first.decision is not None
+    targets = first.decision.targets
+    expected = {
+        "first_response": due_text(targets["first_response"].due),
+        "restoration": due_text(targets["restoration"].due),
+        "next_update": due_text(
+            targets["next_update"].due, {"format": "date", "zone": "America/Los_Angeles"}
+        ),
+    }
+    expected = {name: text for name, text in expected.items() if text is not None}
+    assert expected["restoration"] == "2026-11-17T01:00:00Z"  # Monday 17:00 in Los Angeles
+    (item,) = due_items(migrated)
+    assert item.payload == {"fields": expected}
+    assert item.idempotency_key.startswith("zendesk:1001:set_due_fields:")
+
+    # The echo: the fields show the values; nothing is owed, and the write is settled.
+    clock.now += timedelta(minutes=1)
+    echo = service.ingest(snapshot(updated_at=clock.now, shown=shown_due(**expected)))
+    assert echo.enqueued == ()
+    (item,) = due_items(migrated)
+    assert item.last_error == "superseded: the helpdesk already shows the value"
+
+    # Waiting on the customer pauses restoration and updates: their fields are emptied.
+    clock.now += timedelta(minutes=1)
+    waiting = service.ingest(
+        snapshot(updated_at=clock.now, status="pending", shown=shown_due(**expected))
+    )
+    assert waiting.enqueued == ("set_due_fields",)
+    assert due_items(migrated)[-1].payload == {"fields": {"restoration": None, "next_update": None}}
+
+
+def test_a_reclassification_owes_the_due_fields_it_moves(
+    service: TicketService, migrated: Engine, clock: FakeClock
+) -> None:
+    from slabot.store.services import due_text
+
+    created = service.ingest(snapshot(shown=shown_due()))
+    assert created.decision is not None
+    shown = {
+        name: due_text(created.decision.targets[name].due, DUE_FIELDS["due_format"][name])
+        for name in ("first_response", "restoration", "next_update")
+    }
+    service.ingest(snapshot(updated_at=clock.now, shown=shown_due(**shown)))
+    result = service.reclassify("zendesk", "1001", "P1", "ana", "region down", "slack")
+    assert "set_due_fields" in result.enqueued
+    owed = due_items(migrated)[-1]
+    assert owed.done_at is None
+    assert owed.payload["fields"]["restoration"] == due_text(
+        result.decision.targets["restoration"].due
+    )
+
+
+def test_due_fields_of_a_helpdesk_without_them_are_left_to_its_connector(
+    service: TicketService, migrated: Engine, clock: FakeClock
+) -> None:
+    result = service.ingest(snapshot(source="jira", external_key="SUP-1"))
+    with Session(migrated) as session, session.begin():
+        session.add(
+            OutboxItem(
+                target_system="jira",
+                ticket_id=result.ticket_id,
+                kind="set_due_fields",
+                payload={"fields": {"duedate": "2026-11-17"}},
+                idempotency_key="jira:SUP-1:set_due_fields:own",
+                attempts=0,
+                next_attempt_at=clock.now,
+                created_at=clock.now,
+            )
+        )
+    clock.now += timedelta(minutes=1)
+    later = service.ingest(
+        snapshot(source="jira", external_key="SUP-1", updated_at=clock.now, status="pending")
+    )
+    assert "set_due_fields" not in later.enqueued
+    (item,) = due_items(migrated)
+    assert (item.done_at, item.last_error) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("shown", "message"),
+    [
+        ({"due": ["first_response"]}, "must map each due-date field"),
+        ({"due": {"sla_due": None}}, "holds target 'sla_due'"),
+        (
+            {"due": {"x": None}, "due_format": {"x": {"target": "restoration", "format": "t"}}},
+            "format 't'",
+        ),
+        (
+            {"due": {"restoration": None}, "due_format": {"restoration": {"zone": "Mars/Base"}}},
+            "unknown time zone",
+        ),
+    ],
+)
+def test_malformed_due_fields_store_nothing(
+    service: TicketService, migrated: Engine, shown: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(IngestError, match=message):
+        service.ingest(snapshot(shown=shown))
+    assert count(migrated, StoredTicket) == 0

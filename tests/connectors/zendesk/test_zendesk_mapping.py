@@ -69,7 +69,7 @@ def test_replies_and_statuses_come_from_the_audits(config: ZendeskConfig) -> Non
 def test_the_requested_priority_ignores_slabots_own_change(config: ZendeskConfig) -> None:
     snapshot = map_ticket(bundle(), config).snapshot
     assert snapshot.priority == "P1"  # created urgent; slabot's later "high" is its own write
-    assert snapshot.shown == {"priority": "P2", "tags": ["plan_premier", "vip"]}
+    assert (snapshot.shown["priority"], snapshot.shown["tags"]) == ("P2", ["plan_premier", "vip"])
 
 
 def test_a_priority_a_person_changes_is_the_requested_one(config: ZendeskConfig) -> None:
@@ -101,11 +101,36 @@ def test_a_solved_ticket_without_audits_is_flagged_not_silently_guessed(
 def test_due_fields_shown_are_read_from_the_configured_custom_fields(
     config: ZendeskConfig,
 ) -> None:
-    assert map_ticket(bundle(), config).due_shown == {
+    mapped = map_ticket(bundle(), config)
+    assert mapped.due_shown == {
         "first_response": "2026-11-16T21:00:00Z",
         "next_update": None,
         "restoration": None,
     }
+    # The snapshot tells the store what the fields show and how they write an instant, so
+    # the store owes the due-date writes like the priority and the tags.
+    assert mapped.snapshot.shown["due"] == mapped.due_shown
+    formats = mapped.snapshot.shown["due_format"]
+    assert formats["first_response"] == {"format": "instant", "zone": "UTC"}
+    assert set(formats) == set(mapped.due_shown)
+
+
+def test_the_audits_statuses_travel_with_the_snapshot(config: ZendeskConfig) -> None:
+    mapped = map_ticket(bundle(), config)
+    history = mapped.snapshot.status_history
+    assert [(c.at, c.to, c.key, c.actor) for c in history] == [
+        (c.at, c.to, c.event_key, c.actor) for c in mapped.status_changes
+    ]
+    # A ticket only ever new or open has nothing to derive from them.
+    ticket = dict(fixture("ticket_show__premier_production.json")["ticket"], status="open")
+    audits = [
+        audit
+        for audit in fixture("ticket_audits__reply_hold_reopen.json")["audits"]
+        if not any(e.get("value") in ("hold", "pending") for e in audit.get("events") or ())
+    ]
+    plain = map_ticket(bundle(ticket=ticket, audits=audits), config)
+    assert {c.to for c in plain.status_changes} <= {"new", "open"}
+    assert plain.snapshot.status_history == ()
 
 
 def test_due_values_are_iso_instants_or_dates_in_the_configured_zone(

@@ -1,0 +1,142 @@
+"""A ticket's status history: the entries a status change appends, and what it implies.
+
+Shared by ``EventService`` (one status event at a time) and ``TicketService.ingest`` (a
+snapshot's ``status_history``): a status change older than the ticket's current status is
+recorded, not applied; pauses and the current restoration cycle are then derived from the
+whole history in time order, so a late change still opens or closes the pause it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.compiled import Policy
+from bot.ticket import SOLVED_STATUSES
+from slabot.store.models import StoredTicket, TicketEvent
+
+StatusKind = Literal["status_changed", "solved", "reopened"]
+STATUS_KINDS: tuple[StatusKind, ...] = ("status_changed", "solved", "reopened")
+"""The history entries that say what the status was when."""
+
+
+def status_entries(
+    row: StoredTicket,
+    kind: StatusKind,
+    to: str,
+    at: datetime,
+    actor: str | None,
+    now: datetime,
+) -> list[TicketEvent]:
+    """The history entries for one status event, and the row moved by it: ``kind``
+    ``status_changed`` (the status became ``to`` at ``at``), ``solved`` or ``reopened`` (into
+    ``to``). The row moves only when the event is not older than the status it has (ties:
+    the later arrival wins); an older one is recorded as ``stale`` for
+    ``derive_from_history``. The first entry is the event's own (the one to key)."""
+    current = row.status
+    if kind == "solved" and current in SOLVED_STATUSES:
+        to = current  # already solved or closed: the status stays
+    as_of = row.source_updated_at or row.created_at
+    if at < as_of:
+        payload = {"from": None, "to": to, "stale": True}
+        entries = [history_entry("status_changed", at, now, actor, payload)]
+        if kind in ("solved", "reopened"):
+            entries.insert(0, history_entry(kind, at, now, actor, {"stale": True}))
+        if kind == "solved" and row.solved_at is None:
+            row.solved_at = at  # kept for the record; it counts only while solved
+        return entries
+
+    entries = [history_entry("status_changed", at, now, actor, {"from": current, "to": to})]
+    solving = to in SOLVED_STATUSES and current not in SOLVED_STATUSES
+    reopening = current in SOLVED_STATUSES and to not in SOLVED_STATUSES
+    if solving or kind == "solved":
+        entries.append(history_entry("solved", at, now, actor))
+        if solving:
+            row.solved_at = at
+    if reopening or kind == "reopened":
+        entries.append(history_entry("reopened", at, now, actor))
+        if row.restoration_started_at is None or at > row.restoration_started_at:
+            row.restoration_started_at = at
+    if kind in ("solved", "reopened"):
+        # The event's own entry first: it carries the event key.
+        own = next(e for e in entries if e.kind == kind)
+        entries.remove(own)
+        entries.insert(0, own)
+    row.status = to
+    row.source_updated_at = at
+    return entries
+
+
+def derive_from_history(session: Session, row: StoredTicket, policy: Policy) -> None:
+    """Pauses and the restoration cycle from the whole status history, in time order.
+
+    The history holds every status change slabot saw (from snapshots and from events, late
+    ones included); the ticket's current status, as of ``source_updated_at``, closes it. A
+    span in a pausing status is a pause; the last move out of ``solved``/``closed``, or the
+    last ``reopened`` entry, starts the current restoration cycle.
+    """
+    facts = session.execute(
+        select(TicketEvent.kind, TicketEvent.occurred_at, TicketEvent.payload)
+        .where(TicketEvent.ticket_id == row.id, TicketEvent.kind.in_(STATUS_KINDS))
+        .order_by(TicketEvent.occurred_at, TicketEvent.id)
+    ).all()
+    pausing = policy.spec.clocks.pausing_statuses
+    spans: list[list[datetime | None]] = []
+    status: str | None = None
+    cycle = row.restoration_started_at
+    last = row.created_at
+
+    def move(to: str, at: datetime) -> None:
+        nonlocal status, cycle
+        if to in pausing and status not in pausing:
+            spans.append([at, None])
+        elif status in pausing and to not in pausing and spans:
+            spans[-1][1] = at
+        if status in SOLVED_STATUSES and to not in SOLVED_STATUSES:
+            cycle = at if cycle is None else max(cycle, at)
+        status = to
+
+    for kind, at, payload in facts:
+        last = max(last, at)
+        if kind == "status_changed":
+            to = (payload or {}).get("to")
+            if isinstance(to, str):
+                move(to, at)
+        elif kind == "solved":
+            if status not in SOLVED_STATUSES:
+                move("solved", at)
+        else:  # reopened: the source says a new restoration cycle began here
+            cycle = at if cycle is None else max(cycle, at)
+    move(row.status, max(last, row.source_updated_at or last))
+
+    derived = [
+        [begin.isoformat() if begin else None, end.isoformat() if end else None]
+        for begin, end in spans
+    ]
+    if _instants(derived) != _instants(row.paused or []):
+        row.paused = derived
+    row.restoration_started_at = cycle
+
+
+def _instants(spans: Iterable[Any]) -> list[tuple[datetime, datetime | None]]:
+    return [
+        (datetime.fromisoformat(begin), None if end is None else datetime.fromisoformat(end))
+        for begin, end in spans
+    ]
+
+
+def history_entry(
+    kind: str,
+    at: datetime,
+    now: datetime,
+    actor: str | None,
+    payload: dict[str, Any] | None = None,
+) -> TicketEvent:
+    """A history entry (not yet added to a session or tied to a ticket)."""
+    return TicketEvent(
+        kind=kind, occurred_at=at, recorded_at=now, actor=actor, payload=payload or {}
+    )
