@@ -46,16 +46,16 @@ _BUSINESS_HORIZON_DAYS = 21
 """How far ahead (elapsed) due clocks are read before their business hours are counted."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
-    """One line of a digest."""
+    """One line of a digest: a ticket, and its clocks in that state."""
 
     kind: str
     """``breached``, ``due`` or ``paused``."""
     view: TicketView
-    target: str | None
+    targets: list[str]
     at: datetime
-    """The due instant (breached, due) or when the ticket started waiting (paused)."""
+    """The earliest due instant (breached, due) or when the ticket started waiting."""
 
 
 def digest(store: SlackStore, clock: Clock, channel: Digest) -> list[Block] | None:
@@ -171,23 +171,29 @@ def _entries(store: SlackStore, now: datetime, channel: Digest) -> list[Entry]:
     )
     paused_ids = store.paused_tickets()
     views = store.views({m.ticket_id for m in (*breached, *due)} | set(paused_ids), now)
-    entries: list[Entry] = []
+    found: dict[tuple[str, int], Entry] = {}
+
+    def add(kind: str, view: TicketView, target: str | None, at: datetime) -> None:
+        entry = found.setdefault((kind, view.ticket_id), Entry(kind, view, [], at))
+        if target is not None and target not in entry.targets:
+            entry.targets.append(target)
+        entry.at = min(entry.at, at)
+
     for mark in breached:
         view = views.get(mark.ticket_id)
         if view is not None:
-            entries.append(Entry("breached", view, mark.target, mark.at))
+            add("breached", view, mark.target, mark.at)
     for mark in due:
         view = views.get(mark.ticket_id)
         if view is not None and view.open_seconds(mark.target, now, mark.at) <= horizon:
-            entries.append(Entry("due", view, mark.target, mark.at))
+            add("due", view, mark.target, mark.at)
     limit = timedelta(hours=channel.paused_longer_than_hours)
     for ticket_id in paused_ids:
         view = views.get(ticket_id)
         since = view.paused_since if view is not None else None
         if view is not None and since is not None and now - since >= limit:
-            entries.append(Entry("paused", view, None, since))
-    entries.sort(key=_order)
-    return entries
+            add("paused", view, None, since)
+    return sorted(found.values(), key=_order)
 
 
 def _order(entry: Entry) -> tuple[Any, ...]:
@@ -229,11 +235,10 @@ def _line(t: Catalog, entry: Entry) -> str:
     ticket = link(entry.view.url, entry.view.label)
     if entry.kind == "paused":
         return t("digest.line.paused", ticket=ticket, when=when(t, entry.at, None))
-    assert entry.target is not None
     return t(
         f"digest.line.{entry.kind}",
         ticket=ticket,
-        target=target_name(t, entry.target),
+        target=", ".join(target_name(t, target) for target in entry.targets),
         when=when(t, entry.at, None),
     )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.compiled import Policy
-from bot.engine import ProductionOnlyError, ReasonRequiredError, UnknownPriorityError
+from bot.engine import ReasonRequiredError, UnknownPriorityError
 from bot.errors import ReclassificationError, SlabotError
 from slabot.slack import ids
 from slabot.slack.blocks import escape
@@ -82,11 +82,13 @@ def reclassify(
         )
     except ReasonRequiredError:
         return Outcome(False, t("reclassify.error.reason"), ids.REASON_BLOCK)
-    except ProductionOnlyError:
-        return Outcome(False, _production_only(t, view, priority), ids.PRIORITY_BLOCK)
     except UnknownTicketError:
         return Outcome(False, t("ticket.unknown", ticket=view.label))
-    except (ReclassificationError, SlabotError) as error:
+    except ReclassificationError as error:
+        # A cap of the policy (production only, product stage): say which, and what to choose.
+        message = _capped(t, view, priority) or escape(str(error))
+        return Outcome(False, message, ids.PRIORITY_BLOCK)
+    except SlabotError as error:
         log.error("slack: reclassifying %s failed: %s", view.ref, error)
         return Outcome(False, t("error.internal"))
     log.info(
@@ -112,32 +114,43 @@ def reclassify(
     )
 
 
-def _production_only(t: Catalog, view: TicketView, priority: str) -> str:
-    """Which rule refused the priority, and the priorities the agent may choose instead."""
+def _capped(t: Catalog, view: TicketView, priority: str) -> str | None:
+    """Which of the policy's caps refuses ``priority`` for this ticket, and the priorities
+    the agent may choose instead; None when neither does (the engine's message is shown)."""
     policy = view.policy
+    if priority not in policy.levels:
+        return None
     rules = policy.spec.classification
     environment = view.ticket.environment
+    env_rule = rules.environment
     if (
-        rules.environment
+        env_rule
         and environment is not None
-        and environment.lower() not in rules.environment.production_values
-        and priority in policy.levels
+        and environment.lower() not in env_rule.production_values
+        and policy.severity(priority) < policy.severity(env_rule.cap)
     ):
         return t(
             "reclassify.error.production_only",
             priority=escape(priority),
             environment=escape(environment),
-            choices=_at_most(policy, rules.environment.cap),
+            choices=_at_most(policy, env_rule.cap),
         )
     stage_rule = rules.product_stage
-    stage = view.ticket.product_stage or ""
-    cap = stage_rule.cap if stage_rule and stage_rule.cap else policy.levels[-1]
-    return t(
-        "reclassify.error.stage",
-        priority=escape(priority),
-        stage=escape(stage),
-        choices=_at_most(policy, cap),
-    )
+    stage = view.ticket.product_stage
+    if (
+        stage_rule
+        and stage_rule.cap
+        and stage is not None
+        and stage.lower() in stage_rule.stages
+        and policy.severity(priority) < policy.severity(stage_rule.cap)
+    ):
+        return t(
+            "reclassify.error.stage",
+            priority=escape(priority),
+            stage=escape(stage),
+            choices=_at_most(policy, stage_rule.cap),
+        )
+    return None
 
 
 def _at_most(policy: Policy, cap: str) -> str:

@@ -116,9 +116,9 @@ def block_problems(blocks: Any, max_blocks: int = MAX_BLOCKS) -> list[str]:
     if len(blocks) > max_blocks:
         problems.append(f"blocks: {len(blocks)} blocks, more than {max_blocks}")
     block_ids: set[str] = set()
-    action_ids: set[str] = set()
     for index, block in enumerate(blocks):
         where = f"blocks[{index}]"
+        action_ids: set[str] = set()  # unique within a block, as Slack requires
         kind = block.get("type") if isinstance(block, dict) else None
         if kind not in _BLOCK_TYPES:
             problems.append(f"{where}: unknown block type {kind!r}")
