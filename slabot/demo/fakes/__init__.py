@@ -1,0 +1,1 @@
+"""Stateful fake Zendesk, Jira and Slack servers on loopback: for `slabot demo` and the tests."""
