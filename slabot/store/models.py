@@ -115,6 +115,9 @@ class StoredTicket(Base):
     shown: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """What the source shows for the fields slabot writes (priority, tags, due dates), as of
     the last snapshot: the outbox is filled only when the desired state differs from it."""
+    shown_at: Mapped[datetime | None]
+    """When the last snapshot (and so ``shown``) was applied, by slabot's clock: a write sent
+    after it has not been echoed back yet (revision 0003; None for tickets stored before)."""
     source_updated_at: Mapped[datetime | None]
     """The source's update time of the newest snapshot applied; older snapshots are stale."""
     first_seen_at: Mapped[datetime]

@@ -17,7 +17,7 @@ from fractions import Fraction
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Engine, Table, and_, exists, select
+from sqlalchemy import Engine, Table, and_, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -56,6 +56,8 @@ from slabot.store.retry import DEFAULT_RETRY, DatabaseUnavailableError, RetryPol
 
 Clock = Callable[[], datetime]
 Outcome = Literal["created", "updated", "unchanged", "stale"]
+DEFAULT_ECHO_WINDOW = timedelta(days=1)
+"""How long a sent write whose echo never came keeps it from being owed again."""
 
 _TEXT_FIELDS = (
     "priority",
@@ -204,8 +206,11 @@ class TicketService:
         origin: str = "helpdesk",
         thresholds: Iterable[float | Fraction] = DEFAULT_THRESHOLDS,
         retry: RetryPolicy = DEFAULT_RETRY,
+        echo_window: timedelta = DEFAULT_ECHO_WINDOW,
     ) -> None:
         self.engine = engine
+        self.echo_window = echo_window
+        """How long a sent write is taken as shown while its echo has not come back."""
         self.retry = retry
         """How ingest, reclassify and recompute ride out a briefly unreachable database."""
         self._writer = for_writing(engine)
@@ -298,6 +303,7 @@ class TicketService:
         if outcome == "unchanged" and before != [getattr(row, n) for n in _COPIED_FIELDS]:
             outcome = "updated"
         row.shown = dict(snapshot.shown)
+        row.shown_at = now
         row.source_updated_at = max(filter(None, (row.source_updated_at, snapshot.updated_at)))
         row.updated_at = now
         if outcome == "created":
@@ -376,10 +382,13 @@ class TicketService:
 
         ``snapshot.shown`` is what the helpdesk shows (for a stored ticket without a new
         snapshot, ``row_snapshot(row, at)``); ``snapshot.updated_at`` keys the writes, so the
-        same write for the same snapshot is owed once. Owed writes that became moot (the
-        helpdesk shows the value, or a newer value is owed) are settled as superseded. Runs
-        in the caller's transaction (``session``, which has ``row`` locked); returns the
-        kinds enqueued, in order."""
+        same write for the same snapshot is owed once. A write is not owed again while an
+        equal one is still owed, nor when the latest one of its kind was sent after
+        ``shown`` was read (``row.shown_at``) and within ``echo_window``: the helpdesk has
+        it, its echo has not come back yet. Owed writes that became moot (the helpdesk
+        shows the value, or a newer value is owed) are settled as superseded. Runs in the
+        caller's transaction (``session``, which has ``row`` locked); returns the kinds
+        enqueued, in order."""
         wanted = desired_writes(decision, snapshot.shown, self._managed_tags[snapshot.policy])
         pending = session.scalars(
             select(OutboxItem).where(
@@ -388,6 +397,10 @@ class TicketService:
                 OutboxItem.done_at.is_(None),
             )
         ).all()
+        shown_at = row.shown_at or row.updated_at
+        since = max(shown_at, now - self.echo_window) if shown_at else now
+        # Nothing can have been sent since a snapshot applied just now (ingest): no query.
+        unechoed = _latest_sent(session, row, since) if since < now else {}
         enqueued = []
         for kind in _WRITE_KINDS:
             if kind == SET_DUE_FIELDS and not isinstance(snapshot.shown.get("due"), Mapping):
@@ -403,10 +416,13 @@ class TicketService:
                     item.done_at = now
                     item.next_attempt_at = None
                     item.last_error = (
-                        "superseded: the helpdesk already shows the value"
+                        f"{SUPERSEDED}: the helpdesk already shows the value"
                         if payload is None
-                        else "superseded by a newer write"
+                        else f"{SUPERSEDED} by a newer write"
                     )
+            sent = unechoed.get(kind)
+            if payload is not None and sent is not None and sent.payload == payload:
+                already = True  # sent after the helpdesk was last read: not echoed yet
             if payload is None or already:
                 continue
             key = _idempotency_key(row, kind, payload, snapshot.updated_at)
@@ -856,6 +872,26 @@ class TicketService:
 
 
 _WRITE_KINDS = ("set_priority", "set_tags", "set_due_fields")
+SUPERSEDED = "superseded"
+"""How ``last_error`` begins for an owed write settled without being sent."""
+
+
+def _latest_sent(session: Session, row: StoredTicket, after: datetime) -> dict[str, OutboxItem]:
+    """Kind -> the latest write to the ticket's helpdesk sent (completed, not superseded)
+    after ``after``: the helpdesk has it, whatever ``shown`` still says."""
+    sent = session.scalars(
+        select(OutboxItem)
+        .where(
+            OutboxItem.ticket_id == row.id,
+            OutboxItem.target_system == row.source,
+            OutboxItem.done_at > after,
+            or_(OutboxItem.last_error.is_(None), ~OutboxItem.last_error.startswith(SUPERSEDED)),
+        )
+        .order_by(OutboxItem.done_at, OutboxItem.id)
+    ).all()
+    return {item.kind: item for item in sent}
+
+
 _RECLASSIFY_KEY_PREFIX = "reclassify:"
 _EVENT_KEY_LENGTH = 255
 _NUDGES = cast(Table, Nudge.__table__)

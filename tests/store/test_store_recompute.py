@@ -15,8 +15,14 @@ from store_support import MONDAY_0900_LA, FakeClock, count, rows, snapshot
 
 from slabot.cli import main
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
-from slabot.store.migrate import upgrade
-from slabot.store.models import OutboxItem, StoredDecision, TargetMark, TicketEvent
+from slabot.store.migrate import head_revision, upgrade
+from slabot.store.models import (
+    OutboxItem,
+    StoredDecision,
+    StoredTicket,
+    TargetMark,
+    TicketEvent,
+)
 from slabot.store.services import TicketService
 
 NOW = "2026-11-16T18:00:00Z"  # Monday 10:00 in Los Angeles
@@ -186,11 +192,12 @@ def test_a_database_not_migrated_is_refused_with_what_to_do(
         assert err.endswith("slabot.db does not exist: run `slabot db upgrade` first\n")
         assert engine.url.database is not None and not Path(engine.url.database).exists()
     else:
-        assert "has no slabot tables; this slabot needs revision 0002: run `slabot db up" in err
+        assert f"has no slabot tables; this slabot needs revision {head_revision()}: run" in err
 
     upgrade(engine, "0001")
     assert main(["recompute", "--policy", path, "--dry-run"]) == 1
-    assert "is at revision 0001; this slabot needs revision 0002" in capsys.readouterr().err
+    needs = f"is at revision 0001; this slabot needs revision {head_revision()}"
+    assert needs in capsys.readouterr().err
 
 
 def test_applying_fills_the_marks_of_tickets_stored_before_they_existed(
@@ -211,3 +218,71 @@ def test_applying_fills_the_marks_of_tickets_stored_before_they_existed(
         (m.ticket_id, m.target, m.threshold_permille, m.at) for m in rows(migrated, TargetMark)
     )
     assert refilled == [mark for mark in marked if mark[0] != 4]  # 4 is cloudtalk's
+
+
+# --- writes already owed, or sent and not echoed yet ------------------------------------------
+
+
+def _priority_writes(engine: Engine, key: str = "2") -> list[OutboxItem]:
+    (ticket_id,) = [t.id for t in rows(engine, StoredTicket) if t.external_key == key]
+    return [
+        item
+        for item in rows(engine, OutboxItem)
+        if item.kind == "set_priority" and item.ticket_id == ticket_id
+    ]
+
+
+def test_recompute_does_not_owe_a_write_already_owed_or_sent_but_not_echoed(
+    stored: TicketService, migrated: Engine, tmp_path: Path
+) -> None:
+    from slabot.store.outbox import Outbox
+
+    changed = load_policy(policy_file(tmp_path, slower_first_response_and_a_milder_cap))
+    clock = FakeClock(datetime.fromisoformat(NOW))
+    service = TicketService(migrated, {"zoom": changed}, clock)
+    list(service.recompute("zoom"))
+    (owed,) = _priority_writes(migrated)  # zendesk:2, capped at P3 now: Zendesk shows P4
+    assert (owed.payload, owed.done_at) == ({"priority": "P3"}, None)
+
+    # Still owed: recomputing again owes nothing more.
+    clock.now += timedelta(minutes=1)
+    list(service.recompute("zoom"))
+    assert len(_priority_writes(migrated)) == 1
+
+    # Sent, and Zendesk's echo has not come back: the stored snapshot still says P4, but
+    # Zendesk has P3. Recomputing again owes nothing more.
+    clock.now += timedelta(minutes=1)
+    report = Outbox(migrated, clock).flush("zendesk", lambda item: None, "w1")
+    assert report.sent >= 1
+    clock.now += timedelta(minutes=1)
+    list(service.recompute("zoom"))
+    (sent,) = _priority_writes(migrated)
+    assert sent.done_at is not None and sent.last_error is None
+
+    # The echo comes back; then an agent sets P4 in Zendesk again: P3 is owed again.
+    clock.now += timedelta(minutes=1)
+    staging = {"external_key": "2", "environment": "staging"}
+    echo = service.ingest(snapshot(updated_at=clock.now, shown={"priority": "P3"}, **staging))
+    assert "set_priority" not in echo.enqueued
+    clock.now += timedelta(minutes=1)
+    agent = service.ingest(snapshot(updated_at=clock.now, shown={"priority": "P4"}, **staging))
+    assert "set_priority" in agent.enqueued
+    assert [item.payload for item in _priority_writes(migrated)] == [{"priority": "P3"}] * 2
+
+
+def test_a_sent_write_whose_echo_never_came_is_owed_again_after_the_echo_window(
+    stored: TicketService, migrated: Engine, tmp_path: Path
+) -> None:
+    from slabot.store.outbox import Outbox
+
+    changed = load_policy(policy_file(tmp_path, slower_first_response_and_a_milder_cap))
+    clock = FakeClock(datetime.fromisoformat(NOW))
+    service = TicketService(migrated, {"zoom": changed}, clock, echo_window=timedelta(hours=1))
+    list(service.recompute("zoom"))
+    Outbox(migrated, clock).flush("zendesk", lambda item: None, "w1")
+    clock.now += timedelta(minutes=59)
+    list(service.recompute("zoom"))
+    assert len(_priority_writes(migrated)) == 1
+    clock.now += timedelta(minutes=2)
+    list(service.recompute("zoom"))
+    assert [item.done_at is None for item in _priority_writes(migrated)] == [False, True]

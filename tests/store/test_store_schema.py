@@ -331,3 +331,27 @@ def test_sqlite_stores_utc_text(tmp_path: Path) -> None:
             assert list(raw) == ["2026-11-20 15:30:00.000000"] * 2
     finally:
         engine.dispose()
+
+
+def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated: Engine) -> None:
+    from alembic import command
+
+    from slabot.store.migrate import alembic_config
+
+    assert "shown_at" in {c["name"] for c in inspect(migrated).get_columns("tickets")}
+    with Session(migrated) as session, session.begin():
+        ticket = _ticket("7")
+        session.add(ticket)
+        session.flush()
+        session.add(
+            TicketEvent(ticket_id=ticket.id, kind="created", occurred_at=T0, recorded_at=T0)
+        )
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    assert "shown_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
+    assert upgrade(migrated) == head_revision() == "0003"
+    with Session(migrated) as session:
+        stored = session.scalars(select(StoredTicket)).one()
+        assert (stored.external_key, stored.shown_at) == ("7", None)
