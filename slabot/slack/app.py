@@ -33,9 +33,9 @@ from slabot.slack.i18n import Catalog, catalog, language_of
 from slabot.slack.modals import metadata, notice_modal, reclassify_modal, snooze_modal, submitted
 from slabot.slack.nudges import check_thresholds, owe_refresh
 from slabot.slack.reclassify import actor_name, reclassify
-from slabot.slack.references import TicketLinks, TicketRef
+from slabot.slack.references import TicketLinks
 from slabot.slack.settings import SlackSettings
-from slabot.slack.store_access import SlackStore, TicketNotReadableError, TicketView
+from slabot.slack.store_access import SlackStore, TicketNotReadableError
 from slabot.slack.texts import target_name, when
 from slabot.store.services import TicketService
 
@@ -193,7 +193,7 @@ class Listeners:
                 message = self.refusal(t, verdict)
                 respond(text=message, blocks=cards.notice(message), response_type="ephemeral")
                 return
-        view = self._find(parsed.ref, now)
+        view = self.s.store.find(parsed.ref, now)
         if view is None:
             message = t("ticket.unknown", ticket=parsed.ref.label)
             respond(text=message, blocks=cards.notice(message), response_type="ephemeral")
@@ -222,9 +222,6 @@ class Listeners:
             if not outcome.ok and outcome.block == ids.PRIORITY_BLOCK:
                 message += "\n" + t("usage.reclassify")
             respond(text=message, blocks=cards.notice(message), response_type="ephemeral")
-
-    def _find(self, ref: TicketRef, now: datetime) -> TicketView | None:
-        return self.s.store.find(ref, now)
 
     # --- buttons -----------------------------------------------------------------------------
 

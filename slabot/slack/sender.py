@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy import Engine
 
 from slabot.slack.config import SlackConfig
 from slabot.slack.directory import Directory
@@ -36,7 +37,12 @@ from slabot.slack.i18n import catalog, language_of
 from slabot.slack.nudge_messages import NudgeSubject, nudge_message
 from slabot.slack.nudges import BREACH_NOTICE, NUDGE
 from slabot.slack.store_access import NudgeMessage, SlackStore
-from slabot.store.outbox import ClaimedItem, PermanentWriteError, RetryableWriteError
+from slabot.store.outbox import (
+    ClaimedItem,
+    Outbox,
+    PermanentWriteError,
+    RetryableWriteError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,12 @@ class Destination:
     """The reader's zone for a direct message; None in a channel (``<!date>`` tokens)."""
     to_assignee: bool
     queue: str | None
+
+
+def slack_outbox(engine: Engine, clock: Clock) -> Outbox:
+    """An outbox for Slack's items that never gives up on a retryable failure (Slack down
+    for a weekend still delivers on Monday) and retries at least every 15 minutes."""
+    return Outbox(engine, clock, max_attempts=None, max_backoff=timedelta(minutes=15))
 
 
 class SlackSender:
@@ -251,8 +263,6 @@ def _subject(
 
 
 def _with_queue(subject: NudgeSubject, queue: str | None, to_assignee: bool) -> NudgeSubject:
-    from dataclasses import replace
-
     return replace(subject, queue=queue, to_assignee=to_assignee)
 
 

@@ -218,10 +218,11 @@ class FakeSlack:
             self._fault(handler, method, args, fault)
             return
         status, response = self._answer(method, args, handler.headers.get("Authorization"))
-        self._send(handler, status, response)
+        # Recorded before answering: once the client has its answer, the call is visible.
         with self._changed:
             self.calls.append(Call(method, args, status, response))
             self._changed.notify_all()
+        self._send(handler, status, response)
 
     def _take_fault(self, method: str) -> Fault | None:
         for fault in self.faults:
@@ -233,28 +234,23 @@ class FakeSlack:
     def _fault(
         self, handler: BaseHTTPRequestHandler, method: str, args: dict[str, Any], fault: Fault
     ) -> None:
+        status = 200 if fault.error is not None else fault.status
+        body = {"ok": False, "error": fault.error or ("ratelimited" if status == 429 else "")}
+        with self._changed:  # a failed call is recorded with a status no test counts as sent
+            self.calls.append(Call(method, args, -status, body))
+            self._changed.notify_all()
         if fault.error is not None:
-            body = {"ok": False, "error": fault.error}
             self._send(handler, 200, body)
-            status = 200
-        elif fault.status == 429:
-            body = {"ok": False, "error": "ratelimited"}
-            headers = {
-                "Retry-After": str(fault.retry_after if fault.retry_after is not None else 1)
-            }
-            self._send(handler, 429, body, headers)
-            status = 429
+        elif status == 429:
+            retry_after = fault.retry_after if fault.retry_after is not None else 1
+            self._send(handler, 429, body, {"Retry-After": str(retry_after)})
         else:
             page = b"<html><body>Slack is having trouble</body></html>"
-            handler.send_response(fault.status)
+            handler.send_response(status)
             handler.send_header("Content-Type", "text/html")
             handler.send_header("Content-Length", str(len(page)))
             handler.end_headers()
             handler.wfile.write(page)
-            body, status = {}, fault.status
-        with self._changed:
-            self.calls.append(Call(method, args, -status if status != 200 else 299, body))
-            self._changed.notify_all()
 
     def _answer(
         self, method: str, args: dict[str, Any], auth: str | None
@@ -279,7 +275,7 @@ class FakeSlack:
 
     def _respond(self, handler: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:
         problems = message_problems(payload)
-        with self._changed:
+        with self._changed:  # recorded before answering, like the API calls
             self.problems.extend(f"response_url: {p}" for p in problems)
             self.responses.append(payload)
             self._changed.notify_all()
