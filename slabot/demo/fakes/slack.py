@@ -1,0 +1,403 @@
+"""A stateful fake Slack Web API on an ephemeral loopback port, for the real slack_sdk client.
+
+It serves ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
+``views.open``, ``views.publish``, ``users.lookupByEmail``, ``users.info``,
+``conversations.open`` and ``usergroups.users.list`` over users, user groups, messages and
+views it keeps, plus ``response_url`` endpoints (``/respond/<id>``). Every call is checked
+against Slack's published method list (``slack_web_api_methods.json`` beside this module):
+an unknown method, a missing required argument, a bad token or a Block Kit payload over
+Slack's limits is answered the way Slack answers it and recorded in ``problems`` (the
+fixtures fail a test that leaves any). Faults are injectable (``fail_next``: 429 with
+Retry-After, 5xx, an ``ok: false`` error) and every call is recorded; ``wait_for`` waits
+for the calls a listener makes after its acknowledgement.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from slabot.demo.fakes.slack_blocks import message_problems, view_problems
+
+_REFERENCE_CANDIDATES = (
+    Path(__file__).resolve().parent / "slack_web_api_methods.json",
+    Path(__file__).resolve().parents[4] / "shared" / "reference" / "slack_web_api_methods.json",
+)
+
+
+def reference_methods() -> dict[str, dict[str, Any]]:
+    """Slack's methods with their required arguments (the shipped copy of the reference)."""
+    for path in _REFERENCE_CANDIDATES:
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return dict(data["methods"])
+    raise FileNotFoundError("slack_web_api_methods.json not found")
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    status: int = 200
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    count: int
+    status: int
+    method: str = ""
+    retry_after: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class FakeSlack:
+    """The fake's state; ``start()`` serves it."""
+
+    token: str = "xoxb-fake-token"
+    team_id: str = "T0FAKE"
+    bot_user_id: str = "U0SLABOT"
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    views: list[dict[str, Any]] = field(default_factory=list)
+    home: dict[str, dict[str, Any]] = field(default_factory=dict)
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    """Payloads posted to ``response_url`` addresses."""
+    calls: list[Call] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    down: bool = False
+    """While True, every connection is dropped without an answer (Slack unreachable)."""
+
+    def __post_init__(self) -> None:
+        self.methods = reference_methods()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._ts = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- serving ---
+
+    def start(self) -> FakeSlack:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._serve(self)
+
+            def do_POST(self) -> None:
+                fake._serve(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def response_url(self, name: str = "r1") -> str:
+        return f"{self.url}/respond/{name}"
+
+    # --- test controls ---
+
+    def add_user(
+        self,
+        user_id: str,
+        email: str | None = None,
+        *,
+        locale: str = "en-US",
+        tz: str = "Europe/Paris",
+        deleted: bool = False,
+    ) -> None:
+        with self._lock:
+            self.users[user_id] = {
+                "id": user_id,
+                "team_id": self.team_id,
+                "name": user_id.lower(),
+                "deleted": deleted,
+                "tz": tz,
+                "locale": locale,
+                "profile": {"email": email} if email else {},
+            }
+
+    def fail_next(
+        self,
+        count: int,
+        status: int = 503,
+        *,
+        method: str = "",
+        retry_after: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """The next ``count`` calls (of ``method``, or any) answer ``status``: 429 with
+        Retry-After, a 5xx with an HTML page, or 200 with ``ok: false`` and ``error``."""
+        with self._lock:
+            self.faults.append(Fault(count, status, method, retry_after, error))
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method and c.status == 200]
+
+    def wait_for(self, condition: Callable[[], object], timeout: float = 5.0) -> None:
+        """Wait until ``condition()`` holds (checked at every call the fake answers)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not condition():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    methods = [c.method for c in self.calls]
+                    raise AssertionError(f"timed out waiting; calls so far: {methods}")
+                self._changed.wait(min(left, 0.05))
+
+    def wait_calls(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
+        self.wait_for(lambda: len(self.calls_to(method)) >= count, timeout)
+        return self.calls_to(method)
+
+    def wait_responses(self, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        self.wait_for(lambda: len(self.responses) >= count, timeout)
+        return list(self.responses)
+
+    # --- the protocol ---
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        if self.down:
+            handler.close_connection = True
+            with self._changed:
+                self.calls.append(Call(handler.path, {}, -1))
+                self._changed.notify_all()
+            return
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        args: dict[str, Any] = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        content_type = handler.headers.get("Content-Type") or ""
+        if raw:
+            if "json" in content_type:
+                args.update(json.loads(raw))
+            else:
+                args.update({k: v[0] for k, v in parse_qs(raw.decode()).items()})
+        if parts.path.startswith("/respond/"):
+            self._respond(handler, args)
+            return
+        if not parts.path.startswith("/api/"):
+            self._send(handler, 404, {"ok": False, "error": "unknown_path"})
+            return
+        method = parts.path.removeprefix("/api/")
+        with self._lock:
+            fault = self._take_fault(method)
+        if fault is not None:
+            self._fault(handler, method, args, fault)
+            return
+        status, response = self._answer(method, args, handler.headers.get("Authorization"))
+        # Recorded before answering: once the client has its answer, the call is visible.
+        with self._changed:
+            self.calls.append(Call(method, args, status, response))
+            self._changed.notify_all()
+        self._send(handler, status, response)
+
+    def _take_fault(self, method: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.count > 0 and fault.method in ("", method):
+                fault.count -= 1
+                return fault
+        return None
+
+    def _fault(
+        self, handler: BaseHTTPRequestHandler, method: str, args: dict[str, Any], fault: Fault
+    ) -> None:
+        status = 200 if fault.error is not None else fault.status
+        body = {"ok": False, "error": fault.error or ("ratelimited" if status == 429 else "")}
+        with self._changed:  # a failed call is recorded with a status no test counts as sent
+            self.calls.append(Call(method, args, -status, body))
+            self._changed.notify_all()
+        if fault.error is not None:
+            self._send(handler, 200, body)
+        elif status == 429:
+            retry_after = fault.retry_after if fault.retry_after is not None else 1
+            self._send(handler, 429, body, {"Retry-After": str(retry_after)})
+        else:
+            page = b"<html><body>Slack is having trouble</body></html>"
+            handler.send_response(status)
+            handler.send_header("Content-Type", "text/html")
+            handler.send_header("Content-Length", str(len(page)))
+            handler.end_headers()
+            handler.wfile.write(page)
+
+    def _answer(
+        self, method: str, args: dict[str, Any], auth: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        spec = self.methods.get(method)
+        if spec is None:
+            self.problems.append(f"{method}: not a Slack Web API method")
+            return 404, {"ok": False, "error": "unknown_method"}
+        if auth != f"Bearer {self.token}":
+            self.problems.append(f"{method}: called without the bot token")
+            return 200, {"ok": False, "error": "invalid_auth"}
+        missing = [name for name in spec["required"] if args.get(name) in (None, "")]
+        if missing:
+            self.problems.append(f"{method}: missing required {', '.join(missing)}")
+            return 200, {"ok": False, "error": "invalid_arguments", "missing": missing}
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            self.problems.append(f"{method}: the fake does not serve it")
+            return 200, {"ok": False, "error": "not_served_by_fake"}
+        with self._lock:
+            return 200, handler(args)
+
+    def _respond(self, handler: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:
+        problems = message_problems(payload)
+        with self._changed:  # recorded before answering, like the API calls
+            self.problems.extend(f"response_url: {p}" for p in problems)
+            self.responses.append(payload)
+            self._changed.notify_all()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"ok")
+
+    @staticmethod
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    # --- methods ---
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://acme.slack.com/",
+            "team": "Acme",
+            "user": "slabot",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": "B0SLABOT",
+        }
+
+    def _blocks_ok(self, method: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        problems = message_problems(args)
+        if problems:
+            self.problems.extend(f"{method}: {p}" for p in problems)
+            return {"ok": False, "error": "invalid_blocks", "problems": problems}
+        return None
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        refused = self._blocks_ok("chat.postMessage", args)
+        if refused:
+            return refused
+        channel = str(args["channel"])
+        if channel.startswith("U"):
+            channel = "D" + channel[1:]
+        ts = f"1800000000.{next(self._ts):06d}"
+        self.messages[(channel, ts)] = {
+            "text": args.get("text"),
+            "blocks": args.get("blocks"),
+            "history": [],
+        }
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": args.get("text")}}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        refused = self._blocks_ok("chat.update", args)
+        if refused:
+            return refused
+        key = (str(args["channel"]), str(args["ts"]))
+        message = self.messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message["history"].append({"text": message["text"], "blocks": message["blocks"]})
+        message.update(text=args.get("text"), blocks=args.get("blocks"))
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": args.get("text")}
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        refused = self._blocks_ok("chat.postEphemeral", args)
+        return refused or {"ok": True, "message_ts": f"1800000000.{next(self._ts):06d}"}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = args["view"]
+        view = json.loads(view) if isinstance(view, str) else view
+        problems = view_problems(view)
+        if problems:
+            self.problems.extend(f"views.open: {p}" for p in problems)
+            return {"ok": False, "error": "invalid_arguments", "problems": problems}
+        self.views.append(view)
+        return {"ok": True, "view": {"id": f"V{len(self.views):05d}", **view}}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = args["view"]
+        view = json.loads(view) if isinstance(view, str) else view
+        problems = view_problems(view)
+        if problems:
+            self.problems.extend(f"views.publish: {p}" for p in problems)
+            return {"ok": False, "error": "invalid_arguments", "problems": problems}
+        self.home[str(args["user_id"])] = view
+        return {"ok": True, "view": {"id": "VHOME", **view}}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user") or ""))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        shown = dict(user)
+        if str(args.get("include_locale")).lower() not in ("true", "1"):
+            shown.pop("locale", None)
+        return {"ok": True, "user": shown}
+
+    def _users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
+        email = str(args["email"]).lower()
+        for user in self.users.values():
+            if (user["profile"].get("email") or "").lower() == email:
+                shown = dict(user)
+                shown.pop("locale", None)
+                return {"ok": True, "user": shown}
+        return {"ok": False, "error": "users_not_found"}
+
+    def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        users = str(args.get("users") or "")
+        if not users or "," in users or users not in self.users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users[1:]}}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        members = self.usergroups.get(str(args["usergroup"]))
+        if members is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(members)}
