@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 from slabot.slack.config import SlackConfig
 from slabot.slack.directory import Directory
 from slabot.slack.i18n import catalog, language_of
-from slabot.slack.nudge_messages import NudgeSubject, nudge_message
+from slabot.slack.nudge_messages import NudgeSubject, clock_outcome, nudge_message
 from slabot.slack.nudges import BREACH_NOTICE, NUDGE
 from slabot.slack.store_access import NudgeMessage, SlackStore
 from slabot.store.outbox import (
@@ -180,6 +180,9 @@ class SlackSender:
         if message.closed is not None and not reminder:
             self.store.close_message(nudge.nudge_id, message.closed)
             return  # met before the nudge could be sent: nothing to say any more
+        outcome = clock_outcome(view, nudge.target, nudge.cycle_started_at)
+        if nudge.threshold >= 100 and outcome != "breached" and not reminder:
+            return  # reclassified to a later due time before the notice went out
         response = self.client.chat_postMessage(
             channel=destination.channel, text=message.text, blocks=message.blocks
         )

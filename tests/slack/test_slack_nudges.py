@@ -215,6 +215,21 @@ def test_a_reclassification_rewrites_the_open_nudge(
     assert "P3 Medium" in shown and "not that urgent after all" in shown
 
 
+def test_a_breach_notice_no_longer_true_when_sent_is_not_posted(
+    make_harness: Callable[..., Harness], fake: FakeSlack
+) -> None:
+    harness = make_harness(
+        nudges={"thresholds": {"first_response": [1.0], "restoration": [], "next_update": []}}
+    )
+    harness.ingest()
+    harness.clock.now = MONDAY_0900_LA + timedelta(hours=4)  # first response due: breached
+    assert harness.run_nudges().breaches == 1
+    # Before the outbox runs, an agent moves the ticket to P3: due at the next day's close.
+    harness.tickets.reclassify("zendesk", "1001", "P3", "lead", "minor after all", "slack")
+    assert harness.flush().sent == 1
+    assert posted(fake) == []
+
+
 def test_snooze_asks_why_keeps_the_audit_and_reminds_when_it_ends(
     make_harness: Callable[..., Harness], fake: FakeSlack
 ) -> None:

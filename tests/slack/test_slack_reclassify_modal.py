@@ -183,3 +183,38 @@ def test_the_open_button_is_only_acknowledged(harness: Harness, fake: FakeSlack)
     harness.ingest()
     assert harness.click("sla_open", "", user=AGENT).status == 200
     assert [c.method for c in fake.calls] == ["auth.test"]
+
+
+def test_the_button_on_a_ticket_slabot_no_longer_knows_says_so(
+    harness: Harness, fake: FakeSlack
+) -> None:
+    harness.click("sla_reclassify", "zendesk:4040", user=LEAD)
+    (view,) = opened(fake)
+    assert "slabot does not know zendesk:4040 yet" in texts(view["blocks"])
+
+
+def test_snooze_4h_opens_its_modal_and_a_vanished_nudge_is_explained(
+    harness: Harness, fake: FakeSlack
+) -> None:
+    harness.click("sla_snooze_4h", "999", user=LEAD)
+    (gone,) = opened(fake)
+    assert "This reminder no longer exists" in texts(gone["blocks"])
+    body = ack_body(
+        harness.submit(
+            "sla_snooze_modal", {"nudge": 999, "hours": 4}, {"reason": "later"}, user=LEAD
+        )
+    )
+    assert body["response_action"] == "errors"
+    assert "This reminder no longer exists" in body["errors"]["reason"]
+
+
+def test_when_slack_cannot_say_who_reads_the_defaults_apply(
+    harness: Harness, fake: FakeSlack
+) -> None:
+    harness.ingest()
+    fake.fail_next(1, method="users.info", error="fatal_error")
+    harness.command("ZD-1001", user=AGENT)
+    (answer,) = fake.wait_responses()
+    shown = texts(answer["blocks"])
+    assert "*First response*: running, due" in shown  # English, the configured default
+    assert "<!date^" in shown  # and each reader's own zone
