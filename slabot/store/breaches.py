@@ -187,9 +187,10 @@ def count_query(where: ColumnElement[bool]) -> Select[int]:
 def due_targets(
     connection: Connection | Session, where: ColumnElement[bool], limit: int | None
 ) -> list[DueTarget]:
-    """Run ``due_targets_query``; a plain connection skips the ORM's per-row work."""
-    make = DueTarget._make
-    return [make(row) for row in connection.execute(due_targets_query(where, limit))]
+    """Run ``due_targets_query``; a plain connection skips the ORM's per-row work, and
+    fetching every row at once (``all``) the per-row fetch calls."""
+    rows = connection.execute(due_targets_query(where, limit)).all()
+    return list(map(DueTarget._make, rows))
 
 
 def explain(session: Session, statement: Executable) -> list[str]:

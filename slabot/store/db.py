@@ -86,9 +86,11 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
 
     SQLite connections get WAL journaling (except in memory), enforced foreign keys and a
     busy timeout; PostgreSQL connections are checked before use so a restarted server does
-    not fail the first operation after it, and give up connecting after
+    not fail the first operation after it, give up connecting after
     ``DEFAULT_CONNECT_TIMEOUT`` seconds unless the URL (``?connect_timeout=N``), the
-    ``connect_args`` option or ``PGCONNECT_TIMEOUT`` sets another limit.
+    ``connect_args`` option or ``PGCONNECT_TIMEOUT`` sets another limit, and run their
+    sessions in UTC (``-c TimeZone=UTC`` added to the connection ``options`` unless they
+    set a time zone), so instants are read back without conversion.
     """
     if url is None:
         parsed = database_url()
@@ -106,7 +108,12 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
             and not os.environ.get("PGCONNECT_TIMEOUT", "").strip()
         ):
             connect_args["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
-            options["connect_args"] = connect_args
+        # Sessions in UTC: instants come back as UTC datetimes, with nothing to convert.
+        # (Stored values are absolute either way; only their display depends on it.)
+        given = str(connect_args.get("options", parsed.query.get("options", "")))
+        if "timezone" not in given.lower():
+            connect_args["options"] = f"{given} -c TimeZone=UTC".strip()
+        options["connect_args"] = connect_args
     try:
         engine = create_engine(parsed, **options)
     except (NoSuchModuleError, ImportError):

@@ -355,3 +355,57 @@ def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.shown_at) == ("7", None)
+
+
+def test_instants_read_on_the_fast_path_equal_the_general_one(migrated: Engine) -> None:
+    """Values in the stored form take the fast path; others (text with an offset written by
+    hand on SQLite, a session in another zone on PostgreSQL) the general one: both give the
+    same aware UTC instants."""
+    from slabot.store.types import UTCDateTime
+
+    dialect = migrated.dialect
+    column = UTCDateTime().dialect_impl(dialect)
+    assert isinstance(column, UTCDateTime)
+    fast = column.result_processor(dialect, None)
+    general = super(UTCDateTime, column).result_processor(dialect, None)
+    assert fast is not None and general is not None
+    instant = datetime(2026, 11, 20, 15, 30, 0, 250000, tzinfo=UTC)
+    cases: list[tuple[object, datetime, bool]]  # (read, expected, the general path reads it)
+    if dialect.name == "sqlite":
+        cases = [
+            ("2026-11-20 15:30:00.250000", instant, True),
+            ("2026-11-20 15:30:00", instant.replace(microsecond=0), True),
+            ("2026-11-20T16:30:00.250000+01:00", instant, False),
+        ]
+    else:
+        cases = [
+            (instant, instant, True),
+            (instant.astimezone(ZoneInfo("Europe/Berlin")), instant, True),
+        ]
+    for value, expected, general_reads_it in cases:
+        read = fast(value)
+        assert read is not None and read.tzinfo is UTC
+        assert read == expected
+        if general_reads_it:
+            assert read == general(value)
+    assert fast(None) is None
+    with pytest.raises(TypeError):  # as the general path refuses it
+        fast(12)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_sessions_run_in_utc_unless_the_url_sets_a_zone(database_url: str) -> None:
+    engine = make_engine(database_url)
+    zoned = make_engine(database_url + "?options=-c%20TimeZone%3DEurope/Berlin")
+    try:
+        upgrade(engine)
+        with Session(engine) as session:
+            _add_ticket(session)
+        for each, zone in ((engine, "UTC"), (zoned, "Europe/Berlin")):
+            with Session(each) as session:
+                assert session.scalar(text("SHOW TimeZone")) == zone
+                created = session.scalars(select(StoredTicket.created_at)).one()
+                assert (created, created.tzinfo) == (T0, UTC)
+    finally:
+        engine.dispose()
+        zoned.dispose()
