@@ -114,6 +114,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     recompute_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
     recompute_cmd.set_defaults(handler=_recompute)
+
+    run_cmd = commands.add_parser(
+        "run",
+        help="serve the webhooks, Slack, the dashboard and the scheduled jobs",
+        description="Run the service: migrate the database named by DATABASE_URL, then serve "
+        "POST /webhooks/zendesk, /webhooks/jira and /slack/events, /healthz, /readyz, "
+        "/metrics and the dashboard at /, and run the scheduled jobs (in one replica of "
+        "several on PostgreSQL). Settings: the environment and config/slabot.yaml "
+        "(SLABOT_CONFIG names another file); see docs/deploy.md.",
+    )
+    run_cmd.add_argument("--host", help="address to listen on (default: service.host, 127.0.0.1)")
+    run_cmd.add_argument("--port", type=int, help="port to listen on (default: service.port, 8000)")
+    run_cmd.set_defaults(handler=_run)
+
+    demo_cmd = commands.add_parser(
+        "demo",
+        help="the whole flow on this machine, with fake Zendesk, Jira and Slack",
+        description="Start the service on SQLite with local fake Zendesk, Jira and Slack, play "
+        "a support morning on an accelerated clock (webhooks, decisions, write-back, nudges, "
+        "a reclassification, a breach, a digest), print what each system received, then "
+        "serve the dashboard until Ctrl-C. No accounts needed.",
+    )
+    demo_cmd.add_argument(
+        "--once", action="store_true", help="run the scripted flow, print, and exit"
+    )
+    demo_cmd.add_argument("--port", type=int, default=8000, help="dashboard port (default 8000)")
+    demo_cmd.add_argument(
+        "--database", metavar="FILE", help="SQLite file to keep (default: a temporary one)"
+    )
+    demo_cmd.set_defaults(handler=_demo)
     return parser
 
 
@@ -392,6 +422,18 @@ def _recompute(args: argparse.Namespace) -> int:
         f"{tickets - changed - failed} unchanged, {failed} failed; {outcome}"
     )
     return 1 if failed else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from slabot.demo.flow import main as demo
+
+    return demo(args.once, args.port, args.database)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from slabot.service.server import run
+
+    return run(args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The service a support team deploys: ``slabot run`` (HTTP endpoints, scheduler, dashboard)."""

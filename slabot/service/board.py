@@ -1,0 +1,384 @@
+"""What the dashboard shows, as data: open tickets by next breach, and one ticket's clocks.
+
+``open_tickets(engine, store, now)`` evaluates the open tickets nearest to a breach (the
+breach marks order them; tickets with no running clock follow) and returns one ``Row``
+each: its worst state (``breached``, ``at_risk`` past 75% of a target, ``running``,
+``paused``, ``met``), the next due instant, and the fields the filters use.
+
+``ticket_clocks(view)`` explains each clock of one ticket as a timeline: the spans of open
+time counted towards the target, the pauses (waiting on the customer) and the closed
+dates (public holidays) skipped, with the start, the 75% point, the due instant, the stop
+and ``now`` marked, each at its position along the clock's span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+
+from sqlalchemy import Engine, func, select
+
+from bot.business_time import OpenInterval, to_timestamp
+from bot.engine import TargetDecision, threshold_instant
+from bot.policy import TARGETS, format_duration
+from bot.ticket import SOLVED_STATUSES
+from slabot.slack.store_access import SlackStore, TicketView
+from slabot.store.breaches import BREACH
+from slabot.store.models import StoredTicket, TargetMark
+
+DEFAULT_LIMIT = 500
+AT_RISK_FRACTION = 0.75
+STATE_ORDER = ("breached", "at_risk", "running", "paused", "met", "none")
+"""Worst first: a ticket shows the worst state of its clocks."""
+TARGET_NAMES = {
+    "first_response": "First response",
+    "restoration": "Restoration",
+    "next_update": "Next update",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """One clock of a row: its state at ``now`` and when it is due."""
+
+    target: str
+    state: str
+    due: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One open ticket on the dashboard."""
+
+    source: str
+    external_key: str
+    label: str
+    url: str | None
+    policy: str
+    priority: str
+    requested_priority: str | None
+    plan: str | None
+    assignee: str | None
+    status: str
+    state: str
+    """The worst state of its clocks (see ``STATE_ORDER``)."""
+    next_due: datetime | None
+    """The earliest due instant of a running or breached clock."""
+    next_target: str | None
+    clocks: tuple[Clock, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.source}:{self.external_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The dashboard's filters; None: any."""
+
+    source: str | None = None
+    priority: str | None = None
+    plan: str | None = None
+    assignee: str | None = None
+
+    def keep(self, row: Row) -> bool:
+        return (
+            (self.source is None or row.source == self.source)
+            and (self.priority is None or row.priority == self.priority)
+            and (self.plan is None or row.plan == self.plan)
+            and (self.assignee is None or (row.assignee or "") == self.assignee)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    """The rows shown, and every value each filter can take (from all open rows)."""
+
+    rows: list[Row]
+    total: int
+    options: dict[str, list[str]] = field(default_factory=dict)
+
+
+def open_tickets(
+    engine: Engine,
+    store: SlackStore,
+    now: datetime,
+    filters: Filters | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> Board:
+    """The open tickets nearest a breach (at most ``limit``), evaluated at ``now``, sorted
+    by next due instant (breached first, then soonest), filtered."""
+    chosen = filters or Filters()
+    ids = _nearest_open(engine, limit)
+    views = store.views(ids, now)
+    rows = [row_of(views[i], now) for i in ids if i in views]
+    rows.sort(key=_order)
+    options = {
+        "source": sorted({r.source for r in rows}),
+        "priority": sorted({r.priority for r in rows}),
+        "plan": sorted({r.plan for r in rows if r.plan}),
+        "assignee": sorted({r.assignee for r in rows if r.assignee}),
+    }
+    shown = [r for r in rows if chosen.keep(r)]
+    return Board(rows=shown, total=len(rows), options=options)
+
+
+def _nearest_open(engine: Engine, limit: int) -> list[int]:
+    with engine.connect() as connection:
+        by_breach = [
+            ticket_id
+            for ticket_id, _at in connection.execute(
+                select(TargetMark.ticket_id, func.min(TargetMark.at))
+                .where(TargetMark.threshold_permille == BREACH)
+                .group_by(TargetMark.ticket_id)
+                .order_by(func.min(TargetMark.at), TargetMark.ticket_id)
+                .limit(limit)
+            )
+        ]
+        rest: list[int] = []
+        if len(by_breach) < limit:
+            rest = list(
+                connection.execute(
+                    select(StoredTicket.id)
+                    .where(
+                        StoredTicket.status.not_in(SOLVED_STATUSES),
+                        StoredTicket.id.not_in(by_breach) if by_breach else StoredTicket.id > 0,
+                    )
+                    .order_by(StoredTicket.id)
+                    .limit(limit - len(by_breach))
+                ).scalars()
+            )
+    return [*by_breach, *rest]
+
+
+def row_of(view: TicketView, now: datetime) -> Row:
+    """A ticket's dashboard row, its clocks judged at ``now``."""
+    decision = view.decision
+    clocks = tuple(
+        Clock(name, _state(view, decision.targets[name], now), decision.targets[name].due)
+        for name in TARGETS
+    )
+    live = [c for c in clocks if c.state in ("breached", "at_risk", "running") and c.due]
+    nearest = min(live, key=lambda c: c.due or now) if live else None
+    states = [c.state for c in clocks]
+    worst = min(states, key=STATE_ORDER.index) if states else "none"
+    return Row(
+        source=view.source,
+        external_key=view.external_key,
+        label=view.label,
+        url=view.url,
+        policy=view.policy.name,
+        priority=decision.priority,
+        requested_priority=decision.requested_priority,
+        plan=decision.plan,
+        assignee=view.assignee_email,
+        status=view.status,
+        state=worst,
+        next_due=nearest.due if nearest else None,
+        next_target=nearest.target if nearest else None,
+        clocks=clocks,
+    )
+
+
+def _state(view: TicketView, target: TargetDecision, now: datetime) -> str:
+    if target.state != "running":
+        return target.state
+    risk = threshold_instant(
+        view.ticket, view.policy, view.decision, target.target, AT_RISK_FRACTION, now
+    )
+    return "at_risk" if risk is not None and risk <= now else "running"
+
+
+def _order(row: Row) -> tuple[int, float, int, str]:
+    if row.next_due is None:
+        return (1, 0.0, STATE_ORDER.index(row.state), row.label)
+    return (0, row.next_due.timestamp(), 0, row.label)
+
+
+# --- one ticket's clocks -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A stretch of a timeline: ``counted`` open time, a ``pause``, a ``closed`` date."""
+
+    kind: str
+    start: datetime
+    end: datetime
+    left: float
+    """Where it starts along the timeline, in percent."""
+    width: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A point of a timeline: ``start``, ``at_risk`` (75%), ``due``, ``stop``, ``now``."""
+
+    kind: str
+    at: datetime
+    left: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """One clock explained."""
+
+    target: str
+    title: str
+    state: str
+    rule: str
+    calendar: str | None
+    zone: str | None
+    due: datetime | None
+    started: datetime | None
+    stopped: datetime | None
+    counted: str
+    """Open time counted so far (to the due instant, the stop or now), as ``3h 30m``."""
+    spans: list[Span]
+    markers: list[Marker]
+    intervals: list[tuple[datetime, datetime, str]]
+    """The open intervals counted, in the calendar's zone, with their running total."""
+    closed_dates: list[tuple[date, str]]
+    pauses: list[tuple[datetime, datetime | None]]
+    note: str | None = None
+
+
+_MAX_SPANS = 400
+
+
+def ticket_clocks(view: TicketView) -> list[Timeline]:
+    """Each clock of the ticket as a timeline, as of ``view.now``."""
+    return [_timeline(view, view.decision.targets[name]) for name in TARGETS]
+
+
+def _timeline(view: TicketView, target: TargetDecision) -> Timeline:
+    now = view.now
+    title = TARGET_NAMES[target.target]
+    state = _state(view, target, now)
+    start = target.started_ts
+    if target.state == "none" or target.calendar is None or start is None:
+        return Timeline(
+            target.target, title, state, target.rule, None, None, None, None, None, "-",
+            [], [], [], [], [], note="no target for this priority and plan",
+        )  # fmt: skip
+    calendar = view.policy.calendar(target.calendar, view.ticket)
+    zone = calendar.zone
+    now_ts = to_timestamp(now)
+    # The timeline runs from the clock's start to the later of its due instant and its
+    # stop (or now, while it runs); open time is counted up to the stop (or now).
+    counted_to = target.stopped_ts if target.stopped_ts is not None else max(now_ts, start)
+    horizon_end = max(counted_to, target.due_ts or counted_to, start + 1)
+
+    def left(ts: int) -> float:
+        return round(100.0 * (ts - start) / (horizon_end - start), 3)
+
+    pauses = list(target.pauses)
+    counted = _minus_pauses(calendar.open_intervals(start, counted_to), pauses)
+    total = 0
+    intervals: list[tuple[datetime, datetime, str]] = []
+    spans: list[Span] = []
+    for interval in counted:
+        total += interval.end - interval.start
+        intervals.append(
+            (
+                datetime.fromtimestamp(interval.start, zone),
+                datetime.fromtimestamp(interval.end, zone),
+                format_duration(total),
+            )
+        )
+        if len(spans) < _MAX_SPANS:
+            spans.append(_span("counted", interval.start, interval.end, left, zone, "open time"))
+    closed = calendar.closed_dates_between(start, horizon_end)
+    for day, why in closed:
+        begin = datetime(day.year, day.month, day.day, tzinfo=zone)
+        finish = begin + timedelta(days=1)
+        first, last = max(to_timestamp(begin), start), min(to_timestamp(finish), horizon_end)
+        if last > first:
+            spans.append(_span("closed", first, last, left, zone, f"closed: {why}"))
+    shown_pauses: list[tuple[datetime, datetime | None]] = []
+    for begin_ts, end_ts in pauses:
+        stop = end_ts if end_ts is not None else horizon_end
+        first, last = max(begin_ts, start), min(stop, horizon_end)
+        shown_pauses.append(
+            (
+                datetime.fromtimestamp(begin_ts, zone),
+                None if end_ts is None else datetime.fromtimestamp(end_ts, zone),
+            )
+        )
+        if last > first:
+            spans.append(_span("pause", first, last, left, zone, "waiting on the customer"))
+    markers = [_marker("start", start, left, zone, "started")]
+    risk = threshold_instant(
+        view.ticket, view.policy, view.decision, target.target, AT_RISK_FRACTION, now
+    )
+    if risk is not None and to_timestamp(risk) <= horizon_end:
+        markers.append(_marker("at_risk", to_timestamp(risk), left, zone, "75%"))
+    if target.due_ts is not None:
+        markers.append(_marker("due", target.due_ts, left, zone, "due"))
+    if target.stopped_ts is not None:
+        markers.append(_marker("stop", target.stopped_ts, left, zone, "stopped"))
+    elif now_ts <= horizon_end:
+        markers.append(_marker("now", now_ts, left, zone, "now"))
+    return Timeline(
+        target=target.target,
+        title=title,
+        state=state,
+        rule=target.rule,
+        calendar=calendar.describe(),
+        zone=str(zone),
+        due=target.due,
+        started=target.started_at,
+        stopped=target.stopped_at,
+        counted=format_duration(total) if total else "0m",
+        spans=spans,
+        markers=markers,
+        intervals=intervals,
+        closed_dates=closed,
+        pauses=shown_pauses,
+    )
+
+
+def _span(
+    kind: str, start: int, end: int, left: Callable[[int], float], zone: tzinfo, label: str
+) -> Span:
+    begin, finish = datetime.fromtimestamp(start, zone), datetime.fromtimestamp(end, zone)
+    position = left(start)
+    width = max(left(end) - position, 0.15)
+    return Span(kind, begin, finish, position, width, label)
+
+
+def _marker(kind: str, ts: int, left: Callable[[int], float], zone: tzinfo, label: str) -> Marker:
+    return Marker(kind, datetime.fromtimestamp(ts, zone), left(ts), label)
+
+
+def _minus_pauses(
+    intervals: Iterable[OpenInterval], pauses: Sequence[tuple[int, int | None]]
+) -> list[OpenInterval]:
+    """The open intervals with the paused stretches cut out."""
+    result: list[OpenInterval] = []
+    for interval in intervals:
+        pieces = [interval]
+        for begin, end in pauses:
+            stop = end if end is not None else interval.end
+            kept = []
+            for piece in pieces:
+                if stop <= piece.start or begin >= piece.end:
+                    kept.append(piece)
+                    continue
+                if piece.start < begin:
+                    kept.append(OpenInterval(piece.start, begin))
+                if stop < piece.end:
+                    kept.append(OpenInterval(stop, piece.end))
+            pieces = kept
+        result.extend(pieces)
+    return result
+
+
+def local(instant: datetime | None, zone: tzinfo | None = None) -> str:
+    """``Mon 2026-11-23 09:30 CET`` (UTC when no zone)."""
+    if instant is None:
+        return "-"
+    return f"{instant.astimezone(zone or UTC):%a %Y-%m-%d %H:%M %Z}"

@@ -1,0 +1,355 @@
+"""Wiring the real parts together: settings in, one ``Runtime`` of connected services out.
+
+``build_runtime(settings, clock)`` creates the database engine, loads the policies, and for
+each enabled connector its client, sync, webhook intake, poller and writer (Zendesk, Jira)
+or its Bolt app and outbox sender (Slack). Nothing here makes a network call: the clients
+connect on first use. The HTTP app (``slabot.service.app``), the scheduler
+(``slabot.service.scheduler``) and ``slabot run`` (``slabot.service.server``) all start
+from a ``Runtime``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any, Protocol
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy import Engine, text
+from starlette.routing import Route
+
+from bot.compiled import Policy
+from bot.policy import TARGETS
+from connectors.common import WebhookIntake
+from slabot.policy_files import bundled_policy_paths, load_policy
+from slabot.service.health import Health
+from slabot.service.leader import Leadership
+from slabot.service.metrics import Metrics, StateCollector
+from slabot.service.settings import Settings
+from slabot.slack.config import SlackConfig
+from slabot.slack.store_access import SlackStore
+from slabot.store.breaches import BREACH, DEFAULT_THRESHOLDS, to_permille
+from slabot.store.db import make_engine, redact
+from slabot.store.outbox import Outbox
+from slabot.store.retry import RetryPolicy
+from slabot.store.services import TicketService
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class Webhook(Protocol):
+    """What the service needs of a connector's webhook endpoint."""
+
+    intake: WebhookIntake
+    counts: dict[str, int]
+
+    def routes(self) -> list[Route]: ...
+
+
+class PollResult(Protocol):
+    error: str | None
+    errors: list[str]
+
+
+class WriteResult(Protocol):
+    sent: int
+    retrying: int
+    dead: int
+
+
+@dataclass
+class Helpdesk:
+    """One enabled helpdesk connector (Zendesk or Jira), as the service drives it."""
+
+    name: str
+    webhook: Webhook
+    poll: Callable[[], PollResult]
+    """One poll from the stored cursor (the backstop for missed webhooks)."""
+    flush: Callable[[str], WriteResult]
+    """Send the owed writes, as the given worker."""
+    poll_interval: float
+    tickets: TicketService
+
+
+@dataclass
+class SlackParts:
+    """The enabled Slack app and what its jobs use."""
+
+    app: App
+    client: WebClient
+    config: SlackConfig
+    store: SlackStore
+    send: Callable[[Any], None]
+    """The outbox sender for ``slack`` items (nudges, breach notices, digests)."""
+
+
+@dataclass
+class Runtime:
+    """The connected services of one process."""
+
+    settings: Settings
+    engine: Engine
+    policies: dict[str, Policy]
+    clock: Clock
+    outbox: Outbox
+    tickets: TicketService
+    store: SlackStore
+    """Ticket views (evaluated at a given instant) for the dashboard, nudges and digests."""
+    helpdesks: dict[str, Helpdesk]
+    slack: SlackParts | None
+    health: Health
+    metrics: Metrics
+    leadership: Leadership
+    worker_id: str
+    slack_counts: dict[str, int] = field(default_factory=dict)
+    """Requests to /slack/events by result."""
+    _started: bool = False
+
+    @property
+    def targets(self) -> list[str]:
+        """The systems slabot writes to: the enabled helpdesks, and Slack."""
+        return [*self.helpdesks, *(["slack"] if self.slack is not None else [])]
+
+    def start(self) -> None:
+        """Start the webhook workers (the HTTP app's lifespan calls this)."""
+        if self._started:
+            return
+        for helpdesk in self.helpdesks.values():
+            helpdesk.webhook.intake.start()
+        self._started = True
+
+    def drain(self, timeout: float) -> None:
+        """Finish the queued webhook deliveries and stop their workers (SIGTERM)."""
+        for name, helpdesk in self.helpdesks.items():
+            intake = helpdesk.webhook.intake
+            if not intake.drain(timeout):
+                log.warning(
+                    "%s: %d webhook deliveries were still queued at shutdown; the poller "
+                    "will pick those changes up",
+                    name,
+                    intake.depth,
+                )
+            intake.stop(timeout)
+        self._started = False
+
+    def close(self) -> None:
+        """Give up the leadership and the database connections."""
+        self.leadership.release()
+        self.engine.dispose()
+
+    def database_ok(self) -> str | None:
+        """None when the database answers, else what is wrong (no secret)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as error:
+            return f"database {redact(self.engine.url)} does not answer ({type(error).__name__})"
+        return None
+
+
+def load_policies(paths: list[str]) -> dict[str, Policy]:
+    """The named policy files (default: the bundled three), by policy name."""
+    files = paths or [str(path) for path in bundled_policy_paths()]
+    policies: dict[str, Policy] = {}
+    for path in files:
+        policy = load_policy(path)
+        policies[policy.name] = policy
+    return policies
+
+
+def thresholds_of(config: SlackConfig | None) -> tuple[Fraction, ...]:
+    """The fractions of each target the store must mark: every nudge threshold, and the
+    breach (every ticket service of a process must mark the same ones)."""
+    permilles = {BREACH}
+    if config is None:
+        permilles.update(to_permille(f) for f in DEFAULT_THRESHOLDS)
+    else:
+        for target in TARGETS:
+            permilles.update(config.nudges.permilles(target))
+    return tuple(Fraction(p, 1000) for p in sorted(permilles))
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_runtime(
+    settings: Settings,
+    clock: Clock = system_clock,
+    *,
+    engine: Engine | None = None,
+    client_options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Runtime:
+    """Build every enabled part. ``client_options`` passes keyword arguments to a
+    connector's client (``{"zendesk": {"timeout": 2.0}}``: tests, the demo)."""
+    options = client_options or {}
+    engine = engine or make_engine(settings.database_url)
+    policies = load_policies(settings.service.policies)
+    thresholds = thresholds_of(settings.slack_config)
+    for name, config in (("zendesk", settings.zendesk_config), ("jira", settings.jira_config)):
+        if config is not None and config.policy not in policies:
+            raise _policy_missing(name, config.policy, policies, settings)
+    outbox = Outbox(engine, clock)
+    health = Health(clock, settings.enabled)
+    metrics = Metrics()
+    leadership = Leadership(engine, settings.service.leader_lock_key)
+
+    def service(origin: str) -> TicketService:
+        return TicketService(engine, policies, clock, origin=origin, thresholds=thresholds)
+
+    helpdesks: dict[str, Helpdesk] = {}
+    if settings.zendesk is not None and settings.zendesk_config is not None:
+        helpdesks["zendesk"] = _zendesk(settings, service("zendesk"), outbox, options)
+    if settings.jira is not None and settings.jira_config is not None:
+        helpdesks["jira"] = _jira(settings, service("jira"), outbox, options)
+    tickets = service("helpdesk")
+    store = SlackStore(engine, policies, settings.links)
+    slack = None
+    if settings.slack is not None and settings.slack_config is not None:
+        slack = _slack(settings, service("slack"), clock, options)
+        store = slack.store
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        policies=policies,
+        clock=clock,
+        outbox=outbox,
+        tickets=tickets,
+        store=store,
+        helpdesks=helpdesks,
+        slack=slack,
+        health=health,
+        metrics=metrics,
+        leadership=leadership,
+        worker_id=settings.service.worker_id or default_worker_id(),
+    )
+    metrics.add(
+        StateCollector(
+            clock=clock,
+            # Scrapes must answer quickly, database outage or not: no retries there.
+            outbox=Outbox(engine, clock, retry=RetryPolicy(attempts=1)),
+            targets=lambda: runtime.targets,
+            webhook_counts=lambda: {
+                **{name: dict(h.webhook.counts) for name, h in runtime.helpdesks.items()},
+                **({"slack": dict(runtime.slack_counts)} if runtime.slack else {}),
+            },
+            queue_depths=lambda: {
+                name: h.webhook.intake.depth for name, h in runtime.helpdesks.items()
+            },
+            last_polls=lambda: {
+                name: health.last_success(name, "poll") for name in runtime.helpdesks
+            },
+            is_leader=lambda: leadership.is_leader,
+        )
+    )
+    return runtime
+
+
+def _policy_missing(
+    connector: str, name: str, policies: Mapping[str, Policy], settings: Settings
+) -> Exception:
+    from slabot.service.settings import ServiceSettingsError
+
+    return ServiceSettingsError(
+        [
+            f"{settings.config_path}: {connector}.policy is {name!r}, but the policies loaded "
+            f"are {', '.join(sorted(policies))}; add its file to service.policies "
+            "(SLABOT_POLICIES)"
+        ]
+    )
+
+
+def _zendesk(
+    settings: Settings,
+    tickets: TicketService,
+    outbox: Outbox,
+    options: Mapping[str, Mapping[str, Any]],
+) -> Helpdesk:
+    from connectors.zendesk.client import ZendeskClient
+    from connectors.zendesk.poller import ZendeskPoller
+    from connectors.zendesk.sync import ZendeskSync
+    from connectors.zendesk.webhook import ZendeskWebhook, make_intake
+    from connectors.zendesk.writeback import ZendeskWriter
+
+    assert settings.zendesk is not None and settings.zendesk_config is not None
+    assert settings.zendesk.webhook_secret is not None  # required when webhooks are served
+    config = settings.zendesk_config
+    client = ZendeskClient(settings.zendesk, **options.get("zendesk", {}))
+    sync = ZendeskSync(client, config, tickets)
+    webhook = ZendeskWebhook(
+        settings.zendesk.webhook_secret.reveal(),
+        make_intake(sync, **options.get("zendesk_intake", {})),
+    )
+    poller = ZendeskPoller(client, sync)
+    writer = ZendeskWriter(client, config, outbox)
+    return Helpdesk(
+        name="zendesk",
+        webhook=webhook,
+        poll=poller.poll,
+        flush=writer.flush,
+        poll_interval=float(config.poll_interval_seconds),
+        tickets=tickets,
+    )
+
+
+def _jira(
+    settings: Settings,
+    tickets: TicketService,
+    outbox: Outbox,
+    options: Mapping[str, Mapping[str, Any]],
+) -> Helpdesk:
+    from connectors.jira.client import JiraClient
+    from connectors.jira.poller import JiraPoller
+    from connectors.jira.sync import JiraSync
+    from connectors.jira.webhook import JiraWebhook, make_intake
+    from connectors.jira.writeback import JiraWriter
+
+    assert settings.jira is not None and settings.jira_config is not None
+    assert settings.jira.webhook_secret is not None
+    config = settings.jira_config
+    client = JiraClient(settings.jira, config, **options.get("jira", {}))
+    sync = JiraSync(client, config, tickets)
+    webhook = JiraWebhook(
+        settings.jira.webhook_secret.reveal(), make_intake(sync, **options.get("jira_intake", {}))
+    )
+    poller = JiraPoller(client, sync)
+    writer = JiraWriter(client, config, outbox)
+    return Helpdesk(
+        name="jira",
+        webhook=webhook,
+        poll=poller.poll,
+        flush=writer.flush,
+        poll_interval=float(config.poll_interval_seconds),
+        tickets=tickets,
+    )
+
+
+def _slack(
+    settings: Settings,
+    tickets: TicketService,
+    clock: Clock,
+    options: Mapping[str, Mapping[str, Any]],
+) -> SlackParts:
+    from slabot.slack.app import SlackServices, build_app, make_client
+    from slabot.slack.sender import SlackSender
+
+    assert settings.slack is not None and settings.slack_config is not None
+    client = make_client(settings.slack, **options.get("slack", {}))
+    services = SlackServices.build(client, tickets, settings.slack_config, clock, settings.links)
+    app = build_app(settings.slack, client, services)
+    sender = SlackSender(client, services.store, services.directory, settings.slack_config, clock)
+    return SlackParts(
+        app=app, client=client, config=settings.slack_config, store=services.store, send=sender
+    )

@@ -1,0 +1,97 @@
+"""``slabot run``: settings, logs, migrations, then the app and the scheduler under uvicorn.
+
+Start-up stops with a message (exit status 1, no traceback) on any settings problem,
+naming the setting. Logs go to standard error (JSON lines unless it is a terminal) with
+every known secret masked. The database is migrated first (``upgrade``: replicas starting
+together take turns through an advisory lock). uvicorn handles SIGTERM and SIGINT: it
+stops accepting connections and finishes the requests in flight; the app's lifespan then
+drains the webhook queues and lets the running job (a flush) finish before the process
+exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from slabot.service.app import create_app
+from slabot.service.logs import SecretMasker, configure_logging
+from slabot.service.runtime import Clock, Runtime, build_runtime, system_clock
+from slabot.service.scheduler import make_scheduler, register_jobs
+from slabot.service.settings import Settings, load_settings
+from slabot.store.db import redact
+from slabot.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """A runtime, its app and its scheduler (not started)."""
+
+    runtime: Runtime
+    app: Any
+    scheduler: Any
+    jobs: list[str]
+
+
+def prepare(
+    settings: Settings,
+    clock: Clock = system_clock,
+    *,
+    client_options: Mapping[str, Mapping[str, Any]] | None = None,
+    migrate: bool = True,
+) -> Service:
+    """Migrate the database and wire the app and the scheduler (nothing runs yet)."""
+    runtime = build_runtime(settings, clock, client_options=client_options)
+    if migrate:
+        revision = upgrade(runtime.engine)
+        log.info("database %s at revision %s", redact(runtime.engine.url), revision)
+    service = settings.service
+    scheduler = make_scheduler(service.timezone, service.misfire_grace_seconds)
+    jobs = register_jobs(scheduler, runtime)
+    return Service(runtime, create_app(runtime, scheduler), scheduler, jobs)
+
+
+def serve(service: Service, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down cleanly."""
+    settings = service.runtime.settings.service
+    config = uvicorn.Config(
+        service.app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=max(int(settings.drain_timeout_seconds), 1),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "slabot serving on http://%s:%d (connectors: %s; jobs: %s)",
+        host,
+        port,
+        ", ".join(service.runtime.settings.enabled) or "none",
+        ", ".join(service.jobs),
+    )
+    try:
+        server.run()
+    finally:
+        service.runtime.close()
+
+
+def run(host: str | None, port: int | None, environ: Mapping[str, str] | None = None) -> int:
+    """``slabot run``: the whole service in this process."""
+    settings = load_settings(environ)
+    masker = SecretMasker(settings.secrets())
+    configure_logging(masker, level=settings.service.log_level, form=settings.service.log_format)
+    service = prepare(settings)
+    serve(
+        service,
+        host or settings.service.host,
+        settings.service.port if port is None else port,
+    )
+    return 0

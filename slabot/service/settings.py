@@ -1,0 +1,309 @@
+"""The service's settings: the environment over the ``service:`` section of config/slabot.yaml.
+
+``load_settings(environ)`` reads everything ``slabot run`` needs and refuses to start on
+any problem, naming the setting (never its value):
+
+- ``service:`` keys (host, port, intervals, dashboard access...), each overridable by
+  ``SLABOT_<KEY>`` in the environment (pydantic-settings: environment, then the file,
+  then the defaults);
+- ``DATABASE_URL`` (default: a SQLite file in the working directory);
+- Zendesk, Jira and Slack: a connector is enabled when any of its credentials is set, and
+  then must be complete (``Zendesk is half-configured: set ZENDESK_API_TOKEN ...``); its
+  section of the config file is read only when it is enabled.
+
+``Settings.secrets()`` lists every credential's value, so the logs can mask them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import URL
+
+from bot.errors import SlabotError
+from connectors.common import ConnectorSettingsError
+from connectors.jira.config import JiraConfig, JiraConfigError, parse_jira_config
+from connectors.jira.settings import JiraSettings
+from connectors.zendesk.config import ZendeskConfig, ZendeskConfigError, parse_zendesk_config
+from connectors.zendesk.settings import ZendeskSettings
+from slabot.slack.config import SlackConfig, SlackConfigError, parse_slack_config
+from slabot.slack.references import TicketLinks
+from slabot.slack.settings import SlackSettings
+from slabot.store.db import DatabaseConfigError, database_url
+
+CONFIG_SETTING = "SLABOT_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
+ENV_PREFIX = "SLABOT_"
+
+
+class ServiceSettingsError(SlabotError):
+    """The service cannot start with these settings; each line names a setting and what to do."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class ServiceSettings(BaseSettings):
+    """The ``service:`` section; ``SLABOT_PORT=9000`` overrides ``service.port``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    host: str = "127.0.0.1"
+    """Where ``slabot run`` listens (``--host`` overrides it)."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    """The port (``--port`` overrides it; 0 picks a free one)."""
+    timezone: str = "UTC"
+    """The scheduler's time zone (digests carry their own)."""
+    policies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Policy files (comma-separated in ``SLABOT_POLICIES``); default: the bundled three."""
+    scan_interval_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    """How often the breach scan runs, and how often leadership is checked: a replica takes
+    over from a dead leader within two of these."""
+    flush_interval_seconds: float = Field(default=10.0, ge=0.1, le=3600)
+    """How often each target system's outbox is flushed."""
+    misfire_grace_seconds: int = Field(default=300, ge=1)
+    """A job late by up to this much (a busy process, a paused VM) still runs, once."""
+    drain_timeout_seconds: float = Field(default=20.0, ge=0, le=600)
+    """On SIGTERM: how long the queued webhooks and the current flush may take to finish."""
+    worker_id: str | None = None
+    """This replica's name in outbox leases (default: host name and process id)."""
+    dashboard_token: SecretStr | None = None
+    """When set, the dashboard wants ``Authorization: Bearer <token>`` or ``?token=``."""
+    dashboard_user: str | None = None
+    """With ``dashboard_password``: basic auth for the dashboard."""
+    dashboard_password: SecretStr | None = None
+    noop_endpoint: bool = False
+    """Serve ``/noop`` (a do-nothing endpoint, for bench/webhooks.py's comparison)."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: JSON lines unless standard error is a terminal."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = False
+    """Log every HTTP request (uvicorn's access log)."""
+    leader_lock_key: int = Field(default=0x51AB0100, ge=1, le=2**63 - 1)
+    """The PostgreSQL advisory lock the replicas elect their scheduler leader with."""
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
+            ) from None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dashboard_pair(self) -> ServiceSettings:
+        if (self.dashboard_user is None) != (self.dashboard_password is None):
+            missing = "dashboard_password" if self.dashboard_password is None else "dashboard_user"
+            raise ValueError(
+                f"set both dashboard_user and dashboard_password for basic auth ({missing} "
+                f"is missing: service.{missing} or {ENV_PREFIX}{missing.upper()})"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # ``load_settings`` builds the sources itself (an explicit environment, the file's
+        # section); constructing the class directly reads only what it is given.
+        return (init_settings,)
+
+
+class _EnvironSource(EnvSettingsSource):
+    """``SLABOT_*`` from an explicit mapping (tests pass a dict; the service ``os.environ``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env_vars = {
+            name.lower(): value
+            for name, value in environ.items()
+            if name.upper().startswith(ENV_PREFIX) and value.strip()
+        }
+
+
+def _service_settings(environ: Mapping[str, str], section: dict[str, Any]) -> ServiceSettings:
+    class Sourced(ServiceSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                _EnvironSource(settings_cls, environ),
+                InitSettingsSource(settings_cls, init_kwargs=section),
+            )
+
+    return Sourced()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``slabot run`` starts from. A connector is None when it is not enabled."""
+
+    service: ServiceSettings
+    database_url: URL
+    config_path: Path
+    zendesk: ZendeskSettings | None = None
+    zendesk_config: ZendeskConfig | None = None
+    jira: JiraSettings | None = None
+    jira_config: JiraConfig | None = None
+    slack: SlackSettings | None = None
+    slack_config: SlackConfig | None = None
+    links: TicketLinks = field(default_factory=TicketLinks)
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The enabled connectors, by name."""
+        names = (("zendesk", self.zendesk), ("jira", self.jira), ("slack", self.slack))
+        return tuple(name for name, value in names if value is not None)
+
+    def secrets(self) -> list[str]:
+        """Every credential's value (for masking in logs); never print this."""
+        values: list[str] = []
+        for secret in (
+            self.zendesk and self.zendesk.api_token,
+            self.zendesk and self.zendesk.oauth_token,
+            self.zendesk and self.zendesk.webhook_secret,
+            self.jira and self.jira.api_token,
+            self.jira and self.jira.webhook_secret,
+            self.slack and self.slack.bot_token,
+            self.slack and self.slack.signing_secret,
+            self.slack and self.slack.app_token,
+        ):
+            if secret:
+                values.append(secret.reveal())
+        for plain in (self.service.dashboard_token, self.service.dashboard_password):
+            if plain is not None and plain.get_secret_value():
+                values.append(plain.get_secret_value())
+        if self.database_url.password:
+            values.append(str(self.database_url.password))
+        return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_path: str | Path | None = None
+) -> Settings:
+    """Read and check every setting; ``ServiceSettingsError`` lists all the problems found."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    explicit = config_path is not None or bool((env.get(CONFIG_SETTING) or "").strip())
+    path = Path(config_path or (env.get(CONFIG_SETTING) or "").strip() or DEFAULT_CONFIG_PATH)
+    data = _read_config(path, explicit, problems)
+
+    service: ServiceSettings | None = None
+    section = data.get("service") or {}
+    if not isinstance(section, dict):
+        problems.append(f"{path}: service: must be a mapping of settings")
+        section = {}
+    try:
+        service = _service_settings(env, section)
+    except ValidationError as error:
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            where = f"service.{key} ({ENV_PREFIX}{key.upper()})" if key else "service"
+            problems.append(f"{path}: {where}: {message}")
+
+    url: URL | None = None
+    try:
+        url = database_url(env)
+    except DatabaseConfigError as error:
+        problems.append(str(error))
+
+    found: dict[str, Any] = {}
+    if ZendeskSettings.configured(env):
+        try:
+            found["zendesk"] = ZendeskSettings.from_environ(env)
+            found["zendesk_config"] = parse_zendesk_config(data, str(path))
+        except (ConnectorSettingsError, ZendeskConfigError) as error:
+            problems.append(str(error))
+    if JiraSettings.configured(env):
+        try:
+            found["jira"] = JiraSettings.from_environ(env)
+            found["jira_config"] = parse_jira_config(data, str(path))
+        except (ConnectorSettingsError, JiraConfigError) as error:
+            problems.append(str(error))
+    if SlackSettings.configured(env):
+        try:
+            found["slack"] = SlackSettings.from_environ(env)
+            # Slack works with its defaults: the section is optional.
+            found["slack_config"] = (
+                parse_slack_config(data, str(path)) if "slack" in data else SlackConfig()
+            )
+        except (ConnectorSettingsError, SlackConfigError) as error:
+            problems.append(str(error))
+    if problems or service is None or url is None:
+        raise ServiceSettingsError(problems)
+    return Settings(
+        service=service,
+        database_url=url,
+        config_path=path,
+        links=TicketLinks.from_environ(env),
+        **found,
+    )
+
+
+def _read_config(path: Path, explicit: bool, problems: list[str]) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            problems.append(f"{path}: no such file ({CONFIG_SETTING} or --config names it)")
+        return {}
+    except OSError as error:
+        problems.append(f"{path}: cannot read: {error.strerror}")
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problems.append(f"{path}: not valid YAML: {error}")
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{path}: expected a mapping of sections (zendesk:, jira:, slack:...)")
+        return {}
+    return data
