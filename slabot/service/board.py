@@ -201,7 +201,8 @@ def _order(row: Row) -> tuple[int, float, int, str]:
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A stretch of a timeline: ``counted`` open time, a ``pause``, a ``closed`` date."""
+    """A stretch of a timeline: open time ``counted`` (or still ``ahead`` before the due
+    instant), a ``pause``, a ``closed`` date."""
 
     kind: str
     start: datetime
@@ -291,6 +292,13 @@ def _timeline(view: TicketView, target: TargetDecision) -> Timeline:
         )
         if len(spans) < _MAX_SPANS:
             spans.append(_span("counted", interval.start, interval.end, left, zone, "open time"))
+    if target.stopped_ts is None and target.due_ts is not None and target.due_ts > counted_to:
+        # The open time still ahead before the due instant.
+        for interval in _minus_pauses(calendar.open_intervals(counted_to, target.due_ts), pauses):
+            if len(spans) < _MAX_SPANS:
+                spans.append(
+                    _span("ahead", interval.start, interval.end, left, zone, "open time ahead")
+                )
     closed = calendar.closed_dates_between(start, horizon_end)
     for day, why in closed:
         begin = datetime(day.year, day.month, day.day, tzinfo=zone)

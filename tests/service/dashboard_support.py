@@ -1,0 +1,77 @@
+"""Tickets for the dashboard tests: one per state, a holiday inside a clock, a pause."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from slabot.service.runtime import Runtime
+from slabot.store.services import Snapshot, StatusChange
+
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def thanksgiving(year: int) -> date:
+    """From the holidays package, never hard-coded."""
+    found = holidays.country_holidays("US", years=year, language="en_US")
+    return next(day for day, name in found.items() if "Thanksgiving" in name)
+
+
+HOLIDAY = thanksgiving(2026)
+CREATED = datetime.combine(HOLIDAY - timedelta(days=1), datetime.min.time(), LA).replace(hour=15)
+"""15:00 in Los Angeles the day before Thanksgiving."""
+NOW = datetime.combine(HOLIDAY + timedelta(days=1), datetime.min.time(), LA).replace(hour=9)
+"""09:00 the day after Thanksgiving."""
+
+
+def snapshot(source: str, key: str, **fields: object) -> Snapshot:
+    values: dict[str, object] = {
+        "source": source,
+        "external_key": key,
+        "policy": "zoom",
+        "created_at": CREATED,
+        "updated_at": CREATED,
+        "priority": "P2",
+        "plan": "premier",
+        "environment": "production",
+        "channel": "web",
+        "customer_timezone": "America/Los_Angeles",
+        "customer_country": "US",
+    }
+    values.update(fields)
+    priority = values.get("priority")
+    shown = {"priority": priority, "tags": [], "assignee_email": values.pop("assignee", None)}
+    values["shown"] = shown
+    return Snapshot(**values)  # type: ignore[arg-type]
+
+
+def load(runtime: Runtime) -> None:
+    """Five open tickets across Zendesk and Jira, and a solved one."""
+    ingest = runtime.tickets.ingest
+    # P2 premier: first response 4 business hours: 2h on Wednesday, Thanksgiving skipped,
+    # due Friday 11:00; restoration 8 business hours.
+    ingest(snapshot("zendesk", "101", assignee="ana@example.com"))
+    # P1 premier: first response within one hour, 24x7: long breached.
+    ingest(snapshot("zendesk", "102", priority="P1", assignee="bo@example.com"))
+    # Waiting on the customer since Wednesday 16:00, with an earlier pause answered.
+    ingest(
+        snapshot(
+            "jira",
+            "10001",
+            status="pending",
+            assignee="ana@example.com",
+            first_response_at=CREATED + timedelta(minutes=20),
+            status_history=(
+                StatusChange(CREATED + timedelta(minutes=30), "pending", "h1"),
+                StatusChange(CREATED + timedelta(minutes=45), "open", "h2"),
+                StatusChange(CREATED + timedelta(hours=1), "pending", "h3"),
+            ),
+        )
+    )
+    # P3 standard plan: only a next update within a week.
+    ingest(snapshot("jira", "10002", priority="P3", plan="standard"))
+    # Created just now: 75% of nothing yet.
+    ingest(snapshot("zendesk", "103", created_at=NOW, updated_at=NOW, plan="standard"))
+    ingest(snapshot("zendesk", "104", status="solved", solved_at=CREATED + timedelta(hours=1)))
