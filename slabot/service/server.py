@@ -12,6 +12,7 @@ exits.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,10 +78,22 @@ def serve(service: Service, host: str, port: int) -> None:
         ", ".join(service.runtime.settings.enabled) or "none",
         ", ".join(service.jobs),
     )
+    # uvicorn stops on SIGTERM/SIGINT, shuts down gracefully, then re-raises the signal
+    # under the handlers that were there before it: these record it and let ``run`` return,
+    # so the process closes its connections and exits 0 after a clean shutdown.
+    received: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda number, _frame: received.append(number))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         server.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         service.runtime.close()
+    if received:
+        log.info("stopped by %s", signal.Signals(received[0]).name)
 
 
 def run(host: str | None, port: int | None, environ: Mapping[str, str] | None = None) -> int:

@@ -1,0 +1,358 @@
+"""Benchmark: signed Zendesk webhooks through the running service, beside a no-op endpoint.
+
+One run starts, on loopback only:
+
+* the fake Zendesk in its own process, holding ``--tickets`` tickets (it answers the fetch
+  the webhook worker makes for each accepted delivery);
+* ``slabot run`` in its own process (database: a SQLite file in a temporary folder, or
+  ``--database-url``), with ``/noop`` enabled: an endpoint of the same server that reads
+  the body and answers 202 without doing anything;
+* the load, from this process: HTTP/1.1 keep-alive connections on asyncio.
+
+Two phases per endpoint (``/noop``, then ``/webhooks/zendesk``), each bounded in time and
+in requests:
+
+1. throughput: ``--concurrency`` connections send back to back for ``--duration`` seconds;
+   requests per second and the acknowledgement's p50/p99;
+2. fixed rate: ``--rate`` requests per second for ``--duration`` seconds, open loop (each
+   request is due at its slot; latency is measured from the slot, so a slow answer delays
+   the requests behind it and counts against them); p50/p99 of the acknowledgement.
+
+Every webhook is signed as Zendesk signs (HMAC-SHA256 over timestamp + body), with its own
+invocation id, about one of the tickets in turn. Goals: the webhook's throughput at least
+40% of the no-op's, and its p99 under 50 ms at 200 requests per second. Exit status 1 if a
+goal fails or an answer is not what it should be (anything but 202 for an accepted
+delivery).
+
+Run from the repository root: ``.venv/bin/python bench/webhooks.py [--duration S]``.
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/calendar.py shares its name with the standard library's ``calendar``: take this
+# folder off sys.path before importing anything that may import that module.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.zendesk.webhook import sign
+from slabot.demo.environment import ZENDESK_SECRET, write_config
+
+SLABOT = Path(sys.executable).parent / "slabot"
+REQUESTER = 501
+
+
+def serve_fake_zendesk(tickets: int, pipe: Connection) -> None:
+    """The fake Zendesk in its own process: reports its URL, serves until told to stop."""
+    from slabot.demo.fakes.zendesk import FakeZendesk
+
+    fake = FakeZendesk(now=datetime.now(UTC), webhook_secret=ZENDESK_SECRET)
+    fake.add_user(REQUESTER, "end-user")
+    for number in range(1, tickets + 1):
+        fake.add_ticket(number, requester_id=REQUESTER, priority="normal")
+    fake.start()
+    pipe.send(fake.url)
+    pipe.recv()  # stop
+    pipe.send(len(fake.calls))
+    fake.stop()
+
+
+@dataclass
+class Phase:
+    endpoint: str
+    mode: str
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    results: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+        return ordered[index] * 1000
+
+    def line(self) -> str:
+        statuses = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
+        results = ", ".join(f"{name}: {n}" for name, n in sorted(self.results.items()))
+        return (
+            f"{self.endpoint:<18} {self.mode:<22} {len(self.latencies):>7} "
+            f"{self.rps:>9.0f} {self.percentile(50):>8.2f} {self.percentile(99):>8.2f}   "
+            f"{statuses}{'; ' + results if results else ''}"
+        )
+
+
+Request = tuple[bytes, str]
+"""Raw HTTP request bytes and what it is about (for the phase's result counts)."""
+
+
+def noop_requests(port: int) -> Iterator[Request]:
+    body = json.dumps({"ticket_id": "1"}).encode()
+    raw = (
+        f"POST /noop HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    while True:
+        yield raw, ""
+
+
+def webhook_requests(port: int, tickets: int) -> Iterator[Request]:
+    number = 0
+    while True:
+        number += 1
+        body = json.dumps({"ticket_id": str(number % tickets + 1)}).encode()
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        headers = (
+            f"POST /webhooks/zendesk HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Zendesk-Webhook-Id: 01HBENCH\r\n"
+            f"X-Zendesk-Webhook-Invocation-Id: {uuid.uuid4().hex}\r\n"
+            f"X-Zendesk-Webhook-Signature: {sign(ZENDESK_SECRET, stamp, body)}\r\n"
+            f"X-Zendesk-Webhook-Signature-Timestamp: {stamp}\r\n\r\n"
+        )
+        yield headers.encode() + body, "webhook"
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, bytes]:
+    writer.write(raw)
+    await writer.drain()
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("the server closed the connection")
+    status = int(status_line.split()[1])
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    body = await reader.readexactly(length) if length else b""
+    return status, body
+
+
+def _record(phase: Phase, status: int, body: bytes, latency: float) -> None:
+    phase.latencies.append(latency)
+    phase.statuses[status] += 1
+    if body.startswith(b"{"):
+        try:
+            result = json.loads(body).get("status")
+        except ValueError:
+            result = None
+        if isinstance(result, str):
+            phase.results[result] += 1
+
+
+async def throughput(
+    port: int, requests: Iterator[Request], phase: Phase, concurrency: int, duration: float
+) -> None:
+    """``concurrency`` connections, back to back, for ``duration`` seconds."""
+    deadline = time.perf_counter() + duration
+    cap = int(duration * 20_000)  # a bound on requests, whatever the speed
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline and len(phase.latencies) < cap:
+                raw, _ = next(requests)
+                began = time.perf_counter()
+                status, body = await _exchange(reader, writer, raw)
+                _record(phase, status, body, time.perf_counter() - began)
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    phase.elapsed = time.perf_counter() - began
+
+
+async def fixed_rate(
+    port: int, requests: Iterator[Request], phase: Phase, rate: float, duration: float
+) -> None:
+    """``rate`` requests per second for ``duration`` seconds; latency from each slot."""
+    total = int(rate * duration)
+    start = time.perf_counter() + 0.05
+    slots = iter(range(total))
+    connections = max(8, int(rate / 20))
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for slot in slots:
+                due = start + slot / rate
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                raw, _ = next(requests)
+                status, body = await _exchange(reader, writer, raw)
+                _record(phase, status, body, time.perf_counter() - due)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    phase.elapsed = time.perf_counter() - start
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"slabot run exited with status {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("slabot run did not become ready")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections (throughput)")
+    parser.add_argument("--rate", type=float, default=200.0, help="requests/s (fixed rate)")
+    parser.add_argument("--tickets", type=int, default=200, help="tickets in the fake Zendesk")
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    args = parser.parse_args(argv)
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    fake = context.Process(target=serve_fake_zendesk, args=(args.tickets, theirs), daemon=True)
+    fake.start()
+    zendesk_url = ours.recv()
+    folder = tempfile.TemporaryDirectory(prefix="slabot-bench-")
+    config = write_config(Path(folder.name) / "slabot.yaml", {"noop_endpoint": True})
+    database = args.database_url or f"sqlite:///{folder.name}/bench.db"
+    port = free_port()
+    environ = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("ZENDESK_", "JIRA_", "SLACK_", "SLABOT_", "DATABASE_URL"))
+    }
+    environ.update(
+        {
+            "DATABASE_URL": database,
+            "SLABOT_CONFIG": str(config),
+            "SLABOT_LOG_LEVEL": "WARNING",
+            "ZENDESK_URL": zendesk_url,
+            "ZENDESK_EMAIL": "slabot@example.com",
+            "ZENDESK_API_TOKEN": "bench-token",
+            "ZENDESK_WEBHOOK_SECRET": ZENDESK_SECRET,
+        }
+    )
+    log = Path(folder.name) / "service.log"
+    with log.open("wb") as handle:
+        service = subprocess.Popen(
+            [str(SLABOT), "run", "--port", str(port)],
+            env=environ,
+            cwd=folder.name,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    phases: list[Phase] = []
+    try:
+        wait_ready(port, service)
+        print(
+            f"slabot run on 127.0.0.1:{port} ({database.split(':')[0]}), fake Zendesk "
+            f"{zendesk_url} with {args.tickets} tickets; {os.cpu_count()} CPUs; "
+            f"{args.duration:g} s per phase"
+        )
+
+        def run(endpoint: str, mode: str, make: Callable[[], Iterator[Request]]) -> Phase:
+            phase = Phase(endpoint, mode)
+            if mode.startswith("throughput"):
+                asyncio.run(throughput(port, make(), phase, args.concurrency, args.duration))
+            else:
+                asyncio.run(fixed_rate(port, make(), phase, args.rate, args.duration))
+            phases.append(phase)
+            return phase
+
+        def noop() -> Iterator[Request]:
+            return noop_requests(port)
+
+        def webhooks() -> Iterator[Request]:
+            return webhook_requests(port, args.tickets)
+
+        # Warm up both paths (imports, connection pools, the first fetches).
+        asyncio.run(throughput(port, noop(), Phase("", ""), 4, 1.0))
+        asyncio.run(throughput(port, webhooks(), Phase("", ""), 4, 1.0))
+        time.sleep(1.0)
+        noop_max = run("/noop", f"throughput ({args.concurrency} conn)", noop)
+        hook_max = run("/webhooks/zendesk", f"throughput ({args.concurrency} conn)", webhooks)
+        time.sleep(1.0)
+        noop_rate = run("/noop", f"fixed {args.rate:g}/s", noop)
+        hook_rate = run("/webhooks/zendesk", f"fixed {args.rate:g}/s", webhooks)
+    finally:
+        service.terminate()
+        try:
+            service.wait(30)
+        except subprocess.TimeoutExpired:
+            service.kill()
+        ours.send("stop")
+        fetches = ours.recv() if ours.poll(10) else "?"
+        fake.join(10)
+    print()
+    print(f"{'endpoint':<18} {'mode':<22} {'requests':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for phase in phases:
+        print(phase.line())
+    print(f"(the fake Zendesk answered {fetches} requests: the worker's fetches and write-backs)")
+    ratio = hook_max.rps / noop_max.rps if noop_max.rps else 0.0
+    p99 = hook_rate.percentile(99)
+    bad = sum(n for code, n in hook_max.statuses.items() if code not in (200, 202))
+    bad += sum(n for code, n in hook_rate.statuses.items() if code not in (200, 202))
+    print()
+    print(
+        f"goal: webhook throughput >= 40% of the no-op's: {ratio:.0%} "
+        f"({hook_max.rps:.0f} vs {noop_max.rps:.0f} req/s): {'PASS' if ratio >= 0.4 else 'FAIL'}"
+    )
+    print(
+        f"goal: webhook p99 < 50 ms at {args.rate:g} req/s: {p99:.1f} ms "
+        f"(no-op: {noop_rate.percentile(99):.1f} ms): {'PASS' if p99 < 50 else 'FAIL'}"
+    )
+    print(f"answers other than 200/202 to signed webhooks: {bad}")
+    folder.cleanup()
+    return 0 if ratio >= 0.4 and p99 < 50 and bad == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
