@@ -182,6 +182,8 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         solved_at=solved_at,
         shown={"priority": shown_priority, "tags": sorted(labels)},
         actor=history.last_actor,
+        # Status changes reach the store through sync.py's keyed events, not the snapshot.
+        status_history=(),
         **values,
     )
     due_shown: dict[str, str | None] = {"duedate": _text(fields.get("duedate"))}
