@@ -464,11 +464,6 @@ class TicketService:
             )
         return policy
 
-    # The names these helpers had while private; kept for callers written against them.
-    _enqueue = enqueue_writes
-    _store = store_decision
-    _loaded_policy = loaded_policy
-
     # Reclassification.
 
     def reclassify(
@@ -1274,7 +1269,3 @@ def row_snapshot(row: StoredTicket, at: datetime) -> Snapshot:
         created_at=row.created_at,
         shown=dict(row.shown or {}),
     )
-
-
-_row_snapshot = row_snapshot
-"""The name ``row_snapshot`` had while private; kept for callers written against it."""
