@@ -532,12 +532,16 @@ class TicketService:
             # Another worker applied the same request key between our check and our insert.
             if event_key is None:
                 raise
-            return with_retry(
+            found = with_retry(
                 self.engine,
                 lambda session: self._reclassified(session, source, external_key, event_key),
                 policy=self.retry,
                 what=what,
+                read_only=True,
             )
+            if found is None:
+                raise
+            return found
         except DatabaseUnavailableError as error:
             if "may or may not" not in str(error):
                 raise
@@ -562,15 +566,22 @@ class TicketService:
 
     def _reclassified(
         self, session: Session, source: str, external_key: str, event_key: str
-    ) -> ReclassifyResult:
-        """The result of a reclassification whose request key is already in the history."""
-        row = self._locked_ticket(session, source, external_key)
+    ) -> ReclassifyResult | None:
+        """The result of a reclassification whose request key is already in the history
+        (None: it is not)."""
+        row = session.scalars(
+            select(StoredTicket).where(
+                StoredTicket.source == source, StoredTicket.external_key == external_key
+            )
+        ).one_or_none()
+        if row is None:
+            return None
         found = session.scalars(
             select(TicketEvent).where(
                 TicketEvent.ticket_id == row.id, TicketEvent.event_key == event_key
             )
-        ).one()
-        return self._duplicate(row, found)
+        ).one_or_none()
+        return None if found is None else self._duplicate(row, found)
 
     def _duplicate(self, row: StoredTicket, entry: TicketEvent) -> ReclassifyResult:
         decision = evaluate(engine_ticket(row), self.loaded_policy(row), self.now())

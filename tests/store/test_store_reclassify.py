@@ -24,6 +24,7 @@ from slabot.store.models import (
 )
 from slabot.store.services import (
     ActorRequiredError,
+    ReclassifyResult,
     TicketService,
     UnknownOriginError,
     UnknownTicketError,
@@ -273,3 +274,29 @@ def test_two_workers_recording_breaches_at_once_record_each_once(
     ]
     assert count(migrated, Nudge) == 5
     assert len(outbox(migrated, "slack")) == 5
+
+
+def test_a_request_key_makes_a_reclassification_apply_once(
+    service: TicketService, migrated: Engine, clock: FakeClock
+) -> None:
+    service.ingest(snapshot(shown={"priority": "P2"}))
+    clock.now = MONDAY_0900_LA + timedelta(hours=1)
+
+    def request() -> ReclassifyResult:
+        return service.reclassify(
+            "zendesk", "1001", "P1", "ana", "region down", "slack", request_key="slack:a-1"
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: request(), range(4)))
+    assert sorted(r.duplicate for r in results) == [False, True, True, True]
+    entries = [e for e in rows(migrated, TicketEvent) if e.kind == "priority_changed"]
+    assert [(e.event_key, e.payload["to"]) for e in entries] == [("reclassify:slack:a-1", "P1")]
+    assert [i.kind for i in outbox(migrated)].count("add_note") == 1
+    # Another request is another reclassification.
+    other = service.reclassify(
+        "zendesk", "1001", "P3", "ana", "workaround", "slack", request_key="slack:a-2"
+    )
+    assert (other.duplicate, other.previous_priority) == (False, "P1")
+    with pytest.raises(ReclassificationError, match="request_key"):
+        service.reclassify("zendesk", "1001", "P3", "ana", "x", "slack", request_key=" ")
