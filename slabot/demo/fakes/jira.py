@@ -35,6 +35,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+from slabot.demo.fakes.chaos import Chaos, reset
+
 BOT = "5f0c0a5e1b2c3d0070a1b0b0"
 PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
 STATUSES = {
@@ -94,6 +96,8 @@ class FakeJira:
     faults: list[Fault] = field(default_factory=list)
     webhook_outbox: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     """Deliveries Jira sends for slabot's own edits and comments (its echoes)."""
+    chaos: Chaos | None = None
+    """Random faults on a share of the calls (see ``chaos.py``); None: none."""
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -314,6 +318,12 @@ class FakeJira:
         call = Call(method, parts.path, parse_qs(parts.query), body)
         with self._lock:
             self.calls.append(call)
+        chaos = self.chaos
+        kind = chaos.pick(method, parts.path) if chaos is not None else None
+        if kind is not None and chaos is not None:
+            self._chaos(request, call, kind, chaos)
+            return
+        with self._lock:
             fault = self._take_fault(method, parts.path)
         if fault is not None:
             if fault.stall:
@@ -341,6 +351,19 @@ class FakeJira:
                 },
             )
         self._reply(request, call, status, payload)
+
+    def _chaos(self, request: BaseHTTPRequestHandler, call: Call, kind: str, chaos: Chaos) -> None:
+        if kind == "reset":
+            call.status = -1
+            reset(request)
+        elif kind == "429":
+            headers = {"Retry-After": str(chaos.retry_after)}
+            self._reply(request, call, 429, {"errorMessages": ["Rate limit exceeded"]}, headers)
+        elif kind == "timeout":
+            time.sleep(chaos.stall)
+            self._reply(request, call, 503, {"errorMessages": ["Service unavailable"]})
+        else:
+            self._reply(request, call, 500, {"errorMessages": ["Internal server error"]})
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for index, fault in enumerate(self.faults):

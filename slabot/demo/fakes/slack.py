@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from slabot.demo.fakes.chaos import Chaos, reset
 from slabot.demo.fakes.slack_blocks import message_problems, view_problems
 
 _REFERENCE_CANDIDATES = (
@@ -78,6 +79,8 @@ class FakeSlack:
     faults: list[Fault] = field(default_factory=list)
     down: bool = False
     """While True, every connection is dropped without an answer (Slack unreachable)."""
+    chaos: Chaos | None = None
+    """Random faults on a share of the Web API calls (see ``chaos.py``); None: none."""
 
     def __post_init__(self) -> None:
         self.methods = reference_methods()
@@ -212,6 +215,11 @@ class FakeSlack:
             self._send(handler, 404, {"ok": False, "error": "unknown_path"})
             return
         method = parts.path.removeprefix("/api/")
+        chaos = self.chaos
+        kind = chaos.pick("POST", parts.path) if chaos is not None else None
+        if kind is not None and chaos is not None:
+            self._chaos(handler, method, args, kind, chaos)
+            return
         with self._lock:
             fault = self._take_fault(method)
         if fault is not None:
@@ -224,6 +232,28 @@ class FakeSlack:
             self._changed.notify_all()
         self._send(handler, status, response)
 
+    def _chaos(
+        self,
+        handler: BaseHTTPRequestHandler,
+        method: str,
+        args: dict[str, Any],
+        kind: str,
+        chaos: Chaos,
+    ) -> None:
+        status = {"429": 429, "500": 500, "timeout": 503, "reset": 1}[kind]
+        with self._changed:  # recorded with a status no test counts as sent
+            self.calls.append(Call(method, args, -status, {"ok": False, "error": kind}))
+            self._changed.notify_all()
+        if kind == "reset":
+            reset(handler)
+        elif kind == "429":
+            body = {"ok": False, "error": "ratelimited"}
+            self._send(handler, 429, body, {"Retry-After": str(chaos.retry_after)})
+        else:
+            if kind == "timeout":
+                time.sleep(chaos.stall)
+            self._fault(handler, method, args, Fault(1, status), record=False)
+
     def _take_fault(self, method: str) -> Fault | None:
         for fault in self.faults:
             if fault.count > 0 and fault.method in ("", method):
@@ -232,13 +262,20 @@ class FakeSlack:
         return None
 
     def _fault(
-        self, handler: BaseHTTPRequestHandler, method: str, args: dict[str, Any], fault: Fault
+        self,
+        handler: BaseHTTPRequestHandler,
+        method: str,
+        args: dict[str, Any],
+        fault: Fault,
+        *,
+        record: bool = True,
     ) -> None:
         status = 200 if fault.error is not None else fault.status
         body = {"ok": False, "error": fault.error or ("ratelimited" if status == 429 else "")}
-        with self._changed:  # a failed call is recorded with a status no test counts as sent
-            self.calls.append(Call(method, args, -status, body))
-            self._changed.notify_all()
+        if record:
+            with self._changed:  # a failed call is recorded with a status no test counts as sent
+                self.calls.append(Call(method, args, -status, body))
+                self._changed.notify_all()
         if fault.error is not None:
             self._send(handler, 200, body)
         elif status == 429:

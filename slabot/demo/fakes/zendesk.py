@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from slabot.demo.fakes.chaos import Chaos, reset
+
 PRIORITIES = (None, "urgent", "high", "normal", "low")
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 
@@ -74,6 +76,8 @@ class FakeZendesk:
     webhook_outbox: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     """Deliveries a trigger would send after each update (see ``trigger_on_update``)."""
     trigger_on_update: bool = False
+    chaos: Chaos | None = None
+    """Random faults on a share of the calls (see ``chaos.py``); None: none."""
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -292,6 +296,12 @@ class FakeZendesk:
         call = Call(method, parts.path, parse_qs(parts.query), body)
         with self._lock:
             self.calls.append(call)
+        chaos = self.chaos
+        kind = chaos.pick(method, parts.path) if chaos is not None else None
+        if kind is not None and chaos is not None:
+            self._chaos(request, call, kind, chaos)
+            return
+        with self._lock:
             fault = self._take_fault(method, parts.path)
         if fault is not None:
             if fault.stall:
@@ -311,6 +321,19 @@ class FakeZendesk:
         except KeyError:
             status, payload = 404, {"error": "RecordNotFound", "description": "Not found"}
         self._reply(request, call, status, payload)
+
+    def _chaos(self, request: BaseHTTPRequestHandler, call: Call, kind: str, chaos: Chaos) -> None:
+        if kind == "reset":
+            call.status = -1
+            reset(request)
+        elif kind == "429":
+            headers = {"Retry-After": str(chaos.retry_after)}
+            self._reply(request, call, 429, {"error": "TooManyRequests"}, headers)
+        elif kind == "timeout":
+            time.sleep(chaos.stall)
+            self._reply(request, call, 503, {"error": "ServiceUnavailable"})
+        else:
+            self._reply(request, call, 500, {"error": "InternalError"})
 
     def _authorized(self, request: BaseHTTPRequestHandler) -> bool:
         header = request.headers.get("Authorization") or ""
