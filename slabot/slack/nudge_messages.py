@@ -37,6 +37,8 @@ class NudgeSubject:
     reminder: bool = False
     to_assignee: bool = False
     queue: str | None = None
+    breached: bool = False
+    """The cycle's breach was reached (its notice owed): once the cycle ends, it ended late."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +50,24 @@ class NudgeMessage:
     """Why the message will not change any more (``met``, ``solved``, ``gone``), or None."""
 
 
-def clock_outcome(view: TicketView | None, target: str, cycle_started_at: datetime) -> str:
+def clock_outcome(
+    view: TicketView | None, target: str, cycle_started_at: datetime, *, breached: bool = False
+) -> str:
     """Where the nudged clock cycle stands now: ``gone`` (ticket no longer stored),
-    ``solved``, ``met`` (met, no longer applies, or a new cycle began), ``late`` (stopped
-    after its due time), ``breached`` or ``running`` (running or paused)."""
+    ``solved``, ``met`` (met, no longer applies, or a new cycle began in time), ``late``
+    (stopped after its due time, or a new cycle began after a ``breached`` one),
+    ``breached`` or ``running`` (running or paused)."""
     if view is None:
         return "gone"
     if view.solved:
         return "solved"
     decided = view.decision.targets[target]
-    if decided.state in ("met", "none") or decided.started_at != cycle_started_at:
+    if decided.started_at != cycle_started_at and decided.state != "none":
+        # A new cycle began (an agent's update restarts the update clock): the nudged cycle
+        # ended when it did. The view only knows the new cycle, so whether the old one had
+        # breached comes from the caller; without it a breach notice was rewritten as "met".
+        return "late" if breached else "met"
+    if decided.state in ("met", "none"):
         return "met"
     if decided.stopped_at is not None:
         return "late"
@@ -74,7 +84,9 @@ def nudge_message(
     label: str = "",
 ) -> NudgeMessage:
     """The message for the clock's current state; ``label`` names a ticket no longer stored."""
-    outcome = clock_outcome(view, subject.target, subject.cycle_started_at)
+    outcome = clock_outcome(
+        view, subject.target, subject.cycle_started_at, breached=subject.breached
+    )
     target = target_name(t, subject.target)
     if view is None:
         text = t("nudge.gone", ticket=escape(label), target=target)

@@ -149,7 +149,10 @@ def _follow_up(store: SlackStore, now: datetime, report: NudgeReport) -> None:
     views = store.views({m.ticket_id for m in messages}, now)
     for message in messages:
         view = views.get(message.ticket_id)
-        outcome = clock_outcome(view, message.target, message.cycle_started_at)
+        breached = breach_recorded(
+            store, message.ticket_id, message.target, message.cycle_started_at
+        )
+        outcome = clock_outcome(view, message.target, message.cycle_started_at, breached=breached)
         if outcome in ("met", "late", "solved", "gone"):
             key = f"slack:nudge-update:{message.nudge_id}:{outcome}"
             store.owe(message.ticket_id, NUDGE, _update(message.nudge_id, outcome), key, now)
@@ -165,6 +168,14 @@ def _follow_up(store: SlackStore, now: datetime, report: NudgeReport) -> None:
         store.owe(message.ticket_id, NUDGE, _update(message.nudge_id, "reminder"), key, now)
         store.mark_reminded(message.nudge_id)
         report.reminders += 1
+
+
+def breach_recorded(
+    store: SlackStore, ticket_id: int, target: str, cycle_started_at: datetime
+) -> bool:
+    """Whether this clock cycle's breach was reached (its notice owed, not skipped)."""
+    breach = store.nudge_for(ticket_id, target, BREACH // 10, cycle_started_at)
+    return breach is not None and "skipped" not in breach.payload
 
 
 def owe_refresh(store: SlackStore, ticket_id: int, why: str, now: datetime) -> int:

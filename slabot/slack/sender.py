@@ -35,8 +35,9 @@ from slabot.slack.config import SlackConfig
 from slabot.slack.directory import Directory
 from slabot.slack.i18n import catalog, language_of
 from slabot.slack.nudge_messages import NudgeSubject, clock_outcome, nudge_message
-from slabot.slack.nudges import BREACH_NOTICE, NUDGE
+from slabot.slack.nudges import BREACH_NOTICE, NUDGE, breach_recorded
 from slabot.slack.store_access import NudgeMessage, SlackStore
+from slabot.store.breaches import BREACH
 from slabot.store.outbox import (
     ClaimedItem,
     Outbox,
@@ -200,6 +201,10 @@ class SlackSender:
         t = catalog(language)
         destination = Destination(nudge.channel, language, zone, bool(zone), None)
         subject = _subject(nudge, destination, percent=percent)
+        breached = (percent or nudge.threshold) >= BREACH // 10 or breach_recorded(
+            self.store, nudge.ticket_id, nudge.target, nudge.cycle_started_at
+        )
+        subject = replace(subject, breached=breached)
         if view is not None:
             subject = _with_queue(subject, view.queue, bool(zone))
         message = nudge_message(t, view, subject, zone, label=str(nudge.ticket_id))

@@ -100,6 +100,28 @@ def test_the_breach_rewrites_the_nudge_in_place_and_meeting_the_target_closes_it
     assert message["channel"] == "D0ANA"
 
 
+def test_a_breached_update_clock_answered_late_says_so_when_its_new_cycle_begins(
+    make_harness: Callable[..., Harness], fake: FakeSlack
+) -> None:
+    # The next update (24 h around the clock) breaches; the agent's late update starts a new
+    # cycle of that clock. The breach notice used to be rewritten as "met" then.
+    harness = make_harness(nudges={"thresholds": {"first_response": [], "restoration": []}})
+    harness.ingest()
+    step(harness, MONDAY_0900_LA + timedelta(hours=18))  # 75%
+    step(harness, MONDAY_0900_LA + timedelta(hours=24))  # the breach, in place
+    (message,) = posted(fake)
+    assert "scadenza superata" in texts(updated(fake)[-1]["blocks"])
+    reply = MONDAY_0900_LA + timedelta(hours=25)
+    harness.clock.now = reply
+    harness.ingest(updated_at=reply, first_response_at=reply, last_agent_update_at=reply)
+    step(harness, reply + timedelta(minutes=1))
+    final = updated(fake)[-1]
+    assert final["ts"] == fake.calls_to("chat.postMessage")[0].response["ts"]
+    assert "fatto dopo la scadenza" in texts(final["blocks"])
+    assert "obiettivo rispettato" not in texts(final["blocks"])
+    assert message["channel"] == "D0ANA"
+
+
 def test_an_answer_before_the_due_time_turns_the_nudge_into_met(
     make_harness: Callable[..., Harness], fake: FakeSlack
 ) -> None:
