@@ -1,0 +1,28 @@
+"""End-to-end fixtures: the fake systems, and a PostgreSQL database whose URL holds a password."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from slabot.demo.environment import DemoSystems, start_systems
+from tests.e2e.databases import fresh_postgres
+
+DATABASE_PASSWORD = "e2e-database-password-7c1d"
+
+
+@pytest.fixture
+def systems() -> Iterator[DemoSystems]:
+    started = start_systems(datetime(2026, 11, 16, 9, 0, tzinfo=UTC))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with fresh_postgres(password=DATABASE_PASSWORD) as url:
+        yield url
