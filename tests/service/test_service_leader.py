@@ -3,6 +3,7 @@ check when the leader's session ends (released, or killed); SQLite always leads.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,12 +52,24 @@ def test_a_leader_whose_session_dies_is_replaced_at_the_followers_next_check(
         assert leader.check() and not follower.check()
         # The leader's process dies: PostgreSQL ends its session (and its lock).
         with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            killed = admin.execute(
+                "SELECT pid FROM pg_stat_activity "
                 "WHERE application_name = 'slabot-leader' AND datname = current_database() "
                 "AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND "
                 "objid = 4243 AND granted)"
-            )
+            ).fetchall()
+            assert killed
+            for (pid,) in killed:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            # pg_terminate_backend only signals the backend: wait until it has exited (and
+            # so released its lock), as a real follower's next check would come later.
+            deadline = time.monotonic() + 10
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                ([pid for (pid,) in killed],),
+            ).fetchone()[0]:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the leader's backend did not exit"
+                time.sleep(0.02)
         assert follower.check() is True
         assert leader.check() is False  # it notices its session is gone
         assert changes == [True, False]
