@@ -254,6 +254,8 @@ def parse_webhook(body: bytes) -> WebhookNotice:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise PayloadError(f"the body is not JSON: {error}") from None
+    except RecursionError:  # found by tests/proof/test_proof_fuzz.py: a 500 before
+        raise PayloadError("the body is JSON nested too deeply to be a webhook") from None
     if not isinstance(data, dict):
         raise PayloadError("the body must be a JSON object")
     event = data.get("webhookEvent")
@@ -267,7 +269,12 @@ def parse_webhook(body: bytes) -> WebhookNotice:
     timestamp = None
     raw_time = data.get("timestamp")
     if isinstance(raw_time, int) and not isinstance(raw_time, bool):
-        timestamp = datetime.fromtimestamp(raw_time / 1000, UTC)
+        try:
+            timestamp = datetime.fromtimestamp(raw_time / 1000, UTC)
+        except (OverflowError, OSError, ValueError):  # out of range: was a 500 (fuzzing)
+            raise PayloadError(
+                f"{event}: timestamp {repr(raw_time)[:30]} is not a time in milliseconds"
+            ) from None
     issue = data.get("issue")
     issue_id = issue_key = None
     if issue is not None:
@@ -468,8 +475,8 @@ def issue_id_of(issue: Mapping[str, Any], name: str = "issue id") -> str:
         raise PayloadError(f"{name} {value!r} is not an issue id")
     if isinstance(value, int) and value > 0:
         return str(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return value.strip()
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return value.strip()  # ASCII digits only ("²".isdigit() holds too)
     raise PayloadError(f"{name} {repr(value)[:60]} is not an issue id")
 
 

@@ -235,6 +235,8 @@ def parse_webhook(body: bytes) -> WebhookNotice:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise PayloadError(f"the body is not JSON: {error}") from None
+    except RecursionError:  # found by tests/proof/test_proof_fuzz.py: a 500 before
+        raise PayloadError("the body is JSON nested too deeply to be a webhook") from None
     if not isinstance(data, dict):
         raise PayloadError("the body must be a JSON object")
     event_type = data.get("type")
@@ -347,10 +349,13 @@ class _History:
 def _ticket_id(value: Any, name: str = "id") -> int:
     if isinstance(value, bool):
         raise PayloadError(f"{name} {value!r} is not a ticket id")
-    if isinstance(value, int) and value > 0:
+    # Zendesk's ids are 64-bit. ASCII digits only: "²".isdigit() holds but int("²") fails,
+    # and 5,000 digits exceed int()'s limit (both were 500s, found by fuzzing).
+    if isinstance(value, int) and 0 < value < 2**63:
         return value
-    if isinstance(value, str) and value.strip().isdigit() and int(value) > 0:
-        return int(value)
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 19 and 0 < int(text) < 2**63:
+        return int(text)
     shown = repr(value)[:60]
     hint = " (the placeholder was not rendered)" if "{{" in str(value) else ""
     raise PayloadError(f"{name} {shown} is not a ticket id{hint}")
