@@ -128,7 +128,8 @@ def _slack_endpoint(runtime: Runtime) -> Callable[[Request], Awaitable[Response]
         return _not_configured("slack")
     from slabot.slack.transport import slack_events_endpoint
 
-    handle = slack_events_endpoint(runtime.slack.app)
+    secret = runtime.settings.slack.signing_secret if runtime.settings.slack else None
+    handle = slack_events_endpoint(runtime.slack.app, secret.reveal() if secret else None)
     counts = runtime.slack_counts
 
     async def endpoint(request: Request) -> Response:
