@@ -4,17 +4,26 @@
   ``os.environ``); ``Secret`` keeps a credential out of every repr, log line and message.
 - Signatures are HMAC-SHA256, compared in constant time.
 - ``WebhookIntake`` is the "acknowledge fast, process off the request path" pattern: the
-  handler records the delivery (the store's ``record_delivery`` drops repeats), puts the
-  job on a bounded queue and answers; one worker thread processes the queue. A job that
-  still fails after its retries is logged and its delivery forgotten: the poller, which
-  reads the helpdesk's own change feed, is the backstop.
+  handler records the delivery (repeats are dropped), puts the job on a bounded queue and
+  answers; one worker thread processes the queue. A job that still fails after its retries
+  is logged and its delivery forgotten: the poller, which reads the helpdesk's own change
+  feed, is the backstop.
+- ``DeliveryRecorder`` is the intake's group commit: requests hand it their delivery keys
+  and wait; one thread writes every key waiting in one transaction (the store's
+  ``DeliveryWriter``), at once, the keys that arrive meanwhile making the next batch,
+  and hands each request its own answer. A delivery is acknowledged only once its key is
+  committed; when the batch's transaction fails, every request in it is told so (the
+  endpoints answer 503, and the helpdesk retries).
 - ``RequestBudget`` spaces requests to an endpoint that allows N per window.
 - ``load_cursor`` / ``save_cursor`` keep where a poller stopped (``slabot.store.queries``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -22,15 +31,18 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Engine
 
 from bot.errors import SlabotError
 from slabot.store import queries
+from slabot.store.db import DatabaseError
+from slabot.store.deliveries import DeliveryWriter, delivery_key
+from slabot.store.events import EventService
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +128,221 @@ def signatures_match(expected: str, given: str | None) -> bool:
 
 
 Submitted = Literal["accepted", "duplicate", "coalesced", "busy"]
+DeliveryKey = tuple[str, str]
+"""``(source, delivery_key)``."""
+RecordMany = Callable[[Sequence[DeliveryKey]], Collection[DeliveryKey]]
+"""Records every key given in one transaction; returns those that were new (the store's
+``DeliveryWriter.record`` with the service's clock)."""
+T = TypeVar("T")
+
+
+class DeliveriesNotRecordedError(DatabaseError):
+    """The batch a delivery was in could not be recorded, for a reason other than the
+    database's own (which is raised as it is): nothing is acknowledged, retry later."""
+
+
+class _Waiting:
+    """A delivery key handed to the recorder, and where its answer goes."""
+
+    __slots__ = ("future", "key", "loop", "since", "then")
+
+    def __init__(
+        self,
+        key: DeliveryKey,
+        then: Callable[[bool], Any],
+        future: asyncio.Future[Any] | concurrent.futures.Future[Any],
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
+        self.key = key
+        self.then = then
+        self.future = future
+        self.loop = loop
+        self.since = time.monotonic()
+
+
+class DeliveryRecorder:
+    """Group commit of webhook deliveries: many requests, one transaction.
+
+    Each request hands ``record`` its delivery key and waits. One thread (started on first
+    use) takes every key waiting, at most ``max_batch``, writes them with ``record_many`` in
+    one transaction and commits; then, still on that thread, runs each request's ``then``
+    with whether its key was new (a key twice in one batch is new once), and hands the
+    request what ``then`` returned. The answers of a batch reach an event loop in one
+    ``call_soon_threadsafe``. The thread writes as soon as a key waits; the keys that arrive
+    while a batch is being written make the next one, so batches grow with the load and
+    with the commit's own time (every few milliseconds under load). ``linger`` (default 0)
+    makes the oldest key wait that long for company first: fewer, larger transactions, but
+    each request waits longer, and a client that waits for its answer before sending again
+    (Zendesk's and Jira's senders, the benchmark's connections) sends less.
+
+    When ``record_many`` fails, no ``then`` runs and every request of the batch gets the
+    error (a ``DatabaseError``; anything else is wrapped in ``DeliveriesNotRecordedError``):
+    nothing is acknowledged that is not recorded. A request whose caller went away
+    (cancelled) still has its ``then`` run: a recorded delivery is never left unqueued.
+    ``release`` is called on the thread when it stops (the writer gives its connection
+    back).
+    """
+
+    def __init__(
+        self,
+        record_many: RecordMany,
+        *,
+        max_batch: int = 200,
+        linger: float = 0.0,
+        name: str = "deliveries",
+        release: Callable[[], object] | None = None,
+    ) -> None:
+        if max_batch < 1 or linger < 0:
+            raise ValueError("a delivery recorder needs max_batch >= 1 and linger >= 0")
+        self._record_many = record_many
+        self._release = release
+        self.max_batch = max_batch
+        self.linger = linger
+        self.name = name
+        self._waiting: list[_Waiting] = []
+        self._writing = 0
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.batches = 0
+        """Transactions written (failed ones included)."""
+        self.recorded = 0
+        """Keys handed to ``record_many``."""
+        self.largest_batch = 0
+
+    async def record(self, source: str, key: str, then: Callable[[bool], T]) -> T:
+        """Record the delivery; returns ``then(new)``, run on the recorder's thread once the
+        key is committed. Raises the batch's ``DatabaseError`` when it could not be."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._put(_Waiting((source, key), then, future, loop))
+        return await future
+
+    def record_blocking(self, source: str, key: str, then: Callable[[bool], T]) -> T:
+        """``record`` for a caller that is not on an event loop (a thread, a test)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._put(_Waiting((source, key), then, future, None))
+        return future.result()
+
+    @property
+    def pending(self) -> int:
+        """Keys waiting or being written."""
+        with self._condition:
+            return len(self._waiting) + self._writing
+
+    def start(self) -> None:
+        with self._condition:
+            self._start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is waiting, then stop the thread (a later ``record`` starts it again)."""
+        with self._condition:
+            thread = self._thread
+            if thread is None:
+                return
+            self._stopping = True
+            self._condition.notify_all()
+        thread.join(timeout)
+        with self._condition:
+            if self._thread is thread and not thread.is_alive():
+                self._thread = None
+            self._stopping = False
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+
+    def _put(self, waiting: _Waiting) -> None:
+        with self._condition:
+            self._start()
+            self._waiting.append(waiting)
+            count = len(self._waiting)
+            # The thread waits for a first key, or lingers until a batch is full.
+            if count == 1 or count >= self.max_batch:
+                self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._waiting and not self._stopping:
+                    self._condition.wait()
+                if not self._waiting:
+                    break
+                if self.linger:
+                    deadline = self._waiting[0].since + self.linger
+                    while len(self._waiting) < self.max_batch and not self._stopping:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._condition.wait(remaining)
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                self._writing = len(batch)
+            try:
+                self._write(batch)
+            finally:
+                with self._condition:
+                    self._writing = 0
+        if self._release is not None:
+            try:
+                self._release()
+            except Exception:
+                log.exception("%s: releasing the connection failed", self.name)
+
+    def _write(self, batch: list[_Waiting]) -> None:
+        keys = [waiting.key for waiting in batch]
+        self.batches += 1
+        self.recorded += len(keys)
+        self.largest_batch = max(self.largest_batch, len(keys))
+        try:
+            new = set(self._record_many(keys))
+        except Exception as error:
+            failure: BaseException = error
+            if not isinstance(error, DatabaseError):
+                log.exception("%s: recording %d deliveries failed", self.name, len(keys))
+                failure = DeliveriesNotRecordedError(
+                    f"{len(keys)} webhook deliveries were not recorded "
+                    f"({type(error).__name__}); nothing was acknowledged"
+                )
+            _settle([(waiting, None, failure) for waiting in batch])
+            return
+        answers: list[tuple[_Waiting, Any, BaseException | None]] = []
+        for waiting in batch:
+            fresh = waiting.key in new
+            new.discard(waiting.key)  # another copy in this batch is a duplicate
+            try:
+                answers.append((waiting, waiting.then(fresh), None))
+            except Exception as error:
+                answers.append((waiting, None, error))
+        _settle(answers)
+
+
+def _settle(answers: list[tuple[_Waiting, Any, BaseException | None]]) -> None:
+    """Hand each request its answer: threads at once, each event loop in one callback."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+    for waiting, result, error in answers:
+        if waiting.loop is None:
+            future = waiting.future
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+        else:
+            by_loop.setdefault(waiting.loop, []).append((waiting.future, result, error))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle_on_loop, items)
+
+
+def _settle_on_loop(items: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, result, error in items:
+        if future.done():  # the request was cancelled meanwhile
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +359,27 @@ class IntakeJob:
 class WebhookIntake:
     """A bounded queue of webhook jobs and the one worker thread that processes them.
 
-    ``record(source, key) -> bool`` is the store's ``record_delivery`` (False: seen
-    before); ``forget(source, key)`` undoes it when the job could not be processed, so a
-    redelivery is not dropped; ``process(job)`` does the work (fetch, map, ingest).
-    ``retries`` and ``retry_delay`` bound how long a failing job is retried in-process.
+    ``record_many(keys) -> new keys`` records deliveries in one transaction (the store's
+    ``DeliveryWriter``, whose connection ``release`` gives back); requests are grouped by a
+    ``DeliveryRecorder`` (at most ``batch_size`` keys a transaction). Without it, ``record(source,
+    key) -> bool`` (the store's ``record_delivery``; False: seen before) records each
+    delivery in its own transaction. ``forget(source, key)`` undoes a record when the job
+    could not be processed, so a redelivery is not dropped; ``process(job)`` does the work
+    (fetch, map, ingest). ``retries`` and ``retry_delay`` bound how long a failing job is
+    retried in-process.
     """
 
     def __init__(
         self,
         source: str,
         process: Callable[[IntakeJob], None],
-        record: Callable[[str, str], bool],
+        record: Callable[[str, str], bool] | None,
         forget: Callable[[str, str], object],
         *,
+        record_many: RecordMany | None = None,
+        release: Callable[[], object] | None = None,
+        batch_size: int = 200,
+        linger: float = 0.0,
         maxsize: int = 1000,
         retries: int = 3,
         retry_delay: float = 1.0,
@@ -152,8 +387,23 @@ class WebhookIntake:
     ) -> None:
         self.source = source
         self._process = process
-        self._record = record
         self._forget = forget
+        if record_many is None:
+            if record is None:
+                raise ValueError("an intake needs record or record_many")
+            single = record
+
+            def one_by_one(keys: Sequence[DeliveryKey]) -> set[DeliveryKey]:
+                return {key for key in keys if single(*key)}
+
+            record_many, batch_size = one_by_one, 1
+        self.recorder = DeliveryRecorder(
+            record_many,
+            max_batch=batch_size,
+            linger=linger,
+            name=f"{source}-deliveries",
+            release=release,
+        )
         self._queue: queue.Queue[IntakeJob | None] = queue.Queue(maxsize=maxsize)
         self._waiting: set[Hashable] = set()
         self._lock = threading.Lock()
@@ -169,9 +419,20 @@ class WebhookIntake:
 
         ``duplicate``: delivered before. ``coalesced``: a job about the same subject is
         already waiting (it will read the newest state). ``busy``: the queue is full; the
-        delivery is forgotten again so the helpdesk's retry is accepted later.
+        delivery is forgotten again so the helpdesk's retry is accepted later. Raises the
+        store's ``DatabaseError`` when the delivery could not be recorded.
         """
-        if not self._record(job.source, job.delivery_key):
+        source, key = delivery_key(job.source, job.delivery_key)
+        return self.recorder.record_blocking(source, key, lambda new: self._enqueue(job, new))
+
+    async def submit_async(self, job: IntakeJob) -> Submitted:
+        """``submit`` for a request handler: waits for the batch its key is written in."""
+        source, key = delivery_key(job.source, job.delivery_key)
+        return await self.recorder.record(source, key, lambda new: self._enqueue(job, new))
+
+    def _enqueue(self, job: IntakeJob, new: bool) -> Submitted:
+        """After the key is committed (on the recorder's thread): queue the job."""
+        if not new:
             return "duplicate"
         with self._lock:
             if job.subject in self._waiting:
@@ -179,12 +440,15 @@ class WebhookIntake:
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
-                self._forget(job.source, job.delivery_key)
-                return "busy"
-            self._waiting.add(job.subject)
-        return "accepted"
+                pass
+            else:
+                self._waiting.add(job.subject)
+                return "accepted"
+        self._forget(job.source, job.delivery_key)
+        return "busy"
 
     def start(self) -> None:
+        self.recorder.start()
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._run, name=f"{self.source}-webhook-worker", daemon=True
@@ -192,7 +456,9 @@ class WebhookIntake:
             self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the queued jobs, then stop the worker (SIGTERM drains through here)."""
+        """Record the deliveries waiting, finish the queued jobs, then stop the worker
+        (SIGTERM drains through here)."""
+        self.recorder.stop(timeout)
         if self._thread is None:
             return
         self._queue.put(None)
@@ -200,10 +466,11 @@ class WebhookIntake:
         self._thread = None
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued job was processed; False on time-out (tests, shutdown)."""
+        """Wait until every delivery handed in was recorded and every queued job processed;
+        False on time-out (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0:
+            if self.recorder.pending == 0 and self._queue.unfinished_tasks == 0:
                 return True
             time.sleep(0.005)
         return False
@@ -251,6 +518,27 @@ class WebhookIntake:
             else:
                 self.processed += 1
                 return
+
+
+def store_intake(
+    source: str, process: Callable[[IntakeJob], None], events: EventService, **options: Any
+) -> WebhookIntake:
+    """An intake recording its deliveries in the store in batches (a ``DeliveryWriter``
+    with ``events``' engine, clock and retry policy), forgetting them through ``events``."""
+    writer = DeliveryWriter(events.engine, retry=events.retry)
+
+    def record_many(keys: Sequence[DeliveryKey]) -> set[DeliveryKey]:
+        return writer.record(keys, events.tickets.now())
+
+    return WebhookIntake(
+        source,
+        process,
+        None,
+        events.forget_delivery,
+        record_many=record_many,
+        release=writer.close,
+        **options,
+    )
 
 
 # --- request budget -------------------------------------------------------------------------------

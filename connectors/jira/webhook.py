@@ -20,14 +20,20 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors.common import IntakeJob, WebhookIntake, signature_hex, signatures_match
+from connectors.common import (
+    IntakeJob,
+    WebhookIntake,
+    signature_hex,
+    signatures_match,
+    store_intake,
+)
 from connectors.jira.client import JiraRejectedError
 from connectors.jira.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
 from connectors.jira.sync import JiraSync
@@ -39,6 +45,8 @@ PATH = "/webhooks/jira"
 SIGNATURE = "X-Hub-Signature"
 IDENTIFIER = "X-Atlassian-Webhook-Identifier"
 MAX_BODY_BYTES = 1_000_000
+RETRY_LATER = {"Retry-After": "5"}
+"""On a 503 (the delivery was not recorded, or the queue is full): ask for the retry."""
 
 HANDLED = frozenset(
     {
@@ -148,7 +156,7 @@ class JiraWebhook:
         key = _delivery_key(request, body)
         job = IntakeJob(SOURCE, key, notice.issue_id, notice)
         try:
-            result = await run_in_threadpool(self.intake.submit, job)
+            result = await self.intake.submit_async(job)
         except DatabaseError as error:
             log.error("Jira webhook %s not recorded: %s", key, error)
             return self._answer("unavailable", 503, "the database is unavailable; retry later")
@@ -177,7 +185,8 @@ class JiraWebhook:
         self._count(result)
         if status == 401:
             log.warning("Jira webhook refused: %s", message)
-        return JSONResponse({"error": message}, status_code=status)
+        headers = RETRY_LATER if status == 503 else None
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _delivery_key(request: Request, body: bytes) -> str:
@@ -188,7 +197,7 @@ def _delivery_key(request: Request, body: bytes) -> str:
     return f"body:{hashlib.sha256(body).hexdigest()}"
 
 
-def make_intake(sync: JiraSync, **options: object) -> WebhookIntake:
+def make_intake(sync: JiraSync, **options: Any) -> WebhookIntake:
     """The intake queue whose worker fetches and ingests each notified issue."""
 
     def process(job: IntakeJob) -> None:
@@ -202,14 +211,7 @@ def make_intake(sync: JiraSync, **options: object) -> WebhookIntake:
             # Retrying cannot help (a deleted issue, a payload slabot cannot read).
             log.error("Jira issue %s not applied: %s", notice.subject, error)
 
-    events = sync.events
-    return WebhookIntake(
-        SOURCE,
-        process,
-        events.record_delivery,
-        events.forget_delivery,
-        **options,  # type: ignore[arg-type]
-    )
+    return store_intake(SOURCE, process, sync.events, **options)
 
 
 def create_app(webhook: JiraWebhook) -> Starlette:

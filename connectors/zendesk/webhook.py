@@ -17,14 +17,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors.common import IntakeJob, WebhookIntake, signature_base64, signatures_match
+from connectors.common import (
+    IntakeJob,
+    WebhookIntake,
+    signature_base64,
+    signatures_match,
+    store_intake,
+)
 from connectors.zendesk.client import ZendeskRejectedError
 from connectors.zendesk.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
 from connectors.zendesk.sync import ZendeskSync
@@ -38,6 +44,8 @@ TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
 INVOCATION = "X-Zendesk-Webhook-Invocation-Id"
 TOLERANCE_SECONDS = 300.0
 MAX_BODY_BYTES = 1_000_000
+RETRY_LATER = {"Retry-After": "5"}
+"""On a 503 (the delivery was not recorded, or the queue is full): ask for the retry."""
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -83,7 +91,7 @@ class ZendeskWebhook:
         key = _delivery_key(request, notice, body)
         job = IntakeJob(SOURCE, key, notice.ticket_id, notice)
         try:
-            result = await run_in_threadpool(self.intake.submit, job)
+            result = await self.intake.submit_async(job)
         except DatabaseError as error:
             log.error("Zendesk webhook %s not recorded: %s", key, error)
             return self._answer("unavailable", 503, "the database is unavailable; retry later")
@@ -115,7 +123,8 @@ class ZendeskWebhook:
         self.counts[result] = self.counts.get(result, 0) + 1
         if status == 401:
             log.warning("Zendesk webhook refused: %s", message)
-        return JSONResponse({"error": message}, status_code=status)
+        headers = RETRY_LATER if status == 503 else None
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _delivery_key(request: Request, notice: WebhookNotice, body: bytes) -> str:
@@ -129,7 +138,7 @@ def _delivery_key(request: Request, notice: WebhookNotice, body: bytes) -> str:
     return f"body:{digest}"
 
 
-def make_intake(sync: ZendeskSync, **options: object) -> WebhookIntake:
+def make_intake(sync: ZendeskSync, **options: Any) -> WebhookIntake:
     """The intake queue whose worker fetches and ingests each notified ticket."""
 
     def process(job: IntakeJob) -> None:
@@ -141,14 +150,7 @@ def make_intake(sync: ZendeskSync, **options: object) -> WebhookIntake:
             # Retrying cannot help (a deleted ticket, a payload slabot cannot read).
             log.error("Zendesk ticket %s not applied: %s", notice.ticket_id, error)
 
-    events = sync.events
-    return WebhookIntake(
-        SOURCE,
-        process,
-        events.record_delivery,
-        events.forget_delivery,
-        **options,  # type: ignore[arg-type]
-    )
+    return store_intake(SOURCE, process, sync.events, **options)
 
 
 def create_app(webhook: ZendeskWebhook) -> Starlette:

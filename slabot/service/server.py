@@ -11,6 +11,7 @@ exits.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -82,6 +83,7 @@ def serve(service: Service, host: str, port: int) -> None:
     # under the handlers that were there before it: these record it and let ``run`` return,
     # so the process closes its connections and exits 0 after a clean shutdown.
     received: list[int] = []
+    freeze_heap()
     previous = {
         sig: signal.signal(sig, lambda number, _frame: received.append(number))
         for sig in (signal.SIGTERM, signal.SIGINT)
@@ -94,6 +96,18 @@ def serve(service: Service, host: str, port: int) -> None:
         service.runtime.close()
     if received:
         log.info("stopped by %s", signal.Signals(received[0]).name)
+
+
+def freeze_heap() -> None:
+    """Move everything alive after start-up (modules, policies, compiled calendars, the
+    ORM's mappers: about 150,000 objects) out of the garbage collector's sight.
+
+    A full collection otherwise walks all of them, holding the GIL: 60-100 ms in which no
+    request is answered, enough to put a webhook's p99 past 50 ms several times a minute.
+    Frozen objects are never freed, which suits objects that live as long as the process.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run(host: str | None, port: int | None, environ: Mapping[str, str] | None = None) -> int:

@@ -21,6 +21,8 @@ DATABASE_URL_SETTING = "DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///slabot.db"
 _EXAMPLES = "like sqlite:///slabot.db or postgresql://user:password@host:5432/slabot"
 _SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_BUSY_TIMEOUT_MS = _SQLITE_BUSY_TIMEOUT_MS
+"""How long a SQLite connection waits for another writer's lock, in milliseconds."""
 DEFAULT_CONNECT_TIMEOUT = 10
 """Seconds a PostgreSQL connection attempt may take (unless the URL's ``connect_timeout`` or
 ``PGCONNECT_TIMEOUT`` says otherwise): a host that silently drops packets fails in bounded

@@ -1,0 +1,98 @@
+"""Deliveries recorded in batches (``slabot.store.deliveries``), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from slabot.store.deliveries import DeliveryWriter, record_deliveries
+from slabot.store.events import EventError, EventService
+from slabot.store.models import WebhookDelivery
+from slabot.store.retry import DatabaseUnavailableError, RetryPolicy
+from slabot.store.services import TicketService
+
+NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+
+
+def stored(engine: Engine) -> dict[tuple[str, str], datetime]:
+    with Session(engine) as session:
+        rows = session.scalars(select(WebhookDelivery)).all()
+        return {(row.source, row.delivery_key): row.received_at for row in rows}
+
+
+def test_a_batch_is_recorded_in_one_go_and_says_which_keys_were_new(migrated: Engine) -> None:
+    keys = [("zendesk", "a"), ("zendesk", "b"), ("jira", "a"), ("zendesk", "a")]
+    assert record_deliveries(migrated, keys, NOW) == {
+        ("zendesk", "a"),
+        ("zendesk", "b"),
+        ("jira", "a"),
+    }
+    assert record_deliveries(migrated, [("zendesk", "b"), ("zendesk", " c ")], NOW) == {
+        ("zendesk", "c")
+    }
+    # Read back through the ORM as any other instant (same stored form as record_delivery).
+    assert stored(migrated) == {key: NOW for key in [*keys[:3], ("zendesk", "c")]}
+    tickets = TicketService(migrated, {}, lambda: NOW)
+    assert EventService(tickets).record_delivery("zendesk", "c") is False
+    assert EventService(tickets).record_delivery("zendesk", "d") is True
+    assert record_deliveries(migrated, [("zendesk", "d")], NOW) == set()
+
+
+def test_a_malformed_key_writes_nothing(migrated: Engine) -> None:
+    with pytest.raises(EventError, match="source and delivery key"):
+        record_deliveries(migrated, [("zendesk", "ok"), ("zendesk", "")], NOW)
+    with pytest.raises(EventError, match="at most 255"):
+        record_deliveries(migrated, [("zendesk", "k" * 256)], NOW)
+    assert stored(migrated) == {}
+
+
+def test_more_keys_than_one_statement_takes(migrated: Engine) -> None:
+    keys = [("zendesk", f"key-{n}") for n in range(700)]
+    assert len(record_deliveries(migrated, keys, NOW)) == 700
+    assert record_deliveries(migrated, keys[::7], NOW) == set()
+
+
+def test_writers_on_several_threads_let_each_key_through_once(migrated: Engine) -> None:
+    """Four replicas' recorders, each its own connection, racing on the same 300 keys."""
+    keys = [("zendesk", f"delivery-{n}") for n in range(300)]
+    new: list[set[tuple[str, str]]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def replica(offset: int) -> None:
+        writer = DeliveryWriter(migrated)
+        try:
+            start.wait()
+            mine = keys[offset:] + keys[:offset]
+            for first in range(0, len(mine), 25):
+                got = writer.record(mine[first : first + 25], NOW)
+                with lock:
+                    new.append(got)
+        finally:
+            writer.close()
+
+    threads = [threading.Thread(target=replica, args=(n * 75,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    accepted = [key for batch in new for key in batch]
+    assert sorted(accepted) == sorted(keys)  # every key new exactly once, across replicas
+    assert len(stored(migrated)) == 300
+
+
+def test_an_unreachable_database_records_nothing_and_says_so(tmp_path: object) -> None:
+    from slabot.store.db import make_engine
+
+    dead = make_engine("postgresql://slabot:secret@127.0.0.1:1/slabot")
+    sleeps: list[float] = []
+    writer = DeliveryWriter(dead, retry=RetryPolicy(attempts=3, sleep=sleeps.append))
+    with pytest.raises(DatabaseUnavailableError, match="nothing was changed") as caught:
+        writer.record([("zendesk", "a")], NOW)
+    assert "secret" not in str(caught.value)
+    assert len(sleeps) == 2
+    dead.dispose()
