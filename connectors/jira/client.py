@@ -234,7 +234,15 @@ class JiraClient:
         if not self.config.agents.anyone_but_reporter:
             project = fields.get("project") or {}
             agents = self.agents(authors - {bot}, str(project.get("key") or ""))
-        return IssueBundle(data, histories, comments, agents, bot, self.status_categories())
+        return IssueBundle(
+            data,
+            histories,
+            comments,
+            agents,
+            bot,
+            self.status_categories(),
+            site_url=self.settings.url,
+        )
 
     def _histories(self, issue_id: str, data: Mapping[str, Any]) -> list[dict[str, Any]]:
         changelog = data.get("changelog") or {}

@@ -67,6 +67,8 @@ class IssueBundle:
     agent_ids: frozenset[str] | None = None
     bot_account_id: str | None = None
     status_categories: Mapping[str, str] = field(default_factory=dict)
+    site_url: str | None = None
+    """The Jira site (``https://acme.atlassian.net``): links go to ``/browse/<key>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +182,15 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         first_response_at=history.first_reply_at,
         last_agent_update_at=history.last_reply_at,
         solved_at=solved_at,
-        shown={"priority": shown_priority, "tags": sorted(labels)},
+        shown={
+            "priority": shown_priority,
+            "tags": sorted(labels),
+            # What Slack and the dashboard read (not written back): docs/slack.md.
+            "key": key if isinstance(key, str) and key else None,
+            "assignee_email": _assignee_email(fields.get("assignee")),
+            "queue": _project_key(fields.get("project"), key),
+            "url": _browse_url(bundle.site_url, key),
+        },
         actor=history.last_actor,
         # Status changes reach the store through sync.py's keyed events, not the snapshot.
         status_history=(),
@@ -541,6 +551,31 @@ def _actor(account: Mapping[str, Any] | None) -> str | None:
     name = account.get("displayName")
     account_id = account.get("accountId")
     return f"{name} (jira {account_id})" if name else f"jira {account_id}"
+
+
+def _assignee_email(value: Any) -> str | None:
+    """The assignee's e-mail address, when Jira shows it (the user's profile visibility
+    may hide ``emailAddress``): None otherwise."""
+    if not isinstance(value, Mapping):
+        return None
+    email = value.get("emailAddress")
+    if isinstance(email, str) and "@" in email:
+        return email.strip().lower()
+    return None
+
+
+def _project_key(value: Any, issue_key: Any) -> str | None:
+    if isinstance(value, Mapping) and isinstance(value.get("key"), str) and value["key"]:
+        return str(value["key"])
+    if isinstance(issue_key, str) and "-" in issue_key:
+        return issue_key.rsplit("-", 1)[0]
+    return None
+
+
+def _browse_url(site: str | None, key: Any) -> str | None:
+    if not site or not isinstance(key, str) or not key:
+        return None
+    return f"{site.rstrip('/')}/browse/{key}"
 
 
 def _name(value: Any) -> str | None:

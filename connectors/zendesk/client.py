@@ -230,9 +230,12 @@ class ZendeskClient:
             )
         with _translated(f"reading the audits of {what}"):
             audits = [audit.to_dict() for audit in self.zenpy.tickets.audits(ticket=ticket_id)]
-        requester = None
-        if data.get("requester_id"):
-            requester = self._user(int(data["requester_id"]))
+        people = self.users(
+            int(data[name]) for name in ("requester_id", "assignee_id") if data.get(name)
+        )
+        requester = people.get(int(data["requester_id"])) if data.get("requester_id") else None
+        assignee = people.get(int(data["assignee_id"])) if data.get("assignee_id") else None
+        group = self._group(int(data["group_id"])) if data.get("group_id") else None
         organization = None
         if data.get("organization_id"):
             organization = self._organization(int(data["organization_id"]))
@@ -245,7 +248,52 @@ class ZendeskClient:
         }
         roles = self.roles(authors)
         agents = frozenset(uid for uid, role in roles.items() if role in AGENT_ROLES)
-        return TicketBundle(data, audits, requester, organization, agents, bot)
+        return TicketBundle(
+            data,
+            audits,
+            requester,
+            organization,
+            agents,
+            bot,
+            assignee=assignee,
+            group=group,
+            agent_url=f"{self.settings.base_url.rstrip('/')}/agent/tickets/{ticket_id}",
+        )
+
+    def users(self, user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Users by id (the requester and the assignee of a ticket): cached ones for
+        ``cache_ttl`` seconds, the others in one ``show_many`` per 100; unknown ids are
+        left out."""
+        found: dict[int, dict[str, Any]] = {}
+        unknown: list[int] = []
+        for user_id in sorted(set(user_ids)):
+            cached = self._cached("user", user_id)
+            if cached is not None:
+                found[user_id] = cached
+            else:
+                unknown.append(user_id)
+        for start in range(0, len(unknown), 100):
+            chunk = unknown[start : start + 100]
+            with _translated("reading users"):
+                for user in self.zenpy.users(ids=chunk):
+                    user_id = int(user.id)
+                    self._roles[user_id] = str(user.role)
+                    found[user_id] = user.to_dict()
+                    self._remember("user", user_id, found[user_id])
+        return found
+
+    def _group(self, group_id: int) -> dict[str, Any] | None:
+        """A group (the ticket's queue): every group is read once (``GET /groups``) and kept
+        for ``cache_ttl`` seconds; an id not among them reads the list again, once."""
+        cached = self._cached("group", group_id)
+        if cached is not None:
+            return cached
+        with _translated("reading groups"):
+            groups = [group.to_dict() for group in self.zenpy.groups()]
+        for group in groups:
+            if group.get("id") is not None:
+                self._remember("group", int(group["id"]), group)
+        return self._cached("group", group_id)
 
     def roles(self, user_ids: Iterable[int]) -> dict[int, str]:
         """Users' roles (end-user, agent, admin), one ``show_many`` for the unknown ones."""

@@ -54,6 +54,12 @@ class TicketBundle:
     organization: Mapping[str, Any] | None = None
     agent_ids: frozenset[int] = frozenset()
     bot_user_id: int | None = None
+    assignee: Mapping[str, Any] | None = None
+    """The assignee user (``ticket.assignee_id``), read with the requester."""
+    group: Mapping[str, Any] | None = None
+    """The ticket's group (``ticket.group_id``): its name is the queue."""
+    agent_url: str | None = None
+    """The ticket's page for agents: ``https://acme.zendesk.com/agent/tickets/123``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +157,15 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
     due_shown: dict[str, str | None] = {
         target: _text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
     }
-    shown: dict[str, Any] = {"priority": shown_priority, "tags": sorted(tags)}
+    shown: dict[str, Any] = {
+        "priority": shown_priority,
+        "tags": sorted(tags),
+        # What Slack and the dashboard read (not written back): docs/slack.md.
+        "key": f"ZD-{ticket_id}",
+        "assignee_email": _email(bundle.assignee),
+        "queue": _text((bundle.group or {}).get("name")),
+        "url": bundle.agent_url,
+    }
     if due_shown:
         shown["due"] = due_shown
         shown["due_format"] = {
@@ -411,6 +425,11 @@ def _custom_fields(value: Any, where: str) -> dict[int, Any]:
             raise PayloadError(f"{where}: custom_fields must be a list of {{id, value}} objects")
         fields[item["id"]] = item.get("value")
     return fields
+
+
+def _email(user: Mapping[str, Any] | None) -> str | None:
+    email = _text((user or {}).get("email"))
+    return email.lower() if email else None
 
 
 def _text(value: Any) -> str | None:

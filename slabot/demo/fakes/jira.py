@@ -182,14 +182,19 @@ class FakeJira:
         account_type: str = "atlassian",
         time_zone: str = "UTC",
         groups: tuple[str, ...] = (),
+        email: str | None = None,
     ) -> dict[str, Any]:
-        user = {
+        """A user; ``email`` is shown as ``emailAddress`` (Jira leaves it out when the
+        user's profile hides it, the default for most sites)."""
+        user: dict[str, Any] = {
             "accountId": account_id,
             "displayName": name,
             "accountType": account_type,
             "active": True,
             "timeZone": time_zone,
         }
+        if email is not None:
+            user["emailAddress"] = email
         self.users[account_id] = user
         for group in groups:
             self.groups.setdefault(group, set()).add(account_id)
@@ -206,9 +211,10 @@ class FakeJira:
         priority: str | None = "Medium",
         labels: list[str] | None = None,
         fields: dict[str, Any] | None = None,
+        assignee: str | None = None,
     ) -> tuple[dict[str, str], bytes]:
-        """An issue as its reporter creates it; returns the signed ``jira:issue_created``
-        delivery."""
+        """An issue as its reporter creates it (``assignee``: an account id, or unassigned);
+        returns the signed ``jira:issue_created`` delivery."""
         with self._lock:
             at = created_at or self.now
             issue_id = str(10_000 + number)
@@ -228,6 +234,7 @@ class FakeJira:
                     "duedate": None,
                     "resolutiondate": None,
                     "reporter": copy.deepcopy(self.users[reporter]),
+                    "assignee": copy.deepcopy(self.users[assignee]) if assignee else None,
                     **{cf: None for cf in self.custom_fields},
                     **(fields or {}),
                 },

@@ -1,7 +1,7 @@
 """A stateful fake Zendesk Support API on an ephemeral loopback port, for the real zenpy.
 
-It keeps tickets, users, organizations and audits; serves the ticket, audit, user and
-organization reads, ``users/me``, ``users/show_many``, the cursor-based incremental ticket
+It keeps tickets, users, organizations, groups and audits; serves the ticket, audit, user,
+organization and group reads, ``users/me``, ``users/show_many``, the cursor-based incremental ticket
 export (its ``after_url`` points back at this server), ticket updates and ``update_many``
 with job statuses. Updates follow Zendesk's rules where slabot depends on them:
 ``additional_tags``/``remove_tags`` change only those tags while ``tags`` replaces them all,
@@ -68,6 +68,7 @@ class FakeZendesk:
     tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
     organizations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[int, dict[str, Any]] = field(default_factory=dict)
     audits: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
@@ -170,6 +171,11 @@ class FakeZendesk:
         self.organizations[organization_id] = organization
         return organization
 
+    def add_group(self, group_id: int, name: str) -> dict[str, Any]:
+        group = {"id": group_id, "name": name, "default": False, "deleted": False}
+        self.groups[group_id] = group
+        return group
+
     def add_ticket(
         self,
         ticket_id: int,
@@ -182,6 +188,8 @@ class FakeZendesk:
         custom_fields: dict[int, Any] | None = None,
         channel: str = "web",
         organization_id: int | None = None,
+        assignee_id: int | None = None,
+        group_id: int | None = None,
     ) -> dict[str, Any]:
         """A ticket as a customer creates it, with its creating audit."""
         with self._lock:
@@ -203,6 +211,8 @@ class FakeZendesk:
                 "requester_id": requester_id,
                 "submitter_id": requester_id,
                 "organization_id": organization_id,
+                "assignee_id": assignee_id,
+                "group_id": group_id,
             }
             self.tickets[ticket_id] = ticket
             events = [
@@ -384,6 +394,14 @@ class FakeZendesk:
                     }
                 case ["users", user_id]:
                     return 200, {"user": self.users[int(user_id)]}
+                case ["groups"]:
+                    groups = [self.groups[i] for i in sorted(self.groups)]
+                    return 200, {
+                        "groups": groups,
+                        "next_page": None,
+                        "previous_page": None,
+                        "count": len(groups),
+                    }
                 case ["organizations", organization_id]:
                     return 200, {"organization": self.organizations[int(organization_id)]}
                 case ["tickets", ticket_id]:

@@ -22,6 +22,7 @@ from bot.compiled import Policy
 from connectors.jira.cli import backfill
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig, parse_jira_config
+from connectors.jira.mapping import map_issue
 from connectors.jira.poller import STREAM, JiraPoller, load_cursor
 from connectors.jira.sync import JiraSync
 from connectors.jira.webhook import JiraWebhook, create_app, make_intake
@@ -554,3 +555,20 @@ def test_slabot_backfill_jira_runs_from_the_command_line(
     assert fake.write_calls == 0  # without --write the flusher sends them later
     assert main(["backfill", "jira", "--since", "last week", "--config", str(config_file)]) == 1
     assert "not a date" in capsys.readouterr().err
+
+
+def test_the_assignee_and_the_key_reach_what_slack_reads(
+    fake: FakeJira, client: JiraClient, config: JiraConfig
+) -> None:
+    fake.add_user(CARL, "Carl Customer", account_type="customer")
+    fake.add_user("ana-visible", "Ana Agent", email="Ana@Acme.example")
+    fake.add_user("bob-hidden", "Bob Agent")  # his profile hides his address
+    fake.add_issue(1, reporter=CARL, assignee="ana-visible")
+    fake.add_issue(2, reporter=CARL, assignee="bob-hidden")
+    fake.add_issue(3, reporter=CARL)
+    shown = {n: map_issue(client.fetch(str(10_000 + n)), config).snapshot.shown for n in (1, 2, 3)}
+    assert shown[1]["assignee_email"] == "ana@acme.example"
+    assert shown[2]["assignee_email"] is None and shown[3]["assignee_email"] is None
+    assert [shown[n]["key"] for n in (1, 2, 3)] == ["SUP-1", "SUP-2", "SUP-3"]
+    assert shown[1]["queue"] == "SUP"
+    assert shown[1]["url"] == f"{fake.url}/browse/SUP-1"

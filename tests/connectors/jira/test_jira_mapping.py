@@ -53,7 +53,30 @@ def test_an_issue_maps_to_a_snapshot_in_the_engines_vocabulary(config: JiraConfi
     assert snapshot.customer_country == "DE"
     assert snapshot.created_at == at("2026-11-16T17:00:00Z")
     assert snapshot.updated_at == at("2026-11-16T18:50:00Z")
-    assert snapshot.shown == {"priority": "P2", "tags": ["stage_ga", "vip"]}
+    assert snapshot.shown == {
+        "priority": "P2",
+        "tags": ["stage_ga", "vip"],
+        "key": "SUP-42",
+        "assignee_email": None,  # Ana's profile hides her e-mail address (Jira's default)
+        "queue": "SUP",
+        "url": None,  # no site known to the bundle
+    }
+
+
+def test_what_slack_and_the_dashboard_read_is_in_shown(config: JiraConfig) -> None:
+    issue = bundle().issue
+    fields = dict(issue["fields"])
+    fields["assignee"] = {**fields["assignee"], "emailAddress": "Ana@Acme.example"}
+    visible = IssueBundle({**issue, "fields": fields}, site_url="https://acme.atlassian.net/")
+    shown = map_issue(visible, config).snapshot.shown
+    assert shown["assignee_email"] == "ana@acme.example"
+    assert shown["key"] == "SUP-42" and shown["queue"] == "SUP"
+    assert shown["url"] == "https://acme.atlassian.net/browse/SUP-42"
+    # Unassigned, and a project Jira leaves out of the fields: the key's prefix.
+    fields = {k: v for k, v in issue["fields"].items() if k != "project"}
+    fields["assignee"] = None
+    shown = map_issue(IssueBundle({**issue, "fields": fields}), config).snapshot.shown
+    assert shown["assignee_email"] is None and shown["queue"] == "SUP"
 
 
 def test_the_requested_priority_is_as_created_and_an_agents_change_is_a_reclassification(

@@ -176,23 +176,33 @@ def test_fetch_reads_the_ticket_audits_requester_organization_and_author_roles(
         f"{BASE}/tickets/35436/audits.json",
         json={**audits, "meta": {"has_more": False}, "links": {"next": None}},
     )
-    mocked.get(f"{BASE}/users/20978392.json", json=fixture("user_show__requester_eastern.json"))
     mocked.get(
         f"{BASE}/organizations/509974.json",
         json=fixture("organization_show__premier_germany.json"),
     )
     mocked.get(
         f"{BASE}/users/show_many.json",
-        json={"users": [{"id": 235323, "role": "agent"}], "next_page": None, "count": 1},
+        json=fixture("users_show_many__requester_and_assignee.json"),
     )
+    mocked.get(f"{BASE}/groups.json", json=fixture("groups__list.json"))
     bundle = client.fetch(35436)
     assert bundle.ticket["id"] == 35436 and len(bundle.audits) == 5
     assert bundle.agent_ids == frozenset({235323})  # the requester is an end user
     assert bundle.bot_user_id == 900
     assert bundle.organization is not None
     assert bundle.organization["organization_fields"]["support_plan"] == "premier"
-    show_many = next(c for c in mocked.calls if "show_many" in c.request.url)
-    assert "ids=235323" in show_many.request.url
+    # The requester and the assignee in one show_many (the audits' author, the assignee,
+    # is known from it: no second read); the groups once.
+    (show_many,) = [c for c in mocked.calls if "show_many" in c.request.url]
+    assert "20978392" in show_many.request.url and "235323" in show_many.request.url
+    assert bundle.requester is not None and bundle.requester["email"] == "roger@example.com"
+    assert bundle.assignee is not None and bundle.assignee["email"] == "Ana.Agent@acme.example"
+    assert bundle.group is not None and bundle.group["name"] == "Tier 2"
+    assert bundle.agent_url == f"{BASE.removesuffix('/api/v2')}/agent/tickets/35436"
+    calls = len(mocked.calls)
+    client.fetch(35436)  # users and groups come from the cache now
+    again = [c.request.url for c in mocked.calls[calls:]]
+    assert not any("show_many" in url or "groups" in url for url in again)
 
 
 def test_the_export_starts_from_a_time_and_resumes_from_a_cursor(

@@ -20,7 +20,7 @@ from bot.compiled import Policy
 from connectors.zendesk.cli import BackfillError, backfill, parse_since
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
-from connectors.zendesk.mapping import due_field_values
+from connectors.zendesk.mapping import due_field_values, map_ticket
 from connectors.zendesk.poller import STREAM, ZendeskPoller, load_cursor
 from connectors.zendesk.sync import ZendeskSync
 from connectors.zendesk.webhook import ZendeskWebhook, create_app, make_intake
@@ -472,3 +472,25 @@ def test_backfill_refuses_a_bad_date() -> None:
     with pytest.raises(BackfillError, match="not a date"):
         parse_since("last week")
     assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_the_assignee_and_the_group_reach_what_slack_reads(
+    fake: FakeZendesk, client: ZendeskClient
+) -> None:
+    fake.add_user(501, "end-user", email="roger@example.com")
+    fake.add_user(235323, "agent", email="Ana.Agent@acme.example")
+    fake.add_group(98738, "Tier 2")
+    fake.add_ticket(1001, requester_id=501, assignee_id=235323, group_id=98738)
+    fake.add_ticket(1002, requester_id=501)  # unassigned, no group
+    bundle = client.fetch(1001)
+    assert bundle.assignee is not None and bundle.group is not None
+    shown = map_ticket(bundle, ZendeskConfig(policy="zoom")).snapshot.shown
+    assert shown["assignee_email"] == "ana.agent@acme.example"
+    assert shown["queue"] == "Tier 2" and shown["key"] == "ZD-1001"
+    assert shown["url"] == f"{fake.url}/agent/tickets/1001"
+    assert fake.count("GET", "show_many") == 1 and fake.count("GET", "/groups") == 1
+    client.fetch(1001)
+    client.fetch(1002)
+    assert fake.count("GET", "show_many") == 1 and fake.count("GET", "/groups") == 1  # cached
+    shown = map_ticket(client.fetch(1002), ZendeskConfig(policy="zoom")).snapshot.shown
+    assert (shown["assignee_email"], shown["queue"]) == (None, None)

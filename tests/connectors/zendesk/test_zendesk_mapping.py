@@ -38,6 +38,28 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def test_what_slack_and_the_dashboard_read_is_in_shown(config: ZendeskConfig) -> None:
+    users = fixture("users_show_many__requester_and_assignee.json")["users"]
+    group = fixture("groups__list.json")["groups"][0]
+    mapped = map_ticket(
+        bundle(
+            assignee=users[1],
+            group=group,
+            agent_url="https://acme.zendesk.com/agent/tickets/35436",
+        ),
+        config,
+    )
+    shown = mapped.snapshot.shown
+    assert shown["assignee_email"] == "ana.agent@acme.example"  # as Slack looks it up
+    assert shown["queue"] == "Tier 2"
+    assert shown["key"] == "ZD-35436"
+    assert shown["url"] == "https://acme.zendesk.com/agent/tickets/35436"
+    # Unassigned, no group, no link known: None each, the key all the same.
+    shown = map_ticket(bundle(), config).snapshot.shown
+    assert (shown["assignee_email"], shown["queue"], shown["url"]) == (None, None, None)
+    assert shown["key"] == "ZD-35436"
+
+
 def test_a_ticket_maps_to_a_snapshot_in_the_engines_vocabulary(config: ZendeskConfig) -> None:
     snapshot = map_ticket(bundle(), config).snapshot
     assert (snapshot.source, snapshot.external_key, snapshot.policy) == ("zendesk", "35436", "zoom")
