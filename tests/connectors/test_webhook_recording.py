@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import httpx
+import httpx2 as httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
