@@ -125,6 +125,15 @@ def envelope_problem(body: object) -> str | None:
         if key == "actions" and not items:  # Bolt reads actions[0]
             return "actions is empty"
         parts.extend((f"{key}[{index}]", item) for index, item in enumerate(items))
+    # Bolt's matchers index these directly (a KeyError there answered 500: found by fuzzing).
+    if body.get("type") == "block_actions":
+        actions = body.get("actions")
+        if not isinstance(actions, list) or not actions:
+            return "a block_actions payload needs its actions"
+        if not all(isinstance(action.get("action_id"), str) for action in actions):
+            return "every action needs its action_id"
+    if body.get("type") == "block_suggestion" and not isinstance(body.get("action_id"), str):
+        return "a block_suggestion payload needs its action_id"
     checks = [("body", body, TEXTS), *((where, part, NESTED_TEXTS) for where, part in parts)]
     for where, part, names in checks:
         for name in names:
