@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -410,8 +410,19 @@ class ZendeskClient:
     def _follow(self, job_id: str, ticket_ids: Sequence[int]) -> JobOutcome:
         deadline = time.monotonic() + self._job_timeout
         while True:
-            with _translated(f"reading job status {job_id}"):
-                status = self.zenpy.job_status(id=job_id)
+            try:
+                with _translated(f"reading job status {job_id}"):
+                    status = self.zenpy.job_status(id=job_id)
+            except ZendeskUnavailableError as error:
+                # Zendesk accepted the job: its writes are made or being made. Raising here
+                # had the outbox send them all again, a second internal note among them
+                # (found by tests/proof/test_proof_faults.py): ask again until the deadline.
+                if time.monotonic() >= deadline:
+                    raise
+                wait = error.retry_after
+                seconds = wait.total_seconds() if isinstance(wait, timedelta) else wait or 0.0
+                self._sleep(max(self._job_poll_interval, min(seconds, 10.0)))
+                continue
             state = str(getattr(status, "status", ""))
             if state == "completed":
                 return JobOutcome(_job_failures(status, ticket_ids), job_id)

@@ -95,6 +95,23 @@ def test_update_many_follows_the_job_and_reports_per_ticket_failures(
     assert len(mocked.calls) == 3
 
 
+def test_a_job_status_zendesk_fails_to_answer_is_asked_again_not_the_update_sent_again(
+    mocked: responses.RequestsMock, client: ZendeskClient
+) -> None:
+    # The job was accepted: its writes are made. Raising sent them all again (a second
+    # internal note): found by tests/proof/test_proof_faults.py.
+    job = {"id": "J2", "status": "queued", "url": f"{BASE}/job_statuses/J2.json"}
+    mocked.put(f"{BASE}/tickets/update_many.json", json={"job_status": job})
+    mocked.get(f"{BASE}/job_statuses/J2.json", status=500)
+    mocked.get(f"{BASE}/job_statuses/J2.json", status=429, headers={"Retry-After": "2"})
+    results = [{"id": n, "index": i, "success": True} for i, n in enumerate((7, 8))]
+    done = {**job, "status": "completed", "results": results}
+    mocked.get(f"{BASE}/job_statuses/J2.json", json={"job_status": done})
+    outcome = client.update_many([TicketUpdate(7, note="n"), TicketUpdate(8, note="m")])
+    assert outcome.failures == {}
+    assert [call.request.method for call in mocked.calls] == ["PUT", "GET", "GET", "GET"]
+
+
 def test_a_429_is_not_slept_on_but_raised_with_its_retry_after(
     mocked: responses.RequestsMock, client: ZendeskClient
 ) -> None:
