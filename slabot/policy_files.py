@@ -78,6 +78,10 @@ def parse_policy(text: str, name: str = "<policy>") -> PolicySpec:
         raise PolicyFileError([_yaml_problem(error, name)]) from None
     except yaml.YAMLError as error:
         raise PolicyFileError([Problem(name, None, "", f"not valid YAML: {error}")]) from None
+    except RecursionError:  # PyYAML composes recursively: this was a traceback
+        raise PolicyFileError(
+            [Problem(name, None, "", "not valid YAML: nested too deeply")]
+        ) from None
     finally:
         loader.dispose()
     if not isinstance(data, dict) or root is None:

@@ -90,11 +90,13 @@ class ServiceSettings(BaseSettings):
     dashboard_user: str | None = None
     """With ``dashboard_password``: basic auth for the dashboard."""
     dashboard_password: SecretStr | None = None
+    """With ``dashboard_user``: the password for the dashboard's basic auth."""
     noop_endpoint: bool = False
     """Serve ``/noop`` (a do-nothing endpoint, for bench/webhooks.py's comparison)."""
     log_format: Literal["auto", "json", "console"] = "auto"
     """``auto``: JSON lines unless standard error is a terminal."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe log records written."""
     access_log: bool = False
     """Log every HTTP request (uvicorn's access log)."""
     leader_lock_key: int = Field(default=0x51AB0100, ge=1, le=2**63 - 1)
@@ -296,10 +298,16 @@ def _read_config(path: Path, explicit: bool, problems: list[str]) -> dict[str, A
     except OSError as error:
         problems.append(f"{path}: cannot read: {error.strerror}")
         return {}
+    except UnicodeDecodeError:  # was a traceback (tests/proof/test_proof_bad_config.py)
+        problems.append(f"{path}: is not UTF-8 text; save the config file as UTF-8")
+        return {}
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         problems.append(f"{path}: not valid YAML: {error}")
+        return {}
+    except RecursionError:  # likewise
+        problems.append(f"{path}: not valid YAML: nested too deeply")
         return {}
     if data is None:
         return {}
