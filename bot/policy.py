@@ -72,22 +72,31 @@ class _Model(BaseModel):
 
 class PriorityLevel(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+    """The level's name, used everywhere else in the file (``P1``): letters, digits, ``-`` and
+    ``_``."""
     label: str
+    """The name people use (``Business Critical``), shown with the level."""
     definition: str = ""
+    """When this level applies, for people (shown by ``slabot explain`` and in Slack)."""
 
 
 class FromTicketField(_Model):
     """A value read from a ticket field, with the value to use when the ticket has none."""
 
     from_field: str
+    """The ticket field to read (``customer_timezone``, ``customer_country``)."""
     default: str
+    """The value when the ticket has none."""
 
 
 class HolidaySource(_Model):
     """Public holidays from the ``holidays`` package."""
 
     country: str | FromTicketField
+    """ISO 3166-1 alpha-2 code of the country whose public holidays close the calendar (``SK``), or
+    read from the ticket."""
     subdivision: str | None = None
+    """A state or region of that country with its own holidays (``CA``, ``BY``)."""
 
     @field_validator("country")
     @classmethod
@@ -150,11 +159,19 @@ class CalendarSpec(_Model):
     """Weekly opening hours in a zone with closed dates, or ``always_open`` (24x7)."""
 
     always_open: bool = False
+    """``true`` makes the calendar elapsed real time, like ``24x7`` (then no hours, holidays or
+    closed dates)."""
     timezone: str | FromTicketField = "UTC"
+    """The zone the opening hours are in: an IANA name, or read from the ticket."""
     hours: dict[str, list[str]] = Field(default_factory=dict)
+    """Weekly opening hours: ``weekdays`` (Monday to Friday) or a day name (``saturday``) ->
+    its ``"HH:MM-HH:MM"`` spans. Required unless ``always_open``."""
     holidays: HolidaySource | None = None
+    """Public holidays that close the calendar (from the ``holidays`` package)."""
     closed_dates: list[date] = Field(default_factory=list)
+    """Extra dates closed all day: company days off, a closure."""
     removed_holidays: list[date] = Field(default_factory=list)
+    """Public holidays the organisation works anyway: these dates open as usual."""
 
     @field_validator("timezone")
     @classmethod
@@ -244,8 +261,11 @@ class TargetSpec(_Model):
     """One target: a duration of open time on a calendar, or the next business day's close."""
 
     after: str | None = None
+    """Open time allowed, in hours, minutes and seconds: ``3h``, ``15m``, ``1h30m``, ``90s``."""
     next_business_day: bool = False
+    """Due at the close of the first business day after the day the clock starts."""
     calendar: str | None = None
+    """The calendar this target is counted on; default: the plan's (``24x7`` is always there)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -281,8 +301,11 @@ class PriorityTargets(_Model):
     """Targets of one priority; a missing target, ``none`` or null means no target."""
 
     first_response: TargetSpec | None = None
+    """Time to the first public agent reply."""
     restoration: TargetSpec | None = None
+    """Time to the solve (from the creation, or from a reopening)."""
     next_update: TargetSpec | None = None
+    """Time between public agent updates (from the last one; the creation before the first)."""
 
     @field_validator("first_response", "restoration", "next_update", mode="before")
     @classmethod
@@ -296,19 +319,28 @@ class PriorityTargets(_Model):
 
 class PlanSpec(_Model):
     commitment: Literal["sla", "slo"]
+    """``sla``: a commitment with service credits; ``slo``: an objective without."""
     calendar: str | None = None
+    """The calendar of every target of this plan that names none."""
     description: str = ""
+    """What the plan is, for people."""
     targets: dict[str, PriorityTargets] = Field(default_factory=dict)
+    """Priority -> its targets; a priority left out has no targets on this plan."""
 
 
 class MatrixRule(_Model):
     """Priority from two ticket fields: ``table[urgency][impact]``."""
 
     rows: Literal["urgency"] = "urgency"
+    """The ticket field that picks the row."""
     columns: Literal["impact"] = "impact"
+    """The ticket field that picks the column."""
     table: dict[str, dict[str, str]]
+    """Row value -> column value -> priority."""
     customer_priority_overrides: bool = True
+    """Whether a priority the customer chose wins over the matrix's."""
     disagreement_tag: str | None = None
+    """Tag for a ticket whose chosen priority differs from the matrix's."""
 
     @field_validator("table")
     @classmethod
@@ -333,9 +365,14 @@ class EnvironmentRule(_Model):
     """Priorities above ``cap`` are for production only."""
 
     production_values: list[str] = Field(default_factory=lambda: ["production"])
+    """The ``environment`` values that count as production."""
     cap: str
+    """The most severe priority allowed outside production."""
     reclassified_tag: str | None = None
+    """Tag for a ticket capped because it is not in production."""
     missing_tag: str | None = None
+    """Tag for a ticket above the cap that does not say its environment (it keeps its priority until
+    an agent confirms it)."""
 
     @field_validator("production_values")
     @classmethod
@@ -347,9 +384,14 @@ class ProductStageRule(_Model):
     """Products in these stages get no guarantee: no targets, or a cap on priority."""
 
     stages: list[str]
+    """The ``product_stage`` values (``beta``, ``preview``) the rule applies to."""
     effect: Literal["no_targets", "cap"]
+    """``no_targets``: the priority is kept but nothing is due; ``cap``: the priority is capped at
+    ``cap``."""
     cap: str | None = None
+    """With ``effect: cap``: the most severe priority allowed."""
     tag: str | None = None
+    """Tag for a ticket the rule applied to."""
 
     @field_validator("stages")
     @classmethod
@@ -374,8 +416,11 @@ class ChannelRule(_Model):
     """These priorities must arrive by one of these channels; otherwise the ticket is tagged."""
 
     priorities: list[str]
+    """The priorities the rule is about (``[P1]``)."""
     channels: list[str]
+    """The channels those priorities must come by (``[phone]``)."""
     tag: str
+    """Tag for a ticket of those priorities that came by another channel."""
 
     @field_validator("channels")
     @classmethod
@@ -385,18 +430,24 @@ class ChannelRule(_Model):
 
 class Classification(_Model):
     matrix: MatrixRule | None = None
+    """Priority from urgency and impact."""
     environment: EnvironmentRule | None = None
+    """Severe priorities for production only."""
     product_stage: ProductStageRule | None = None
+    """No guarantee (or a cap) for betas and previews."""
     channel: ChannelRule | None = None
+    """Severe priorities by a given channel only."""
 
 
 class ClockRules(_Model):
     """Which ticket statuses pause which clocks."""
 
     pausing_statuses: list[str] = Field(default_factory=lambda: ["pending", "on_hold"])
+    """Ticket statuses that wait on the customer."""
     paused_targets: list[TargetName] = Field(
         default_factory=lambda: list[TargetName](["restoration", "next_update"])
     )
+    """The clocks those statuses pause (first response is not paused by default)."""
 
     @field_validator("pausing_statuses")
     @classmethod
@@ -414,16 +465,28 @@ class PolicySpec(_Model):
     """A whole policy file."""
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
+    """The policy's name: lower-case letters, digits, ``-`` and ``_``; connectors and tickets name
+    the policy by it."""
     title: str = ""
+    """A human title, shown by ``slabot explain``."""
     source: str = ""
+    """Where the policy was read from (document, languages, date)."""
     priorities: list[PriorityLevel]
+    """The priority levels, most severe first."""
     default_priority: str
+    """The priority of a ticket that names none and that no matrix classifies."""
     classification: Classification = Classification()
+    """Rules that decide or limit a ticket's priority."""
     clocks: ClockRules = ClockRules()
+    """Which ticket statuses pause which clocks."""
     calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
+    """Named business-hours calendars (``24x7`` always exists)."""
     plans: dict[str, PlanSpec]
+    """The support plans, each with its commitment and its targets per priority."""
     plan_aliases: dict[str, str] = Field(default_factory=dict)
+    """Other names tickets use for a plan -> the plan."""
     default_plan: str | None = None
+    """The plan of a ticket that names none."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySpec:

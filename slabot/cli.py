@@ -128,6 +128,52 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--port", type=int, help="port to listen on (default: service.port, 8000)")
     run_cmd.set_defaults(handler=_run)
 
+    docs_cmd = commands.add_parser(
+        "config-docs",
+        help="print the configuration reference (docs/configuration.md)",
+        description="Render every setting of the environment, config/slabot.yaml and policy "
+        "files (type, default, description, environment variable) from the models, as "
+        "Markdown: printed, written with --output, or compared with --check (exit 1 when "
+        "the file is out of date).",
+    )
+    docs_target = docs_cmd.add_mutually_exclusive_group()
+    docs_target.add_argument("--output", metavar="FILE", help="write the reference to FILE")
+    docs_target.add_argument(
+        "--check", metavar="FILE", help="exit 1 when FILE is not what would be written"
+    )
+    docs_cmd.set_defaults(handler=_config_docs)
+
+    outbox_cmd = commands.add_parser(
+        "outbox",
+        help="list and replay the writes slabot owes (the outbox)",
+        description="The outbox of the database named by DATABASE_URL: what slabot owes "
+        "Zendesk, Jira and Slack, and what it gave up on (dead letters). See "
+        "docs/operations.md.",
+    )
+    outbox_commands = outbox_cmd.add_subparsers(
+        dest="outbox_command", required=True, metavar="ACTION"
+    )
+    list_cmd = outbox_commands.add_parser(
+        "list",
+        help="list pending items, or dead letters with --dead",
+        description="One line per item: id, target system, ticket, kind, attempts, when it is "
+        "due (or its error), oldest first.",
+    )
+    list_cmd.add_argument("--dead", action="store_true", help="only the dead letters")
+    list_cmd.add_argument(
+        "--target", choices=("zendesk", "jira", "slack"), help="only this target system"
+    )
+    list_cmd.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    list_cmd.set_defaults(handler=_outbox_list)
+    replay_cmd = outbox_commands.add_parser(
+        "replay",
+        help="make dead letters due again (after fixing their cause)",
+        description="Make each dead item due now; the service's flusher sends it at its next "
+        "run. Attempts keep counting.",
+    )
+    replay_cmd.add_argument("ids", nargs="+", type=int, metavar="ID")
+    replay_cmd.set_defaults(handler=_outbox_replay)
+
     demo_cmd = commands.add_parser(
         "demo",
         help="the whole flow on this machine, with fake Zendesk, Jira and Slack",
@@ -421,6 +467,104 @@ def _recompute(args: argparse.Namespace) -> int:
         f"policy {policy.name}: {tickets} open tickets, {changed} {verb}, "
         f"{tickets - changed - failed} unchanged, {failed} failed; {outcome}"
     )
+    return 1 if failed else 0
+
+
+def _config_docs(args: argparse.Namespace) -> int:
+    from slabot.config_docs import run
+
+    return run(args, sys.stdout, sys.stderr)
+
+
+def _outbox(args: argparse.Namespace) -> Any:
+    """The outbox of the migrated database named by DATABASE_URL."""
+    from slabot.store.db import make_engine
+    from slabot.store.outbox import Outbox
+
+    engine = make_engine()
+    _require_schema(engine)
+    return Outbox(engine, lambda: datetime.now(UTC))
+
+
+def _require_schema(engine: Any) -> None:
+    from slabot.store.db import redact
+    from slabot.store.migrate import current_revision, head_revision
+
+    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        raise UsageError(f"database {redact(engine.url)} does not exist: run `slabot db upgrade`")
+    at = current_revision(engine)
+    if at != head_revision():
+        where = "has no slabot tables" if at is None else f"is at revision {at}"
+        raise UsageError(f"database {redact(engine.url)} {where}; run `slabot db upgrade` first")
+
+
+def _outbox_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    from slabot.store.models import OutboxItem
+
+    outbox = _outbox(args)
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    try:
+        query = select(OutboxItem).where(OutboxItem.done_at.is_(None))
+        if args.dead:
+            query = query.where(OutboxItem.next_attempt_at.is_(None))
+        if args.target:
+            query = query.where(OutboxItem.target_system == args.target)
+        with Session(outbox.engine) as session:
+            rows = list(session.scalars(query.order_by(OutboxItem.id).limit(args.limit)))
+            shown = [_outbox_line(row) for row in rows]
+    except SQLAlchemyError as error:
+        from slabot.store.db import DatabaseError, redact
+        from slabot.store.migrate import describe
+
+        where = redact(outbox.engine.url)
+        raise DatabaseError(f"database {where}: {describe(error, outbox.engine)}") from None
+    finally:
+        outbox.engine.dispose()
+    what = "dead letters" if args.dead else "items owed"
+    for line in shown:
+        print(line)
+    print(
+        f"{len(shown)} {what}" + (f" (the first {args.limit})" if len(shown) == args.limit else "")
+    )
+    return 0
+
+
+def _outbox_line(row: Any) -> str:
+    state = (
+        f"dead: {row.last_error}"
+        if row.next_attempt_at is None
+        else f"due {row.next_attempt_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+        + (f" (last error: {row.last_error})" if row.last_error else "")
+    )
+    ticket = row.ticket_id if row.ticket_id is not None else "-"
+    return (
+        f"{row.id}  {row.target_system}  ticket {ticket}  {row.kind}  "
+        f"attempts {row.attempts}  {state}"
+    )
+
+
+def _outbox_replay(args: argparse.Namespace) -> int:
+    outbox = _outbox(args)
+    failed = False
+    try:
+        for item_id in args.ids:
+            if outbox.replay(item_id):
+                print(f"{item_id}: replayed; the next flush sends it")
+            else:
+                failed = True
+                print(
+                    f"slabot: outbox item {item_id} is not a dead letter (no such item, "
+                    "already sent, or still being retried): see `slabot outbox list`",
+                    file=sys.stderr,
+                )
+    finally:
+        outbox.engine.dispose()
     return 1 if failed else 0
 
 

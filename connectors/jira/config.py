@@ -46,7 +46,9 @@ class IssueFieldSource(_Strict):
     ``displayName``, lists their first item."""
 
     source: Literal["field"] = Field(alias="from")
+    """``field``."""
     id: str
+    """The field's id (``customfield_10050``, or a system field)."""
     values: dict[str, str] = Field(default_factory=dict)
     """Optional renaming of the field's values (Jira's option -> slabot's word)."""
 
@@ -61,15 +63,20 @@ class LabelSource(_Strict):
     ``premier``."""
 
     source: Literal["label"] = Field(alias="from")
+    """``label``."""
     prefix: str = Field(min_length=1)
+    """The label's prefix; the rest of the label is the value."""
     values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the values -> slabot's word."""
 
 
 class ReporterTimeZoneSource(_Strict):
     """The reporter's own time-zone setting (``fields.reporter.timeZone``, an IANA name)."""
 
     source: Literal["reporter_time_zone"] = Field(alias="from")
+    """``reporter_time_zone``."""
     values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the values -> an IANA zone."""
 
 
 FieldSource = Annotated[
@@ -87,7 +94,9 @@ class Agents(_Strict):
     or members of a group named in it)."""
 
     groups: list[str] = Field(default_factory=list)
+    """Jira groups whose members are agents."""
     roles: list[str] = Field(default_factory=list)
+    """Project roles whose users (and groups' members) are agents."""
 
     @property
     def anyone_but_reporter(self) -> bool:
@@ -111,7 +120,9 @@ class DueDate(_Strict):
     the policy calendar that target is counted on (``zone`` overrides it)."""
 
     target: Literal["first_response", "restoration", "next_update"] = "restoration"
+    """The target whose due date is written."""
     zone: str | None = None
+    """The zone whose date is written (default: the target's calendar's)."""
 
     @field_validator("zone")
     @classmethod
@@ -123,7 +134,9 @@ class DueInstantField(_Strict):
     """A custom **date-time** field that receives ``target``'s exact due instant."""
 
     id: str
+    """The custom field's id, ``customfield_N``."""
     target: Literal["first_response", "restoration", "next_update"] = "restoration"
+    """The target whose due instant is written."""
 
     @field_validator("id")
     @classmethod
@@ -183,14 +196,18 @@ class JiraConfig(_Strict):
     category: To Do and In Progress are ``open``, Done is ``solved``. Map the statuses that
     wait on the customer to ``pending`` or ``on_hold``: the policy pauses those."""
     agents: Agents = Field(default_factory=Agents)
+    """Who counts as an agent."""
     due_date: DueDate | None = Field(default_factory=DueDate)
     """Jira's ``duedate``; ``null`` leaves it alone."""
     due_instant_field: DueInstantField | None = None
+    """A date-time custom field that receives a target's due instant."""
     poll_interval_seconds: int = Field(default=60, ge=10)
+    """How often the poller searches for changed issues (the backstop for missed webhooks)."""
     poll_overlap_seconds: int = Field(default=120, ge=60)
     """How far back each poll reaches before its cursor (JQL compares whole minutes, and
     the search index is eventually consistent)."""
     page_size: int = Field(default=50, ge=1, le=100)
+    """Issues per search page."""
 
     @field_validator("projects")
     @classmethod

@@ -24,9 +24,13 @@ class JiraSettings:
     account's email and API token (basic auth, as Atlassian documents for scripts)."""
 
     url: str
+    """The site, ``https://acme.atlassian.net``."""
     email: str
+    """The Atlassian account slabot acts as."""
     api_token: Secret
+    """That account's API token (id.atlassian.com > Security > API tokens)."""
     webhook_secret: Secret | None
+    """The admin webhook's secret: deliveries signed otherwise are refused (401)."""
 
     @classmethod
     def from_environ(

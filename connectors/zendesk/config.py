@@ -41,7 +41,9 @@ class TicketFieldSource(_Strict):
     """A ticket custom field, by its numeric id (Admin Center > Objects > Tickets > Fields)."""
 
     source: Literal["ticket_field"] = Field(alias="from")
+    """``ticket_field``."""
     id: int = Field(gt=0)
+    """The custom field's numeric id."""
     values: dict[str, str] = Field(default_factory=dict)
     """Optional renaming of the field's values (a drop-down's tag -> slabot's word)."""
 
@@ -50,31 +52,42 @@ class OrganizationFieldSource(_Strict):
     """A field of the requester's organization, by its key (``organization_fields``)."""
 
     source: Literal["organization_field"] = Field(alias="from")
+    """``organization_field``."""
     key: str = Field(min_length=1)
+    """The organization field's key."""
     values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the field's values -> slabot's word."""
 
 
 class UserFieldSource(_Strict):
     """A field of the requester, by its key (``user_fields``)."""
 
     source: Literal["user_field"] = Field(alias="from")
+    """``user_field``."""
     key: str = Field(min_length=1)
+    """The user field's key."""
     values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the field's values -> slabot's word."""
 
 
 class TagSource(_Strict):
     """A ticket tag with a prefix: ``prefix: "plan_"`` reads ``plan_premier`` as ``premier``."""
 
     source: Literal["tag"] = Field(alias="from")
+    """``tag``."""
     prefix: str = Field(min_length=1)
+    """The tag's prefix; the rest of the tag is the value."""
     values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the values -> slabot's word."""
 
 
 class RequesterTimeZoneSource(_Strict):
     """The requester's own time-zone setting (``iana_time_zone``, else ``time_zone``)."""
 
     source: Literal["requester_time_zone"] = Field(alias="from")
+    """``requester_time_zone``."""
     values: dict[str, str] = Field(default_factory=dict)
+    """Optional renaming of the values (a Rails zone name -> an IANA one)."""
 
 
 FieldSource = Annotated[
@@ -95,8 +108,12 @@ class DueField(_Strict):
     """
 
     id: int = Field(gt=0)
+    """The custom field's numeric id."""
     format: Literal["instant", "date"] = "instant"
+    """``instant`` (a text field gets ``2026-11-24T08:30:00Z``) or ``date`` (a date field gets
+    ``2026-11-24``)."""
     zone: str = "UTC"
+    """With ``format: date``: the zone whose date is written."""
 
     @field_validator("zone")
     @classmethod
@@ -146,9 +163,11 @@ class ZendeskConfig(_Strict):
     due_fields: dict[Literal["first_response", "restoration", "next_update"], DueField] = Field(
         default_factory=dict
     )
+    """The custom fields that receive each target's due instant."""
     poll_interval_seconds: int = Field(default=60, ge=10)
     """How often the poller reads the incremental export (its limit is 10 requests/minute)."""
     export_requests_per_minute: int = Field(default=10, ge=1, le=10)
+    """The incremental export's request budget (Zendesk allows 10 a minute)."""
 
     @field_validator("priorities")
     @classmethod

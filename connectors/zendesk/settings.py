@@ -31,11 +31,18 @@ class ZendeskSettings:
     unless ``ZENDESK_URL`` names another (a host-mapped account, a local fake)."""
 
     subdomain: str
+    """``acme`` for acme.zendesk.com (or ``ZENDESK_URL``)."""
     base_url: str
+    """Another base URL instead of the subdomain's: a host-mapped account, or
+    ``http://127.0.0.1:8080`` for a local server."""
     email: str | None
+    """slabot's agent e-mail, with ``ZENDESK_API_TOKEN``."""
     api_token: Secret | None
+    """An API token (Admin Center > Apps and integrations > Zendesk API)."""
     oauth_token: Secret | None
+    """An OAuth access token, instead of the e-mail and API token."""
     webhook_secret: Secret | None
+    """The webhook's signing secret: deliveries signed otherwise are refused (401)."""
 
     @classmethod
     def from_environ(

@@ -107,6 +107,7 @@ class Nudges(_Strict):
     """Reminders before a target breaches, and notices when it does."""
 
     enabled: bool = True
+    """Whether nudges and breach notices are sent at all."""
     thresholds: dict[str, list[float]] = Field(default_factory=_default_thresholds)
     """Per target, the fractions of its time at which to nudge (1.0 is the breach); a
     target left out keeps the defaults, an empty list is never nudged."""
@@ -156,16 +157,19 @@ class ChannelSettings(_Strict):
     """Per channel: the language its messages are written in."""
 
     language: Language
+    """``en``, ``fr``, ``it`` or ``pl``."""
 
 
 class Digest(_Strict):
     """One channel's scheduled digest."""
 
     channel: str
+    """The channel's id (``C0SUPPORT``), not its name."""
     schedule: str
     """Five cron fields, minute hour day month day-of-week, with day names:
     ``"0 9 * * mon-fri"`` is 09:00 on weekdays in ``timezone``."""
     timezone: str = "UTC"
+    """The IANA zone the schedule and the digest's times are in."""
     due_within_business_hours: float = Field(default=4, gt=0, le=720)
     """List the clocks due within this many business hours (on each target's calendar)."""
     paused_longer_than_hours: float = Field(default=72, gt=0)
@@ -233,6 +237,7 @@ class Home(_Strict):
     horizon_hours: float = Field(default=24, gt=0, le=720)
     """A clock is at risk once breached or when it reaches 75% of its target within this."""
     max_tickets: int = Field(default=30, ge=1, le=40)
+    """At most this many tickets are shown."""
 
 
 class SlackConfig(_Strict):
@@ -242,10 +247,15 @@ class SlackConfig(_Strict):
     """The language used when the reader's Slack locale is none of en, fr, it, pl and the
     channel has no language of its own."""
     reclassify: Reclassifiers = Field(default_factory=Reclassifiers)
+    """Who may reclassify from Slack."""
     nudges: Nudges = Field(default_factory=Nudges)
+    """Nudges and breach notices."""
     channels: dict[str, ChannelSettings] = Field(default_factory=dict)
+    """Channel id -> its settings."""
     digests: list[Digest] = Field(default_factory=list)
+    """Scheduled digests, one per channel and schedule."""
     home: Home = Field(default_factory=Home)
+    """The App Home tab."""
     user_cache_seconds: int = Field(default=3600, ge=0, le=86_400)
     """How long a user's locale, time zone, e-mail and direct-message channel are kept."""
 

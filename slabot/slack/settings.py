@@ -30,9 +30,14 @@ class SlackSettings:
     """
 
     bot_token: Secret
+    """The Bot User OAuth Token, ``xoxb-...``."""
     signing_secret: Secret
+    """The app's signing secret: requests signed otherwise, or more than 5 minutes old, are refused
+    (401)."""
     api_url: str = DEFAULT_API_URL
+    """Another Web API base URL (a proxy, a local fake)."""
     app_token: Secret | None = None
+    """An app-level token, ``xapp-...``: selects Socket Mode instead of HTTP."""
 
     @property
     def socket_mode(self) -> bool:
