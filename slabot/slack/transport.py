@@ -132,8 +132,22 @@ def envelope_problem(body: object) -> str | None:
             return "a block_actions payload needs its actions"
         if not all(isinstance(action.get("action_id"), str) for action in actions):
             return "every action needs its action_id"
+    if body.get("type") in ("view_submission", "view_closed"):
+        view = body.get("view")
+        if not isinstance(view, dict) or not all(
+            isinstance(view.get(name), str) for name in ("id", "type", "callback_id")
+        ):
+            return "a view payload needs its view's id, type and callback_id"
     if body.get("type") == "block_suggestion" and not isinstance(body.get("action_id"), str):
         return "a block_suggestion payload needs its action_id"
+    view = body.get("view")
+    if isinstance(view, dict) and not isinstance(view.get("type"), str):
+        return "view needs its type"  # Bolt's view matchers read view["type"]
+    event = body.get("event")
+    if isinstance(event, dict):
+        for key in ("message", "previous_message"):
+            if event.get(key) is not None and not isinstance(event[key], dict):
+                return f"event.{key} is not an object"
     checks = [("body", body, TEXTS), *((where, part, NESTED_TEXTS) for where, part in parts)]
     for where, part, names in checks:
         for name in names:
