@@ -109,7 +109,7 @@ def with_extras(base: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """``base`` with some keys dropped and random keys added."""
     keys = sorted(base)
     return st.tuples(
-        st.sets(st.sampled_from(keys)) if keys else st.just(set()),
+        st.lists(st.sampled_from(keys), unique=True) if keys else st.just([]),
         st.dictionaries(st.text(max_size=10), JSON, max_size=3),
     ).map(
         lambda drop_add: {**{k: v for k, v in base.items() if k not in drop_add[0]}, **drop_add[1]}
@@ -155,7 +155,7 @@ def zendesk_body(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def garbage_headers(draw: st.DrawFn, names: list[str]) -> dict[str, str]:
-    chosen = draw(st.sets(st.sampled_from(names)))
+    chosen = draw(st.lists(st.sampled_from(names), unique=True))
     headers = {name: draw(HEADER_TEXT) for name in chosen}
     extra = draw(st.dictionaries(st.from_regex(r"\AX-[A-Za-z-]{1,12}\Z"), HEADER_TEXT, max_size=2))
     return {**extra, **headers}

@@ -200,6 +200,11 @@ DEEP = b"[" * 50_000 + b"]" * 50_000
         ("slack", b"payload=" + json.dumps({"type": "block_actions", "actions": []}).encode()),
         ("slack", b"payload=" + json.dumps({"type": "block_actions", "container": None}).encode()),
         ("slack", b"payload=" + json.dumps({"type": "view_submission", "view": 3}).encode()),
+        (
+            "slack",
+            b"payload="
+            + json.dumps({"type": "view_submission", "view": {"callback_id": "x"}}).encode(),
+        ),
     ],
 )
 def test_signed_bodies_that_used_to_answer_500_get_a_400(
