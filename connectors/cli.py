@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import SlabotError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from bot.compiled import Policy
 
 BACKFILLS = {
     "zendesk": "connectors.zendesk.cli:backfill",
@@ -37,6 +43,39 @@ def parse_since(text: str) -> datetime:
             raise BackfillError(f"--since {text!r} needs an offset, like 2026-01-31T09:00:00Z")
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def backfill_policies(args: argparse.Namespace, section: str, policy: str) -> dict[str, Policy]:
+    """The policies a backfill evaluates with; the connector's ``policy`` must be among them."""
+    from slabot.policy_files import bundled_policy_paths, load_policy
+
+    paths = args.policy or [str(p) for p in bundled_policy_paths()]
+    policies = {loaded.name: loaded for loaded in (load_policy(p) for p in paths)}
+    if policy not in policies:
+        raise BackfillError(
+            f"{args.config}: {section}.policy is {policy!r}, but the policies loaded are "
+            f"{', '.join(sorted(policies))}; pass its file with --policy"
+        )
+    return policies
+
+
+def migrated_engine(env: Mapping[str, str]) -> Engine:
+    """The engine for ``DATABASE_URL``, refused (and disposed) unless it is fully migrated."""
+    from slabot.store.db import make_engine, redact
+    from slabot.store.migrate import current_revision, head_revision
+
+    engine = make_engine(env.get("DATABASE_URL") or None)
+    try:
+        at, head = current_revision(engine), head_revision()
+        if at != head:
+            raise BackfillError(
+                f"database {redact(engine.url)} is not at revision {head}: run "
+                "`slabot db upgrade` first"
+            )
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def add_backfill_command(commands: Any) -> None:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from connectors.cli import BackfillError, parse_since
+from connectors.cli import backfill_policies, migrated_engine, parse_since
 
 
 def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
@@ -17,9 +17,6 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
     from connectors.jira.settings import JiraSettings
     from connectors.jira.sync import JiraSync
     from connectors.jira.writeback import JiraWriter
-    from slabot.policy_files import bundled_policy_paths, load_policy
-    from slabot.store.db import make_engine, redact
-    from slabot.store.migrate import current_revision, head_revision
     from slabot.store.outbox import Outbox
     from slabot.store.services import TicketService
 
@@ -27,21 +24,9 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
     since = parse_since(args.since)
     settings = JiraSettings.from_environ(env, webhooks=False)
     config = load_jira_config(args.config)
-    paths = args.policy or [str(p) for p in bundled_policy_paths()]
-    policies = {policy.name: policy for policy in (load_policy(p) for p in paths)}
-    if config.policy not in policies:
-        raise BackfillError(
-            f"{args.config}: jira.policy is {config.policy!r}, but the policies loaded are "
-            f"{', '.join(sorted(policies))}; pass its file with --policy"
-        )
-    engine = make_engine(env.get("DATABASE_URL") or None)
+    policies = backfill_policies(args, "jira", config.policy)
+    engine = migrated_engine(env)
     try:
-        at, head = current_revision(engine), head_revision()
-        if at != head:
-            raise BackfillError(
-                f"database {redact(engine.url)} is not at revision {head}: run "
-                "`slabot db upgrade` first"
-            )
         tickets = TicketService(engine, policies, lambda: datetime.now(UTC), origin="jira")
         client = JiraClient(settings, config)
         poller = JiraPoller(client, JiraSync(client, config, tickets))

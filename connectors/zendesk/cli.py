@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from connectors.cli import BackfillError, parse_since
+from connectors.cli import BackfillError, backfill_policies, migrated_engine, parse_since
 
 __all__ = ["BackfillError", "backfill", "parse_since"]
 
@@ -19,9 +19,6 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
     from connectors.zendesk.settings import ZendeskSettings
     from connectors.zendesk.sync import ZendeskSync
     from connectors.zendesk.writeback import ZendeskWriter
-    from slabot.policy_files import bundled_policy_paths, load_policy
-    from slabot.store.db import make_engine, redact
-    from slabot.store.migrate import current_revision, head_revision
     from slabot.store.outbox import Outbox
     from slabot.store.services import TicketService
 
@@ -29,21 +26,9 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
     since = parse_since(args.since)
     settings = ZendeskSettings.from_environ(env, webhooks=False)
     config = load_zendesk_config(args.config)
-    paths = args.policy or [str(p) for p in bundled_policy_paths()]
-    policies = {policy.name: policy for policy in (load_policy(p) for p in paths)}
-    if config.policy not in policies:
-        raise BackfillError(
-            f"{args.config}: zendesk.policy is {config.policy!r}, but the policies loaded are "
-            f"{', '.join(sorted(policies))}; pass its file with --policy"
-        )
-    engine = make_engine(env.get("DATABASE_URL") or None)
+    policies = backfill_policies(args, "zendesk", config.policy)
+    engine = migrated_engine(env)
     try:
-        at, head = current_revision(engine), head_revision()
-        if at != head:
-            raise BackfillError(
-                f"database {redact(engine.url)} is not at revision {head}: run "
-                "`slabot db upgrade` first"
-            )
         tickets = TicketService(engine, policies, lambda: datetime.now(UTC), origin="zendesk")
         client = ZendeskClient(settings)
         poller = ZendeskPoller(client, ZendeskSync(client, config, tickets))
