@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
@@ -356,8 +356,20 @@ class IntakeJob:
     payload: object
 
 
+class JobRunner(Protocol):
+    """Does an intake's jobs elsewhere (``slabot.service.intake_process.IntakeProcess``):
+    calling it processes one job, raising what the job raised."""
+
+    def __call__(self, job: IntakeJob) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self, timeout: float) -> None: ...
+
+
 class WebhookIntake:
-    """A bounded queue of webhook jobs and the one worker thread that processes them.
+    """A bounded queue of webhook jobs and the one worker thread that processes them (or
+    hands each to a ``JobRunner`` in another process: ``run_jobs_in``).
 
     ``record_many(keys) -> new keys`` records deliveries in one transaction (the store's
     ``DeliveryWriter``, whose connection ``release`` gives back); requests are grouped by a
@@ -411,6 +423,7 @@ class WebhookIntake:
         self._retry_delay = retry_delay
         self._sleep = sleep
         self._thread: threading.Thread | None = None
+        self._runner: JobRunner | None = None
         self.processed = 0
         self.failed = 0
 
@@ -447,8 +460,21 @@ class WebhookIntake:
         self._forget(job.source, job.delivery_key)
         return "busy"
 
+    def process_job(self, job: IntakeJob) -> None:
+        """Do one job's work once, here (no queue, no retries): what a ``JobRunner`` in
+        another process calls."""
+        self._process(job)
+
+    def run_jobs_in(self, runner: JobRunner) -> None:
+        """Hand each job to ``runner`` (a child process running ``process_job``) instead of
+        doing its work on the worker thread; queueing, coalescing and retries stay here.
+        The intake starts and closes the runner with itself."""
+        self._runner = runner
+
     def start(self) -> None:
         self.recorder.start()
+        if self._runner is not None:
+            self._runner.start()
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._run, name=f"{self.source}-webhook-worker", daemon=True
@@ -459,11 +485,12 @@ class WebhookIntake:
         """Record the deliveries waiting, finish the queued jobs, then stop the worker
         (SIGTERM drains through here)."""
         self.recorder.stop(timeout)
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self._thread = None
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        if self._runner is not None:
+            self._runner.close(timeout)
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every delivery handed in was recorded and every queued job processed;
@@ -494,7 +521,7 @@ class WebhookIntake:
     def _run_job(self, job: IntakeJob) -> None:
         for attempt in range(1, self._retries + 1):
             try:
-                self._process(job)
+                (self._runner or self._process)(job)
             except Exception as error:  # the worker must survive any one job
                 if attempt < self._retries:
                     self._sleep(self._retry_delay * 2 ** (attempt - 1))

@@ -191,9 +191,12 @@ def build_runtime(
     *,
     engine: Engine | None = None,
     client_options: Mapping[str, Mapping[str, Any]] | None = None,
+    webhook_processes: Mapping[str, str] | None = None,
 ) -> Runtime:
     """Build every enabled part. ``client_options`` passes keyword arguments to a
-    connector's client (``{"zendesk": {"timeout": 2.0}}``: tests, the demo)."""
+    connector's client (``{"zendesk": {"timeout": 2.0}}``: tests, the demo).
+    ``webhook_processes``: run each connector's webhook jobs in a child process that reads
+    its settings from this environment (``slabot run``); None: on a thread of this one."""
     options = client_options or {}
     engine = engine or make_engine(settings.database_url)
     policies = load_policies(settings.service.policies)
@@ -220,6 +223,11 @@ def build_runtime(
     if settings.slack is not None and settings.slack_config is not None:
         slack = _slack(settings, service("slack"), clock, options)
         store = slack.store
+    if webhook_processes is not None:
+        from slabot.service.intake_process import service_intake
+
+        for name, helpdesk in helpdesks.items():
+            helpdesk.webhook.intake.run_jobs_in(service_intake(name, webhook_processes))
     runtime = Runtime(
         settings=settings,
         engine=engine,

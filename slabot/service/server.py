@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,9 +48,13 @@ def prepare(
     *,
     client_options: Mapping[str, Mapping[str, Any]] | None = None,
     migrate: bool = True,
+    webhook_processes: Mapping[str, str] | None = None,
 ) -> Service:
-    """Migrate the database and wire the app and the scheduler (nothing runs yet)."""
-    runtime = build_runtime(settings, clock, client_options=client_options)
+    """Migrate the database and wire the app and the scheduler (nothing runs yet);
+    ``webhook_processes`` as ``build_runtime`` takes it."""
+    runtime = build_runtime(
+        settings, clock, client_options=client_options, webhook_processes=webhook_processes
+    )
     if migrate:
         revision = upgrade(runtime.engine)
         log.info("database %s at revision %s", redact(runtime.engine.url), revision)
@@ -115,7 +120,12 @@ def run(host: str | None, port: int | None, environ: Mapping[str, str] | None = 
     settings = load_settings(environ)
     masker = SecretMasker(settings.secrets())
     configure_logging(masker, level=settings.service.log_level, form=settings.service.log_format)
-    service = prepare(settings)
+    # The children read the same settings: the environment as this process read it.
+    children = dict(os.environ if environ is None else environ)
+    service = prepare(
+        settings,
+        webhook_processes=children if settings.service.webhook_worker == "process" else None,
+    )
     serve(
         service,
         host or settings.service.host,

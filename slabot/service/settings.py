@@ -83,6 +83,10 @@ class ServiceSettings(BaseSettings):
     """A job late by up to this much (a busy process, a paused VM) still runs, once."""
     drain_timeout_seconds: float = Field(default=20.0, ge=0, le=600)
     """On SIGTERM: how long the queued webhooks and the current flush may take to finish."""
+    webhook_worker: Literal["process", "thread"] = "process"
+    """Where ``slabot run`` processes webhook jobs (fetch, map, ingest): ``process``, a child
+    process per connector, so that work never slows the acknowledgements; ``thread``, a
+    thread of the serving process (one process in all, as ``slabot demo`` runs)."""
     worker_id: str | None = None
     """This replica's name in outbox leases (default: host name and process id)."""
     dashboard_token: SecretStr | None = None
