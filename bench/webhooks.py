@@ -6,7 +6,8 @@ One run starts, on loopback only:
   the webhook worker makes for each accepted delivery);
 * ``slabot run`` in its own process (database: a SQLite file in a temporary folder, or
   ``--database-url``), with ``/noop`` enabled: an endpoint of the same server that reads
-  the body and answers 202 without doing anything;
+  the body and answers 202 without doing anything; its webhook jobs run in its child
+  process, as by default (``--webhook-worker thread``: on a thread of the serving process);
 * the load, from this process: HTTP/1.1 keep-alive connections on asyncio.
 
 Two phases per endpoint (``/noop``, then ``/webhooks/zendesk``), each bounded in time and
@@ -253,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s (fixed rate)")
     parser.add_argument("--tickets", type=int, default=200, help="tickets in the fake Zendesk")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument(
+        "--webhook-worker",
+        choices=("process", "thread"),
+        default="process",
+        help="where slabot run does the webhook jobs (service.webhook_worker)",
+    )
     args = parser.parse_args(argv)
 
     context = multiprocessing.get_context("spawn")
@@ -274,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             "DATABASE_URL": database,
             "SLABOT_CONFIG": str(config),
             "SLABOT_LOG_LEVEL": "WARNING",
+            "SLABOT_WEBHOOK_WORKER": args.webhook_worker,
             "ZENDESK_URL": zendesk_url,
             "ZENDESK_EMAIL": "slabot@example.com",
             "ZENDESK_API_TOKEN": "bench-token",
@@ -293,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_ready(port, service)
         print(
-            f"slabot run on 127.0.0.1:{port} ({database.split(':')[0]}), fake Zendesk "
+            f"slabot run on 127.0.0.1:{port} ({database.split(':')[0]}, webhook jobs in a "
+            f"{args.webhook_worker}), fake Zendesk "
             f"{zendesk_url} with {args.tickets} tickets; {os.cpu_count()} CPUs; "
             f"{args.duration:g} s per phase"
         )
