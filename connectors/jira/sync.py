@@ -163,60 +163,18 @@ class JiraSync:
     def _refuse(self, external_key: str, change: PriorityChange, why: str) -> None:
         """Record the refusal in the history and owe Jira an internal comment saying why
         (the policy's priority itself is owed by the ingest: Jira shows another)."""
-        now = self.tickets.now()
-        with Session(for_writing(self.tickets.engine)) as session, session.begin():
-            row = session.scalars(
-                select(StoredTicket).where(
-                    StoredTicket.source == SOURCE, StoredTicket.external_key == external_key
-                )
-            ).one()
-            decision = session.get(StoredDecision, row.id)
-            kept = decision.priority if decision is not None else None
-            entry = TicketEvent(
-                ticket_id=row.id,
-                kind="priority_changed",
-                occurred_at=change.at,
-                recorded_at=now,
-                actor=change.actor,
-                origin="jira",
-                reason=f"refused: {why}",
-                event_key=f"jira:changelog:{change.change_id}:priority",
-                payload={
-                    "field": "refused",
-                    "from": kept,
-                    "to": change.priority,
-                    "jira_priority": change.jira_priority,
-                },
-            )
-            session.add(entry)
-            session.flush()
-            kept_name = self.config.jira_priority(kept) if kept else None
-            body = (
-                f"slabot kept the priority at {kept or 'none'}"
-                f"{f' ({kept_name})' if kept_name else ''}: {change.actor} set "
-                f"{change.jira_priority}, which the support policy does not allow here. {why}"
-            )
-            session.add(
-                OutboxItem(
-                    target_system=SOURCE,
-                    ticket_id=row.id,
-                    kind="add_note",
-                    payload={
-                        "internal": True,
-                        "body": body,
-                        "from": kept,
-                        "to": change.priority,
-                        "actor": change.actor,
-                        "origin": "jira",
-                        "reason": why,
-                        "refused": True,
-                    },
-                    idempotency_key=f"{SOURCE}:{external_key}:add_note:event-{entry.id}",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
+        self.tickets.refuse_reclassification(
+            SOURCE,
+            external_key,
+            asked=change.jira_priority,
+            priority=change.priority,
+            actor=change.actor,
+            origin="jira",
+            why=why,
+            at=change.at,
+            event_key=f"jira:changelog:{change.change_id}:priority",
+            helpdesk_name=self.config.jira_priority,
+        )
         log.warning(
             "jira:%s: %s's priority %s refused: %s",
             external_key,

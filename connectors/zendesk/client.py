@@ -239,6 +239,8 @@ class ZendeskClient:
         organization = None
         if data.get("organization_id"):
             organization = self._organization(int(data["organization_id"]))
+        # Whose role matters: public repliers (first response) and whoever changed the
+        # priority (an agent's change is a reclassification); -1 is Zendesk itself.
         authors = {
             int(event.get("author_id", audit.get("author_id")))
             for audit in audits
@@ -246,6 +248,15 @@ class ZendeskClient:
             if event.get("type") in ("Comment", "VoiceComment") and event.get("public")
             if event.get("author_id", audit.get("author_id")) not in (None, -1)
         }
+        authors.update(
+            int(audit["author_id"])
+            for audit in audits
+            if audit.get("author_id") not in (None, -1, bot)
+            if any(
+                event.get("type") == "Change" and event.get("field_name") == "priority"
+                for event in audit.get("events") or ()
+            )
+        )
         roles = self.roles(authors)
         agents = frozenset(uid for uid, role in roles.items() if role in AGENT_ROLES)
         return TicketBundle(

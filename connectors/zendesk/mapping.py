@@ -73,6 +73,23 @@ class StatusChange:
 
 
 @dataclass(frozen=True, slots=True)
+class PriorityChange:
+    """An agent (not slabot, not the requester) changed the priority in Zendesk: a
+    reclassification."""
+
+    change_id: str
+    """``<audit id>:<event id>``: the key that makes it count once."""
+    at: datetime
+    author_id: int
+    actor: str
+    """Who, for the audit: ``zendesk-user:235323``."""
+    zendesk_priority: str
+    """What the agent set (empty: they cleared the priority)."""
+    priority: str | None
+    """slabot's priority for it (None: a Zendesk priority not in ``zendesk.priorities``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Mapped:
     """One ticket in slabot's terms."""
 
@@ -80,13 +97,16 @@ class Mapped:
     status_changes: tuple[StatusChange, ...]
     """Every status the audits show, oldest first (creation included): pauses come from
     these, not from guesses."""
+    reclassifications: tuple[PriorityChange, ...]
+    """Priority changes made by agents, oldest first."""
     due_shown: dict[str, str | None]
     """Due target -> what its configured custom field shows now."""
     warnings: tuple[str, ...] = field(default=())
 
 
 def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
-    """The snapshot, status history and shown due values of a Zendesk ticket.
+    """The snapshot, status history, agents' priority changes and shown due values of a
+    Zendesk ticket.
 
     >>> from connectors.zendesk.config import ZendeskConfig
     >>> bundle = TicketBundle({"id": 7, "created_at": "2026-11-16T17:00:00Z",
@@ -107,7 +127,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
     tags = _tags(ticket.get("tags"), where)
     custom = _custom_fields(ticket.get("custom_fields"), where)
 
-    history = _History.read(bundle, where)
+    history = _History.read(bundle, config, where)
     requested = history.requested_priority
     if requested is None and not history.priority_seen:
         requested = ticket.get("priority")
@@ -188,7 +208,13 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         status_history=_status_history(history.status_changes, status),
         **values,
     )
-    return Mapped(snapshot, history.status_changes, due_shown, tuple(warnings))
+    return Mapped(
+        snapshot,
+        history.status_changes,
+        history.reclassifications,
+        due_shown,
+        tuple(warnings),
+    )
 
 
 _PLAIN_STATUSES = frozenset({"new", "open"})
@@ -304,7 +330,7 @@ def _parse_event(data: Mapping[str, Any], event_type: Any) -> WebhookNotice:
 
 @dataclass(slots=True)
 class _History:
-    """What the audits say: replies, statuses, the requested priority."""
+    """What the audits say: replies, statuses, the requested priority, agents' priorities."""
 
     first_reply_at: datetime | None = None
     last_reply_at: datetime | None = None
@@ -313,11 +339,13 @@ class _History:
     priority_seen: bool = False
     last_actor: str | None = None
     status_changes: tuple[StatusChange, ...] = ()
+    reclassifications: tuple[PriorityChange, ...] = ()
 
     @classmethod
-    def read(cls, bundle: TicketBundle, where: str) -> _History:
+    def read(cls, bundle: TicketBundle, config: ZendeskConfig, where: str) -> _History:
         history = cls()
         changes: list[StatusChange] = []
+        reclassifications: list[PriorityChange] = []
         requester_id = bundle.ticket.get("requester_id")
         # ISO 8601 UTC texts sort as time; the id breaks ties in creation order.
         audits = sorted(
@@ -331,6 +359,12 @@ class _History:
             assert at is not None
             author = audit.get("author_id")
             by_bot = bundle.bot_user_id is not None and author == bundle.bot_user_id
+            # -1 is Zendesk itself (triggers, automations): never in agent_ids.
+            by_agent = (
+                author in bundle.agent_ids
+                and author != bundle.bot_user_id
+                and author != requester_id
+            )
             actor = f"zendesk-user:{author}" if author is not None and author != -1 else None
             history.last_actor = actor
             for event in audit.get("events") or ():
@@ -342,10 +376,24 @@ class _History:
                     if to == "solved":
                         history.solved_at = at
                 elif kind in ("Create", "Change") and name == "priority":
+                    value = event.get("value") or None
+                    if not history.priority_seen and kind == "Change":
+                        # No creation seen (a truncated history): the priority before the
+                        # first change is the one the ticket was created with.
+                        history.requested_priority = event.get("previous_value") or None
                     history.priority_seen = True
-                    if not by_bot:
-                        value = event.get("value")
-                        history.requested_priority = value or None
+                    # As created, or as last set by someone who is not an agent (the
+                    # requester, a trigger); an agent's change is a reclassification;
+                    # slabot's is neither.
+                    if by_bot:
+                        continue
+                    if kind == "Change" and by_agent:
+                        assert author is not None
+                        reclassifications.append(
+                            _priority_change(audit_id, event, at, author, value, config, where)
+                        )
+                    else:
+                        history.requested_priority = value
                 elif kind in ("Comment", "VoiceComment") and event.get("public"):
                     comment_author = event.get("author_id", author)
                     if (
@@ -357,7 +405,32 @@ class _History:
                             history.first_reply_at = at
                         history.last_reply_at = at
         history.status_changes = tuple(changes)
+        history.reclassifications = tuple(reclassifications)
         return history
+
+
+def _priority_change(
+    audit_id: Any,
+    event: Mapping[str, Any],
+    at: datetime,
+    author: int,
+    value: str | None,
+    config: ZendeskConfig,
+    where: str,
+) -> PriorityChange:
+    if audit_id is None:
+        raise PayloadError(f"{where}: an audit without an id changes the priority")
+    # An audit changes the priority at most once: its id alone keys an event without one.
+    event_id = event.get("id")
+    change_id = f"{audit_id}:{event_id if event_id is not None else 'priority'}"
+    return PriorityChange(
+        change_id,
+        at,
+        author,
+        f"zendesk-user:{author}",
+        str(value or ""),
+        config.slabot_priority(value),
+    )
 
 
 def _ticket_id(value: Any, name: str = "id") -> int:

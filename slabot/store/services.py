@@ -663,6 +663,103 @@ class TicketService:
         enqueued.append("add_note")
         return ReclassifyResult(row.id, previous, decision, tuple(enqueued))
 
+    def refuse_reclassification(
+        self,
+        source: str,
+        external_key: str,
+        *,
+        asked: str,
+        priority: str | None,
+        actor: str,
+        origin: str,
+        why: str,
+        at: datetime,
+        event_key: str,
+        helpdesk_name: Callable[[str], str | None],
+    ) -> bool:
+        """A person set a priority in the helpdesk that slabot does not keep: the refusal
+        goes in the ticket's history and the helpdesk is owed an internal note saying who
+        set what and why. True when recorded; False when ``event_key`` already was (the
+        same change read again).
+
+        ``asked`` is what they set in the helpdesk's words (``Highest``, ``urgent``; empty:
+        none), ``priority`` slabot's for it (None: it maps to none), ``helpdesk_name`` names
+        the kept priority in the helpdesk's words for the note. The policy's priority itself
+        is not written here: the helpdesk shows another, so the ingest of the same read
+        already owes it.
+        """
+        if origin not in PRIORITY_ORIGINS:
+            raise UnknownOriginError(
+                f"origin {origin!r}: expected one of {', '.join(PRIORITY_ORIGINS)}"
+            )
+
+        def work(session: Session) -> bool:
+            now = self.now()
+            row = self._locked_ticket(session, source, external_key)
+            seen = session.scalar(
+                select(TicketEvent.id).where(
+                    TicketEvent.ticket_id == row.id, TicketEvent.event_key == event_key
+                )
+            )
+            if seen is not None:
+                return False
+            stored = session.get(StoredDecision, row.id)
+            kept = stored.priority if stored is not None else None
+            entry = _event(
+                "priority_changed",
+                at,
+                now,
+                actor=actor,
+                origin=origin,
+                payload={
+                    "field": "refused",
+                    "from": kept,
+                    "to": priority,
+                    f"{origin}_priority": asked,
+                },
+            )
+            entry.reason = f"refused: {why}"
+            entry.ticket_id = row.id
+            entry.event_key = event_key
+            session.add(entry)
+            session.flush()
+            kept_name = helpdesk_name(kept) if kept else None
+            note = (
+                f"slabot kept the priority at {kept or 'none'}"
+                f"{f' ({kept_name})' if kept_name else ''}: {actor} set "
+                f"{asked or 'no priority'}, which the support policy does not allow here. {why}"
+            )
+            session.add(
+                OutboxItem(
+                    target_system=row.source,
+                    ticket_id=row.id,
+                    kind="add_note",
+                    payload={
+                        "internal": True,
+                        "body": note,
+                        "from": kept,
+                        "to": priority,
+                        "actor": actor,
+                        "origin": origin,
+                        "reason": why,
+                        "refused": True,
+                    },
+                    idempotency_key=f"{row.source}:{row.external_key}:add_note:event-{entry.id}",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            return True
+
+        # The event key makes a retried commit safe: a second attempt finds its entry.
+        return with_retry(
+            self.engine,
+            work,
+            policy=self.retry,
+            what=f"recording a refused priority of ticket {source}:{external_key}",
+        )
+
     # Breach queries.
 
     def breached(self, now: datetime | None = None, limit: int | None = 100) -> list[DueTarget]:

@@ -193,6 +193,63 @@ def test_origin_and_actor_are_checked(
         service.reclassify("zendesk", "1001", "P3", actor, "why", origin)
 
 
+def refuse(service: TicketService, **changes: object) -> bool:
+    """Ana set Zendesk's "urgent" on a staging ticket; the policy keeps P4."""
+    values: dict[str, object] = {
+        "asked": "urgent",
+        "priority": "P1",
+        "actor": "zendesk-user:601",
+        "origin": "zendesk",
+        "why": "P1 applies to production only",
+        "at": MONDAY_0900_LA + timedelta(minutes=3),
+        "event_key": "zendesk:audit:7:8:priority",
+        "helpdesk_name": {"P4": "low"}.get,
+    }
+    values.update(changes)
+    return service.refuse_reclassification("zendesk", "1001", **values)  # type: ignore[arg-type]
+
+
+def test_a_refused_priority_is_recorded_once_and_owes_a_note_saying_why(
+    service: TicketService, migrated: Engine, clock: FakeClock
+) -> None:
+    service.ingest(snapshot(environment="staging", priority="P1", shown={"priority": "P1"}))
+    owed_before = [i.kind for i in outbox(migrated)]
+    assert refuse(service) is True
+    assert refuse(service) is False  # the same change read again
+
+    [entry] = [e for e in rows(migrated, TicketEvent) if e.kind == "priority_changed"]
+    assert (entry.actor, entry.origin, entry.occurred_at, entry.recorded_at) == (
+        "zendesk-user:601",
+        "zendesk",
+        MONDAY_0900_LA + timedelta(minutes=3),
+        clock.now,
+    )
+    assert entry.reason == "refused: P1 applies to production only"
+    assert entry.payload == {
+        "field": "refused",
+        "from": "P4",
+        "to": "P1",
+        "zendesk_priority": "urgent",
+    }
+    assert entry.event_key == "zendesk:audit:7:8:priority"
+    assert rows(migrated, StoredDecision)[0].priority == "P4"  # nothing else changed
+    note = outbox(migrated)[-1]
+    assert [i.kind for i in outbox(migrated)] == [*owed_before, "add_note"]
+    assert note.payload["internal"] is True and note.payload["refused"] is True
+    assert note.payload["body"] == (
+        "slabot kept the priority at P4 (low): zendesk-user:601 set urgent, which the "
+        "support policy does not allow here. P1 applies to production only"
+    )
+
+
+def test_a_refusal_needs_a_known_origin_and_a_stored_ticket(service: TicketService) -> None:
+    with pytest.raises(UnknownTicketError, match="no ticket zendesk:1001 is stored"):
+        refuse(service)
+    service.ingest(snapshot())
+    with pytest.raises(UnknownOriginError, match="origin 'email'"):
+        refuse(service, origin="email")
+
+
 # --- breaches reported once -----------------------------------------------------------------
 
 

@@ -222,6 +222,32 @@ def test_fetch_reads_the_ticket_audits_requester_organization_and_author_roles(
     assert not any("show_many" in url or "groups" in url for url in again)
 
 
+def test_fetch_asks_the_role_of_whoever_changed_the_priority(
+    mocked: responses.RequestsMock, client: ZendeskClient
+) -> None:
+    ticket = fixture("ticket_show__premier_production.json")
+    ticket["ticket"]["assignee_id"] = None  # Ana counts for her priority change only
+    audits = fixture("ticket_audits__agent_reclassifies.json")
+    mocked.get(f"{BASE}/users/me.json", json={"user": {"id": 900, "role": "agent"}})
+    mocked.get(f"{BASE}/tickets/35436.json", json=ticket)
+    mocked.get(
+        f"{BASE}/tickets/35436/audits.json",
+        json={**audits, "meta": {"has_more": False}, "links": {"next": None}},
+    )
+    mocked.get(
+        f"{BASE}/organizations/509974.json",
+        json=fixture("organization_show__premier_germany.json"),
+    )
+    mocked.get(
+        f"{BASE}/users/show_many.json",
+        json=fixture("users_show_many__requester_and_assignee.json"),
+    )
+    mocked.get(f"{BASE}/groups.json", json=fixture("groups__list.json"))
+    bundle = client.fetch(35436)
+    # Ana changed the priority without replying; the trigger's author (-1) is Zendesk.
+    assert bundle.agent_ids == frozenset({235323})
+
+
 def test_the_export_starts_from_a_time_and_resumes_from_a_cursor(
     mocked: responses.RequestsMock, client: ZendeskClient
 ) -> None:

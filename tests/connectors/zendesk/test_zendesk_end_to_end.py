@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,7 +20,7 @@ from starlette.testclient import TestClient
 from bot.compiled import Policy
 from connectors.zendesk.cli import BackfillError, backfill, parse_since
 from connectors.zendesk.client import ZendeskClient
-from connectors.zendesk.config import ZendeskConfig
+from connectors.zendesk.config import ZendeskConfig, parse_zendesk_config
 from connectors.zendesk.mapping import due_field_values, map_ticket
 from connectors.zendesk.poller import STREAM, ZendeskPoller, load_cursor
 from connectors.zendesk.sync import ZendeskSync
@@ -82,6 +83,30 @@ class Harness:
             assert stored is not None
             return stored
 
+    def priority_changes(self, ticket_id: int, field: str) -> list[TicketEvent]:
+        """The ticket's ``priority_changed`` entries of one kind (``reclassified``...)."""
+        with Session(self.engine) as session:
+            entries = session.scalars(
+                select(TicketEvent)
+                .join(StoredTicket, StoredTicket.id == TicketEvent.ticket_id)
+                .where(
+                    StoredTicket.external_key == str(ticket_id),
+                    TicketEvent.kind == "priority_changed",
+                )
+                .order_by(TicketEvent.id)
+            )
+            return [e for e in entries if e.payload.get("field") == field]
+
+    def notes(self, ticket_id: int) -> list[dict[str, Any]]:
+        """The comments slabot posted on the ticket, oldest first."""
+        return [
+            event
+            for audit in self.fake.audits[ticket_id]
+            if audit["author_id"] == self.fake.bot_user_id
+            for event in audit["events"]
+            if event["type"] == "Comment"
+        ]
+
 
 def customer(fake: FakeZendesk) -> None:
     fake.add_user(REQUESTER, "end-user", time_zone="Pacific Time (US & Canada)")
@@ -101,6 +126,17 @@ def staging_p1(fake: FakeZendesk, ticket_id: int, **extra: object) -> None:
         tags=["customer_tag"],
         custom_fields={ENV_FIELD: "env_staging"},
         **extra,  # type: ignore[arg-type]
+    )
+
+
+def production_normal(fake: FakeZendesk, ticket_id: int) -> None:
+    """A P3 in production: the policy keeps what the customer asked for."""
+    fake.add_ticket(
+        ticket_id,
+        requester_id=REQUESTER,
+        organization_id=ORG,
+        priority="normal",
+        custom_fields={ENV_FIELD: "env_production"},
     )
 
 
@@ -494,3 +530,139 @@ def test_the_assignee_and_the_group_reach_what_slack_reads(
     assert fake.count("GET", "show_many") == 1 and fake.count("GET", "/groups") == 1  # cached
     shown = map_ticket(client.fetch(1002), ZendeskConfig(policy="zoom")).snapshot.shown
     assert (shown["assignee_email"], shown["queue"]) == (None, None)
+
+
+# --- an agent's priority in Zendesk: an audited reclassification -------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request: pytest.FixtureRequest) -> Engine:
+    engine: Engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+    return engine
+
+
+def reclassifying(
+    fake: FakeZendesk,
+    client: ZendeskClient,
+    config: ZendeskConfig,
+    engine: Engine,
+    policies: dict[str, Policy],
+) -> Iterator[Harness]:
+    customer(fake)
+    yield from harness_for(fake, client, config, engine, policies)
+
+
+@pytest.fixture
+def each_database(
+    fake: FakeZendesk,
+    client: ZendeskClient,
+    config: ZendeskConfig,
+    any_engine: Engine,
+    policies: dict[str, Policy],
+) -> Iterator[Harness]:
+    yield from reclassifying(fake, client, config, any_engine, policies)
+
+
+def later(h: Harness, minutes: int = 10) -> None:
+    h.clock.now += timedelta(minutes=minutes)
+    h.fake.now += timedelta(minutes=minutes)
+
+
+def test_an_agents_priority_change_is_an_audited_reclassification_applied_once(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    production_normal(h.fake, 101)
+    h.deliver(101)
+    h.writer.flush("test")
+    assert h.decision(101).priority == "P3"
+    later(h)
+    h.fake.agent_update(101, AGENT, priority="urgent")
+    assert h.deliver(101) == 202
+
+    [entry] = h.priority_changes(101, "reclassified")
+    assert (entry.actor, entry.origin) == (f"zendesk-user:{AGENT}", "zendesk")
+    assert (entry.payload["from"], entry.payload["to"]) == ("P3", "P1")
+    assert entry.reason == "set the priority to urgent in Zendesk"
+    assert h.decision(101).priority == "P1"
+    kinds = [item.kind for item in h.pending()]
+    assert "add_note" in kinds and "set_priority" not in kinds  # Zendesk shows it already
+
+    assert h.writer.flush("test").dead == 0
+    assert h.fake.shown(101)["priority"] == "urgent"  # the agent's choice stands
+    [note] = h.notes(101)
+    assert note["public"] is False
+    assert f"from P3 to P1 by zendesk-user:{AGENT} (via zendesk)" in note["body"]
+
+    # The same audit read again (a redelivery, the poller) is not applied twice.
+    later(h, 1)
+    h.deliver(101)
+    assert h.sync.sync_ticket(101).reclassified == ()
+    assert len(h.priority_changes(101, "reclassified")) == 1
+    assert len(h.notes(101)) == 1 and h.writer.flush("test").write_calls == 0
+
+
+def test_a_refused_reclassification_is_recorded_reverted_and_explained(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    staging_p1(h.fake, 101)
+    h.deliver(101)
+    h.writer.flush("test")
+    assert h.fake.shown(101)["priority"] == "low"  # P4: zoom caps P1 outside production
+    later(h)
+    h.fake.agent_update(101, AGENT, priority="urgent")
+    h.deliver(101)
+
+    [refusal] = h.priority_changes(101, "refused")
+    assert (refusal.actor, refusal.origin) == (f"zendesk-user:{AGENT}", "zendesk")
+    # The engine's own words name the environment that forbids it.
+    assert refusal.reason is not None and refusal.reason.startswith("refused: ")
+    assert "'staging'" in refusal.reason
+    assert (refusal.payload["from"], refusal.payload["to"]) == ("P4", "P1")
+    assert h.decision(101).priority == "P4"
+    assert {"set_priority", "add_note"} <= {item.kind for item in h.pending()}
+
+    h.fake.trigger_on_update = True
+    assert h.writer.flush("test").dead == 0
+    assert h.fake.shown(101)["priority"] == "low"  # the policy's priority, written back
+    [note] = h.notes(101)
+    assert note["public"] is False
+    assert "kept the priority at P4 (low)" in note["body"]
+    assert f"zendesk-user:{AGENT} set urgent" in note["body"] and "'staging'" in note["body"]
+    # slabot's write-back comes back as a trigger and is not taken for a person's change.
+    later(h, 1)
+    for echo in list(h.fake.webhook_outbox):
+        h.post(*echo)
+    assert h.sync.sync_ticket(101).reclassified == ()
+    assert len(h.priority_changes(101, "refused")) == 1
+    assert h.writer.flush("test").write_calls == 0
+
+
+def test_a_priority_zendesk_priorities_does_not_map_is_refused_naming_the_mapping(
+    fake: FakeZendesk,
+    client: ZendeskClient,
+    any_engine: Engine,
+    policies: dict[str, Policy],
+) -> None:
+    narrow = {**CONFIG["zendesk"], "priorities": {"P1": "urgent", "P2": "high", "P3": "normal"}}
+    config = parse_zendesk_config({"zendesk": narrow})
+    for h in reclassifying(fake, client, config, any_engine, policies):
+        production_normal(h.fake, 101)
+        h.deliver(101)
+        h.writer.flush("test")
+        later(h)
+        h.fake.agent_update(101, AGENT, priority="low")
+        h.deliver(101)
+
+        [refusal] = h.priority_changes(101, "refused")
+        assert refusal.reason == (
+            "refused: Zendesk priority 'low' is not one of zendesk.priorities "
+            "(P1: urgent, P2: high, P3: normal)"
+        )
+        assert refusal.payload["to"] is None and refusal.payload["zendesk_priority"] == "low"
+        assert h.decision(101).priority == "P3"
+        assert h.writer.flush("test").dead == 0
+        assert h.fake.shown(101)["priority"] == "normal"
+        [note] = h.notes(101)
+        assert "kept the priority at P3 (normal)" in note["body"]

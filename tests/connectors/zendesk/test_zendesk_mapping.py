@@ -89,15 +89,102 @@ def test_replies_and_statuses_come_from_the_audits(config: ZendeskConfig) -> Non
 
 
 def test_the_requested_priority_ignores_slabots_own_change(config: ZendeskConfig) -> None:
-    snapshot = map_ticket(bundle(), config).snapshot
+    mapped = map_ticket(bundle(), config)
+    snapshot = mapped.snapshot
     assert snapshot.priority == "P1"  # created urgent; slabot's later "high" is its own write
     assert (snapshot.shown["priority"], snapshot.shown["tags"]) == ("P2", ["plan_premier", "vip"])
+    assert mapped.reclassifications == ()
 
 
-def test_a_priority_a_person_changes_is_the_requested_one(config: ZendeskConfig) -> None:
-    audits = fixture("ticket_audits__reply_hold_reopen.json")["audits"]
-    audits[2]["author_id"] = AGENT
-    assert map_ticket(bundle(audits=audits), config).snapshot.priority == "P2"
+def reclassified(**changes: object) -> TicketBundle:
+    """Created normal by the requester, raised to high by a trigger, set urgent by Ana."""
+    ticket = fixture("ticket_show__premier_production.json")["ticket"]
+    values: dict[str, object] = {
+        "ticket": {**ticket, "priority": "urgent", "status": "open"},
+        "audits": fixture("ticket_audits__agent_reclassifies.json")["audits"],
+    }
+    values.update(changes)
+    return bundle(**values)
+
+
+def test_an_agents_priority_change_is_a_reclassification_and_a_triggers_is_requested(
+    config: ZendeskConfig,
+) -> None:
+    mapped = map_ticket(reclassified(), config)
+    assert mapped.snapshot.priority == "P2"  # the trigger's "high": not an agent's choice
+    assert mapped.snapshot.shown["priority"] == "P1"
+    [change] = mapped.reclassifications
+    assert (change.change_id, change.priority, change.zendesk_priority) == (
+        "2127302300:2127302301",
+        "P1",
+        "urgent",
+    )
+    assert (change.author_id, change.actor) == (AGENT, f"zendesk-user:{AGENT}")
+    assert change.at == at("2026-11-16T17:30:00Z")
+
+
+@pytest.mark.parametrize(
+    ("author", "who"),
+    [(REQUESTER, "the requester"), (4242, "an end user in CC"), (BOT, "slabot")],
+)
+def test_a_priority_change_by_anyone_but_an_agent_is_not_a_reclassification(
+    config: ZendeskConfig, author: int, who: str
+) -> None:
+    audits = fixture("ticket_audits__agent_reclassifies.json")["audits"]
+    audits[2]["author_id"] = author
+    mapped = map_ticket(reclassified(audits=audits), config)
+    assert mapped.reclassifications == (), who
+    # A person's change is what they ask for; slabot's own leaves the trigger's.
+    assert mapped.snapshot.priority == ("P2" if author == BOT else "P1"), who
+
+
+def test_an_agent_who_is_the_requester_asks_rather_than_reclassifies(
+    config: ZendeskConfig,
+) -> None:
+    ticket = {**reclassified().ticket, "requester_id": AGENT}
+    mapped = map_ticket(reclassified(ticket=ticket), config)
+    assert (mapped.reclassifications, mapped.snapshot.priority) == ((), "P1")
+
+
+def test_the_priority_an_agent_creates_a_ticket_with_is_the_requested_one(
+    config: ZendeskConfig,
+) -> None:
+    audits = fixture("ticket_audits__agent_reclassifies.json")["audits"][:1]
+    audits[0]["author_id"] = AGENT  # Ana opened it on the customer's behalf
+    audits[0]["events"][2]["value"] = "urgent"
+    mapped = map_ticket(reclassified(audits=audits), config)
+    assert (mapped.reclassifications, mapped.snapshot.priority) == ((), "P1")
+
+
+def test_an_agents_change_without_an_event_id_is_keyed_by_its_audit(
+    config: ZendeskConfig,
+) -> None:
+    audits = fixture("ticket_audits__agent_reclassifies.json")["audits"]
+    del audits[2]["events"][0]["id"]
+    [change] = map_ticket(reclassified(audits=audits), config).reclassifications
+    assert change.change_id == "2127302300:priority"
+
+
+def test_an_agents_unmapped_or_cleared_priority_is_kept_for_the_refusal() -> None:
+    narrow = parse_zendesk_config(
+        {"zendesk": {**CONFIG["zendesk"], "priorities": {"P1": "urgent", "P2": "high"}}}
+    )
+    audits = fixture("ticket_audits__agent_reclassifies.json")["audits"]
+    audits[2]["events"][0]["value"] = "low"
+    [change] = map_ticket(reclassified(audits=audits), narrow).reclassifications
+    assert (change.zendesk_priority, change.priority) == ("low", None)
+    audits[2]["events"][0]["value"] = None
+    [change] = map_ticket(reclassified(audits=audits), narrow).reclassifications
+    assert (change.zendesk_priority, change.priority) == ("", None)
+
+
+def test_without_the_creating_audit_the_requested_priority_is_the_one_before_the_change(
+    config: ZendeskConfig,
+) -> None:
+    audits = fixture("ticket_audits__agent_reclassifies.json")["audits"][2:]
+    mapped = map_ticket(reclassified(audits=audits), config)
+    assert mapped.snapshot.priority == "P2"  # "high", the previous_value Ana changed
+    assert [c.priority for c in mapped.reclassifications] == ["P1"]
 
 
 def test_solved_time_is_the_audits_last_solve(config: ZendeskConfig) -> None:
