@@ -10,11 +10,13 @@ One run starts, on loopback only:
   process, as by default (``--webhook-worker thread``: on a thread of the serving process);
 * the load, from this process: HTTP/1.1 keep-alive connections on asyncio.
 
-Two phases per endpoint (``/noop``, then ``/webhooks/zendesk``), each bounded in time and
+Two kinds of phase per endpoint (``/noop``, then ``/webhooks/zendesk``), each bounded in time and
 in requests:
 
 1. throughput: ``--concurrency`` connections send back to back for ``--duration`` seconds;
-   requests per second and the acknowledgement's p50/p99;
+   requests per second and the acknowledgement's p50/p99; ``--rounds`` rounds alternating
+   the endpoints, the best round of each compared (a burst of other work on the machine
+   slows a round, not the comparison);
 2. fixed rate: ``--rate`` requests per second for ``--duration`` seconds, open loop (each
    request is due at its slot; latency is measured from the slot, so a slow answer delays
    the requests behind it and counts against them); p50/p99 of the acknowledgement.
@@ -239,6 +241,25 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60)
     raise SystemExit("slabot run did not become ready")
 
 
+def settle(port: int, timeout: float = 60) -> None:
+    """Wait until the service has no webhook job queued (``/metrics``), then a second more:
+    each phase starts from an idle service, so no phase pays for the jobs of the one before
+    it (the no-op's rounds after the webhooks' would, and flatter the ratio)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        depths = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("slabot_webhook_queue_depth{")
+        ]
+        if not any(depths):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+
+
 def free_port() -> int:
     import socket
 
@@ -251,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
     parser.add_argument("--concurrency", type=int, default=16, help="connections (throughput)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating throughput rounds (best kept)"
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s (fixed rate)")
     parser.add_argument("--tickets", type=int, default=200, help="tickets in the fake Zendesk")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
@@ -308,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         def run(endpoint: str, mode: str, make: Callable[[], Iterator[Request]]) -> Phase:
+            settle(port)
             phase = Phase(endpoint, mode)
             if mode.startswith("throughput"):
                 asyncio.run(throughput(port, make(), phase, args.concurrency, args.duration))
@@ -325,10 +350,15 @@ def main(argv: list[str] | None = None) -> int:
         # Warm up both paths (imports, connection pools, the first fetches).
         asyncio.run(throughput(port, noop(), Phase("", ""), 4, 1.0))
         asyncio.run(throughput(port, webhooks(), Phase("", ""), 4, 1.0))
-        time.sleep(1.0)
-        noop_max = run("/noop", f"throughput ({args.concurrency} conn)", noop)
-        hook_max = run("/webhooks/zendesk", f"throughput ({args.concurrency} conn)", webhooks)
-        time.sleep(1.0)
+        # Alternating rounds, the best of each endpoint kept: a burst of another job on the
+        # machine slows one round, not the comparison.
+        noop_rounds, hook_rounds = [], []
+        for number in range(1, args.rounds + 1):
+            mode = f"throughput, round {number}"
+            noop_rounds.append(run("/noop", mode, noop))
+            hook_rounds.append(run("/webhooks/zendesk", mode, webhooks))
+        noop_max = max(noop_rounds, key=lambda phase: phase.rps)
+        hook_max = max(hook_rounds, key=lambda phase: phase.rps)
         noop_rate = run("/noop", f"fixed {args.rate:g}/s", noop)
         hook_rate = run("/webhooks/zendesk", f"fixed {args.rate:g}/s", webhooks)
     finally:
@@ -347,12 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(the fake Zendesk answered {fetches} requests: the worker's fetches and write-backs)")
     ratio = hook_max.rps / noop_max.rps if noop_max.rps else 0.0
     p99 = hook_rate.percentile(99)
-    bad = sum(n for code, n in hook_max.statuses.items() if code not in (200, 202))
+    bad = sum(
+        n for phase in hook_rounds for code, n in phase.statuses.items() if code not in (200, 202)
+    )
     bad += sum(n for code, n in hook_rate.statuses.items() if code not in (200, 202))
     print()
     print(
         f"goal: webhook throughput >= 40% of the no-op's: {ratio:.0%} "
-        f"({hook_max.rps:.0f} vs {noop_max.rps:.0f} req/s): {'PASS' if ratio >= 0.4 else 'FAIL'}"
+        f"({hook_max.rps:.0f} vs {noop_max.rps:.0f} req/s, the best of {args.rounds} "
+        f"alternating {args.duration:g} s rounds each): {'PASS' if ratio >= 0.4 else 'FAIL'}"
     )
     print(
         f"goal: webhook p99 < 50 ms at {args.rate:g} req/s: {p99:.1f} ms "
