@@ -465,6 +465,11 @@ class WebhookIntake:
         another process calls."""
         self._process(job)
 
+    @property
+    def runner(self) -> JobRunner | None:
+        """Where the jobs run when not on the worker thread (None: on it)."""
+        return self._runner
+
     def run_jobs_in(self, runner: JobRunner) -> None:
         """Hand each job to ``runner`` (a child process running ``process_job``) instead of
         doing its work on the worker thread; queueing, coalescing and retries stay here.
@@ -484,13 +489,14 @@ class WebhookIntake:
     def stop(self, timeout: float = 10.0) -> None:
         """Record the deliveries waiting, finish the queued jobs, then stop the worker
         (SIGTERM drains through here)."""
+        deadline = time.monotonic() + timeout
         self.recorder.stop(timeout)
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join(timeout)
+            self._thread.join(max(deadline - time.monotonic(), 0.0))
             self._thread = None
         if self._runner is not None:
-            self._runner.close(timeout)
+            self._runner.close(max(deadline - time.monotonic(), 0.0))
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every delivery handed in was recorded and every queued job processed;

@@ -10,9 +10,10 @@ the drain on SIGTERM stay in the parent (``connectors.common.WebhookIntake``), w
 one job at a time and waits for its outcome.
 
 The child is started with ``spawn`` (a clean interpreter: no copied threads, locks or
-database connections), builds its own runtime from the same settings, ignores SIGINT and
-SIGTERM (the parent decides when to stop: it drains its queue, then closes the pipe) and
-exits when the pipe closes, the parent's death included. It runs at a lower scheduling
+database connections), builds its own runtime from the same settings (the environment and
+config file as they are when it starts), ignores SIGINT (the parent decides when to stop: it
+drains its queue, then closes the pipe) and exits when the pipe closes, the parent's death
+included. It runs at a lower scheduling
 priority (``nice`` +``WORKER_NICENESS``): on a machine whose cores are all busy, the
 acknowledgements come first and the jobs, which are already acknowledged and coalesced per
 ticket, take the time left; on an idle core the niceness changes nothing. A child that dies
@@ -29,6 +30,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -65,19 +67,38 @@ class IntakeProcess:
     """Runs ``factory()``'s processor in a child process; calling it processes one job there.
 
     Calls take turns (one job at a time, as the intake's one worker thread sends them).
-    ``start`` starts the child ahead of the first job; ``close`` stops it.
+    ``start`` starts the child ahead of the first job; the first call waits until it is
+    ready. A child that cannot start (its factory raised: a config file edited into an
+    invalid one since the service started...) reports why; the call raises that, and no new
+    child is started for ``restart_pause`` seconds, so a broken set-up fails each job fast
+    instead of starting an interpreter per attempt. ``close`` stops the child and refuses
+    later jobs.
     """
 
     def __init__(
-        self, name: str, factory: ProcessorFactory, *, niceness: int = WORKER_NICENESS
+        self,
+        name: str,
+        factory: ProcessorFactory,
+        *,
+        niceness: int = WORKER_NICENESS,
+        start_timeout: float = 120.0,
+        restart_pause: float = 30.0,
     ) -> None:
         self.name = name
         self._factory = factory
-        self._niceness = niceness
+        self.niceness = niceness
+        """Added to the child's niceness when it starts."""
+        self._start_timeout = start_timeout
+        self._restart_pause = restart_pause
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
+        """Held while a job is sent and answered (and while the child is replaced)."""
         self._child: BaseProcess | None = None
         self._connection: Connection | None = None
+        self._ready = False
+        self._closed = False
+        self._failed_until = 0.0
+        self._failure = ""
         self.started = 0
         """Children started (more than one: a child died and was replaced)."""
 
@@ -91,11 +112,12 @@ class IntakeProcess:
 
     def start(self) -> None:
         with self._lock:
-            self._ensure()
+            if not self._closed and time.monotonic() >= self._failed_until:
+                self._ensure()
 
     def __call__(self, job: IntakeJob) -> None:
         with self._lock:
-            connection = self._ensure()
+            connection = self._ready_connection()
             try:
                 connection.send(job)
                 reply = connection.recv()
@@ -110,19 +132,56 @@ class IntakeProcess:
             raise RemoteJobError(f"{kind}: {message}")
 
     def close(self, timeout: float = 10.0) -> None:
-        """Let the child finish and exit (it exits when its pipe closes); stop it after
-        ``timeout`` seconds."""
+        """Refuse new jobs, let the job in progress finish for up to ``timeout`` seconds,
+        then stop the child: it exits when its pipe closes, or is killed when it does not
+        within what is left of ``timeout``."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self._closed = True
+        if self._lock.acquire(timeout=max(timeout, 0.0)):
+            try:
+                self._stop_child(deadline)
+            finally:
+                self._lock.release()
+            return
+        # A job is still running at the deadline: stop its child (the call waiting for it
+        # fails, and the intake forgets the delivery so a redelivery is accepted).
+        child = self._child
+        if child is not None and child.is_alive():
+            log.warning("the %s webhook worker process is still busy; killing it", self.name)
+            child.kill()
         with self._lock:
-            child, connection = self._child, self._connection
-            self._child = self._connection = None
-        if connection is not None:
-            connection.close()
-        if child is not None:
-            child.join(timeout)
-            if child.is_alive():
-                log.warning("the %s webhook worker process did not exit; terminating it", self.name)
-                child.terminate()
-                child.join(5)
+            self._stop_child(time.monotonic() + 5)
+
+    def _ready_connection(self) -> Connection:
+        if self._closed:
+            raise IntakeProcessError(f"the {self.name} webhook worker is closed (stopping)")
+        if time.monotonic() < self._failed_until:
+            raise IntakeProcessError(self._failure)
+        connection = self._ensure()
+        if self._ready:
+            return connection
+        try:
+            if not connection.poll(self._start_timeout):
+                raise IntakeProcessError(
+                    f"the {self.name} webhook worker process did not start within "
+                    f"{self._start_timeout:g} s"
+                )
+            hello = connection.recv()
+        except (EOFError, OSError):
+            hello = ("failed", f"it exited (status {self._child_status()})")
+        except IntakeProcessError as error:
+            hello = ("failed", str(error))
+        if hello != ("ready", ""):
+            self._reap()
+            self._failure = (
+                f"the {self.name} webhook worker process could not start: {hello[1]}; "
+                f"next try in {self._restart_pause:g} s"
+            )
+            self._failed_until = time.monotonic() + self._restart_pause
+            log.error("%s", self._failure)
+            raise IntakeProcessError(self._failure)
+        self._ready = True
+        return connection
 
     def _ensure(self) -> Connection:
         if self._connection is not None and self._child is not None and self._child.is_alive():
@@ -131,40 +190,64 @@ class IntakeProcess:
         ours, theirs = self._context.Pipe()
         child = self._context.Process(
             target=_serve,
-            args=(theirs, self._factory, self._niceness),
+            args=(theirs, self._factory, self.niceness),
             name=f"slabot-{self.name}-worker",
             daemon=True,
         )
         child.start()
         theirs.close()
-        self._child, self._connection = child, ours
+        self._child, self._connection, self._ready = child, ours, False
         self.started += 1
         log.info("%s webhook worker process started (pid %s)", self.name, child.pid)
         return ours
 
-    def _reap(self) -> int | None:
+    def _child_status(self) -> int | None:
+        child = self._child
+        if child is None:
+            return None
+        child.join(1)
+        return child.exitcode
+
+    def _stop_child(self, deadline: float) -> None:
         child, connection = self._child, self._connection
         self._child = self._connection = None
+        self._ready = False
         if connection is not None:
             connection.close()
         if child is None:
-            return None
-        child.join(5)
+            return
+        child.join(max(deadline - time.monotonic(), 0.0))
         if child.is_alive():
-            child.terminate()
+            log.warning("the %s webhook worker process did not exit; killing it", self.name)
+            child.kill()
             child.join(5)
-        return child.exitcode
+
+    def _reap(self) -> int | None:
+        child = self._child
+        self._stop_child(time.monotonic() + 5)
+        return None if child is None else child.exitcode
 
 
 def _serve(connection: Connection, factory: ProcessorFactory, niceness: int) -> None:
-    """The child: build the processor, then process each job received until the pipe
-    closes, answering None (done) or the error's type and message."""
+    """The child: build the processor and say so (or why it could not), then process each
+    job received until the pipe closes, answering None (done) or the error's type and
+    message."""
+    # Ctrl-C reaches the whole process group: the parent decides when the child stops.
+    # SIGTERM keeps its default (a service manager stopping everything at once).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if niceness:
         with contextlib.suppress(OSError):
             os.nice(niceness)
-    process = factory()
+    try:
+        process = factory()
+    except Exception as error:
+        with contextlib.suppress(EOFError, OSError):
+            connection.send(("failed", f"{type(error).__name__}: {error}"))
+        return
+    try:
+        connection.send(("ready", ""))
+    except (EOFError, OSError):
+        return
     while True:
         try:
             job = connection.recv()
@@ -183,11 +266,15 @@ def _serve(connection: Connection, factory: ProcessorFactory, niceness: int) -> 
             return
 
 
-def service_intake(source: str, environ: Mapping[str, str] | None) -> IntakeProcess:
+def service_intake(
+    source: str, environ: Mapping[str, str] | None, *, niceness: int = WORKER_NICENESS
+) -> IntakeProcess:
     """The child process for ``slabot run``'s ``source`` intake: it reads the same settings
     (``environ``, else its inherited environment) and processes jobs as the parent would."""
     environment = dict(environ) if environ is not None else None
-    return IntakeProcess(source, functools.partial(_service_processor, source, environment))
+    return IntakeProcess(
+        source, functools.partial(_service_processor, source, environment), niceness=niceness
+    )
 
 
 def _service_processor(source: str, environ: dict[str, str] | None) -> Processor:

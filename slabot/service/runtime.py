@@ -35,7 +35,7 @@ from slabot.service.settings import Settings
 from slabot.slack.config import SlackConfig
 from slabot.slack.store_access import SlackStore
 from slabot.store.breaches import BREACH, DEFAULT_THRESHOLDS, to_permille
-from slabot.store.db import make_engine, redact
+from slabot.store.db import is_in_memory, make_engine, redact
 from slabot.store.outbox import Outbox
 from slabot.store.retry import RetryPolicy
 from slabot.store.services import TicketService
@@ -196,7 +196,8 @@ def build_runtime(
     """Build every enabled part. ``client_options`` passes keyword arguments to a
     connector's client (``{"zendesk": {"timeout": 2.0}}``: tests, the demo).
     ``webhook_processes``: run each connector's webhook jobs in a child process that reads
-    its settings from this environment (``slabot run``); None: on a thread of this one."""
+    its settings from this environment (``slabot run``; not with an in-memory SQLite
+    database, which a child could not see); None: on a thread of this one."""
     options = client_options or {}
     engine = engine or make_engine(settings.database_url)
     policies = load_policies(settings.service.policies)
@@ -223,11 +224,16 @@ def build_runtime(
     if settings.slack is not None and settings.slack_config is not None:
         slack = _slack(settings, service("slack"), clock, options)
         store = slack.store
-    if webhook_processes is not None:
-        from slabot.service.intake_process import service_intake
+    if webhook_processes is not None and not is_in_memory(engine):
+        from slabot.service.intake_process import WORKER_NICENESS, service_intake
 
+        # On SQLite a descheduled child holding the one write lock would hold up every
+        # acknowledgement: no lower priority there.
+        niceness = 0 if engine.dialect.name == "sqlite" else WORKER_NICENESS
         for name, helpdesk in helpdesks.items():
-            helpdesk.webhook.intake.run_jobs_in(service_intake(name, webhook_processes))
+            helpdesk.webhook.intake.run_jobs_in(
+                service_intake(name, webhook_processes, niceness=niceness)
+            )
     runtime = Runtime(
         settings=settings,
         engine=engine,

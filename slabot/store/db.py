@@ -132,6 +132,12 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
     return engine
 
 
+def is_in_memory(engine: Engine) -> bool:
+    """Whether the engine's database lives in this process's memory (SQLite ``:memory:``):
+    another process opening the same URL gets an empty database of its own."""
+    return engine.dialect.name == "sqlite" and _sqlite_in_memory(engine.url)
+
+
 def _sqlite_in_memory(url: URL) -> bool:
     database = url.database or ""
     return database in ("", ":memory:") or database.startswith("file::memory:")

@@ -8,13 +8,18 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from connectors.common import IntakeJob, WebhookIntake
+from slabot.demo.environment import DemoSystems
 from slabot.service.intake_process import IntakeProcess, IntakeProcessError, RemoteJobError
+from slabot.service.runtime import build_runtime
+from slabot.service.settings import load_settings
 
 
 def ticket_processor(log: str) -> Callable[[IntakeJob], None]:
@@ -27,6 +32,8 @@ def ticket_processor(log: str) -> Callable[[IntakeJob], None]:
             handle.write(f"{os.getpid()} {subject}\n")
         if subject == "die":
             os._exit(3)
+        if subject == "slow":
+            time.sleep(60)
         if subject == "fail":
             raise ValueError(f"Zendesk ticket {subject} not found")
         if subject == "flaky":
@@ -36,6 +43,11 @@ def ticket_processor(log: str) -> Callable[[IntakeJob], None]:
                 raise ConnectionError("Zendesk answered 503")
 
     return process
+
+
+def broken_set_up() -> Callable[[IntakeJob], None]:
+    """Built in the child: fails as a config file edited into an invalid one would."""
+    raise ValueError("slabot.yaml: zendesk.policy: field required")
 
 
 def job(subject: str) -> IntakeJob:
@@ -90,20 +102,67 @@ def test_a_child_that_dies_fails_its_job_only_and_a_new_child_takes_the_next(
     assert lines(log)[-1] == (runner.pid, "102")
 
 
-def test_sigterm_does_not_stop_the_child_closing_its_pipe_does(
+def test_ctrl_c_does_not_stop_the_child_closing_its_pipe_does(
     runner: IntakeProcess, log: Path
 ) -> None:
     runner.start()
+    runner(job("101"))  # the child is serving (its signal handlers are set)
     child = runner.pid
     assert child is not None
-    runner(job("101"))  # the child is serving (its signal handlers are set)
-    os.kill(child, signal.SIGTERM)
+    os.kill(child, signal.SIGINT)
     runner(job("102"))
     assert runner.pid == child
     runner.close(10)
     assert runner.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+    with pytest.raises(IntakeProcessError, match="closed"):
+        runner(job("103"))
+    assert runner.started == 1  # a closed runner starts no child
+
+
+def test_close_waits_for_the_running_job_only_until_its_timeout(
+    runner: IntakeProcess, log: Path
+) -> None:
+    runner(job("101"))
+    child = runner.pid
+    assert child is not None
+    failures: list[BaseException] = []
+
+    def send_slow_job() -> None:
+        try:
+            runner(job("slow"))
+        except BaseException as error:
+            failures.append(error)
+
+    sender = threading.Thread(target=send_slow_job)
+    sender.start()
+    while [subject for _, subject in lines(log)][-1:] != ["slow"]:
+        time.sleep(0.01)
+    began = time.monotonic()
+    runner.close(0.5)
+    sender.join(10)
+    assert time.monotonic() - began < 10  # the job sleeps 60 s
+    assert not sender.is_alive()
+    assert len(failures) == 1 and isinstance(failures[0], IntakeProcessError)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+def test_a_child_that_cannot_start_says_why_and_is_not_restarted_at_once() -> None:
+    runner = IntakeProcess("zendesk", broken_set_up, restart_pause=60)
+    try:
+        with pytest.raises(
+            IntakeProcessError,
+            match=r"could not start: ValueError: slabot.yaml: zendesk.policy: field required",
+        ):
+            runner(job("101"))
+        with pytest.raises(IntakeProcessError, match="could not start"):
+            runner(job("102"))
+        assert runner.started == 1
+        assert runner.pid is None
+    finally:
+        runner.close(5)
 
 
 def test_an_intake_retries_a_job_in_the_child_and_forgets_a_delivery_that_keeps_failing(
@@ -130,3 +189,21 @@ def test_an_intake_retries_a_job_in_the_child_and_forgets_a_delivery_that_keeps_
     assert (intake.processed, intake.failed) == (1, 1)
     assert forgotten == [("zendesk", "invocation:fail")]
     assert runner.pid is None  # stopping the intake closed the child
+
+
+def test_slabot_run_does_the_jobs_in_a_child_except_on_an_in_memory_database(
+    systems: DemoSystems, config_file: Path, tmp_path: Path
+) -> None:
+    environ = systems.environ(f"sqlite:///{tmp_path / 'slabot.db'}", config_file)
+    on_file = build_runtime(load_settings(environ), webhook_processes=environ)
+    in_memory = build_runtime(
+        load_settings(systems.environ("sqlite://", config_file)), webhook_processes=environ
+    )
+    try:
+        runner = on_file.helpdesks["zendesk"].webhook.intake.runner
+        assert isinstance(runner, IntakeProcess)
+        assert runner.niceness == 0  # SQLite: the child may hold the one write lock
+        assert in_memory.helpdesks["zendesk"].webhook.intake.runner is None
+    finally:
+        on_file.close()
+        in_memory.close()
