@@ -5,10 +5,19 @@ Used by the webhook worker, the poller and the backfill alike, so an issue is ha
 same whichever way its change arrived.
 
 A priority an agent sets in Jira is an audited reclassification (``TicketService.reclassify``,
-origin ``jira``), counted once per changelog entry (its id is recorded as a delivery of
-source ``jira-priority``). When the policy refuses it (P1 outside production...), the
-refusal is recorded in the ticket's history, the policy's priority is written back (the
-ingest owes it, since Jira shows another) and an internal comment says why.
+origin ``jira``), counted once per changelog entry: its ``request_key``
+``jira:changelog:<id>`` is kept in the ticket's history in the same transaction as the audit
+entry, the recomputed decision and the comment, so the change is applied entirely or not at
+all, and a change read again (a redelivery, the poller, a retry after a crash or a commit
+whose outcome was unknown) is not applied twice. When the policy refuses it (P1 outside
+production...), the refusal is recorded in the ticket's history under its own event key, the
+policy's priority is written back (the ingest owes it, since Jira shows another) and an
+internal comment says why.
+
+Before the request key, an applied change was recorded as a delivery of source
+``jira-priority`` (``<issue id>:<changelog id>``) in a transaction of its own, which a crash
+could leave without the change. Those records are still read, so a change applied then is
+not applied again, but no longer written: the history's key says it all.
 """
 
 from __future__ import annotations
@@ -37,16 +46,19 @@ from connectors.jira.mapping import (
     iso_z,
     map_issue,
 )
+from slabot.store import queries
 from slabot.store.db import for_writing
 from slabot.store.events import EventService
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TicketEvent
-from slabot.store.services import TicketService, engine_ticket
+from slabot.store.services import TicketService, engine_ticket, reclassify_event_key
 
 log = logging.getLogger(__name__)
 
 SET_DUE_FIELDS = "set_due_fields"
 RECLASSIFICATION_SOURCE = "jira-priority"
-"""Deliveries of this source are changelog entries already turned into reclassifications."""
+"""Deliveries of this source are changelog entries turned into reclassifications before
+their request key was kept in the history: read (such a change is not applied again), no
+longer written."""
 _PLAIN_STATUSES = frozenset({"new", "open"})
 
 
@@ -112,7 +124,10 @@ class JiraSync:
             )
             enqueued.extend(applied.enqueued)
         reclassified = []
+        done = self._done(snapshot.external_key, mapped.reclassifications)
         for priority_change in mapped.reclassifications:
+            if priority_change.change_id in done:
+                continue
             outcome = self._reclassify(snapshot.external_key, priority_change)
             if outcome is not None:
                 reclassified.append(outcome)
@@ -126,44 +141,66 @@ class JiraSync:
 
     # --- reclassifications ---------------------------------------------------------------------
 
-    def _reclassify(self, external_key: str, change: PriorityChange) -> str | None:
-        """Apply one agent's priority change once; returns what happened (None: seen)."""
-        delivery = f"{external_key}:{change.change_id}"
-        if not self.events.record_delivery(RECLASSIFICATION_SOURCE, delivery):
-            return None
-        try:
-            if change.priority is None:
-                self._refuse(
-                    external_key,
-                    change,
-                    f"Jira priority {change.jira_priority!r} is not one of jira.priorities "
-                    f"({', '.join(f'{k}: {v}' for k, v in self.config.priorities.items())})",
-                )
-                return f"refused {change.jira_priority}"
-            try:
-                self.tickets.reclassify(
-                    SOURCE,
-                    external_key,
-                    change.priority,
-                    change.actor,
-                    f"set the priority to {change.jira_priority} in Jira",
-                    "jira",
-                )
-            except ReclassificationError as refusal:
-                self._refuse(external_key, change, str(refusal))
-                return f"refused {change.priority}"
-            log.info(
-                "jira:%s reclassified to %s by %s", external_key, change.priority, change.actor
-            )
-            return change.priority
-        except Exception:
-            self.events.forget_delivery(RECLASSIFICATION_SOURCE, delivery)
-            raise
+    def _done(self, external_key: str, changes: tuple[PriorityChange, ...]) -> set[str]:
+        """The ids of the changes already applied or refused: the ticket's history holds
+        their request key or their refusal's event key, or (applied before the request key)
+        a delivery of source ``jira-priority`` records them. A shortcut only: the
+        reclassification and the refusal check their own key again under the ticket's
+        lock."""
+        if not changes:
+            return set()
+        engine, retry = self.tickets.engine, self.tickets.retry
+        keys = queries.known_event_keys(engine, SOURCE, external_key, retry=retry)
+        legacy = queries.recorded_deliveries(
+            engine,
+            RECLASSIFICATION_SOURCE,
+            [f"{external_key}:{change.change_id}" for change in changes],
+            retry=retry,
+        )
+        return {
+            change.change_id
+            for change in changes
+            if reclassify_event_key(_request_key(change)) in keys
+            or _refusal_key(change) in keys
+            or f"{external_key}:{change.change_id}" in legacy
+        }
 
-    def _refuse(self, external_key: str, change: PriorityChange, why: str) -> None:
+    def _reclassify(self, external_key: str, change: PriorityChange) -> str | None:
+        """Apply one agent's priority change once; returns what happened (None: it already
+        was). One transaction applies it with its request key, or records its refusal with
+        its event key: nothing is half done if the process dies, and a retry finds it."""
+        if change.priority is None:
+            why = (
+                f"Jira priority {change.jira_priority!r} is not one of jira.priorities "
+                f"({', '.join(f'{k}: {v}' for k, v in self.config.priorities.items())})"
+            )
+            if not self._refuse(external_key, change, why):
+                return None
+            return f"refused {change.jira_priority}"
+        try:
+            result = self.tickets.reclassify(
+                SOURCE,
+                external_key,
+                change.priority,
+                change.actor,
+                f"set the priority to {change.jira_priority} in Jira",
+                "jira",
+                request_key=_request_key(change),
+            )
+        except ReclassificationError as refusal:
+            if not self._refuse(external_key, change, str(refusal)):
+                return None
+            return f"refused {change.priority}"
+        if result.duplicate:
+            return None
+        log.info("jira:%s reclassified to %s by %s", external_key, change.priority, change.actor)
+        return change.priority
+
+    def _refuse(self, external_key: str, change: PriorityChange, why: str) -> bool:
         """Record the refusal in the history and owe Jira an internal comment saying why
-        (the policy's priority itself is owed by the ingest: Jira shows another)."""
-        self.tickets.refuse_reclassification(
+        (the policy's priority itself is owed by the ingest: Jira shows another). False: it
+        was recorded before."""
+        if not self.tickets.refuse_reclassification(
             SOURCE,
             external_key,
             asked=change.jira_priority,
@@ -172,9 +209,10 @@ class JiraSync:
             origin="jira",
             why=why,
             at=change.at,
-            event_key=f"jira:changelog:{change.change_id}:priority",
+            event_key=_refusal_key(change),
             helpdesk_name=self.config.jira_priority,
-        )
+        ):
+            return False
         log.warning(
             "jira:%s: %s's priority %s refused: %s",
             external_key,
@@ -182,6 +220,7 @@ class JiraSync:
             change.jira_priority,
             why,
         )
+        return True
 
     # --- due dates -----------------------------------------------------------------------------
 
@@ -298,3 +337,13 @@ class JiraSync:
                 )
             )
             return True
+
+
+def _request_key(change: PriorityChange) -> str:
+    """The reclassification's request key: its changelog entry."""
+    return f"jira:changelog:{change.change_id}"
+
+
+def _refusal_key(change: PriorityChange) -> str:
+    """The refusal's event key in the ticket's history."""
+    return f"jira:changelog:{change.change_id}:priority"

@@ -5,11 +5,19 @@ Used by the webhook worker, the poller and the backfill alike, so a ticket is ha
 same whichever way its change arrived.
 
 A priority an agent sets in Zendesk is an audited reclassification
-(``TicketService.reclassify``, origin ``zendesk``), counted once per audit event (its
-``<audit id>:<event id>`` is recorded as a delivery of source ``zendesk-priority``). When
-the policy refuses it (P1 outside production...), the refusal is recorded in the ticket's
-history, the policy's priority is written back (the ingest owes it, since Zendesk shows
-another) and an internal note says why.
+(``TicketService.reclassify``, origin ``zendesk``), counted once per audit event: its
+``request_key`` ``zendesk:audit:<audit id>:<event id>`` is kept in the ticket's history in
+the same transaction as the audit entry, the recomputed decision and the note, so the change
+is applied entirely or not at all, and a change read again (a redelivery, the poller, a
+retry after a crash or a commit whose outcome was unknown) is not applied twice. When the
+policy refuses it (P1 outside production...), the refusal is recorded in the ticket's
+history under its own event key, the policy's priority is written back (the ingest owes it,
+since Zendesk shows another) and an internal note says why.
+
+Before the request key, an applied change was recorded as a delivery of source
+``zendesk-priority`` (``<ticket id>:<audit id>:<event id>``) in a transaction of its own,
+which a crash could leave without the change. Those records are still read, so a change
+applied then is not applied again, but no longer written: the history's key says it all.
 """
 
 from __future__ import annotations
@@ -23,15 +31,18 @@ from bot.errors import ReclassificationError
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import SOURCE, PriorityChange, TicketBundle, map_ticket
+from slabot.store import queries
 from slabot.store.events import EventService
-from slabot.store.services import SET_DUE_FIELDS, TicketService
+from slabot.store.services import SET_DUE_FIELDS, TicketService, reclassify_event_key
 
 __all__ = ["RECLASSIFICATION_SOURCE", "SET_DUE_FIELDS", "SyncResult", "ZendeskSync"]
 
 log = logging.getLogger(__name__)
 
 RECLASSIFICATION_SOURCE = "zendesk-priority"
-"""Deliveries of this source are audit events already turned into reclassifications."""
+"""Deliveries of this source are audit events turned into reclassifications before their
+request key was kept in the history: read (such a change is not applied again), no longer
+written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +93,10 @@ class ZendeskSync:
         if result.outcome == "stale":
             return SyncResult(name, "stale", (), (), mapped.warnings)
         reclassified = []
+        done = self._done(snapshot.external_key, mapped.reclassifications)
         for change in mapped.reclassifications:
+            if change.change_id in done:
+                continue
             outcome = self._reclassify(snapshot.external_key, change)
             if outcome is not None:
                 reclassified.append(outcome)
@@ -90,45 +104,65 @@ class ZendeskSync:
             name, result.outcome, result.enqueued, tuple(reclassified), mapped.warnings
         )
 
-    def _reclassify(self, external_key: str, change: PriorityChange) -> str | None:
-        """Apply one agent's priority change once; returns what happened (None: seen)."""
-        delivery = f"{external_key}:{change.change_id}"
-        if not self.events.record_delivery(RECLASSIFICATION_SOURCE, delivery):
-            return None
-        try:
-            if change.priority is None:
-                mapping = ", ".join(f"{k}: {v}" for k, v in self.config.priorities.items())
-                shown = repr(change.zendesk_priority) if change.zendesk_priority else "(none)"
-                self._refuse(
-                    external_key,
-                    change,
-                    f"Zendesk priority {shown} is not one of zendesk.priorities ({mapping})",
-                )
-                return f"refused {change.zendesk_priority or 'none'}"
-            try:
-                self.tickets.reclassify(
-                    SOURCE,
-                    external_key,
-                    change.priority,
-                    change.actor,
-                    f"set the priority to {change.zendesk_priority} in Zendesk",
-                    "zendesk",
-                )
-            except ReclassificationError as refusal:
-                self._refuse(external_key, change, str(refusal))
-                return f"refused {change.priority}"
-            log.info(
-                "zendesk:%s reclassified to %s by %s", external_key, change.priority, change.actor
-            )
-            return change.priority
-        except Exception:
-            self.events.forget_delivery(RECLASSIFICATION_SOURCE, delivery)
-            raise
+    def _done(self, external_key: str, changes: tuple[PriorityChange, ...]) -> set[str]:
+        """The ids of the changes already applied or refused: the ticket's history holds
+        their request key or their refusal's event key, or (applied before the request key)
+        a delivery of source ``zendesk-priority`` records them. A shortcut only: the
+        reclassification and the refusal check their own key again under the ticket's
+        lock."""
+        if not changes:
+            return set()
+        engine, retry = self.tickets.engine, self.tickets.retry
+        keys = queries.known_event_keys(engine, SOURCE, external_key, retry=retry)
+        legacy = queries.recorded_deliveries(
+            engine,
+            RECLASSIFICATION_SOURCE,
+            [f"{external_key}:{change.change_id}" for change in changes],
+            retry=retry,
+        )
+        return {
+            change.change_id
+            for change in changes
+            if reclassify_event_key(_request_key(change)) in keys
+            or _refusal_key(change) in keys
+            or f"{external_key}:{change.change_id}" in legacy
+        }
 
-    def _refuse(self, external_key: str, change: PriorityChange, why: str) -> None:
+    def _reclassify(self, external_key: str, change: PriorityChange) -> str | None:
+        """Apply one agent's priority change once; returns what happened (None: it already
+        was). One transaction applies it with its request key, or records its refusal with
+        its event key: nothing is half done if the process dies, and a retry finds it."""
+        if change.priority is None:
+            mapping = ", ".join(f"{k}: {v}" for k, v in self.config.priorities.items())
+            shown = repr(change.zendesk_priority) if change.zendesk_priority else "(none)"
+            why = f"Zendesk priority {shown} is not one of zendesk.priorities ({mapping})"
+            if not self._refuse(external_key, change, why):
+                return None
+            return f"refused {change.zendesk_priority or 'none'}"
+        try:
+            result = self.tickets.reclassify(
+                SOURCE,
+                external_key,
+                change.priority,
+                change.actor,
+                f"set the priority to {change.zendesk_priority} in Zendesk",
+                "zendesk",
+                request_key=_request_key(change),
+            )
+        except ReclassificationError as refusal:
+            if not self._refuse(external_key, change, str(refusal)):
+                return None
+            return f"refused {change.priority}"
+        if result.duplicate:
+            return None
+        log.info("zendesk:%s reclassified to %s by %s", external_key, change.priority, change.actor)
+        return change.priority
+
+    def _refuse(self, external_key: str, change: PriorityChange, why: str) -> bool:
         """Record the refusal in the history and owe Zendesk an internal note saying why
-        (the policy's priority itself is owed by the ingest: Zendesk shows another)."""
-        self.tickets.refuse_reclassification(
+        (the policy's priority itself is owed by the ingest: Zendesk shows another). False:
+        it was recorded before."""
+        if not self.tickets.refuse_reclassification(
             SOURCE,
             external_key,
             asked=change.zendesk_priority,
@@ -137,9 +171,10 @@ class ZendeskSync:
             origin="zendesk",
             why=why,
             at=change.at,
-            event_key=f"zendesk:audit:{change.change_id}:priority",
+            event_key=_refusal_key(change),
             helpdesk_name=self.config.zendesk_priority,
-        )
+        ):
+            return False
         log.warning(
             "zendesk:%s: %s's priority %s refused: %s",
             external_key,
@@ -147,3 +182,14 @@ class ZendeskSync:
             change.zendesk_priority or "(none)",
             why,
         )
+        return True
+
+
+def _request_key(change: PriorityChange) -> str:
+    """The reclassification's request key: its audit event."""
+    return f"zendesk:audit:{change.change_id}"
+
+
+def _refusal_key(change: PriorityChange) -> str:
+    """The refusal's event key in the ticket's history."""
+    return f"zendesk:audit:{change.change_id}:priority"

@@ -1,10 +1,11 @@
 """Small reads (and the poll cursor's write) that connectors need, without touching tables.
 
 Connectors go through the services to change a ticket; what they read directly is here, so
-they do not depend on the models' columns: the event keys a ticket's history holds, the
-stored decision and due instants by the helpdesk's own key, the helpdesk keys of stored
-tickets, and where polling a source stopped. Every call is its own short transaction and
-rides out a briefly unreachable database like the services (``with_retry``).
+they do not depend on the models' columns: the event keys a ticket's history holds, which
+webhook delivery keys are recorded, the stored decision and due instants by the helpdesk's
+own key, the helpdesk keys of stored tickets, and where polling a source stopped. Every call
+is its own short transaction and rides out a briefly unreachable database like the services
+(``with_retry``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.policy import TARGETS
-from slabot.store.models import PollCursor, StoredDecision, StoredTicket, TicketEvent
+from slabot.store.models import (
+    PollCursor,
+    StoredDecision,
+    StoredTicket,
+    TicketEvent,
+    WebhookDelivery,
+)
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
 
 __all__ = [
@@ -27,6 +34,7 @@ __all__ = [
     "external_keys",
     "known_event_keys",
     "load_cursor",
+    "recorded_deliveries",
     "save_cursor",
     "stored_decision",
     "stored_dues",
@@ -86,6 +94,45 @@ def known_event_keys(
         what=f"reading the event keys of ticket {source}:{external_key}",
         read_only=True,
     )
+
+
+def recorded_deliveries(
+    engine: Engine,
+    source: str,
+    delivery_keys: Iterable[str],
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> frozenset[str]:
+    """Which of ``delivery_keys`` are recorded as deliveries of ``source``
+    (``EventService.record_delivery``); a read only: nothing is recorded."""
+    wanted = sorted({key for key in delivery_keys if key})
+    if not wanted:
+        return frozenset()
+
+    def work(session: Session) -> frozenset[str]:
+        found: set[str] = set()
+        for start in range(0, len(wanted), _IN_CHUNK):
+            found.update(
+                session.scalars(
+                    select(WebhookDelivery.delivery_key).where(
+                        WebhookDelivery.source == source,
+                        WebhookDelivery.delivery_key.in_(wanted[start : start + _IN_CHUNK]),
+                    )
+                )
+            )
+        return frozenset(found)
+
+    return with_retry(
+        engine,
+        work,
+        policy=retry,
+        what=f"reading the recorded deliveries of {source}",
+        read_only=True,
+    )
+
+
+_IN_CHUNK = 500
+"""Keys per ``IN (...)`` list: well under SQLite's limit on parameters."""
 
 
 def stored_decision(

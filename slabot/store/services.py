@@ -507,7 +507,7 @@ class TicketService:
         if request_key is not None:
             if not request_key.strip():
                 raise ReclassificationError("request_key, when given, must not be empty")
-            event_key = f"{_RECLASSIFY_KEY_PREFIX}{request_key.strip()}"
+            event_key = reclassify_event_key(request_key)
             if len(event_key) > _EVENT_KEY_LENGTH:
                 raise ReclassificationError(
                     f"request_key is longer than "
@@ -998,6 +998,12 @@ def _latest_sent(session: Session, row: StoredTicket, after: datetime) -> dict[s
 _RECLASSIFY_KEY_PREFIX = "reclassify:"
 _EVENT_KEY_LENGTH = 255
 _NUDGES = cast(Table, Nudge.__table__)
+
+
+def reclassify_event_key(request_key: str) -> str:
+    """The event key under which ``TicketService.reclassify`` keeps a reclassification made
+    with ``request_key`` in the ticket's history (its presence says it was applied)."""
+    return f"{_RECLASSIFY_KEY_PREFIX}{request_key.strip()}"
 
 
 def desired_writes(

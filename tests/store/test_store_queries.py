@@ -100,3 +100,23 @@ def test_the_poll_cursor_is_saved_and_replaced(migrated: Engine) -> None:
     assert queries.load_cursor(migrated, "zendesk", "tickets") == "c2"
     assert queries.load_cursor(migrated, "jira", "tickets") == "j1"
     assert queries.load_cursor(migrated, "zendesk", "other") is None
+
+
+def test_recorded_deliveries_say_which_keys_are_recorded_and_record_none(
+    tickets: TicketService, migrated: Engine
+) -> None:
+    events = EventService(tickets)
+    assert events.record_delivery("zendesk-priority", "101:2127302300:2127302301")
+    assert events.record_delivery("jira-priority", "10001:10500")
+
+    assert queries.recorded_deliveries(
+        migrated,
+        "zendesk-priority",
+        ["101:2127302300:2127302301", "101:2127302300:2127302302", "10001:10500", ""],
+    ) == {"101:2127302300:2127302301"}
+    assert queries.recorded_deliveries(migrated, "zendesk-priority", []) == frozenset()
+    # A read only: a key asked about is still new to the recorder afterwards.
+    assert events.record_delivery("zendesk-priority", "101:2127302300:2127302302")
+    many = [f"101:{n}" for n in range(1200)]
+    assert events.record_delivery("zendesk-priority", "101:1199")
+    assert queries.recorded_deliveries(migrated, "zendesk-priority", many) == {"101:1199"}

@@ -24,10 +24,11 @@ from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig, parse_jira_config
 from connectors.jira.mapping import map_issue
 from connectors.jira.poller import STREAM, JiraPoller, load_cursor
-from connectors.jira.sync import JiraSync
+from connectors.jira.sync import RECLASSIFICATION_SOURCE, JiraSync
 from connectors.jira.webhook import JiraWebhook, create_app, make_intake
 from connectors.jira.writeback import JiraWriter
 from slabot.store.db import make_engine
+from slabot.store.events import EventService
 from slabot.store.migrate import upgrade
 from slabot.store.models import (
     OutboxItem,
@@ -37,6 +38,7 @@ from slabot.store.models import (
     WebhookDelivery,
 )
 from slabot.store.outbox import Outbox
+from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import TicketService
 from tests.fakes.jira import BOT, FakeJira
 
@@ -572,3 +574,147 @@ def test_the_assignee_and_the_key_reach_what_slack_reads(
     assert [shown[n]["key"] for n in (1, 2, 3)] == ["SUP-1", "SUP-2", "SUP-3"]
     assert shown[1]["queue"] == "SUP"
     assert shown[1]["url"] == f"{fake.url}/browse/SUP-1"
+
+
+# --- an agent's change is applied atomically, once ----------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_database(
+    request: pytest.FixtureRequest,
+    fake: FakeJira,
+    client: JiraClient,
+    config: JiraConfig,
+    policies: dict[str, Policy],
+) -> Iterator[Harness]:
+    engine: Engine = request.getfixturevalue("engine" if request.param == "sqlite" else "pg_engine")
+    people(fake)
+    yield from harness_for(fake, client, config, engine, policies)
+
+
+class Killed(BaseException):
+    """The process dies (a worker child killed at shutdown, OOM): no ``except Exception``
+    runs."""
+
+
+def later(h: Harness, minutes: int = 10) -> None:
+    h.clock.now += timedelta(minutes=minutes)
+    h.fake.now += timedelta(minutes=minutes)
+
+
+def agent_sets_highest(h: Harness) -> str:
+    """A P3 in production that Ana sets Highest in Jira; returns the change's id."""
+    production_p3(h.fake, 1)
+    h.sync.sync_issue("10001")
+    h.writer.flush("test")
+    later(h)
+    h.fake.person_update(1, ANA, priority="Highest")
+    [change] = map_issue(h.sync.client.fetch("10001"), h.sync.config).reclassifications
+    return change.change_id
+
+
+def reclassified(h: Harness) -> list[TicketEvent]:
+    return [e for e in h.history(1, "priority_changed") if e.payload["field"] == "reclassified"]
+
+
+def applied_once(h: Harness) -> None:
+    [entry] = reclassified(h)
+    assert (entry.payload["from"], entry.payload["to"]) == ("P3", "P1")
+    assert h.decision(1).priority == "P1"
+    assert h.writer.flush("test").dead == 0
+    assert len(h.fake.issue_comments(1)) == 1
+    assert h.fake.shown(1)["priority"] == "Highest"
+
+
+def test_an_agents_change_is_applied_once_across_repeated_syncs_and_keyed_in_the_history(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    change_id = agent_sets_highest(h)
+    assert h.sync.sync_issue("10001").reclassified == ("P1",)
+    for _ in range(3):
+        later(h, 1)
+        assert h.sync.sync_issue("10001").reclassified == ()
+    applied_once(h)
+    [entry] = reclassified(h)
+    assert entry.event_key == f"reclassify:jira:changelog:{change_id}"
+    with Session(h.engine) as session:
+        recorded = select(func.count()).where(WebhookDelivery.source == RECLASSIFICATION_SOURCE)
+        assert session.scalar(recorded) == 0  # the history's key says it all
+
+
+def test_a_change_applied_under_the_delivery_record_scheme_is_not_applied_again(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    change_id = agent_sets_highest(h)
+    # Applied before the request key was kept: only the delivery record says so.
+    assert EventService(h.tickets).record_delivery(RECLASSIFICATION_SOURCE, f"10001:{change_id}")
+    assert h.sync.sync_issue("10001").reclassified == ()
+    assert reclassified(h) == []
+    assert h.decision(1).priority == "P3"
+
+
+def test_a_process_dying_while_applying_the_change_does_not_lose_it(
+    each_database: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = each_database
+    agent_sets_highest(h)
+    reclassify = h.tickets.reclassify
+    calls = []
+
+    def dies_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("request_key"))
+        if len(calls) == 1:
+            raise Killed
+        return reclassify(*args, **kwargs)
+
+    monkeypatch.setattr(h.tickets, "reclassify", dies_once)
+    with pytest.raises(Killed):
+        h.sync.sync_issue("10001")
+    assert reclassified(h) == []
+    later(h, 1)
+    assert h.sync.sync_issue("10001").reclassified == ("P1",)
+    assert h.sync.sync_issue("10001").reclassified == ()
+    applied_once(h)
+
+
+def test_a_commit_whose_outcome_was_unknown_is_not_applied_twice(
+    each_database: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = each_database
+    agent_sets_highest(h)
+    reclassify = h.tickets.reclassify
+    calls = []
+
+    def committed_but_unanswered(*args: Any, **kwargs: Any) -> Any:
+        result = reclassify(*args, **kwargs)
+        calls.append(result)
+        if len(calls) == 1:
+            raise DatabaseUnavailableError("the commit may or may not have happened", attempts=1)
+        return result
+
+    monkeypatch.setattr(h.tickets, "reclassify", committed_but_unanswered)
+    with pytest.raises(DatabaseUnavailableError):
+        h.sync.sync_issue("10001")
+    later(h, 1)
+    assert h.sync.sync_issue("10001").reclassified == ()
+    applied_once(h)
+
+
+def test_a_refused_change_stays_refused_once_even_when_the_policy_would_now_allow_it(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    staging_p1(h.fake, 1)
+    h.sync.sync_issue("10001")
+    h.writer.flush("test")
+    later(h)
+    h.fake.person_update(1, ANA, priority="Highest")
+    assert h.sync.sync_issue("10001").reclassified == ("refused P1",)
+    # The environment is fixed later: Ana's earlier change is not applied after the fact.
+    later(h)
+    h.fake.person_update(1, ANA, **{ENVIRONMENT: {"value": "Production"}})
+    assert h.sync.sync_issue("10001").reclassified == ()
+    refusals = [e for e in h.history(1, "priority_changed") if e.payload["field"] == "refused"]
+    assert len(refusals) == 1 and reclassified(h) == []

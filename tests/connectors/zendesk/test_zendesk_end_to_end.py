@@ -23,10 +23,11 @@ from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig, parse_zendesk_config
 from connectors.zendesk.mapping import due_field_values, map_ticket
 from connectors.zendesk.poller import STREAM, ZendeskPoller, load_cursor
-from connectors.zendesk.sync import ZendeskSync
+from connectors.zendesk.sync import RECLASSIFICATION_SOURCE, ZendeskSync
 from connectors.zendesk.webhook import ZendeskWebhook, create_app, make_intake
 from connectors.zendesk.writeback import ZendeskWriter
 from slabot.store.db import make_engine
+from slabot.store.events import EventService
 from slabot.store.migrate import upgrade
 from slabot.store.models import (
     OutboxItem,
@@ -36,6 +37,7 @@ from slabot.store.models import (
     WebhookDelivery,
 )
 from slabot.store.outbox import Outbox
+from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import TicketService
 from tests.fakes.zendesk import FakeZendesk
 
@@ -96,6 +98,11 @@ class Harness:
                 .order_by(TicketEvent.id)
             )
             return [e for e in entries if e.payload.get("field") == field]
+
+    def count_deliveries(self, source: str) -> int:
+        with Session(self.engine) as session:
+            count = select(func.count()).where(WebhookDelivery.source == source)
+            return session.scalar(count) or 0
 
     def notes(self, ticket_id: int) -> list[dict[str, Any]]:
         """The comments slabot posted on the ticket, oldest first."""
@@ -666,3 +673,124 @@ def test_a_priority_zendesk_priorities_does_not_map_is_refused_naming_the_mappin
         assert h.fake.shown(101)["priority"] == "normal"
         [note] = h.notes(101)
         assert "kept the priority at P3 (normal)" in note["body"]
+
+
+# --- an agent's change is applied atomically, once ----------------------------------------------
+
+
+class Killed(BaseException):
+    """The process dies (a worker child killed at shutdown, OOM): no ``except Exception``
+    runs."""
+
+
+def agent_sets_urgent(h: Harness) -> str:
+    """A P3 in production that Ana sets urgent in Zendesk; returns the change's id."""
+    production_normal(h.fake, 101)
+    h.sync.sync_ticket(101)
+    h.writer.flush("test")
+    later(h)
+    h.fake.agent_update(101, AGENT, priority="urgent")
+    [change] = map_ticket(h.sync.client.fetch(101), h.sync.config).reclassifications
+    return change.change_id
+
+
+def applied_once(h: Harness) -> None:
+    [entry] = h.priority_changes(101, "reclassified")
+    assert (entry.payload["from"], entry.payload["to"]) == ("P3", "P1")
+    assert h.decision(101).priority == "P1"
+    assert h.writer.flush("test").dead == 0
+    assert len(h.notes(101)) == 1
+    assert h.fake.shown(101)["priority"] == "urgent"
+
+
+def test_an_agents_change_is_applied_once_across_repeated_syncs_and_keyed_in_the_history(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    change_id = agent_sets_urgent(h)
+    assert h.sync.sync_ticket(101).reclassified == ("P1",)
+    for _ in range(3):
+        later(h, 1)
+        assert h.sync.sync_ticket(101).reclassified == ()
+    applied_once(h)
+    [entry] = h.priority_changes(101, "reclassified")
+    assert entry.event_key == f"reclassify:zendesk:audit:{change_id}"
+    assert h.count_deliveries(RECLASSIFICATION_SOURCE) == 0  # the history's key says it all
+
+
+def test_a_change_applied_under_the_delivery_record_scheme_is_not_applied_again(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    change_id = agent_sets_urgent(h)
+    # Applied before the request key was kept: only the delivery record says so.
+    assert EventService(h.tickets).record_delivery(RECLASSIFICATION_SOURCE, f"101:{change_id}")
+    assert h.sync.sync_ticket(101).reclassified == ()
+    assert h.priority_changes(101, "reclassified") == []
+    assert h.decision(101).priority == "P3"
+
+
+def test_a_process_dying_while_applying_the_change_does_not_lose_it(
+    each_database: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = each_database
+    agent_sets_urgent(h)
+    reclassify = h.tickets.reclassify
+    calls = []
+
+    def dies_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("request_key"))
+        if len(calls) == 1:
+            raise Killed
+        return reclassify(*args, **kwargs)
+
+    monkeypatch.setattr(h.tickets, "reclassify", dies_once)
+    with pytest.raises(Killed):
+        h.sync.sync_ticket(101)
+    assert h.priority_changes(101, "reclassified") == []
+    # The webhook's retry or the next poll: the change is applied, exactly once.
+    later(h, 1)
+    assert h.sync.sync_ticket(101).reclassified == ("P1",)
+    assert h.sync.sync_ticket(101).reclassified == ()
+    applied_once(h)
+
+
+def test_a_commit_whose_outcome_was_unknown_is_not_applied_twice(
+    each_database: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = each_database
+    agent_sets_urgent(h)
+    reclassify = h.tickets.reclassify
+    calls = []
+
+    def committed_but_unanswered(*args: Any, **kwargs: Any) -> Any:
+        result = reclassify(*args, **kwargs)
+        calls.append(result)
+        if len(calls) == 1:
+            raise DatabaseUnavailableError("the commit may or may not have happened", attempts=1)
+        return result
+
+    monkeypatch.setattr(h.tickets, "reclassify", committed_but_unanswered)
+    with pytest.raises(DatabaseUnavailableError):
+        h.sync.sync_ticket(101)
+    later(h, 1)
+    assert h.sync.sync_ticket(101).reclassified == ()
+    applied_once(h)
+
+
+def test_a_refused_change_stays_refused_once_even_when_the_policy_would_now_allow_it(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    staging_p1(h.fake, 101)
+    h.sync.sync_ticket(101)
+    h.writer.flush("test")
+    later(h)
+    h.fake.agent_update(101, AGENT, priority="urgent")
+    assert h.sync.sync_ticket(101).reclassified == ("refused P1",)
+    # The environment is fixed later: Ana's earlier change is not applied after the fact.
+    later(h)
+    h.fake.agent_update(101, AGENT, custom_fields=[{"id": ENV_FIELD, "value": "env_production"}])
+    assert h.sync.sync_ticket(101).reclassified == ()
+    assert len(h.priority_changes(101, "refused")) == 1
+    assert h.priority_changes(101, "reclassified") == []
