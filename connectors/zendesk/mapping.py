@@ -384,10 +384,12 @@ class _History:
                     history.priority_seen = True
                     # As created, or as last set by someone who is not an agent (the
                     # requester, a trigger); an agent's change is a reclassification;
-                    # slabot's is neither.
+                    # slabot's is neither. A trigger firing on an agent's update writes its
+                    # changes into the agent's audit, each event with its own via (rule):
+                    # those are the trigger's, not the agent's.
                     if by_bot:
                         continue
-                    if kind == "Change" and by_agent:
+                    if kind == "Change" and by_agent and not _by_rule(event, audit):
                         assert author is not None
                         reclassifications.append(
                             _priority_change(audit_id, event, at, author, value, config, where)
@@ -407,6 +409,24 @@ class _History:
         history.status_changes = tuple(changes)
         history.reclassifications = tuple(reclassifications)
         return history
+
+
+_RULE_CHANNELS = ("rule", 8)
+"""Zendesk's via type ``rule`` (via id 8): a trigger or an automation."""
+_RULE_RELS = ("trigger", "automation")
+
+
+def _by_rule(event: Mapping[str, Any], audit: Mapping[str, Any]) -> bool:
+    """Whether a trigger or an automation made the event: its via says so, or, when it has
+    none (an event only has one when it differs from its audit's), its audit's."""
+    via = event.get("via")
+    if not isinstance(via, Mapping):
+        via = audit.get("via")
+    if not isinstance(via, Mapping):
+        return False
+    source = via.get("source")
+    rel = source.get("rel") if isinstance(source, Mapping) else None
+    return via.get("channel") in _RULE_CHANNELS or rel in _RULE_RELS
 
 
 def _priority_change(

@@ -187,6 +187,57 @@ def test_without_the_creating_audit_the_requested_priority_is_the_one_before_the
     assert [c.priority for c in mapped.reclassifications] == ["P1"]
 
 
+def fired_trigger(audits: list[dict[str, object]] | None = None) -> TicketBundle:
+    """Ana replies and opens the ticket; a trigger firing on her update sets it urgent."""
+    found = audits or fixture("ticket_audits__agent_update_fires_trigger.json")["audits"]
+    return reclassified(audits=found)
+
+
+def test_a_triggers_priority_change_inside_an_agents_audit_is_requested_not_reclassified(
+    config: ZendeskConfig,
+) -> None:
+    mapped = map_ticket(fired_trigger(), config)
+    assert mapped.reclassifications == ()
+    assert mapped.snapshot.priority == "P1"  # the trigger's "urgent", as one by Zendesk itself
+    # The rest of the audit is still Ana's: her reply and her status change.
+    assert mapped.snapshot.first_response_at == at("2026-11-16T17:30:00Z")
+    [_, opened] = mapped.status_changes
+    assert (opened.to, opened.actor) == ("open", f"zendesk-user:{AGENT}")
+
+
+@pytest.mark.parametrize(
+    "via",
+    [
+        {"channel": "rule", "source": {"to": {}, "from": {"id": 1, "title": "x"}, "rel": "x"}},
+        {"channel": 8, "source": {"to": {}, "from": {"id": 22472716}, "rel": "trigger"}},
+        {"channel": "web", "source": {"to": {}, "from": {"id": 7}, "rel": "automation"}},
+    ],
+    ids=["channel rule", "via id 8", "automation"],
+)
+def test_a_rules_priority_change_is_known_by_its_channel_or_its_source(
+    config: ZendeskConfig, via: dict[str, object]
+) -> None:
+    audits = fixture("ticket_audits__agent_update_fires_trigger.json")["audits"]
+    audits[1]["events"][2]["via"] = via
+    mapped = map_ticket(fired_trigger(audits), config)
+    assert (mapped.reclassifications, mapped.snapshot.priority) == ((), "P1")
+
+
+def test_an_agents_own_priority_change_beside_a_triggers_notification_is_a_reclassification(
+    config: ZendeskConfig,
+) -> None:
+    audits = fixture("ticket_audits__agent_update_fires_trigger.json")["audits"]
+    del audits[1]["events"][2]["via"]  # Ana set it herself; the trigger only notified
+    mapped = map_ticket(fired_trigger(audits), config)
+    [change] = mapped.reclassifications
+    assert (change.change_id, change.priority, change.actor) == (
+        "2127305200:2127305203",
+        "P1",
+        f"zendesk-user:{AGENT}",
+    )
+    assert mapped.snapshot.priority == "P3"  # as created
+
+
 def test_solved_time_is_the_audits_last_solve(config: ZendeskConfig) -> None:
     ticket = dict(fixture("ticket_show__premier_production.json")["ticket"], status="solved")
     audits = fixture("ticket_audits__reply_hold_reopen.json")["audits"]
