@@ -79,6 +79,11 @@ class PermanentWriteError(WriteError):
     retrying cannot help, so the item is dead-lettered until someone replays it."""
 
 
+COMPLETE_RETRY = RetryPolicy(attempts=10, first_delay=0.2, max_delay=5.0)
+"""Recording a write made: 10 attempts over about 25 s (a PostgreSQL restart under load takes
+longer than ``DEFAULT_RETRY``'s 1.4 s, and each completion lost is a write sent twice)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedItem:
     """An outbox item leased to one worker until ``lease_until``, at attempt ``attempt``."""
@@ -169,6 +174,7 @@ class Outbox:
         max_attempts: int | None = DEFAULT_MAX_ATTEMPTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         rand: Callable[[], float] = random.random,
+        complete_retry: RetryPolicy | None = None,
     ) -> None:
         if backoff <= timedelta(0) or max_backoff < backoff:
             raise OutboxError("backoff must be positive and at most max_backoff")
@@ -183,6 +189,11 @@ class Outbox:
         self.jitter = jitter
         self.max_attempts = max_attempts
         self.retry = retry
+        self.complete_retry = complete_retry or (
+            COMPLETE_RETRY if retry is DEFAULT_RETRY else retry
+        )
+        """For ``complete``: the write was made, and a record lost now sends it again after
+        the lease, so recording it rides out a database restart (about 25 s) by default."""
         self._random = rand
 
     def now(self) -> datetime:
@@ -270,7 +281,9 @@ class Outbox:
             )
             return _rowcount(result) == 1
 
-        return with_retry(self.engine, work, policy=self.retry, what=f"completing item {item_id}")
+        return with_retry(
+            self.engine, work, policy=self.complete_retry, what=f"completing item {item_id}"
+        )
 
     def fail(
         self,
