@@ -33,24 +33,22 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.errors import ReclassificationError
 from bot.policy import ALWAYS_OPEN
+from connectors.common import AgentPriorityChange, AgentReclassifications
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
     SOURCE,
     IssueBundle,
     Mapped,
-    PriorityChange,
     duedate_value,
     iso_z,
     map_issue,
 )
-from slabot.store import queries
 from slabot.store.db import for_writing
 from slabot.store.events import EventService
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TicketEvent
-from slabot.store.services import TicketService, engine_ticket, reclassify_event_key
+from slabot.store.services import TicketService, engine_ticket
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +87,16 @@ class JiraSync:
         self.config = config
         self.tickets = tickets
         self.events = events or EventService(tickets)
+        self.reclassifications = AgentReclassifications(
+            tickets,
+            source=SOURCE,
+            helpdesk="Jira",
+            key_prefix="jira:changelog",
+            legacy_source=RECLASSIFICATION_SOURCE,
+            priorities=config.priorities,
+            priorities_setting="jira.priorities",
+            helpdesk_name=config.jira_priority,
+        )
         self.warnings = 0
         """Mapping warnings seen (unknown time zones, priorities...), for metrics."""
 
@@ -123,14 +131,13 @@ class JiraSync:
                 event_key=change.event_key,
             )
             enqueued.extend(applied.enqueued)
-        reclassified = []
-        done = self._done(snapshot.external_key, mapped.reclassifications)
-        for priority_change in mapped.reclassifications:
-            if priority_change.change_id in done:
-                continue
-            outcome = self._reclassify(snapshot.external_key, priority_change)
-            if outcome is not None:
-                reclassified.append(outcome)
+        reclassified = self.reclassifications.apply(
+            snapshot.external_key,
+            [
+                AgentPriorityChange(c.change_id, c.at, c.actor, c.jira_priority, c.priority)
+                for c in mapped.reclassifications
+            ],
+        )
         if (self.config.due_date or self.config.due_instant_field) and self._owe_due_fields(
             result.ticket_id, mapped
         ):
@@ -138,89 +145,6 @@ class JiraSync:
         return SyncResult(
             name, result.outcome, tuple(enqueued), tuple(reclassified), mapped.warnings
         )
-
-    # --- reclassifications ---------------------------------------------------------------------
-
-    def _done(self, external_key: str, changes: tuple[PriorityChange, ...]) -> set[str]:
-        """The ids of the changes already applied or refused: the ticket's history holds
-        their request key or their refusal's event key, or (applied before the request key)
-        a delivery of source ``jira-priority`` records them. A shortcut only: the
-        reclassification and the refusal check their own key again under the ticket's
-        lock."""
-        if not changes:
-            return set()
-        engine, retry = self.tickets.engine, self.tickets.retry
-        keys = queries.known_event_keys(engine, SOURCE, external_key, retry=retry)
-        legacy = queries.recorded_deliveries(
-            engine,
-            RECLASSIFICATION_SOURCE,
-            [f"{external_key}:{change.change_id}" for change in changes],
-            retry=retry,
-        )
-        return {
-            change.change_id
-            for change in changes
-            if reclassify_event_key(_request_key(change)) in keys
-            or _refusal_key(change) in keys
-            or f"{external_key}:{change.change_id}" in legacy
-        }
-
-    def _reclassify(self, external_key: str, change: PriorityChange) -> str | None:
-        """Apply one agent's priority change once; returns what happened (None: it already
-        was). One transaction applies it with its request key, or records its refusal with
-        its event key: nothing is half done if the process dies, and a retry finds it."""
-        if change.priority is None:
-            why = (
-                f"Jira priority {change.jira_priority!r} is not one of jira.priorities "
-                f"({', '.join(f'{k}: {v}' for k, v in self.config.priorities.items())})"
-            )
-            if not self._refuse(external_key, change, why):
-                return None
-            return f"refused {change.jira_priority}"
-        try:
-            result = self.tickets.reclassify(
-                SOURCE,
-                external_key,
-                change.priority,
-                change.actor,
-                f"set the priority to {change.jira_priority} in Jira",
-                "jira",
-                request_key=_request_key(change),
-            )
-        except ReclassificationError as refusal:
-            if not self._refuse(external_key, change, str(refusal)):
-                return None
-            return f"refused {change.priority}"
-        if result.duplicate:
-            return None
-        log.info("jira:%s reclassified to %s by %s", external_key, change.priority, change.actor)
-        return change.priority
-
-    def _refuse(self, external_key: str, change: PriorityChange, why: str) -> bool:
-        """Record the refusal in the history and owe Jira an internal comment saying why
-        (the policy's priority itself is owed by the ingest: Jira shows another). False: it
-        was recorded before."""
-        if not self.tickets.refuse_reclassification(
-            SOURCE,
-            external_key,
-            asked=change.jira_priority,
-            priority=change.priority,
-            actor=change.actor,
-            origin="jira",
-            why=why,
-            at=change.at,
-            event_key=_refusal_key(change),
-            helpdesk_name=self.config.jira_priority,
-        ):
-            return False
-        log.warning(
-            "jira:%s: %s's priority %s refused: %s",
-            external_key,
-            change.actor,
-            change.jira_priority,
-            why,
-        )
-        return True
 
     # --- due dates -----------------------------------------------------------------------------
 
@@ -337,13 +261,3 @@ class JiraSync:
                 )
             )
             return True
-
-
-def _request_key(change: PriorityChange) -> str:
-    """The reclassification's request key: its changelog entry."""
-    return f"jira:changelog:{change.change_id}"
-
-
-def _refusal_key(change: PriorityChange) -> str:
-    """The refusal's event key in the ticket's history."""
-    return f"jira:changelog:{change.change_id}:priority"

@@ -27,13 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.errors import ReclassificationError
+from connectors.common import AgentPriorityChange, AgentReclassifications
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
-from connectors.zendesk.mapping import SOURCE, PriorityChange, TicketBundle, map_ticket
-from slabot.store import queries
+from connectors.zendesk.mapping import SOURCE, TicketBundle, map_ticket
 from slabot.store.events import EventService
-from slabot.store.services import SET_DUE_FIELDS, TicketService, reclassify_event_key
+from slabot.store.services import SET_DUE_FIELDS, TicketService
 
 __all__ = ["RECLASSIFICATION_SOURCE", "SET_DUE_FIELDS", "SyncResult", "ZendeskSync"]
 
@@ -72,6 +71,16 @@ class ZendeskSync:
         self.config = config
         self.tickets = tickets
         self.events = events or EventService(tickets)
+        self.reclassifications = AgentReclassifications(
+            tickets,
+            source=SOURCE,
+            helpdesk="Zendesk",
+            key_prefix="zendesk:audit",
+            legacy_source=RECLASSIFICATION_SOURCE,
+            priorities=config.priorities,
+            priorities_setting="zendesk.priorities",
+            helpdesk_name=config.zendesk_priority,
+        )
         self.warnings = 0
         """Mapping warnings seen (unknown time zones...), for metrics."""
 
@@ -92,104 +101,13 @@ class ZendeskSync:
         result = self.tickets.ingest(snapshot)
         if result.outcome == "stale":
             return SyncResult(name, "stale", (), (), mapped.warnings)
-        reclassified = []
-        done = self._done(snapshot.external_key, mapped.reclassifications)
-        for change in mapped.reclassifications:
-            if change.change_id in done:
-                continue
-            outcome = self._reclassify(snapshot.external_key, change)
-            if outcome is not None:
-                reclassified.append(outcome)
+        reclassified = self.reclassifications.apply(
+            snapshot.external_key,
+            [
+                AgentPriorityChange(c.change_id, c.at, c.actor, c.zendesk_priority, c.priority)
+                for c in mapped.reclassifications
+            ],
+        )
         return SyncResult(
             name, result.outcome, result.enqueued, tuple(reclassified), mapped.warnings
         )
-
-    def _done(self, external_key: str, changes: tuple[PriorityChange, ...]) -> set[str]:
-        """The ids of the changes already applied or refused: the ticket's history holds
-        their request key or their refusal's event key, or (applied before the request key)
-        a delivery of source ``zendesk-priority`` records them. A shortcut only: the
-        reclassification and the refusal check their own key again under the ticket's
-        lock."""
-        if not changes:
-            return set()
-        engine, retry = self.tickets.engine, self.tickets.retry
-        keys = queries.known_event_keys(engine, SOURCE, external_key, retry=retry)
-        legacy = queries.recorded_deliveries(
-            engine,
-            RECLASSIFICATION_SOURCE,
-            [f"{external_key}:{change.change_id}" for change in changes],
-            retry=retry,
-        )
-        return {
-            change.change_id
-            for change in changes
-            if reclassify_event_key(_request_key(change)) in keys
-            or _refusal_key(change) in keys
-            or f"{external_key}:{change.change_id}" in legacy
-        }
-
-    def _reclassify(self, external_key: str, change: PriorityChange) -> str | None:
-        """Apply one agent's priority change once; returns what happened (None: it already
-        was). One transaction applies it with its request key, or records its refusal with
-        its event key: nothing is half done if the process dies, and a retry finds it."""
-        if change.priority is None:
-            mapping = ", ".join(f"{k}: {v}" for k, v in self.config.priorities.items())
-            shown = repr(change.zendesk_priority) if change.zendesk_priority else "(none)"
-            why = f"Zendesk priority {shown} is not one of zendesk.priorities ({mapping})"
-            if not self._refuse(external_key, change, why):
-                return None
-            return f"refused {change.zendesk_priority or 'none'}"
-        try:
-            result = self.tickets.reclassify(
-                SOURCE,
-                external_key,
-                change.priority,
-                change.actor,
-                f"set the priority to {change.zendesk_priority} in Zendesk",
-                "zendesk",
-                request_key=_request_key(change),
-            )
-        except ReclassificationError as refusal:
-            if not self._refuse(external_key, change, str(refusal)):
-                return None
-            return f"refused {change.priority}"
-        if result.duplicate:
-            return None
-        log.info("zendesk:%s reclassified to %s by %s", external_key, change.priority, change.actor)
-        return change.priority
-
-    def _refuse(self, external_key: str, change: PriorityChange, why: str) -> bool:
-        """Record the refusal in the history and owe Zendesk an internal note saying why
-        (the policy's priority itself is owed by the ingest: Zendesk shows another). False:
-        it was recorded before."""
-        if not self.tickets.refuse_reclassification(
-            SOURCE,
-            external_key,
-            asked=change.zendesk_priority,
-            priority=change.priority,
-            actor=change.actor,
-            origin="zendesk",
-            why=why,
-            at=change.at,
-            event_key=_refusal_key(change),
-            helpdesk_name=self.config.zendesk_priority,
-        ):
-            return False
-        log.warning(
-            "zendesk:%s: %s's priority %s refused: %s",
-            external_key,
-            change.actor,
-            change.zendesk_priority or "(none)",
-            why,
-        )
-        return True
-
-
-def _request_key(change: PriorityChange) -> str:
-    """The reclassification's request key: its audit event."""
-    return f"zendesk:audit:{change.change_id}"
-
-
-def _refusal_key(change: PriorityChange) -> str:
-    """The refusal's event key in the ticket's history."""
-    return f"zendesk:audit:{change.change_id}:priority"
