@@ -41,6 +41,8 @@ from slabot.store.breaches import (
 )
 from slabot.store.db import for_writing
 from slabot.store.models import Nudge, OutboxItem, StoredTicket, TargetMark
+from slabot.store.outbox import COMPLETE_RETRY
+from slabot.store.retry import with_retry
 from slabot.store.services import engine_ticket
 
 log = logging.getLogger(__name__)
@@ -426,13 +428,24 @@ class SlackStore:
     def _update_payload(
         self, nudge_id: int, changes: Mapping[str, Any], channel: str | None = None
     ) -> None:
-        with Session(self._writer) as session, session.begin():
+        """Change the nudge row; patient with the database (``COMPLETE_RETRY``): this runs
+        after a message was posted, and failing here fails the outbox item, which posts the
+        message again."""
+
+        def work(session: Session) -> None:
             row = session.get(Nudge, nudge_id, with_for_update=True)
             if row is None:
                 return
             row.payload = {**(row.payload or {}), **changes}  # a new dict: the ORM sees it
             if channel is not None:
                 row.channel = channel
+
+        with_retry(
+            self.engine,
+            work,
+            policy=COMPLETE_RETRY,
+            what=f"recording nudge {nudge_id}'s message",
+        )
 
 
 def _owe(
