@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from slabot.store.db import make_engine
 from slabot.store.deliveries import DeliveryWriter, record_deliveries
 from slabot.store.events import EventError, EventService
+from slabot.store.migrate import upgrade
 from slabot.store.models import WebhookDelivery
 from slabot.store.retry import DatabaseUnavailableError, RetryPolicy
 from slabot.store.services import TicketService
@@ -96,3 +99,26 @@ def test_an_unreachable_database_records_nothing_and_says_so(tmp_path: object) -
     assert "secret" not in str(caught.value)
     assert len(sleeps) == 2
     dead.dispose()
+
+
+def test_sqlite_a_writer_waits_for_another_writers_lock(tmp_path: Path) -> None:
+    """``BEGIN IMMEDIATE`` is refused while another connection holds the write lock; the
+    writer tries again in short steps (not SQLite's growing sleeps) until the lock is free."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'slabot.db'}")
+    upgrade(engine)
+    holder = engine.raw_connection()
+    holder.cursor().execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, holder.rollback)
+    release.start()
+    writer = DeliveryWriter(engine, retry=RetryPolicy(attempts=1))  # no retry around it
+    try:
+        assert writer.record([("zendesk", "a"), ("zendesk", "b")], NOW) == {
+            ("zendesk", "a"),
+            ("zendesk", "b"),
+        }
+    finally:
+        release.join()
+        writer.close()
+        holder.close()
+    assert set(stored(engine)) == {("zendesk", "a"), ("zendesk", "b")}
+    engine.dispose()
