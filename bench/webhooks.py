@@ -90,6 +90,8 @@ class Phase:
     statuses: Counter[int] = field(default_factory=Counter)
     results: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+    """Share of one core each process used during the phase (Linux only)."""
 
     @property
     def rps(self) -> float:
@@ -101,6 +103,10 @@ class Phase:
         ordered = sorted(self.latencies)
         index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
         return ordered[index] * 1000
+
+    def cpu_line(self) -> str:
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in self.cpu.items())
+        return f"{'':<18} {'cpu (of one core):':<22} {shares}"
 
     def line(self) -> str:
         statuses = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
@@ -260,6 +266,54 @@ def settle(port: int, timeout: float = 60) -> None:
     time.sleep(1.0)
 
 
+CpuTimes = dict[str, float]
+
+
+def cpu_times(service: int, fake: int | None, postgres: bool) -> CpuTimes | None:
+    """CPU seconds used so far by each process taking part, from ``/proc`` (None elsewhere):
+    the service, its child processes (the webhook jobs), the fake Zendesk, this load
+    generator and, on PostgreSQL, the server's processes. Where the time goes is what
+    explains the ratio, so each throughput round prints it."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: CpuTimes = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        command, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
+        fields = rest.split()
+        pid, parent = int(entry.name), int(fields[1])
+        if pid == service:
+            name = "service"
+        elif parent == service:
+            name = "webhook jobs"
+        elif pid == fake:
+            name = "fake Zendesk"
+        elif pid == os.getpid():
+            name = "load generator"
+        elif postgres and command.startswith("postgres"):
+            name = "PostgreSQL"
+        else:
+            continue
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
+def cpu_shares(before: CpuTimes | None, after: CpuTimes | None, elapsed: float) -> CpuTimes:
+    if before is None or after is None or elapsed <= 0:
+        return {}
+    order = ("service", "webhook jobs", "load generator", "fake Zendesk", "PostgreSQL")
+    return {
+        name: (after[name] - before.get(name, 0.0)) / elapsed for name in order if name in after
+    }
+
+
 def free_port() -> int:
     import socket
 
@@ -294,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = tempfile.TemporaryDirectory(prefix="slabot-bench-")
     config = write_config(Path(folder.name) / "slabot.yaml", {"noop_endpoint": True})
     database = args.database_url or f"sqlite:///{folder.name}/bench.db"
+    postgres = database.startswith("postgresql")
     port = free_port()
     environ = {
         key: value
@@ -335,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             settle(port)
             phase = Phase(endpoint, mode)
             if mode.startswith("throughput"):
+                before = cpu_times(service.pid, fake.pid, postgres)
                 asyncio.run(throughput(port, make(), phase, args.concurrency, args.duration))
+                after = cpu_times(service.pid, fake.pid, postgres)
+                phase.cpu = cpu_shares(before, after, phase.elapsed)
             else:
                 asyncio.run(fixed_rate(port, make(), phase, args.rate, args.duration))
             phases.append(phase)
@@ -374,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'endpoint':<18} {'mode':<22} {'requests':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for phase in phases:
         print(phase.line())
+        if phase.cpu:
+            print(phase.cpu_line())
     print(f"(the fake Zendesk answered {fetches} requests: the worker's fetches and write-backs)")
     ratio = hook_max.rps / noop_max.rps if noop_max.rps else 0.0
     p99 = hook_rate.percentile(99)
