@@ -40,6 +40,7 @@ from slabot.store.models import (
 from slabot.store.outbox import Outbox
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import TicketService
+from tests.fakes.faults import Killed, answer_lost_on_first_call, dies_on_first_call
 from tests.fakes.jira import BOT, FakeJira
 
 CARL, ANA = "qm:carl", "ana"
@@ -592,11 +593,6 @@ def each_database(
     yield from harness_for(fake, client, config, engine, policies)
 
 
-class Killed(BaseException):
-    """The process dies (a worker child killed at shutdown, OOM): no ``except Exception``
-    runs."""
-
-
 def later(h: Harness, minutes: int = 10) -> None:
     h.clock.now += timedelta(minutes=minutes)
     h.fake.now += timedelta(minutes=minutes)
@@ -660,16 +656,7 @@ def test_a_process_dying_while_applying_the_change_does_not_lose_it(
 ) -> None:
     h = each_database
     agent_sets_highest(h)
-    reclassify = h.tickets.reclassify
-    calls = []
-
-    def dies_once(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs.get("request_key"))
-        if len(calls) == 1:
-            raise Killed
-        return reclassify(*args, **kwargs)
-
-    monkeypatch.setattr(h.tickets, "reclassify", dies_once)
+    dies_on_first_call(monkeypatch, h.tickets, "reclassify")
     with pytest.raises(Killed):
         h.sync.sync_issue("10001")
     assert reclassified(h) == []
@@ -684,17 +671,8 @@ def test_a_commit_whose_outcome_was_unknown_is_not_applied_twice(
 ) -> None:
     h = each_database
     agent_sets_highest(h)
-    reclassify = h.tickets.reclassify
-    calls = []
-
-    def committed_but_unanswered(*args: Any, **kwargs: Any) -> Any:
-        result = reclassify(*args, **kwargs)
-        calls.append(result)
-        if len(calls) == 1:
-            raise DatabaseUnavailableError("the commit may or may not have happened", attempts=1)
-        return result
-
-    monkeypatch.setattr(h.tickets, "reclassify", committed_but_unanswered)
+    unknown = DatabaseUnavailableError("the commit may or may not have happened", attempts=1)
+    answer_lost_on_first_call(monkeypatch, h.tickets, "reclassify", unknown)
     with pytest.raises(DatabaseUnavailableError):
         h.sync.sync_issue("10001")
     later(h, 1)

@@ -39,6 +39,7 @@ from slabot.store.models import (
 from slabot.store.outbox import Outbox
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import TicketService
+from tests.fakes.faults import Killed, answer_lost_on_first_call, dies_on_first_call
 from tests.fakes.zendesk import FakeZendesk
 
 REQUESTER, AGENT, ORG = 501, 601, 701
@@ -678,11 +679,6 @@ def test_a_priority_zendesk_priorities_does_not_map_is_refused_naming_the_mappin
 # --- an agent's change is applied atomically, once ----------------------------------------------
 
 
-class Killed(BaseException):
-    """The process dies (a worker child killed at shutdown, OOM): no ``except Exception``
-    runs."""
-
-
 def agent_sets_urgent(h: Harness) -> str:
     """A P3 in production that Ana sets urgent in Zendesk; returns the change's id."""
     production_normal(h.fake, 101)
@@ -735,16 +731,7 @@ def test_a_process_dying_while_applying_the_change_does_not_lose_it(
 ) -> None:
     h = each_database
     agent_sets_urgent(h)
-    reclassify = h.tickets.reclassify
-    calls = []
-
-    def dies_once(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs.get("request_key"))
-        if len(calls) == 1:
-            raise Killed
-        return reclassify(*args, **kwargs)
-
-    monkeypatch.setattr(h.tickets, "reclassify", dies_once)
+    dies_on_first_call(monkeypatch, h.tickets, "reclassify")
     with pytest.raises(Killed):
         h.sync.sync_ticket(101)
     assert h.priority_changes(101, "reclassified") == []
@@ -760,17 +747,8 @@ def test_a_commit_whose_outcome_was_unknown_is_not_applied_twice(
 ) -> None:
     h = each_database
     agent_sets_urgent(h)
-    reclassify = h.tickets.reclassify
-    calls = []
-
-    def committed_but_unanswered(*args: Any, **kwargs: Any) -> Any:
-        result = reclassify(*args, **kwargs)
-        calls.append(result)
-        if len(calls) == 1:
-            raise DatabaseUnavailableError("the commit may or may not have happened", attempts=1)
-        return result
-
-    monkeypatch.setattr(h.tickets, "reclassify", committed_but_unanswered)
+    unknown = DatabaseUnavailableError("the commit may or may not have happened", attempts=1)
+    answer_lost_on_first_call(monkeypatch, h.tickets, "reclassify", unknown)
     with pytest.raises(DatabaseUnavailableError):
         h.sync.sync_ticket(101)
     later(h, 1)
