@@ -89,8 +89,6 @@ def test_writers_on_several_threads_let_each_key_through_once(migrated: Engine) 
 
 
 def test_an_unreachable_database_records_nothing_and_says_so(tmp_path: object) -> None:
-    from slabot.store.db import make_engine
-
     dead = make_engine("postgresql://slabot:secret@127.0.0.1:1/slabot")
     sleeps: list[float] = []
     writer = DeliveryWriter(dead, retry=RetryPolicy(attempts=3, sleep=sleeps.append))
