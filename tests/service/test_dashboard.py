@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import Clock
 from dashboard_support import HOLIDAY, NOW, load
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from slabot.service import dashboard
+from slabot.service.access import Throttle, client_key
 from slabot.service.app import create_app
 from slabot.service.runtime import Runtime, build_runtime
 from slabot.service.settings import ServiceSettings, load_settings
@@ -214,3 +216,28 @@ def test_templates_carry_nothing_the_content_security_policy_refuses() -> None:
         for tag in re.findall(r"<(?:script|style)\b[^>]*>", text):
             assert 'nonce="{{ csp_nonce }}"' in tag, f"{template.name}: {tag} without the nonce"
         assert "javascript:" not in text.lower(), template.name
+
+
+def test_the_throttle_forgets_old_failures_and_remembers_a_bounded_number_of_addresses() -> None:
+    now = [0.0]
+    throttle = Throttle(allowed=3, window=60.0, capacity=100, clock=lambda: now[0])
+    for _ in range(3):
+        throttle.failed("192.0.2.1")
+    assert throttle.retry_after("192.0.2.1") == 60.0
+    assert throttle.retry_after("192.0.2.2") == 0.0
+    now[0] = 45.0
+    assert throttle.retry_after("192.0.2.1") == 15.0
+    now[0] = 60.5  # the first failures are a window old
+    assert throttle.retry_after("192.0.2.1") == 0.0
+    for number in range(5000):  # an attacker with many addresses
+        throttle.failed(f"10.{number // 65536}.{number // 256 % 256}.{number % 256}")
+    assert len(throttle) == 100  # the least recently failing were forgotten
+
+
+def test_failures_from_one_ipv6_network_count_together() -> None:
+    def request(host: str) -> Request:
+        return Request({"type": "http", "client": (host, 1), "headers": []})
+
+    assert client_key(request("2001:db8:1:2::1")) == client_key(request("2001:db8:1:2:ffff::9"))
+    assert client_key(request("2001:db8:1:3::1")) != client_key(request("2001:db8:1:2::1"))
+    assert client_key(request("192.0.2.1")) != client_key(request("192.0.2.2"))
