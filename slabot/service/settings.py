@@ -68,7 +68,8 @@ class ServiceSettings(BaseSettings):
     )
 
     host: str = "127.0.0.1"
-    """Where ``slabot run`` listens (``--host`` overrides it)."""
+    """Where ``slabot run`` listens (``--host`` overrides it). Any address but a loopback one
+    needs dashboard credentials: ``slabot run`` refuses to serve an open dashboard there."""
     port: int = Field(default=8000, ge=0, le=65535)
     """The port (``--port`` overrides it; 0 picks a free one)."""
     timezone: str = "UTC"
