@@ -124,7 +124,11 @@ def _parser() -> argparse.ArgumentParser:
         "several on PostgreSQL). Settings: the environment and config/slabot.yaml "
         "(SLABOT_CONFIG names another file); see docs/deploy.md.",
     )
-    run_cmd.add_argument("--host", help="address to listen on (default: service.host, 127.0.0.1)")
+    run_cmd.add_argument(
+        "--host",
+        help="address to listen on (default: service.host, 127.0.0.1); any address but a "
+        "loopback one needs SLABOT_DASHBOARD_TOKEN (or a dashboard user and password)",
+    )
     run_cmd.add_argument("--port", type=int, help="port to listen on (default: service.port, 8000)")
     run_cmd.set_defaults(handler=_run)
 

@@ -12,7 +12,11 @@ Routes:
 - ``GET /metrics``: Prometheus;
 - ``GET|POST /noop``: answers at once, only when ``service.noop_endpoint`` is on (the
   benchmark's baseline);
-- ``/`` and ``/tickets/...``: the read-only dashboard (``slabot.service.dashboard``).
+- ``/``, ``/tickets/...``, ``/login``, ``/logout``: the read-only dashboard
+  (``slabot.service.dashboard``; who may read it: ``slabot.service.access``).
+
+Every response, whatever the route, carries the security headers of
+``slabot.service.headers`` (CSP, X-Frame-Options, nosniff, Referrer-Policy).
 
 The lifespan starts the webhook workers (and the scheduler, when given one); on shutdown
 (SIGTERM) it drains the queued deliveries and lets the running job (a flush) finish.
@@ -31,8 +35,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from slabot.service.dashboard import dashboard_routes
+from slabot.service.headers import SecurityHeaders
 from slabot.service.metrics import CONTENT_TYPE
 from slabot.service.runtime import Runtime
 
@@ -43,7 +49,7 @@ SLACK_PATH = "/slack/events"
 _NAMES = {"zendesk": "Zendesk", "jira": "Jira", "slack": "Slack"}
 
 
-def create_app(runtime: Runtime, scheduler: Any = None) -> Starlette:
+def create_app(runtime: Runtime, scheduler: Any = None) -> ASGIApp:
     """The service's ASGI app over ``runtime``; ``scheduler`` (an APScheduler, jobs already
     registered) is started and stopped with the app."""
     state = {"draining": False}
@@ -101,7 +107,8 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> Starlette:
             state["draining"] = True
             await anyio.to_thread.run_sync(_shut_down, runtime, scheduler)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    # Outside Starlette's own middleware, so its error pages carry the headers too.
+    return SecurityHeaders(Starlette(routes=routes, lifespan=lifespan))
 
 
 def _shut_down(runtime: Runtime, scheduler: Any) -> None:

@@ -1,34 +1,43 @@
-"""The read-only web dashboard: ``GET /`` (open tickets) and ``GET /tickets/{source}/{key}``.
+"""The read-only web dashboard: ``GET /`` (open tickets), ``GET /tickets/{source}/{key}``, and
+its login (``GET|POST /login``, ``POST /logout``).
 
-Server-rendered HTML (Jinja2 templates in ``slabot/service/templates``), no front-end build;
-a few lines of vanilla JavaScript count each ticket down to its next breach, on the
-server's clock (the page says what the server's time was and how fast its clock runs, so
-the demo's accelerated clock counts down at its own pace).
+Server-rendered HTML, every page from a Jinja2 template with autoescaping on (no HTML is
+built in Python: tests/service/test_dashboard.py checks), no front-end build; a few lines of
+vanilla JavaScript (allowed by the page's CSP nonce, see ``slabot.service.headers``) count
+each ticket down to its next breach, on the server's clock (the page says what the server's
+time was and how fast its clock runs, so the demo's accelerated clock counts down at its
+own pace).
 
-Access: open, unless ``service.dashboard_token`` is set (then ``Authorization: Bearer
-<token>`` or ``?token=<token>``; links carry the token on) or ``dashboard_user`` and
-``dashboard_password`` are (HTTP basic auth); with both, either is accepted.
+Who may read it: ``slabot.service.access``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-from collections.abc import Awaitable, Callable
+import logging
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from slabot.service import board
+from slabot.service.access import (
+    Access,
+    client_key,
+    read_form,
+    safe_next,
+    same_origin,
+)
+from slabot.service.headers import csp_nonce
 from slabot.service.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FILTERS = ("source", "priority", "plan", "assignee")
@@ -41,19 +50,26 @@ STATE_LABELS = {
     "none": "no target",
 }
 SOURCE_LABELS = {"zendesk": "Zendesk", "jira": "Jira"}
+NO_STORE = {"Cache-Control": "no-store"}
+"""Pages showing tickets stay out of shared caches and the browser's disk cache."""
+CROSS_SITE = "Refused: this form was posted from another site.\n"
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 
-
-def _templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=str(TEMPLATES))
-    env = templates.env
+def _templates(access: Access) -> Jinja2Templates:
+    # autoescape=True for every template whatever its name (select_autoescape would judge by
+    # the file's extension).
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
     env.filters["local"] = _local
     env.filters["iso"] = lambda d: d.astimezone(UTC).isoformat() if d else ""
     env.filters["epoch_ms"] = lambda d: int(d.timestamp() * 1000) if d else ""
     env.globals["STATE_LABELS"] = STATE_LABELS
     env.globals["SOURCE_LABELS"] = SOURCE_LABELS
-    return templates
+    env.globals["link"] = _link
+
+    def page_context(request: Request) -> dict[str, Any]:
+        return {"csp_nonce": csp_nonce(request), "signed_in": access.signed_in(request)}
+
+    return Jinja2Templates(env=env, context_processors=[page_context])
 
 
 def _local(instant: datetime | None, zone: tzinfo | str | None = None) -> str:
@@ -66,11 +82,27 @@ def _local(instant: datetime | None, zone: tzinfo | str | None = None) -> str:
     return f"{instant.astimezone(zone or UTC):%a %d %b %Y %H:%M %Z}"
 
 
+def _link(path: str, **params: Any) -> str:
+    """``link("/", plan="premier")``: a path with its non-empty query parameters (and never
+    a credential: the session cookie carries the login)."""
+    query = {k: v for k, v in params.items() if v}
+    return f"{path}?{urlencode(query)}" if query else path
+
+
 def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
     """The dashboard's routes over ``runtime`` (behind its access check)."""
-    templates = _templates()
-    guard = Access(runtime)
+    guard = Access(runtime.settings.service)
+    templates = _templates(guard)
     rate = float(getattr(runtime.clock, "rate", 1.0))
+
+    def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+        return templates.TemplateResponse(
+            request,
+            name,
+            {"now": runtime.clock(), "rate": rate, **context},
+            status_code=status,
+            headers=NO_STORE,
+        )
 
     async def index(request: Request) -> Response:
         chosen = board.Filters(**{name: request.query_params.get(name) or None for name in FILTERS})
@@ -78,18 +110,7 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
         found = await run_in_threadpool(
             board.open_tickets, runtime.engine, runtime.store, now, chosen
         )
-        return templates.TemplateResponse(
-            request,
-            "index.html",
-            {
-                "board": found,
-                "filters": chosen,
-                "now": now,
-                "rate": rate,
-                "token": guard.query_token(request),
-                "link": _linker(guard.query_token(request)),
-            },
-        )
+        return page(request, "index.html", {"board": found, "filters": chosen, "now": now})
 
     async def ticket(request: Request) -> Response:
         source = request.path_params["source"]
@@ -97,96 +118,68 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
         now = runtime.clock()
         view = await run_in_threadpool(runtime.store.view_by_ref, f"{source}:{key}", now)
         if view is None:
-            return HTMLResponse(f"<h1>No ticket {source}:{key} is stored</h1>", status_code=404)
+            return page(request, "missing.html", {"source": source, "key": key}, status=404)
         row = board.row_of(view, now)
         clocks = await run_in_threadpool(board.ticket_clocks, view)
-        return templates.TemplateResponse(
-            request,
-            "ticket.html",
-            {
-                "row": row,
-                "view": view,
-                "clocks": clocks,
-                "now": now,
-                "rate": rate,
-                "link": _linker(guard.query_token(request)),
-            },
+        return page(
+            request, "ticket.html", {"row": row, "view": view, "clocks": clocks, "now": now}
         )
+
+    def login_page(request: Request, back_to: str, error: str | None, status: int) -> Response:
+        return page(
+            request,
+            "login.html",
+            {
+                "next": back_to,
+                "error": error,
+                "wants_token": guard.wants_token,
+                "wants_password": guard.wants_password,
+            },
+            status=status,
+        )
+
+    async def login_form(request: Request) -> Response:
+        back_to = safe_next(request.query_params.get("next"))
+        if guard.open or guard.signed_in(request):
+            return RedirectResponse(back_to, status_code=303)
+        return login_page(request, back_to, None, 200)
+
+    async def login(request: Request) -> Response:
+        if guard.open:
+            return RedirectResponse("/", status_code=303)
+        if not same_origin(request):
+            return PlainTextResponse(CROSS_SITE, status_code=403)
+        refused = guard.throttled(request)
+        if refused is not None:
+            return refused
+        fields = await read_form(request)
+        if fields is None:
+            return PlainTextResponse(
+                "Send the login form (application/x-www-form-urlencoded, token or user and "
+                "password).\n",
+                status_code=400,
+            )
+        back_to = safe_next(fields.get("next"))
+        if not guard.check_form(fields):
+            guard.log_failure(request, "login")
+            return login_page(request, back_to, "Those credentials are not right.", 401)
+        guard.throttle.succeeded(client_key(request))
+        log.info("dashboard: signed in from %s", client_key(request))
+        answer = RedirectResponse(back_to, status_code=303, headers=NO_STORE)
+        guard.session_cookie(answer, request)
+        return answer
+
+    async def logout(request: Request) -> Response:
+        if not same_origin(request):
+            return PlainTextResponse(CROSS_SITE, status_code=403)
+        answer = RedirectResponse("/login" if not guard.open else "/", status_code=303)
+        guard.clear_cookie(answer, request)
+        return answer
 
     return [
         Route("/", guard(index), methods=["GET"]),
         Route("/tickets/{source}/{key:path}", guard(ticket), methods=["GET"]),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
     ]
-
-
-def _linker(token: str | None) -> Callable[..., str]:
-    """``link("/tickets/zendesk/1", plan="premier")`` keeps ``?token=`` on every link."""
-
-    def link(path: str, **params: Any) -> str:
-        query = {k: v for k, v in params.items() if v}
-        if token:
-            query["token"] = token
-        return f"{path}?{urlencode(query)}" if query else path
-
-    return link
-
-
-class Access:
-    """The dashboard's optional access check (token, basic auth, or open)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        service = runtime.settings.service
-        token = service.dashboard_token.get_secret_value() if service.dashboard_token else ""
-        self._token = token.encode()
-        self._user = (service.dashboard_user or "").encode()
-        password = service.dashboard_password
-        self._password = password.get_secret_value().encode() if password else b""
-
-    @property
-    def open(self) -> bool:
-        return not self._token and not self._user
-
-    def query_token(self, request: Request) -> str | None:
-        """The token given in the query (so links can carry it), when it is the right one."""
-        given = request.query_params.get("token")
-        if given and self._token and hmac.compare_digest(given.encode(), self._token):
-            return given
-        return None
-
-    def allows(self, request: Request) -> bool:
-        if self.open:
-            return True
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        if self._token:
-            if scheme.lower() == "bearer" and hmac.compare_digest(
-                value.strip().encode(), self._token
-            ):
-                return True
-            if self.query_token(request) is not None:
-                return True
-        if self._user and scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                return False
-            user, _, password = decoded.partition(b":")
-            user_ok = hmac.compare_digest(user, self._user)
-            password_ok = hmac.compare_digest(password, self._password)
-            return user_ok and password_ok
-        return False
-
-    def __call__(self, endpoint: Endpoint) -> Endpoint:
-        async def guarded(request: Request) -> Response:
-            if not self.allows(request):
-                challenge = 'Basic realm="slabot"' if self._user else 'Bearer realm="slabot"'
-                return Response(
-                    "This dashboard needs its token (Authorization: Bearer, or ?token=) or its "
-                    "user name and password.\n",
-                    status_code=401,
-                    headers={"WWW-Authenticate": challenge},
-                    media_type="text/plain",
-                )
-            return await endpoint(request)
-
-        return guarded

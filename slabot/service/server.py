@@ -7,6 +7,9 @@ together take turns through an advisory lock). uvicorn handles SIGTERM and SIGIN
 stops accepting connections and finishes the requests in flight; the app's lifespan then
 drains the webhook queues and lets the running job (a flush) finish before the process
 exits.
+
+It also refuses to start when the dashboard has no credentials and the address is not a
+loopback one (``slabot.service.access.check_bind``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from slabot.service.access import check_bind
 from slabot.service.app import create_app
 from slabot.service.logs import SecretMasker, configure_logging
 from slabot.service.runtime import Clock, Runtime, build_runtime, system_clock
@@ -129,6 +133,8 @@ def freeze_heap() -> None:
 def run(host: str | None, port: int | None, environ: Mapping[str, str] | None = None) -> int:
     """``slabot run``: the whole service in this process."""
     settings = load_settings(environ)
+    host = host or settings.service.host
+    check_bind(settings.service, host)  # before anything starts: no open dashboard off loopback
     masker = SecretMasker(settings.secrets())
     configure_logging(masker, level=settings.service.log_level, form=settings.service.log_format)
     # The children read the same settings: the environment as this process read it.

@@ -49,6 +49,7 @@ from slabot.store.db import DatabaseConfigError, database_url
 CONFIG_SETTING = "SLABOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
 ENV_PREFIX = "SLABOT_"
+_CREDENTIALS = ("DASHBOARD_TOKEN", "DASHBOARD_USER", "DASHBOARD_PASSWORD")
 
 
 class ServiceSettingsError(SlabotError):
@@ -67,7 +68,8 @@ class ServiceSettings(BaseSettings):
     )
 
     host: str = "127.0.0.1"
-    """Where ``slabot run`` listens (``--host`` overrides it)."""
+    """Where ``slabot run`` listens (``--host`` overrides it). Any address but a loopback one
+    needs dashboard credentials: ``slabot run`` refuses to serve an open dashboard there."""
     port: int = Field(default=8000, ge=0, le=65535)
     """The port (``--port`` overrides it; 0 picks a free one)."""
     timezone: str = "UTC"
@@ -90,11 +92,14 @@ class ServiceSettings(BaseSettings):
     worker_id: str | None = None
     """This replica's name in outbox leases (default: host name and process id)."""
     dashboard_token: SecretStr | None = None
-    """When set, the dashboard wants ``Authorization: Bearer <token>`` or ``?token=``."""
+    """The dashboard's token: typed once into ``/login`` (which sets a session cookie), or
+    sent by scripts as ``Authorization: Bearer <token>``. Unset (and no user and password):
+    the dashboard is open on loopback only, and ``slabot run`` refuses any other address.
+    Blank is an error."""
     dashboard_user: str | None = None
-    """With ``dashboard_password``: basic auth for the dashboard."""
+    """With ``dashboard_password``: the dashboard's user name (``/login``, or basic auth)."""
     dashboard_password: SecretStr | None = None
-    """With ``dashboard_user``: the password for the dashboard's basic auth."""
+    """With ``dashboard_user``: the dashboard's password (``/login``, or basic auth)."""
     noop_endpoint: bool = False
     """Serve ``/noop`` (a do-nothing endpoint, for bench/webhooks.py's comparison)."""
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -122,6 +127,20 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
             ) from None
+        return value
+
+    @field_validator("dashboard_token", "dashboard_user", "dashboard_password")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        # A blank credential used to leave the dashboard open without a word.
+        plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(plain, str) and not plain.strip():
+            raise ValueError(
+                "is blank: set a real value (`openssl rand -hex 24` makes a token), or unset "
+                "it (with no dashboard credentials at all the dashboard answers on loopback only)"
+            )
+        if isinstance(value, SecretStr) and plain != plain.strip():
+            return SecretStr(plain.strip())  # spaces around a pasted value are not part of it
         return value
 
     @field_validator("log_level", mode="before")
@@ -153,15 +172,22 @@ class ServiceSettings(BaseSettings):
         return (init_settings,)
 
 
+_KEPT_WHEN_BLANK = {f"{ENV_PREFIX}{name}".lower() for name in _CREDENTIALS}
+
+
 class _EnvironSource(EnvSettingsSource):
-    """``SLABOT_*`` from an explicit mapping (tests pass a dict; the service ``os.environ``)."""
+    """``SLABOT_*`` from an explicit mapping (tests pass a dict; the service ``os.environ``).
+
+    A blank variable counts as unset, except a dashboard credential's: that one is refused
+    (``SLABOT_DASHBOARD_TOKEN=`` must not quietly mean an open dashboard)."""
 
     def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
         super().__init__(settings_cls)
         self.env_vars = {
             name.lower(): value
             for name, value in environ.items()
-            if name.upper().startswith(ENV_PREFIX) and value.strip()
+            if name.upper().startswith(ENV_PREFIX)
+            and (value.strip() or name.lower() in _KEPT_WHEN_BLANK)
         }
 
 

@@ -5,7 +5,9 @@ database, a request whose body was changed after signing, one signed with anothe
 one signed too long ago (Zendesk and Slack sign a timestamp; Jira does not, so a replayed
 Jira delivery is recognised by its id and dropped instead), and one missing any of the
 signature headers. The dashboard refuses anyone without its token (or its basic-auth
-password) when one is configured. Also here: the inputs the fuzzing in
+password) when one is configured, never takes it from the address, and without either
+answers loopback clients only (more through a real ``slabot run``:
+tests/service/test_dashboard_security.py). Also here: the inputs the fuzzing in
 test_proof_fuzz.py found answered 500, each pinned as a plain example.
 
 That no secret reaches the logs is checked on whole runs: the end-to-end flows
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from starlette.testclient import TestClient
 
 from connectors.zendesk.webhook import sign as zendesk_sign
 from slabot.demo.environment import (
@@ -248,29 +251,38 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def from_address(target: Target, address: str) -> TestClient:
+    """The same app seen from another client address (wrong guesses are throttled per
+    address: each case here gets its own, so every answer is the check's, not the throttle's)."""
+    return TestClient(target.client.app, client=(address, 40000))
+
+
 @pytest.mark.parametrize("page", ["/", "/tickets/zendesk/1", "/?source=zendesk"])
 def test_the_dashboard_refuses_requests_without_its_token(guarded: Target, page: str) -> None:
-    client = guarded.client
-    for headers in (
-        {},
-        {"Authorization": "Bearer"},
-        {"Authorization": "Bearer not-the-token"},
-        {"Authorization": f"Bearer {TOKEN}x"},
-        {"Authorization": f"Token {TOKEN}"},
-        {"Authorization": basic("ops", "wrong")},
-        {"Authorization": basic("someone", PASSWORD)},
-        {"Authorization": "Basic !!!not-base64"},
+    for number, headers in enumerate(
+        (
+            {},
+            {"Authorization": "Bearer"},
+            {"Authorization": "Bearer not-the-token"},
+            {"Authorization": f"Bearer {TOKEN}x"},
+            {"Authorization": f"Token {TOKEN}"},
+            {"Authorization": basic("ops", "wrong")},
+            {"Authorization": basic("someone", PASSWORD)},
+            {"Authorization": "Basic !!!not-base64"},
+        )
     ):
+        client = from_address(guarded, f"192.0.2.{number + 1}")
         response = client.get(page, headers=headers)
         assert response.status_code == 401, (headers, response.status_code)
         assert TOKEN not in response.text and PASSWORD not in response.text
-    assert client.get(f"{page}{'&' if '?' in page else '?'}token=wrong").status_code == 401
+    for token in ("wrong", TOKEN):  # never taken from the address, not even the right one
+        response = guarded.client.get(f"{page}{'&' if '?' in page else '?'}token={token}")
+        assert response.status_code == 401
 
 
 def test_the_dashboard_lets_in_its_token_or_its_password(guarded: Target) -> None:
     client = guarded.client
     assert client.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    assert client.get(f"/?token={TOKEN}").status_code == 200
     assert client.get("/", headers={"Authorization": basic("ops", PASSWORD)}).status_code == 200
     # Health and metrics stay open for probes and scrapers; they show no secret.
     for probe in ("/healthz", "/readyz", "/metrics"):
@@ -279,5 +291,7 @@ def test_the_dashboard_lets_in_its_token_or_its_password(guarded: Target) -> Non
         assert TOKEN not in response.text and PASSWORD not in response.text
 
 
-def test_an_open_dashboard_needs_no_token(target: Target) -> None:
-    assert target.client.get("/").status_code == 200
+def test_an_open_dashboard_needs_no_token_on_loopback_only(target: Target) -> None:
+    assert from_address(target, "127.0.0.1").get("/").status_code == 200
+    assert from_address(target, "::1").get("/").status_code == 200
+    assert from_address(target, "192.0.2.10").get("/").status_code == 403

@@ -32,10 +32,13 @@ def clean_environ(extra: dict[str, str]) -> dict[str, str]:
     return {**kept, **extra}
 
 
-def start(environ: dict[str, str], port: int, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def start(
+    environ: dict[str, str], port: int, log: Path, cwd: Path, *args: str
+) -> subprocess.Popen[bytes]:
+    """``slabot run --port PORT ARGS...`` with ``environ`` (see ``clean_environ``)."""
     handle = log.open("wb")
     return subprocess.Popen(
-        [str(SLABOT), "run", "--port", str(port)],
+        [str(SLABOT), "run", "--port", str(port), *args],
         env=clean_environ(environ),
         cwd=cwd,
         stdout=handle,

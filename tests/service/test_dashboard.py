@@ -1,8 +1,10 @@
 """The dashboard over HTTP: open tickets by next breach, filters, the ticket's explained clocks
-as a timeline (a holiday skipped, pauses), and its optional access control."""
+as a timeline (a holiday skipped, pauses), its access control, and that every page is escaped
+HTML from a template (through the running service: tests/service/test_dashboard_security.py)."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import re
 from collections.abc import Iterator
@@ -11,11 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import Clock
 from dashboard_support import HOLIDAY, NOW, load
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
+from slabot.service import dashboard
+from slabot.service.access import Throttle, client_key
 from slabot.service.app import create_app
 from slabot.service.runtime import Runtime, build_runtime
-from slabot.service.settings import load_settings
+from slabot.service.settings import ServiceSettings, load_settings
 from slabot.store.migrate import upgrade
 
 
@@ -31,11 +36,15 @@ def make(tmp_path: Path, **environ: str) -> Runtime:
     return runtime
 
 
+LOOPBACK = ("127.0.0.1", 50000)
+"""An open dashboard answers loopback clients only (the test client's default is not one)."""
+
+
 @pytest.fixture
 def http(tmp_path: Path) -> Iterator[TestClient]:
     runtime = make(tmp_path)
     try:
-        with TestClient(create_app(runtime)) as client:
+        with TestClient(create_app(runtime), client=LOOPBACK) as client:
             yield client
     finally:
         runtime.close()
@@ -117,9 +126,10 @@ def test_with_a_token_the_dashboard_refuses_requests_without_it(tmp_path: Path) 
                 assert wrong.status_code == 401
             ok = client.get("/", headers={"Authorization": "Bearer board-token"})
             assert ok.status_code == 200
+            assert 'href="/tickets/zendesk/101"' in ok.text and "board-token" not in ok.text
+            # The token in the address is never taken, even the right one.
             by_query = client.get("/?token=board-token")
-            assert by_query.status_code == 200
-            assert "/tickets/zendesk/101?token=board-token" in by_query.text
+            assert by_query.status_code == 401 and "?token=" in by_query.text
             assert client.get("/healthz").status_code == 200  # probes stay open
     finally:
         runtime.close()
@@ -128,7 +138,7 @@ def test_with_a_token_the_dashboard_refuses_requests_without_it(tmp_path: Path) 
 def test_basic_auth_guards_the_dashboard_when_configured(tmp_path: Path) -> None:
     runtime = make(tmp_path, SLABOT_DASHBOARD_USER="ops", SLABOT_DASHBOARD_PASSWORD="pa55word")
     try:
-        with TestClient(create_app(runtime)) as client:
+        with TestClient(create_app(runtime), client=LOOPBACK) as client:
             assert client.get("/").status_code == 401
             good = base64.b64encode(b"ops:pa55word").decode()
             bad = base64.b64encode(b"ops:guess").decode()
@@ -136,3 +146,98 @@ def test_basic_auth_guards_the_dashboard_when_configured(tmp_path: Path) -> None
             assert client.get("/", headers={"Authorization": f"Basic {bad}"}).status_code == 401
     finally:
         runtime.close()
+
+
+def test_an_open_dashboard_refuses_a_client_that_is_not_on_loopback(tmp_path: Path) -> None:
+    runtime = make(tmp_path)
+    try:
+        with TestClient(create_app(runtime), client=("203.0.113.7", 4242)) as client:
+            refused = client.get("/")
+            assert refused.status_code == 403
+            assert "SLABOT_DASHBOARD_TOKEN" in refused.text
+            assert client.get("/healthz").status_code == 200
+    finally:
+        runtime.close()
+
+
+def test_ticket_values_are_escaped_in_the_pages(tmp_path: Path) -> None:
+    from dashboard_support import snapshot
+
+    runtime = make(tmp_path)
+    evil = "<script>alert(1)</script>"
+    runtime.tickets.ingest(snapshot("zendesk", "666", assignee=f"{evil}@example.com"))
+    try:
+        with TestClient(create_app(runtime), client=LOOPBACK) as client:
+            for path in ("/", "/tickets/zendesk/666", f"/?assignee={evil}@example.com"):
+                page = client.get(path)
+                assert page.status_code == 200, path
+                assert evil not in page.text and "&lt;script&gt;alert(1)" in page.text, path
+    finally:
+        runtime.close()
+
+
+SERVICE = Path(dashboard.__file__).resolve().parent
+TAG = re.compile(r"<\s*/?\s*(html|body|head|h[1-6]|p|div|span|a|table|tr|td|ul|li|script|form)\b")
+
+
+def test_no_html_is_built_in_python_every_page_is_a_template() -> None:
+    """f-strings or concatenation would skip the templates' autoescaping (as the 404 page
+    once did): no module of the service may hold an HTML tag or use HTMLResponse."""
+    for module in sorted(SERVICE.glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name | ast.Attribute) and "HTMLResponse" in ast.unparse(node):
+                raise AssertionError(f"{module.name}:{node.lineno} uses HTMLResponse")
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+            ):
+                assert not TAG.search(node.value), f"{module.name}:{node.lineno}: {node.value!r}"
+    env = dashboard._templates(dashboard.Access(ServiceSettings())).env
+    assert env.autoescape is True
+
+
+def test_templates_carry_nothing_the_content_security_policy_refuses() -> None:
+    """The CSP allows the nonce'd script and style blocks only: an inline style="" or an
+    on...="" handler in a template would silently do nothing in the browser."""
+    for template in sorted((SERVICE / "templates").glob("*.html")):
+        text = template.read_text(encoding="utf-8")
+        markup = re.sub(r"<(script|style)\b[^>]*>.*?</\1>", "", text, flags=re.DOTALL)
+        assert not re.search(r"\sstyle\s*=", markup), f"{template.name}: a style attribute"
+        assert not re.search(r"\son[a-z]+\s*=", markup), f"{template.name}: an inline handler"
+        for tag in re.findall(r"<(?:script|style)\b[^>]*>", text):
+            assert 'nonce="{{ csp_nonce }}"' in tag, f"{template.name}: {tag} without the nonce"
+        assert "javascript:" not in text.lower(), template.name
+
+
+def test_the_throttle_forgets_old_failures_and_remembers_a_bounded_number_of_addresses() -> None:
+    now = [0.0]
+    throttle = Throttle(allowed=3, window=60.0, capacity=100, clock=lambda: now[0])
+    for _ in range(3):
+        throttle.failed("192.0.2.1")
+    assert throttle.retry_after("192.0.2.1") == 60.0
+    assert throttle.retry_after("192.0.2.2") == 0.0
+    now[0] = 45.0
+    assert throttle.retry_after("192.0.2.1") == 15.0
+    now[0] = 60.5  # the first failures are a window old
+    assert throttle.retry_after("192.0.2.1") == 0.0
+    for number in range(5000):  # an attacker with many addresses
+        throttle.failed(f"10.{number // 65536}.{number // 256 % 256}.{number % 256}")
+    assert len(throttle) == 100  # the least recently failing were forgotten
+
+
+def test_failures_from_one_ipv6_network_count_together() -> None:
+    def request(host: str) -> Request:
+        return Request({"type": "http", "client": (host, 1), "headers": []})
+
+    assert client_key(request("2001:db8:1:2::1")) == client_key(request("2001:db8:1:2:ffff::9"))
+    assert client_key(request("2001:db8:1:3::1")) != client_key(request("2001:db8:1:2::1"))
+    assert client_key(request("192.0.2.1")) != client_key(request("192.0.2.2"))

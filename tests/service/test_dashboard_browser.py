@@ -1,8 +1,10 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by Playwright.
 
-The page is served by uvicorn on an ephemeral loopback port. The test reads the rows, their
-colours and the live countdown, filters by source, opens a ticket's timeline, and keeps
-screenshots under artifacts/ (git-ignored). Chromium comes from Debian's ``chromium``
+The page is served by uvicorn on an ephemeral loopback port, with a dashboard token. The test
+is sent to the login form, logs in with the token, reads the rows, their colours and the live
+countdown, filters by source, opens a ticket's timeline, logs out, and keeps screenshots
+under artifacts/ (git-ignored). Everything runs under the service's Content-Security-Policy:
+any violation the browser reports fails the test. Chromium comes from Debian's ``chromium``
 package (``.ci/run`` installs it when missing); Playwright never downloads a browser here.
 """
 
@@ -37,6 +39,7 @@ FLAGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+TOKEN = "browser-dashboard-token-5e2a"
 
 
 class RunningClock(Clock):
@@ -49,7 +52,8 @@ class RunningClock(Clock):
 def base_url(tmp_path: Path) -> Iterator[str]:
     (tmp_path / "empty.yaml").write_text("", encoding="utf-8")
     settings = load_settings(
-        {"DATABASE_URL": f"sqlite:///{tmp_path / 'board.db'}"}, tmp_path / "empty.yaml"
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'board.db'}", "SLABOT_DASHBOARD_TOKEN": TOKEN},
+        tmp_path / "empty.yaml",
     )
     runtime = build_runtime(settings, RunningClock(NOW))
     upgrade(runtime.engine)
@@ -95,7 +99,23 @@ def test_the_dashboard_in_chromium(base_url: str, page: object) -> None:
     from playwright.sync_api import Page, expect
 
     assert isinstance(page, Page)
-    page.goto(f"{base_url}/")
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    # Not signed in: sent to the login form, which comes back here once the token is right.
+    page.goto(f"{base_url}/?source=")
+    page.wait_for_url("**/login?next=*")
+    page.fill("#login-token", "not-the-token")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_have_text("Those credentials are not right.")
+    page.fill("#login-token", TOKEN)
+    page.click("#login-submit")
+    page.wait_for_url(f"{base_url}/?source=")
+    assert TOKEN not in page.content()
     rows = page.locator("#tickets tbody tr")
     expect(rows).to_have_count(5)
     assert rows.first.get_attribute("data-ref") == "zendesk:102"
@@ -132,4 +152,13 @@ def test_the_dashboard_in_chromium(base_url: str, page: object) -> None:
     expect(card.locator(".span.closed")).to_have_count(1)
     expect(card.locator(".marker.due")).to_have_count(1)
     assert "Thanksgiving" in card.inner_text()
+    # Placed by the page's script (the CSP refuses style="" in the markup).
+    width = card.locator(".span.counted").evaluate("span => span.getBoundingClientRect().width")
+    assert width > 1
     page.screenshot(path=str(ARTIFACTS / "ticket.png"), full_page=True)
+
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    page.goto(f"{base_url}/")
+    page.wait_for_url("**/login")
+    assert refused == [], refused

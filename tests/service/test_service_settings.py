@@ -3,6 +3,7 @@ their credentials; a half-configured one named; secrets listed for masking, neve
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,24 @@ def test_a_named_config_file_must_exist(tmp_path: Path) -> None:
 def test_dashboard_basic_auth_needs_both_user_and_password(config_file: Path) -> None:
     with pytest.raises(ServiceSettingsError, match="dashboard_password"):
         load_settings(env(config_file, SLABOT_DASHBOARD_USER="ops"))
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\t"])
+def test_a_blank_dashboard_token_is_refused_from_the_environment_or_the_file(
+    config_file: Path, tmp_path: Path, value: str
+) -> None:
+    """It used to be dropped silently, leaving the dashboard open."""
+    in_file = tmp_path / "blank.yaml"
+    in_file.write_text(f"service:\n  dashboard_token: {json.dumps(value)}\n", encoding="utf-8")
+    for environ in (env(config_file, SLABOT_DASHBOARD_TOKEN=value), env(in_file)):
+        with pytest.raises(ServiceSettingsError) as raised:
+            load_settings(environ)
+        assert "service.dashboard_token (SLABOT_DASHBOARD_TOKEN): is blank" in str(raised.value)
+
+
+def test_other_blank_variables_still_count_as_unset(config_file: Path) -> None:
+    settings = load_settings(env(config_file, SLABOT_PORT="", SLABOT_WORKER_ID=" "))
+    assert (settings.service.port, settings.service.worker_id) == (8000, None)
 
 
 def test_secrets_are_listed_for_masking_and_never_printed(config_file: Path) -> None:
