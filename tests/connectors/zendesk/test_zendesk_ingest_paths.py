@@ -160,8 +160,9 @@ def test_the_audits_of_a_deleted_and_restored_ticket_map_with_the_deleted_span()
 
 def test_a_ticket_deleted_now_is_refused_as_deleted_not_as_drift() -> None:
     ticket, audits = recorded_ticket()
+    bundle = TicketBundle({**ticket, "status": "deleted"}, audits)
     with pytest.raises(DeletedTicketError, match="deleted in Zendesk"):
-        map_ticket(TicketBundle({**ticket, "status": "deleted"}, audits), ZendeskConfig(policy="zoom"))
+        map_ticket(bundle, ZendeskConfig(policy="zoom"))
 
 
 def test_a_deleted_and_restored_ticket_is_backfilled_with_its_deleted_span_paused(
@@ -312,4 +313,3 @@ def test_a_ticket_deleted_now_is_skipped_not_failed(fake: FakeZendesk, service: 
     report = service.poller.poll()
     assert (report.tickets, report.applied, report.failed, report.skipped) == (1, 0, 0, 1)
     assert report.errors == []
-
