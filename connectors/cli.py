@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,39 @@ BACKFILLS = {
 }
 
 
+SOME_FAILED = 3
+"""The exit status of a backfill that read everything but could not apply some tickets
+(each named on standard error); 1 means it could not start or stopped early, 0 that every
+ticket was applied (or skipped as deleted)."""
+
+
 class BackfillError(SlabotError):
     """The backfill cannot start (a bad date, a database not migrated)."""
+
+
+def finish_backfill(source: str, failures: Sequence[str], stopped: str | None) -> int:
+    """Name each ticket that was not applied, and why, on standard error (the log has the
+    same lines), and say whether the backfill stopped early; the command's exit status.
+
+    A failed ticket does not stop a backfill: it is counted in the summary line, listed
+    here, and the status (``SOME_FAILED``) tells an operator's script to look.
+    """
+    for problem in failures:
+        print(f"{source}: not applied: {problem}", file=sys.stderr)
+    if stopped is not None:
+        print(
+            f"{source}: stopped early: {stopped}; run the backfill again to resume",
+            file=sys.stderr,
+        )
+        return 1
+    if failures:
+        print(
+            f"{source}: {len(failures)} not applied (listed above); fix their cause and run "
+            "the backfill again, or let the next change bring them in",
+            file=sys.stderr,
+        )
+        return SOME_FAILED
+    return 0
 
 
 def parse_since(text: str) -> datetime:

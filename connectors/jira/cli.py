@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from connectors.cli import backfill_policies, migrated_engine, parse_since
+from connectors.cli import backfill_policies, finish_backfill, migrated_engine, parse_since
 
 
 def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
@@ -33,13 +33,10 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
         report = poller.backfill(since)
         print(
             f"jira: {report.issues} issues read in {report.pages} pages since "
-            f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.skipped} skipped, "
+            f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.failed} failed, "
             f"{report.enqueued} writes owed"
         )
-        for problem in report.errors[:20]:
-            print(f"  {problem}")
-        if report.error:
-            print(f"jira: stopped early: {report.error}; run the backfill again to resume")
+        status = finish_backfill("jira", report.errors, report.error)
         if args.write:
             outbox = Outbox(engine, lambda: datetime.now(UTC))
             written = JiraWriter(client, config, outbox).flush("backfill")
@@ -49,4 +46,4 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
             )
     finally:
         engine.dispose()
-    return 0 if report.error is None and not report.errors else 1
+    return status

@@ -28,6 +28,7 @@ from typing import Any
 from bot.errors import SlabotError
 from connectors.jira.config import JiraConfig
 from slabot.store.services import Snapshot
+from slabot.store.services import StatusChange as StoredStatusChange
 
 SOURCE = "jira"
 ENGINE_FIELDS = (
@@ -192,8 +193,9 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
             "url": _browse_url(bundle.site_url, key),
         },
         actor=history.last_actor,
-        # Status changes reach the store through sync.py's keyed events, not the snapshot.
-        status_history=(),
+        # Applied with the snapshot, in one transaction: the reopening, pauses and solve come
+        # from the changelog entries, never from the ``updated`` time (issue 14).
+        status_history=_status_history(history.status_changes, status),
         **values,
     )
     due_shown: dict[str, str | None] = {"duedate": _text(fields.get("duedate"))}
@@ -207,6 +209,20 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         history.reclassifications,
         due_shown,
         tuple(warnings),
+    )
+
+
+_PLAIN_STATUSES = frozenset({"new", "open"})
+
+
+def _status_history(changes: Sequence[StatusChange], status: str) -> tuple[StoredStatusChange, ...]:
+    """The changelog's statuses for the store, which derives pauses, solves and reopenings
+    from them; none for an issue that was only ever new or open (nothing to derive)."""
+    if status in _PLAIN_STATUSES and all(change.to in _PLAIN_STATUSES for change in changes):
+        return ()
+    return tuple(
+        StoredStatusChange(change.at, change.to, change.event_key, change.actor)
+        for change in changes
     )
 
 

@@ -8,6 +8,13 @@ compares whole minutes, in the time zone of slabot's Jira account, and the Cloud
 eventually consistent, so an issue updated just before the last poll may only show now.
 What the overlap brings back again is skipped without a read when the store already holds
 that issue at that ``updated`` time (its ``source_updated_at``).
+
+One issue that cannot be applied never stops a poll or a backfill: it is logged (issue key
+and reason), counted in ``PollReport.failed`` with its reason in ``errors``, and the page
+goes on. The cursor still moves past it (an issue that always fails must not hold every
+later change back), so it is read again when it next changes (its webhook, the next poll
+that finds it) or by a backfill; the service's poll job shows the failures on ``/readyz``
+(activity ``ingest``) and the backfill lists them on standard error and exits 3.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from connectors.jira.mapping import SOURCE, PayloadError, issue_id_of, parse_ins
 from connectors.jira.sync import JiraSync
 from slabot.store.events import EventError
 from slabot.store.models import StoredTicket
+from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import IngestError
 
 log = logging.getLogger(__name__)
@@ -47,7 +55,10 @@ class PollReport:
     already: int = 0
     """Issues the overlap brought back that were already applied at that time."""
     skipped: int = 0
-    """Issues that could not be applied (malformed, refused); logged."""
+    """Kept for the report's shape: Jira's search shows no deleted issues."""
+    failed: int = 0
+    """Issues that could not be applied (malformed, refused by Jira...); each is logged and
+    has its line in ``errors``."""
     enqueued: int = 0
     cursor: str | None = None
     jql: str = ""
@@ -97,7 +108,7 @@ class JiraPoller:
             report.jql = jql_since(self.config.watched_jql(), since, self.client.account_zone())
             for page in self.client.pages(report.jql, max_results=self.config.page_size):
                 report.pages += 1
-                applied = self._applied_at([issue_id_of(i) for i in page.issues])
+                applied = self._applied_at(_readable_ids(page.issues))
                 for issue in page.issues:
                     report.issues += 1
                     updated = self._apply(issue, applied, report)
@@ -137,7 +148,7 @@ class JiraPoller:
             fields = issue.get("fields") or {}
             updated = parse_instant(fields.get("updated"), f"Jira issue {issue_id}: updated")
         except PayloadError as error:
-            report.skipped += 1
+            report.failed += 1
             report.errors.append(str(error))
             log.error("Jira search returned an issue slabot cannot read: %s", error)
             return None
@@ -146,13 +157,35 @@ class JiraPoller:
         ):
             report.already += 1
             return updated
+        name = str(issue.get("key") or issue_id)
         try:
             result = self.sync.sync_issue(issue_id, issue)
+        except (JiraUnavailableError, DatabaseUnavailableError):
+            raise  # not this issue's fault: the poll stops and resumes from the cursor
         except (PayloadError, IngestError, EventError, JiraRejectedError) as error:
-            report.skipped += 1
-            report.errors.append(f"issue {issue.get('key') or issue_id}: {error}")
-            log.error("Jira issue %s not applied: %s", issue.get("key") or issue_id, error)
+            self._failed(report, name, str(error))
+            return updated
+        except Exception as error:  # one bad issue never stops the poll; the trace is logged
+            log.exception("Jira issue %s: unexpected error", name)
+            self._failed(report, name, f"unexpected {type(error).__name__}: {error}")
             return updated
         report.applied += 1
         report.enqueued += len(result.enqueued)
         return updated
+
+    def _failed(self, report: PollReport, issue: str, reason: str) -> None:
+        report.failed += 1
+        report.errors.append(f"issue {issue}: {reason}")
+        log.error("Jira issue %s not applied: %s", issue, reason)
+
+
+def _readable_ids(issues: list[dict[str, Any]]) -> list[str]:
+    """The ids of the issues that have one (one without is reported by ``_apply``, and must
+    not stop the page)."""
+    ids = []
+    for issue in issues:
+        try:
+            ids.append(issue_id_of(issue))
+        except PayloadError:
+            continue
+    return ids

@@ -47,7 +47,7 @@ from connectors.jira.mapping import (
 )
 from slabot.store.db import for_writing
 from slabot.store.events import EventService
-from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TicketEvent
+from slabot.store.models import OutboxItem, StoredDecision, StoredTicket
 from slabot.store.services import TicketService, engine_ticket
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ RECLASSIFICATION_SOURCE = "jira-priority"
 """Deliveries of this source are changelog entries turned into reclassifications before
 their request key was kept in the history: read (such a change is not applied again), no
 longer written."""
-_PLAIN_STATUSES = frozenset({"new", "open"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +104,11 @@ class JiraSync:
         return self.apply(self.client.fetch(issue_id, issue))
 
     def apply(self, bundle: IssueBundle) -> SyncResult:
+        """Map the issue and ingest it: one transaction stores the snapshot and the statuses
+        its changelog shows (pauses, solves, reopenings, each at its changelog entry's
+        ``created``), so an issue first seen long after a change gets that change's instant,
+        not its ``updated`` time; then each agent's priority change not applied yet, and the
+        due fields Jira is owed."""
         mapped = map_issue(bundle, self.config)
         for warning in mapped.warnings:
             self.warnings += 1
@@ -115,22 +119,6 @@ class JiraSync:
         if result.outcome == "stale":
             return SyncResult(name, "stale", (), (), mapped.warnings)
         enqueued = list(result.enqueued)
-        changes = mapped.status_changes
-        if all(c.to in _PLAIN_STATUSES for c in changes) and snapshot.status in _PLAIN_STATUSES:
-            changes = ()  # only open statuses: no pause, solve or reopening to derive
-        known = self._known_event_keys(result.ticket_id) if changes else set()
-        for change in changes:
-            if change.event_key in known or change.at < snapshot.created_at:
-                continue
-            applied = self.events.status_changed(
-                SOURCE,
-                snapshot.external_key,
-                change.to,
-                change.at,
-                change.actor,
-                event_key=change.event_key,
-            )
-            enqueued.extend(applied.enqueued)
         reclassified = self.reclassifications.apply(
             snapshot.external_key,
             [
@@ -147,15 +135,6 @@ class JiraSync:
         )
 
     # --- due dates -----------------------------------------------------------------------------
-
-    def _known_event_keys(self, ticket_id: int) -> set[str]:
-        with Session(self.tickets.engine) as session:
-            keys = session.scalars(
-                select(TicketEvent.event_key).where(
-                    TicketEvent.ticket_id == ticket_id, TicketEvent.event_key.like("jira:%")
-                )
-            )
-            return {key for key in keys if key}
 
     def wanted_due_fields(
         self, row: StoredTicket, decision: StoredDecision

@@ -7,7 +7,13 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from connectors.cli import BackfillError, backfill_policies, migrated_engine, parse_since
+from connectors.cli import (
+    BackfillError,
+    backfill_policies,
+    finish_backfill,
+    migrated_engine,
+    parse_since,
+)
 
 __all__ = ["BackfillError", "backfill", "parse_since"]
 
@@ -35,13 +41,10 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
         report = poller.backfill(since)
         print(
             f"zendesk: {report.tickets} tickets read in {report.pages} pages since "
-            f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.skipped} skipped, "
-            f"{report.enqueued} writes owed"
+            f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.failed} failed, "
+            f"{report.skipped} skipped as deleted, {report.enqueued} writes owed"
         )
-        for problem in report.errors[:20]:
-            print(f"  {problem}")
-        if report.error:
-            print(f"zendesk: stopped early: {report.error}; run the backfill again to resume")
+        status = finish_backfill("zendesk", report.errors, report.error)
         if args.write:
             outbox = Outbox(engine, lambda: datetime.now(UTC))
             written = ZendeskWriter(client, config, outbox).flush("backfill")
@@ -51,4 +54,4 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
             )
     finally:
         engine.dispose()
-    return 0 if report.error is None and not report.errors else 1
+    return status

@@ -40,6 +40,17 @@ class PayloadError(SlabotError):
     """A Zendesk payload lacks what slabot needs, or carries a value it cannot read."""
 
 
+class DeletedTicketError(PayloadError):
+    """The ticket is deleted now (in Zendesk's trash): there is nothing to ingest. slabot
+    keeps what it stored; a restored ticket is ingested again with its history."""
+
+
+DELETED = "deleted"
+"""The status Zendesk shows for a deleted ticket (``GET /tickets/{id}``, the incremental
+export) and records in audits: ``Change`` on ``status`` to ``deleted`` when an agent deletes
+the ticket, and from ``deleted`` back to the earlier status when it is restored."""
+
+
 @dataclass(frozen=True, slots=True)
 class TicketBundle:
     """Everything the mapping reads about one ticket, as Zendesk's JSON.
@@ -123,6 +134,11 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
     created_at = _instant(ticket.get("created_at"), f"{where}: created_at", required=True)
     assert created_at is not None
     updated_at = _instant(ticket.get("updated_at"), f"{where}: updated_at") or created_at
+    if str(ticket.get("status") or "").strip().lower() == DELETED:
+        raise DeletedTicketError(
+            f"{where} is deleted in Zendesk: not ingested (slabot keeps what it stored; "
+            "restore the ticket to have it followed again)"
+        )
     status = _status(ticket.get("status"), where)
     tags = _tags(ticket.get("tags"), where)
     custom = _custom_fields(ticket.get("custom_fields"), where)
@@ -371,7 +387,9 @@ class _History:
                 kind = event.get("type")
                 name = event.get("field_name")
                 if kind in ("Create", "Change") and name == "status":
-                    to = _status(event.get("value"), where)
+                    # A deleted span (open -> deleted -> open) is time with no working
+                    # status: the store pauses the clocks through it (docs/zendesk.md).
+                    to = _status(event.get("value"), where, deleted=True)
                     changes.append(StatusChange(f"zendesk:audit:{audit_id}:status", at, to, actor))
                     if to == "solved":
                         history.solved_at = at
@@ -490,8 +508,13 @@ def _webhook_instant(value: Any, name: str) -> datetime | None:
     return _instant(value, name)
 
 
-def _status(value: Any, where: str) -> str:
-    status = STATUSES.get(str(value).strip().lower()) if value is not None else None
+def _status(value: Any, where: str, *, deleted: bool = False) -> str:
+    """The engine's status for a Zendesk one; ``deleted`` (accepted in audits only, where a
+    ticket was deleted and later restored) stays ``deleted``."""
+    text = str(value).strip().lower() if value is not None else None
+    if deleted and text == DELETED:
+        return DELETED
+    status = STATUSES.get(text) if text is not None else None
     if status is None:
         raise PayloadError(
             f"{where}: status {value!r}; expected one of new, open, pending, hold, solved, closed"

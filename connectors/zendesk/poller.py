@@ -1,9 +1,17 @@
 """Polling Zendesk's incremental ticket export: the backstop for missed webhooks, and backfill.
 
 The export's ``after_cursor`` is stored in the ``poll_cursors`` table (source ``zendesk``,
-stream ``tickets``) after each page whose tickets were all applied, so a poll that stops
-half-way (Zendesk down, the process ended) resumes at the first page not fully applied;
-tickets applied twice change nothing the second time.
+stream ``tickets``) after each page, so a poll that stops half-way (Zendesk or the database
+unreachable, the process ended) resumes at the first page not read to its end; tickets
+applied twice change nothing the second time.
+
+One ticket that cannot be applied never stops a poll or a backfill: it is logged (ticket id
+and reason), counted in ``PollReport.failed`` with its reason in ``errors``, and the page
+goes on. The cursor still moves past it (a ticket that always fails must not hold every
+later change back), so it is read again when it next changes (its webhook, its next entry
+in the export) or by a backfill; the service's poll job shows the failures on ``/readyz``
+(activity ``ingest``) and the backfill lists them on standard error and exits 3.
+A ticket deleted now (status ``deleted``) is not ingested: counted in ``skipped``.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from datetime import datetime, timedelta
 
 from connectors.common import load_cursor, save_cursor
 from connectors.zendesk.client import ZendeskClient, ZendeskRejectedError, ZendeskUnavailableError
-from connectors.zendesk.mapping import SOURCE, PayloadError
+from connectors.zendesk.mapping import DELETED, SOURCE, DeletedTicketError, PayloadError
 from connectors.zendesk.sync import ZendeskSync
 from slabot.store.events import EventError
+from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import IngestError
 
 log = logging.getLogger(__name__)
@@ -34,7 +43,10 @@ class PollReport:
     tickets: int = 0
     applied: int = 0
     skipped: int = 0
-    """Tickets that could not be applied (malformed, deleted, refused); logged."""
+    """Tickets deleted in Zendesk (in its trash): nothing to ingest."""
+    failed: int = 0
+    """Tickets that could not be applied (malformed, refused by Zendesk...); each is logged
+    and has its line in ``errors``."""
     enqueued: int = 0
     cursor: str | None = None
     complete: bool = False
@@ -85,15 +97,30 @@ class ZendeskPoller:
 
     def _apply(self, ticket: dict[str, object], report: PollReport) -> None:
         raw_id = ticket.get("id")
-        if ticket.get("status") == "deleted" or not isinstance(raw_id, int):
+        if str(ticket.get("status") or "").strip().lower() == DELETED:
             report.skipped += 1
+            return
+        if not isinstance(raw_id, int) or isinstance(raw_id, bool):
+            self._failed(report, repr(raw_id)[:40], "the export shows no numeric ticket id")
             return
         try:
             result = self.sync.sync_ticket(raw_id, ticket)
+        except DeletedTicketError:
+            report.skipped += 1  # deleted between the export and the read
+            return
+        except (ZendeskUnavailableError, DatabaseUnavailableError):
+            raise  # not this ticket's fault: the poll stops and resumes from the cursor
         except (PayloadError, IngestError, EventError, ZendeskRejectedError) as error:
-            report.skipped += 1
-            report.errors.append(f"ticket {raw_id}: {error}")
-            log.error("Zendesk ticket %s not applied: %s", raw_id, error)
+            self._failed(report, str(raw_id), str(error))
+            return
+        except Exception as error:  # one bad ticket never stops the poll; the trace is logged
+            log.exception("Zendesk ticket %s: unexpected error", raw_id)
+            self._failed(report, str(raw_id), f"unexpected {type(error).__name__}: {error}")
             return
         report.applied += 1
         report.enqueued += len(result.enqueued)
+
+    def _failed(self, report: PollReport, ticket: str, reason: str) -> None:
+        report.failed += 1
+        report.errors.append(f"ticket {ticket}: {reason}")
+        log.error("Zendesk ticket %s not applied: %s", ticket, reason)

@@ -41,7 +41,11 @@ T = TypeVar("T")
 
 
 def poll(helpdesk: Helpdesk, health: Health) -> PollResult:
-    """Poll ``helpdesk`` once; its health records the outcome."""
+    """Poll ``helpdesk`` once; its health records the outcome: ``poll`` whether the helpdesk
+    could be read, ``ingest`` whether every ticket read could be applied. A ticket that
+    could not be applied does not stop the poll and the cursor moves past it, so this is
+    where it stays visible (``/readyz``: the last such ticket and why, and how many polls
+    had one) until a poll applies everything again."""
     report = helpdesk.poll()
     if report.error is not None:
         health.failed(helpdesk.name, "poll", report.error)
@@ -54,6 +58,13 @@ def poll(helpdesk: Helpdesk, health: Health) -> PollResult:
             len(report.errors),
             report.errors[0],
         )
+        health.failed(
+            helpdesk.name,
+            "ingest",
+            f"{len(report.errors)} not applied in the last poll; last: {report.errors[-1]}",
+        )
+    elif report.error is None:
+        health.succeeded(helpdesk.name, "ingest")
     return report
 
 

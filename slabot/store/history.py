@@ -22,6 +22,11 @@ from slabot.store.models import StoredTicket, TicketEvent
 StatusKind = Literal["status_changed", "solved", "reopened"]
 STATUS_KINDS: tuple[StatusKind, ...] = ("status_changed", "solved", "reopened")
 """The history entries that say what the status was when."""
+DELETED = "deleted"
+"""Not a ticket status: the helpdesk had the ticket deleted (in its trash) from then until
+the next status change (its restoration). A span with no working status: it pauses the
+clocks a waiting status pauses, whatever the status before, and neither solves nor reopens
+the ticket. Only a source's history carries it (a deleted ticket is not ingested)."""
 
 
 def status_entries(
@@ -38,12 +43,18 @@ def status_entries(
     the later arrival wins); an older one is recorded as ``stale`` for
     ``derive_from_history``. The first entry is the event's own (the one to key)."""
     current = row.status
+    if to == DELETED:
+        # Recorded for derive_from_history; the row keeps its (working) status.
+        payload: dict[str, Any] = {"from": current, "to": to}
+        if at < (row.source_updated_at or row.created_at):
+            payload = {"from": None, "to": to, "stale": True}
+        return [history_entry("status_changed", at, now, actor, payload)]
     if kind == "solved" and current in SOLVED_STATUSES:
         to = current  # already solved or closed: the status stays
     as_of = row.source_updated_at or row.created_at
     if at < as_of:
-        payload = {"from": None, "to": to, "stale": True}
-        entries = [history_entry("status_changed", at, now, actor, payload)]
+        stale = {"from": None, "to": to, "stale": True}
+        entries = [history_entry("status_changed", at, now, actor, stale)]
         if kind in ("solved", "reopened"):
             entries.insert(0, history_entry(kind, at, now, actor, {"stale": True}))
         if kind == "solved" and row.solved_at is None:
@@ -76,8 +87,15 @@ def derive_from_history(session: Session, row: StoredTicket, policy: Policy) -> 
 
     The history holds every status change slabot saw (from snapshots and from events, late
     ones included); the ticket's current status, as of ``source_updated_at``, closes it. A
-    span in a pausing status is a pause; the last move out of ``solved``/``closed``, or the
-    last ``reopened`` entry, starts the current restoration cycle.
+    span in a pausing status, or ``deleted``, is a pause; the last move out of
+    ``solved``/``closed``, or the last ``reopened`` entry, starts the current restoration
+    cycle.
+
+    Everything is derived from the entries alone, never from what the row held before: a
+    value inferred from a partial history (the current status closing a history that ends
+    in ``solved`` looks like a reopening at ``source_updated_at``) must not outlive the
+    entries that later show when the reopening really was (issue 14: a Jira issue first
+    seen after its reopening got its restoration cycle from its ``updated`` time).
     """
     facts = session.execute(
         select(TicketEvent.kind, TicketEvent.occurred_at, TicketEvent.payload)
@@ -87,14 +105,24 @@ def derive_from_history(session: Session, row: StoredTicket, policy: Policy) -> 
     pausing = policy.spec.clocks.pausing_statuses
     spans: list[list[datetime | None]] = []
     status: str | None = None
-    cycle = row.restoration_started_at
+    deleted = False
+    cycle: datetime | None = None
     last = row.created_at
 
     def move(to: str, at: datetime) -> None:
-        nonlocal status, cycle
-        if to in pausing and status not in pausing:
+        nonlocal status, cycle, deleted
+        was_paused = deleted or status in pausing
+        if to == DELETED:
+            # No working status: paused from here; ``status`` stays the one it had, so a
+            # solved ticket deleted and restored as solved is not reopened.
+            if not was_paused:
+                spans.append([at, None])
+            deleted = True
+            return
+        deleted = False
+        if to in pausing and not was_paused:
             spans.append([at, None])
-        elif status in pausing and to not in pausing and spans:
+        elif was_paused and to not in pausing and spans:
             spans[-1][1] = at
         if status in SOLVED_STATUSES and to not in SOLVED_STATUSES:
             cycle = at if cycle is None else max(cycle, at)

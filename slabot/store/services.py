@@ -42,7 +42,7 @@ from slabot.store.breaches import (
     to_permille,
 )
 from slabot.store.db import for_writing
-from slabot.store.history import derive_from_history, status_entries
+from slabot.store.history import DELETED, derive_from_history, status_entries
 from slabot.store.models import (
     PRIORITY_ORIGINS,
     Nudge,
@@ -1174,10 +1174,10 @@ def _normalized_change(change: StatusChange, where: str) -> StatusChange:
             f"{where}: a status change needs a key of 1 to {_EVENT_KEY_LENGTH} characters "
             f"(got {change.key[:40]!r})"
         )
-    if change.to not in STATUSES:
+    if change.to not in STATUSES and change.to != DELETED:
         raise IngestError(
             f"{where}: status change {key!r} to {change.to!r}; expected one of "
-            f"{', '.join(STATUSES)}"
+            f"{', '.join(STATUSES)} or {DELETED}"
         )
     at = change.at
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
@@ -1200,7 +1200,7 @@ def _changes(
             assert snapshot.solved_at is not None  # checked by _normalized
             yield _event("solved", snapshot.solved_at, now)
         elif was_solved and new_status not in SOLVED_STATUSES:
-            yield _event("reopened", at, now)
+            yield _event("reopened", _reopened_at(row, snapshot), now)
     old_priority = row.priority if row is not None else None
     if row is not None and old_priority != snapshot.priority:
         yield _event(
@@ -1233,7 +1233,8 @@ def _apply(row: StoredTicket, snapshot: Snapshot, policy: Policy) -> None:
     old_status = row.status
     at = snapshot.updated_at
     if old_status in SOLVED_STATUSES and snapshot.status not in SOLVED_STATUSES:
-        row.restoration_started_at = at  # a reopened ticket starts a new restoration cycle
+        # A reopened ticket starts a new restoration cycle.
+        row.restoration_started_at = _reopened_at(row, snapshot)
     pausing = policy.spec.clocks.pausing_statuses
     was_paused = old_status in pausing
     is_paused = snapshot.status in pausing
@@ -1249,6 +1250,31 @@ def _apply(row: StoredTicket, snapshot: Snapshot, policy: Policy) -> None:
         setattr(row, name, getattr(snapshot, name))
     row.first_response_at = first_response
     row.last_agent_update_at = last_update
+
+
+def _reopened_at(row: StoredTicket | None, snapshot: Snapshot) -> datetime:
+    """When a ticket stored as solved and now shown open was reopened: the source's own
+    history says so when it holds the move out of ``solved``/``closed`` (after the solve
+    stored, at or before the snapshot); else the snapshot's ``updated_at``, the earliest
+    instant known to follow it. A ticket seen hours after its reopening thus keeps the
+    reopening's instant (issue 14), whether its history came with this snapshot or before.
+    """
+    solved_at = row.solved_at if row is not None else None
+    reopened: datetime | None = None
+    status: str | None = None
+    for change in sorted(snapshot.status_history, key=lambda c: c.at):
+        if change.to == DELETED:
+            continue  # no working status: neither solves nor reopens
+        if status in SOLVED_STATUSES and change.to not in SOLVED_STATUSES:
+            reopened = change.at
+        status = change.to
+    if (
+        reopened is not None
+        and reopened <= snapshot.updated_at
+        and (solved_at is None or reopened >= solved_at)
+    ):
+        return reopened
+    return snapshot.updated_at
 
 
 def _earliest(*instants: datetime | None) -> datetime | None:

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from connectors.zendesk.sync import ZendeskSync
 from slabot.demo.environment import SLACK_SIGNING_SECRET, ZD_ENVIRONMENT, DemoSystems
+from slabot.service import jobs
 from slabot.service.app import create_app
 from slabot.service.runtime import Runtime, build_runtime
 from slabot.service.settings import load_settings
@@ -221,3 +222,28 @@ def test_shutdown_drains_the_queued_webhooks_before_it_returns(
             assert response.status_code == 202
         assert stored(runtime) < 3
     assert stored(runtime) == 3
+
+
+def test_a_ticket_a_poll_cannot_apply_shows_on_readyz_and_the_others_are_applied(
+    http: TestClient, runtime: Runtime, systems: DemoSystems
+) -> None:
+    zendesk = systems.zendesk
+    zendesk.add_user(501, "end-user")
+    for ticket_id in (1003, 1004):
+        zendesk.add_ticket(
+            ticket_id, requester_id=501, custom_fields={ZD_ENVIRONMENT: "env_production"}
+        )
+    # Payload drift on one ticket: its creating audit names a status Zendesk does not have.
+    [created] = [e for e in zendesk.audits[1003][0]["events"] if e.get("field_name") == "status"]
+    created["value"] = "escalated"
+
+    report = jobs.poll(runtime.helpdesks["zendesk"], runtime.health)
+    assert report.error is None and len(report.errors) == 1
+    assert stored(runtime) == 1  # the other ticket is in
+    ready = http.get("/readyz")
+    assert ready.status_code == 200  # one bad ticket does not make the service unready
+    zendesk_health = ready.json()["connectors"]["zendesk"]
+    assert zendesk_health["poll"]["last_error"] is None
+    ingest = zendesk_health["ingest"]
+    assert ingest["failures"] == 1 and ingest["last_error_at"] is not None
+    assert "ticket 1003: " in ingest["last_error"] and "'escalated'" in ingest["last_error"]

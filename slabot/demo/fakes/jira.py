@@ -47,6 +47,7 @@ STATUSES = {
     "Waiting for customer": "indeterminate",
     "Resolved": "done",
     "Closed": "done",
+    "Done": "done",
 }
 SYSTEM_FIELDS = ("summary", "priority", "status", "labels", "duedate", "reporter", "updated")
 
