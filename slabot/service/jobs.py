@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from slabot.service.health import Health
+from slabot.service.health import Health, refused
 from slabot.service.leader import Leadership
 from slabot.service.metrics import Metrics
 from slabot.service.runtime import Helpdesk, PollResult, WriteResult
@@ -41,8 +41,22 @@ T = TypeVar("T")
 
 
 def poll(helpdesk: Helpdesk, health: Health) -> PollResult:
-    """Poll ``helpdesk`` once; its health records the outcome."""
-    report = helpdesk.poll()
+    """Poll ``helpdesk`` once; its health records the outcome.
+
+    A refusal (401/403: a revoked token, an agent where the export wants an admin) is not
+    retried by the poller and used to escape it without a trace in /readyz, which went on
+    saying ready while every poll failed: it is recorded as a refusal, then raised for the
+    job's log and count."""
+    try:
+        report = helpdesk.poll()
+    except Exception as error:
+        health.failed(
+            helpdesk.name,
+            "poll",
+            f"{type(error).__name__}: {error}",
+            credentials_refused=refused(error),
+        )
+        raise
     if report.error is not None:
         health.failed(helpdesk.name, "poll", report.error)
     else:
