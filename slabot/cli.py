@@ -77,7 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain_cmd.set_defaults(handler=_explain)
 
-    check_cmd = commands.add_parser("check-config", help="validate policy files")
+    check_cmd = commands.add_parser(
+        "check-config",
+        help="validate policy files and service config files (config/slabot.yaml)",
+        description="Validate each file: a policy, or the service's config (its top-level keys "
+        "are among service, zendesk, jira, slack). Problems are printed as "
+        "file:line: field.path: message; the exit status is 1 if any file is invalid.",
+    )
+    check_cmd.add_argument(
+        "--kind",
+        choices=("auto", "policy", "service"),
+        default="auto",
+        help="what the files are (default: told apart by their top-level keys)",
+    )
     check_cmd.add_argument("files", nargs="+", metavar="FILE")
     check_cmd.set_defaults(handler=_check_config)
 
@@ -203,8 +215,19 @@ def _now(text: str | None) -> datetime:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from slabot.service.config_check import check_service_config
+
     failed = False
     for name in args.files:
+        if args.kind == "service" or (args.kind == "auto" and _looks_like_service(name)):
+            problems = check_service_config(name)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                failed = True
+            else:
+                print(f"{name}: ok (service config)")
+            continue
         try:
             policy = load_policy(name)
         except PolicyFileError as error:
@@ -215,6 +238,19 @@ def _check_config(args: argparse.Namespace) -> int:
             plans = ", ".join(policy.spec.plans)
             print(f"{name}: ok (policy {policy.name}: {', '.join(policy.levels)}; plans {plans})")
     return 1 if failed else 0
+
+
+def _looks_like_service(name: str) -> bool:
+    """Whether the file reads as a service config (an unreadable one is left to the policy
+    reader, whose messages say what is wrong)."""
+    import yaml
+
+    from slabot.service.config_check import is_service_config
+
+    try:
+        return is_service_config(yaml.safe_load(Path(name).read_text(encoding="utf-8")))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):  # ValueError: a bad date
+        return False
 
 
 def _evaluate(args: argparse.Namespace) -> int:

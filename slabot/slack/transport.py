@@ -224,7 +224,7 @@ class SocketMode:
         wait = 1.0
         while not self._stopped.is_set():
             try:
-                self.handler.connect()
+                self.handler.connect()  # type: ignore[no-untyped-call]
             except Exception as error:  # messages carry no token (slack_sdk redacts it)
                 log.error(
                     "Slack Socket Mode: could not connect (%s: %s); check SLACK_APP_TOKEN (an "
@@ -245,4 +245,4 @@ class SocketMode:
         if self._thread is not None:
             self._thread.join(5)
         if self.handler is not None:
-            self.handler.close()
+            self.handler.close()  # type: ignore[no-untyped-call]
