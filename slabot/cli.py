@@ -136,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
         "several on PostgreSQL). Settings: the environment and config/slabot.yaml "
         "(SLABOT_CONFIG names another file); see docs/deploy.md.",
     )
+    doctor_cmd = commands.add_parser(
+        "doctor",
+        help="probe each credential and permission slabot needs, and say what to fix",
+        description="With the settings `slabot run` reads (the environment and "
+        "config/slabot.yaml), ask Zendesk, Jira and Slack whether slabot's credentials, role, "
+        "permissions, custom fields, channels and user groups are right. Each check prints "
+        "OK, WARN, FAIL or INFO with what to fix; the exit status is 1 if any failed. "
+        "Secrets are never printed; see docs/operations.md.",
+    )
+    doctor_cmd.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format"
+    )
+    doctor_cmd.set_defaults(handler=_doctor)
+
     run_cmd.add_argument("--host", help="address to listen on (default: service.host, 127.0.0.1)")
     run_cmd.add_argument("--port", type=int, help="port to listen on (default: service.port, 8000)")
     run_cmd.set_defaults(handler=_run)
@@ -608,6 +622,15 @@ def _demo(args: argparse.Namespace) -> int:
     from slabot.demo.flow import main as demo
 
     return demo(args.once, args.port, args.database)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from slabot.service.doctor import failed, render, run_checks
+    from slabot.service.settings import load_settings
+
+    checks = run_checks(load_settings())
+    print(render(checks, args.format))
+    return 1 if failed(checks) else 0
 
 
 def _run(args: argparse.Namespace) -> int:

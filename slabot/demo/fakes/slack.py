@@ -476,6 +476,8 @@ class FakeSlack:
         return {"ok": True, "channel": {"id": "D" + users[1:]}}
 
     def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not {"channels:read", "groups:read"} & set(self.scopes):
+            return {"ok": False, "error": "missing_scope", "needed": "channels:read"}
         channel = self.channels.get(str(args.get("channel") or ""))
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
