@@ -77,7 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain_cmd.set_defaults(handler=_explain)
 
-    check_cmd = commands.add_parser("check-config", help="validate policy files")
+    check_cmd = commands.add_parser(
+        "check-config",
+        help="validate policy files and service config files (config/slabot.yaml)",
+        description="Validate each file: a policy, or the service's config (its top-level keys "
+        "are among service, zendesk, jira, slack). Problems are printed as "
+        "file:line: field.path: message; the exit status is 1 if any file is invalid.",
+    )
+    check_cmd.add_argument(
+        "--kind",
+        choices=("auto", "policy", "service"),
+        default="auto",
+        help="what the files are (default: told apart by their top-level keys)",
+    )
     check_cmd.add_argument("files", nargs="+", metavar="FILE")
     check_cmd.set_defaults(handler=_check_config)
 
@@ -124,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
         "several on PostgreSQL). Settings: the environment and config/slabot.yaml "
         "(SLABOT_CONFIG names another file); see docs/deploy.md.",
     )
+    doctor_cmd = commands.add_parser(
+        "doctor",
+        help="probe each credential and permission slabot needs, and say what to fix",
+        description="With the settings `slabot run` reads (the environment and "
+        "config/slabot.yaml), ask Zendesk, Jira and Slack whether slabot's credentials, role, "
+        "permissions, custom fields, channels and user groups are right. Each check prints "
+        "OK, WARN, FAIL or INFO with what to fix; the exit status is 1 if any failed. "
+        "Secrets are never printed; see docs/operations.md.",
+    )
+    doctor_cmd.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format"
+    )
+    doctor_cmd.set_defaults(handler=_doctor)
+
     run_cmd.add_argument(
         "--host",
         help="address to listen on (default: service.host, 127.0.0.1); any address but a "
@@ -207,8 +233,19 @@ def _now(text: str | None) -> datetime:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from slabot.service.config_check import check_service_config
+
     failed = False
     for name in args.files:
+        if args.kind == "service" or (args.kind == "auto" and _looks_like_service(name)):
+            problems = check_service_config(name)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                failed = True
+            else:
+                print(f"{name}: ok (service config)")
+            continue
         try:
             policy = load_policy(name)
         except PolicyFileError as error:
@@ -219,6 +256,19 @@ def _check_config(args: argparse.Namespace) -> int:
             plans = ", ".join(policy.spec.plans)
             print(f"{name}: ok (policy {policy.name}: {', '.join(policy.levels)}; plans {plans})")
     return 1 if failed else 0
+
+
+def _looks_like_service(name: str) -> bool:
+    """Whether the file reads as a service config (an unreadable one is left to the policy
+    reader, whose messages say what is wrong)."""
+    import yaml
+
+    from slabot.service.config_check import is_service_config
+
+    try:
+        return is_service_config(yaml.safe_load(Path(name).read_text(encoding="utf-8")))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):  # ValueError: a bad date
+        return False
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -576,6 +626,15 @@ def _demo(args: argparse.Namespace) -> int:
     from slabot.demo.flow import main as demo
 
     return demo(args.once, args.port, args.database)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from slabot.service.doctor import failed, render, run_checks
+    from slabot.service.settings import load_settings
+
+    checks = run_checks(load_settings())
+    print(render(checks, args.format))
+    return 1 if failed(checks) else 0
 
 
 def _run(args: argparse.Namespace) -> int:

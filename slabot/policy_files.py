@@ -207,16 +207,27 @@ class _Located:
     """(path of the mapping, line of its '<<:') when the node was merged in from an anchor."""
 
 
-def _problems(error: ValidationError, root: yaml.Node, name: str) -> list[Problem]:
-    """One problem per field, located in the YAML; union branches collapse to the best one."""
+def _problems(
+    error: ValidationError,
+    root: yaml.Node,
+    name: str,
+    *,
+    schema: type[BaseModel] = PolicySpec,
+    prefix: tuple[str, ...] = (),
+) -> list[Problem]:
+    """One problem per field, located in the YAML; union branches collapse to the best one.
+
+    ``schema`` is the model that raised ``error``, validating the value at ``prefix`` of the
+    document (a section of the service config, ``("zendesk",)``; the whole policy file)."""
     # A union (such as timezone: text or {from_field, default}) reports one error per
     # branch: group them by the field, then keep the branch that got furthest.
     groups: dict[tuple[str, ...], dict[str, list[_Found]]] = {}
     for item in error.errors():
-        loc = tuple(item["loc"])
+        loc = (*prefix, *item["loc"])
+        item = {**item, "loc": loc}
         missing = item["type"] == "missing"
         located = _locate(root, loc[:-1] if missing else loc)
-        message = _message(item, located)
+        message = _message(item, located, schema, len(prefix))
         if missing:
             located = replace(located, path=(*located.path, str(loc[-1])))
         # Cross-field checks name their field at the start of the message: locate it.
@@ -321,7 +332,7 @@ def _child(node: yaml.Node, part: int | str) -> tuple[int, yaml.Node, int | None
     return None
 
 
-def _message(item: Any, located: _Located) -> str:
+def _message(item: Any, located: _Located, schema: type[BaseModel], skip: int) -> str:
     kind: str = item["type"]
     message = str(item["msg"])
     value = item.get("input")
@@ -331,7 +342,7 @@ def _message(item: Any, located: _Located) -> str:
         return message[len("Value error, ") :]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _keys_at(loc[:-1])
+        allowed = _keys_at(loc[skip:-1], schema)
         if not allowed:
             return f"unknown key {key!r}; check its spelling against docs/policies.md"
         close = difflib.get_close_matches(key, allowed, n=1)
@@ -391,9 +402,9 @@ def _model_keys(class_name: str) -> list[str]:
     return []
 
 
-def _keys_at(loc: Sequence[int | str]) -> list[str]:
+def _keys_at(loc: Sequence[int | str], schema: type[BaseModel] = PolicySpec) -> list[str]:
     """The keys the schema allows in the mapping at a pydantic location."""
-    current: Any = PolicySpec
+    current: Any = schema
     for part in loc:
         current = _step(current, part)
         if current is None:

@@ -208,6 +208,12 @@ class JiraClient:
         except (ZoneInfoNotFoundError, ValueError):
             self._account_zone = UTC
 
+    def read(self, path: str, what: str, params: Mapping[str, str] | None = None) -> Any:
+        """``GET /rest/api/3/{path}`` as JSON, errors translated (``slabot doctor``'s
+        probes)."""
+        with _translated(what):
+            return self.jira._get_json(path, params=dict(params or {}))
+
     def fetch(self, issue_id: str, issue: Mapping[str, Any] | None = None) -> IssueBundle:
         """The issue's authoritative state: fields, whole changelog, comments, who of their
         authors are agents, and the categories of the statuses named. ``issue`` (from a

@@ -195,6 +195,7 @@ class ZendeskClient:
             disable_cache=True,
             **credentials,
         )
+        self._timeout = timeout
         self._job_poll_interval = job_poll_interval
         self._job_timeout = job_timeout
         self._sleep = sleep
@@ -218,6 +219,18 @@ class ZendeskClient:
             self._bot_user_id = int(me.id)
             self._roles[self._bot_user_id] = str(getattr(me, "role", "agent"))
         return self._bot_user_id
+
+    def read(self, path: str, what: str) -> dict[str, Any]:
+        """``GET /api/v2/{path}`` as JSON, errors translated (``slabot doctor``'s probes:
+        the status of a refusal matters there, 401 or 403, which zenpy's objects hide)."""
+        url = f"{self.settings.base_url.rstrip('/')}/api/v2/{path}"
+        with _translated(what):
+            response = self.session.get(url, timeout=self._timeout)
+            response.raise_for_status()
+            body = response.json()
+        if not isinstance(body, dict):
+            raise ZendeskUnavailableError(f"Zendesk's answer was not an object while {what}")
+        return body
 
     def fetch(self, ticket_id: int, ticket: Mapping[str, Any] | None = None) -> TicketBundle:
         """The ticket's authoritative state: ticket, audits, requester, organization and

@@ -169,8 +169,13 @@ def start_systems(now: datetime) -> DemoSystems:
     jira = FakeJira(
         now=now, webhook_secret=JIRA_SECRET, custom_fields=dict(JIRA_CUSTOM_FIELDS)
     ).start()
+    for field_id in (ZD_ENVIRONMENT, ZD_FIRST_RESPONSE, ZD_RESTORATION, ZD_NEXT_UPDATE):
+        zendesk.add_field("ticket", field_id)
+    for key in ("support_plan", "time_zone", "country"):
+        zendesk.add_field("organization", key)
     slack = FakeSlack(token=SLACK_TOKEN).start()
     slack.add_user(AGENT, "lead@example.com", locale="en-US", tz="Europe/Paris")
+    slack.add_channel(SUPPORT_CHANNEL, "support")
     return DemoSystems(zendesk, jira, slack)
 
 

@@ -7,8 +7,10 @@ Routes:
   configured;
 - ``POST /slack/events``: Bolt's ``dispatch`` in a worker thread (404 when Slack is not
   configured);
-- ``GET /healthz``: the process answers; ``GET /readyz``: the database answers (503 if
-  not), with each enabled connector's last success and error per activity;
+- ``GET /healthz``: the process answers; ``GET /readyz``: the database answers and no
+  connector's credentials are refused nor has an activity never succeeded past the grace
+  period (503 otherwise, the reasons in ``problems``), with each enabled connector's state,
+  last success and error per activity;
 - ``GET /metrics``: Prometheus;
 - ``GET|POST /noop``: answers at once, only when ``service.noop_endpoint`` is on (the
   benchmark's baseline);
@@ -67,10 +69,12 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> ASGIApp:
 
     async def readyz(_request: Request) -> Response:
         problem = await run_in_threadpool(runtime.database_ok)
-        ready = problem is None and not state["draining"]
+        problems = runtime.health.problems()  # refused credentials, never succeeded
+        ready = problem is None and not problems and not state["draining"]
         body = {
             "status": "ready" if ready else ("draining" if state["draining"] else "unavailable"),
             "database": "ok" if problem is None else problem,
+            "problems": problems,
             "leader": runtime.leadership.is_leader,
             "connectors": {
                 name: runtime.health.snapshot().get(name, {}) for name in runtime.settings.enabled

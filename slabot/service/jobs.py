@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from slabot.service.health import Health
+from slabot.service.health import Health, refused
 from slabot.service.leader import Leadership
 from slabot.service.metrics import Metrics
 from slabot.service.runtime import Helpdesk, PollResult, WriteResult
@@ -45,8 +45,22 @@ def poll(helpdesk: Helpdesk, health: Health) -> PollResult:
     could be read, ``ingest`` whether every ticket read could be applied. A ticket that
     could not be applied does not stop the poll and the cursor moves past it, so this is
     where it stays visible (``/readyz``: the last such ticket and why, and how many polls
-    had one) until a poll applies everything again."""
-    report = helpdesk.poll()
+    had one) until a poll applies everything again.
+
+    A refusal (401/403: a revoked token, an agent where the export wants an admin) is not
+    retried by the poller and used to escape it without a trace in /readyz, which went on
+    saying ready while every poll failed: it is recorded as a refusal, then raised for the
+    job's log and count."""
+    try:
+        report = helpdesk.poll()
+    except Exception as error:
+        health.failed(
+            helpdesk.name,
+            "poll",
+            f"{type(error).__name__}: {error}",
+            credentials_refused=refused(error),
+        )
+        raise
     if report.error is not None:
         health.failed(helpdesk.name, "poll", report.error)
     else:

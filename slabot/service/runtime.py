@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ from slabot.service.metrics import Metrics, StateCollector
 from slabot.service.settings import Settings
 from slabot.slack.config import SlackConfig
 from slabot.slack.store_access import SlackStore
+from slabot.slack.transport import SocketMode
 from slabot.store.breaches import BREACH, DEFAULT_THRESHOLDS, to_permille
 from slabot.store.db import is_in_memory, make_engine, redact
 from slabot.store.outbox import Outbox
@@ -93,6 +94,9 @@ class SlackParts:
     store: SlackStore
     send: Callable[[Any], None]
     """The outbox sender for ``slack`` items (nudges, breach notices, digests)."""
+    socket_mode: SocketMode | None = None
+    """The Socket Mode connection when ``SLACK_APP_TOKEN`` is set (started with the
+    service), else None: Slack's requests come to ``POST /slack/events``."""
 
 
 @dataclass
@@ -128,6 +132,8 @@ class Runtime:
             return
         for helpdesk in self.helpdesks.values():
             helpdesk.webhook.intake.start()
+        if self.slack is not None and self.slack.socket_mode is not None:
+            self.slack.socket_mode.start()
         self._started = True
 
     def drain(self, timeout: float) -> None:
@@ -142,6 +148,8 @@ class Runtime:
                     intake.depth,
                 )
             intake.stop(timeout)
+        if self.slack is not None and self.slack.socket_mode is not None:
+            self.slack.socket_mode.close()
         self._started = False
 
     def close(self) -> None:
@@ -206,7 +214,11 @@ def build_runtime(
         if config is not None and config.policy not in policies:
             raise _policy_missing(name, config.policy, policies, settings)
     outbox = Outbox(engine, clock)
-    health = Health(clock, settings.enabled)
+    health = Health(
+        clock,
+        settings.enabled,
+        grace=timedelta(seconds=settings.service.readiness_grace_seconds),
+    )
     metrics = Metrics()
     leadership = Leadership(engine, settings.service.leader_lock_key)
 
@@ -364,6 +376,14 @@ def _slack(
     services = SlackServices.build(client, tickets, settings.slack_config, clock, settings.links)
     app = build_app(settings.slack, client, services)
     sender = SlackSender(client, services.store, services.directory, settings.slack_config, clock)
+    socket_mode = None
+    if settings.slack.socket_mode:
+        socket_mode = SocketMode(app, settings.slack)
     return SlackParts(
-        app=app, client=client, config=settings.slack_config, store=services.store, send=sender
+        app=app,
+        client=client,
+        config=settings.slack_config,
+        store=services.store,
+        send=sender,
+        socket_mode=socket_mode,
     )

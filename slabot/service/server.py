@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from slabot.service import doctor
 from slabot.service.access import check_bind
 from slabot.service.app import create_app
 from slabot.service.logs import SecretMasker, configure_logging
@@ -143,6 +144,8 @@ def run(host: str | None, port: int | None, environ: Mapping[str, str] | None = 
         settings,
         webhook_processes=children if settings.service.webhook_worker == "process" else None,
     )
+    # The doctor's checks, in the background: logged, recorded in /readyz; never fatal.
+    doctor.start_up(settings, service.runtime.health)
     serve(
         service,
         host or settings.service.host,

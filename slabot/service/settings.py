@@ -108,6 +108,9 @@ class ServiceSettings(BaseSettings):
     """The least severe log records written."""
     access_log: bool = False
     """Log every HTTP request (uvicorn's access log)."""
+    readiness_grace_seconds: float = Field(default=900.0, ge=0, le=86400)
+    """How long a poll or flush may go without its first success before ``/readyz`` says
+    this replica is not ready (0: only refused credentials make it so)."""
     leader_lock_key: int = Field(default=0x51AB0100, ge=1, le=2**63 - 1)
     """The PostgreSQL advisory lock the replicas elect their scheduler leader with."""
 

@@ -7,13 +7,16 @@ Bolt parses the body before it verifies the request, and a body it cannot parse 
 bad UTF-8, JSON nested too deeply) or a timestamp that is not a number used to end in a 500,
 signed or not. Now an unsigned request is answered 401 as Bolt answers it, and a signed body
 that is not a Slack request 400. Socket Mode (``SLACK_APP_TOKEN`` set): Slack's
-requests arrive over a WebSocket the app opens; nothing needs to be reachable from Slack.
+requests arrive over a WebSocket the app opens (``SocketMode``, which ``slabot run`` starts
+with the service); nothing needs to be reachable from Slack.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from slabot.slack.settings import SlackSettings
+
+log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 TOLERANCE_SECONDS = 300
@@ -183,3 +188,61 @@ def socket_mode_handler(app: App, settings: SlackSettings) -> SocketModeHandler:
     if settings.app_token is None:
         raise ValueError("Socket Mode needs SLACK_APP_TOKEN (an xapp- app-level token)")
     return SocketModeHandler(app, settings.app_token.reveal(), web_client=app.client)
+
+
+class SocketMode:
+    """``slabot run``'s Socket Mode connection: opened in the background at start, retried
+    until it is up, closed at shutdown.
+
+    A first ``apps.connections.open`` that fails (Slack unreachable, a refused app token) must
+    not stop the service from starting, and slack_sdk's client only reconnects by itself once
+    it has connected once: so the first connection is retried here, with backoff up to a
+    minute, each failure logged with what to check. The handler (whose client starts its
+    threads when built) is made only when ``start`` is called.
+    """
+
+    def __init__(self, app: App, settings: SlackSettings, *, max_backoff: float = 60.0) -> None:
+        self._app = app
+        self._settings = settings
+        self._max_backoff = max_backoff
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.handler: SocketModeHandler | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self.handler = socket_mode_handler(self._app, self._settings)
+        self._thread = threading.Thread(target=self._connect, name="slack-socket-mode", daemon=True)
+        self._thread.start()
+
+    def connected(self) -> bool:
+        return self.handler is not None and bool(self.handler.client.is_connected())
+
+    def _connect(self) -> None:
+        assert self.handler is not None
+        wait = 1.0
+        while not self._stopped.is_set():
+            try:
+                self.handler.connect()  # type: ignore[no-untyped-call]
+            except Exception as error:  # messages carry no token (slack_sdk redacts it)
+                log.error(
+                    "Slack Socket Mode: could not connect (%s: %s); check SLACK_APP_TOKEN (an "
+                    "xapp- token with connections:write) and that Socket Mode is enabled for "
+                    "the app; trying again in %.0f s",
+                    type(error).__name__,
+                    error,
+                    wait,
+                )
+                self._stopped.wait(wait)
+                wait = min(wait * 2, self._max_backoff)
+                continue
+            log.info("Slack Socket Mode connected: Slack's requests arrive over the WebSocket")
+            return
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.handler is not None:
+            self.handler.close()  # type: ignore[no-untyped-call]

@@ -1,13 +1,14 @@
 """A stateful fake Jira Cloud REST API on an ephemeral loopback port, for the real python-jira.
 
 It keeps issues, their changelogs and comments, users, groups and project roles; serves
-``serverInfo`` (``deploymentType: Cloud``), ``myself``, the field, priority and status
-lists, the current search ``/rest/api/{2,3}/search/jql`` with ``nextPageToken`` pages (the
-removed ``/search`` answers 410 Gone), issue reads (``expand=changelog``), the changelog and
-comment pages, issue edits and comments. Edits follow Jira's rules where slabot depends on
-them: ``update.labels`` add/remove change only those labels while ``fields.labels``
-replaces them all, an unknown priority or a field not on the screen is a 400 with Jira's
-error shape, every change appends a changelog entry by its author and moves ``updated``.
+``serverInfo`` (``deploymentType: Cloud``), ``myself``, ``mypermissions`` (grants all but
+``denied``), the field, priority and status lists, the current search
+``/rest/api/{2,3}/search/jql`` with ``nextPageToken`` pages (the removed ``/search`` answers
+410 Gone), issue reads (``expand=changelog``), the changelog and comment pages, issue edits
+and comments. Edits follow Jira's rules where slabot depends on them: ``update.labels``
+add/remove change only those labels while ``fields.labels`` replaces them all, an unknown
+priority or a field not on the screen is a 400 with Jira's error shape, every change appends
+a changelog entry by its author and moves ``updated``.
 
 People act through ``person_update`` and ``person_comment``; each returns the webhook
 delivery Jira would send, signed as Jira signs (``X-Hub-Signature: sha256=<hex HMAC>``),
@@ -93,6 +94,9 @@ class FakeJira:
     groups: dict[str, set[str]] = field(default_factory=dict)
     roles: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     """Project key -> role name -> actors, as ``GET project/{key}/role/{id}`` lists them."""
+    denied: dict[str, set[str]] = field(default_factory=dict)
+    """Project key -> permission keys slabot's account lacks there (``mypermissions``);
+    every other permission is granted."""
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     webhook_outbox: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
@@ -423,6 +427,8 @@ class FakeJira:
                     return 200, self.users[BOT]
                 case ["field"]:
                     return 200, self._fields()
+                case ["mypermissions"]:
+                    return self._my_permissions(query)
                 case ["priority"]:
                     return 200, [
                         {"id": str(i + 1), "name": name} for i, name in enumerate(PRIORITIES)
@@ -482,6 +488,25 @@ class FakeJira:
             self.webhook_outbox.append(self.webhook(echo))
             return 201, comment
         return 404, {"errorMessages": [f"{method} {path} is not served by the fake"]}
+
+    def _my_permissions(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        # Jira Cloud requires ``permissions`` and answers 400 without it.
+        wanted = [p for p in query.get("permissions", [""])[0].split(",") if p]
+        if not wanted:
+            return 400, {"errorMessages": ["The 'permissions' query parameter is required."]}
+        project = query.get("projectKey", [""])[0]
+        denied = self.denied.get(project, set())
+        return 200, {
+            "permissions": {
+                key: {
+                    "key": key,
+                    "name": key.replace("_", " ").title(),
+                    "type": "PROJECT",
+                    "havePermission": key not in denied,
+                }
+                for key in wanted
+            }
+        }
 
     def _fields(self) -> list[dict[str, Any]]:
         system = [

@@ -1,16 +1,18 @@
 """A stateful fake Slack Web API on an ephemeral loopback port, for the real slack_sdk client.
 
-It serves ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
-``views.open``, ``views.publish``, ``users.lookupByEmail``, ``users.info``,
-``conversations.open`` and ``usergroups.users.list`` over users, user groups, messages and
-views it keeps, plus ``response_url`` endpoints (``/respond/<id>``). Every call is checked
-against Slack's published method list (``slack_web_api_methods.json`` beside this module):
-an unknown method, a missing required argument, a bad token or a Block Kit payload over
-Slack's limits is answered the way Slack answers it and recorded in ``problems`` (the
-fixtures fail a test that leaves any). Faults are injectable (``fail_next``: 429 with
-Retry-After, 5xx, an ``ok: false`` error) and every call is recorded; ``wait_for`` waits
-for the calls a listener makes after its acknowledgement.
-"""
+It serves ``auth.test`` (with the token's scopes in ``X-OAuth-Scopes``),
+``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``, ``views.open``,
+``views.publish``, ``users.lookupByEmail``, ``users.info``, ``conversations.open``,
+``conversations.info``, ``usergroups.list`` and ``usergroups.users.list`` over users, user
+groups, channels, messages and views it keeps, ``apps.connections.open`` (the app-level
+token; the URL of a ``FakeSocketMode``), plus ``response_url`` endpoints
+(``/respond/<id>``). Every call is checked against Slack's published method list
+(``slack_web_api_methods.json`` beside this module): an unknown method, a missing required
+argument, a bad token or a Block Kit payload over Slack's limits is answered the way Slack
+answers it and recorded in ``problems`` (the fixtures fail a test that leaves any). Faults
+are injectable (``fail_next``: 429 with Retry-After, 5xx, an ``ok: false`` error) and every
+call is recorded; ``wait_for`` waits for the calls a listener makes after its
+acknowledgement."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,6 +84,22 @@ class FakeSlack:
     """While True, every connection is dropped without an answer (Slack unreachable)."""
     chaos: Chaos | None = None
     """Random faults on a share of the Web API calls (see ``chaos.py``); None: none."""
+    scopes: tuple[str, ...] = (
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "im:write",
+        "users:read",
+        "users:read.email",
+        "usergroups:read",
+    )
+    """The bot token's scopes, as ``auth.test`` lists them in ``X-OAuth-Scopes``."""
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Conversations ``conversations.info`` knows, by id (see ``add_channel``)."""
+    app_token: str = "xapp-fake-app-token"
+    socket_mode_url: str | None = None
+    """What ``apps.connections.open`` answers (a ``FakeSocketMode``'s URL); None: Socket
+    Mode is off for the app (``not_allowed_token_type``... as Slack says it)."""
 
     def __post_init__(self) -> None:
         self.methods = reference_methods()
@@ -150,6 +169,19 @@ class FakeSlack:
                 "tz": tz,
                 "locale": locale,
                 "profile": {"email": email} if email else {},
+            }
+
+    def add_channel(
+        self, channel_id: str, name: str, *, private: bool = False, member: bool = True
+    ) -> None:
+        with self._lock:
+            self.channels[channel_id] = {
+                "id": channel_id,
+                "name": name,
+                "is_channel": not private,
+                "is_private": private,
+                "is_member": member,
+                "is_archived": False,
             }
 
     def fail_next(
@@ -230,7 +262,10 @@ class FakeSlack:
         with self._changed:
             self.calls.append(Call(method, args, status, response))
             self._changed.notify_all()
-        self._send(handler, status, response)
+        headers = {}
+        if method == "auth.test" and response.get("ok"):
+            headers["X-OAuth-Scopes"] = ",".join(self.scopes)  # as Slack sends it
+        self._send(handler, status, response, headers)
 
     def _chaos(
         self,
@@ -292,6 +327,13 @@ class FakeSlack:
     def _answer(
         self, method: str, args: dict[str, Any], auth: str | None
     ) -> tuple[int, dict[str, Any]]:
+        if method == "apps.connections.open":
+            # Newer than the reference (2020): Socket Mode, with the app-level token.
+            if auth != f"Bearer {self.app_token}":
+                return 200, {"ok": False, "error": "invalid_auth"}
+            if self.socket_mode_url is None:
+                return 200, {"ok": False, "error": "not_allowed_token_type"}
+            return 200, {"ok": True, "url": self.socket_mode_url}
         spec = self.methods.get(method)
         if spec is None:
             self.problems.append(f"{method}: not a Slack Web API method")
@@ -433,8 +475,118 @@ class FakeSlack:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "channel": {"id": "D" + users[1:]}}
 
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not {"channels:read", "groups:read"} & set(self.scopes):
+            return {"ok": False, "error": "missing_scope", "needed": "channels:read"}
+        channel = self.channels.get(str(args.get("channel") or ""))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel["is_private"] and not channel["is_member"]:
+            return {"ok": False, "error": "channel_not_found"}  # Slack hides it
+        return {"ok": True, "channel": dict(channel)}
+
+    def _usergroups_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "usergroups": [
+                {"id": group_id, "handle": group_id.lower(), "user_count": len(members)}
+                for group_id, members in sorted(self.usergroups.items())
+            ],
+        }
+
     def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         members = self.usergroups.get(str(args["usergroup"]))
         if members is None:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(members)}
+
+
+class FakeSocketMode:
+    """Slack's Socket Mode end, on an ephemeral loopback port (``ws://127.0.0.1:PORT``).
+
+    A client that connects gets ``hello``; ``push`` sends an envelope (Socket Mode envelopes
+    are not signed: the app-level token that opened the connection authenticates them) and
+    ``wait_ack`` returns the client's acknowledgement of it, with its payload (a slash
+    command's answer). Set ``FakeSlack.socket_mode_url`` to ``url`` so that
+    ``apps.connections.open`` hands it out.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.connections: list[Any] = []
+        self.opened = 0
+        self._server: Any = None
+
+    def start(self) -> FakeSocketMode:
+        from websockets.sync.server import serve
+
+        def session(connection: Any) -> None:
+            with self._lock:
+                self.connections.append(connection)
+                self.opened += 1
+                self._lock.notify_all()
+            connection.send(
+                json.dumps(
+                    {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0"}}
+                )
+            )
+            try:
+                for raw in connection:
+                    message = json.loads(raw)
+                    with self._lock:
+                        if "envelope_id" in message:
+                            self.acks[str(message["envelope_id"])] = message
+                        self._lock.notify_all()
+            except Exception:  # the client went away
+                pass
+            finally:
+                with self._lock:
+                    if connection in self.connections:
+                        self.connections.remove(connection)
+
+        self._server = serve(session, "127.0.0.1", 0)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        port = self._server.socket.getsockname()[1]
+        return f"ws://127.0.0.1:{port}/link/?ticket=fake"
+
+    def wait_connected(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            if not self._lock.wait_for(lambda: bool(self.connections), timeout):
+                raise AssertionError("no Socket Mode client connected")
+
+    def push(self, kind: str, payload: dict[str, Any], envelope_id: str | None = None) -> str:
+        """Send an envelope (``slash_commands``, ``interactive``, ``events_api``) to the
+        connected client; returns its id."""
+        envelope = envelope_id or uuid.uuid4().hex
+        with self._lock:
+            connection = self.connections[-1]
+        connection.send(
+            json.dumps(
+                {
+                    "envelope_id": envelope,
+                    "type": kind,
+                    "payload": payload,
+                    "accepts_response_payload": kind != "events_api",
+                    "retry_attempt": 0,
+                    "retry_reason": "",
+                }
+            )
+        )
+        return envelope
+
+    def wait_ack(self, envelope_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        with self._lock:
+            if not self._lock.wait_for(lambda: envelope_id in self.acks, timeout):
+                raise AssertionError(f"envelope {envelope_id} was not acknowledged")
+            return self.acks[envelope_id]

@@ -1,8 +1,10 @@
 """A stateful fake Zendesk Support API on an ephemeral loopback port, for the real zenpy.
 
 It keeps tickets, users, organizations, groups and audits; serves the ticket, audit, user,
-organization and group reads, ``users/me``, ``users/show_many``, the cursor-based incremental ticket
-export (its ``after_url`` points back at this server), ticket updates and ``update_many``
+organization and group reads, ``users/me``, ``users/show_many``, the custom field
+definitions (``ticket_fields/{id}``, ``organization_fields``, ``user_fields``), the
+cursor-based incremental ticket export (its ``after_url`` points back at this server; 403
+unless slabot's user is an admin, as Zendesk answers it), ticket updates and ``update_many``
 with job statuses. Updates follow Zendesk's rules where slabot depends on them:
 ``additional_tags``/``remove_tags`` change only those tags while ``tags`` replaces them all,
 an invalid priority is a 422 with Zendesk's error shape, every change appends an audit.
@@ -77,6 +79,10 @@ class FakeZendesk:
     webhook_outbox: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     """Deliveries a trigger would send after each update (see ``trigger_on_update``)."""
     trigger_on_update: bool = False
+    ticket_fields: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Custom ticket fields by id (``ticket_fields/{id}``); see ``add_field``."""
+    organization_fields: list[dict[str, Any]] = field(default_factory=list)
+    user_fields: list[dict[str, Any]] = field(default_factory=list)
     chaos: Chaos | None = None
     """Random faults on a share of the calls (see ``chaos.py``); None: none."""
 
@@ -89,7 +95,9 @@ class FakeZendesk:
             "id": self.bot_user_id,
             "name": "slabot",
             "email": "slabot@example.com",
-            "role": "agent",
+            # The incremental export wants an admin (Zendesk's "Allowed for: Admins"): an
+            # agent's token is answered 403 there, as Zendesk answers it.
+            "role": "admin",
         }
 
     # --- serving ---
@@ -160,6 +168,20 @@ class FakeZendesk:
     def write_calls(self) -> int:
         """Requests that change something (PUT and POST), failed ones included."""
         return self.count("PUT") + self.count("POST")
+
+    def add_field(self, kind: str, key: int | str, field_type: str = "text") -> None:
+        """A custom field: ``ticket`` (by numeric id), ``organization`` or ``user`` (by key)."""
+        with self._lock:
+            if kind == "ticket":
+                self.ticket_fields[int(key)] = {
+                    "id": int(key),
+                    "type": field_type,
+                    "title": f"field {key}",
+                    "active": True,
+                }
+            else:
+                fields = self.organization_fields if kind == "organization" else self.user_fields
+                fields.append({"id": len(fields) + 1, "key": str(key), "type": field_type})
 
     def add_user(self, user_id: int, role: str = "end-user", **fields: Any) -> dict[str, Any]:
         user = {"id": user_id, "name": f"user {user_id}", "role": role, **fields}
@@ -414,7 +436,21 @@ class FakeZendesk:
                         "links": {"next": None, "prev": None},
                     }
                 case ["incremental", "tickets", "cursor"]:
+                    if self.users[self.bot_user_id].get("role") != "admin":
+                        return 403, {
+                            "error": {
+                                "title": "Forbidden",
+                                "message": "You do not have access to this page. Please "
+                                "contact the account owner of this help desk for further help.",
+                            }
+                        }
                     return 200, self._export(query)
+                case ["ticket_fields", field_id]:
+                    return 200, {"ticket_field": self.ticket_fields[int(field_id)]}
+                case ["organization_fields"]:
+                    return 200, self._listing("organization_fields", self.organization_fields)
+                case ["user_fields"]:
+                    return 200, self._listing("user_fields", self.user_fields)
                 case ["job_statuses", job_id]:
                     return 200, {"job_status": self._poll_job(job_id)}
         if method == "PUT":
@@ -424,6 +460,10 @@ class FakeZendesk:
                 case ["tickets", ticket_id]:
                     return self._update_one(int(ticket_id), body["ticket"])
         return 404, {"error": "InvalidEndpoint", "description": f"{method} {path}"}
+
+    @staticmethod
+    def _listing(name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {name: list(items), "next_page": None, "previous_page": None, "count": len(items)}
 
     def _export(self, query: dict[str, list[str]]) -> dict[str, Any]:
         ordered = sorted(self.tickets.values(), key=lambda t: (t["updated_at"], t["id"]))
