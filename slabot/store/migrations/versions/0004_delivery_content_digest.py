@@ -31,9 +31,7 @@ def upgrade() -> None:
     op.add_column(
         "webhook_deliveries", sa.Column("content_digest", sa.String(length=64), nullable=True)
     )
-    op.create_index(
-        op.f(INDEX), "webhook_deliveries", ["source", "content_digest"], unique=True
-    )
+    op.create_index(op.f(INDEX), "webhook_deliveries", ["source", "content_digest"], unique=True)
 
 
 def downgrade() -> None:
