@@ -11,10 +11,11 @@ before and after each test, the service being shared.
 The bounds asserted: 200 replays of one signed Zendesk delivery under fresh invocation ids,
 sent while its job runs, cause no fetch beyond the delivery's own (1 in all); 50 of a Jira
 body under fresh identifiers, likewise (1); a Jira body signed 30 days ago is refused with
-401 ``stale`` and nothing stored or fetched; N genuine changes of one ticket notified in a
-burst lasting T seconds are all read (the last state is stored) with at most
-T / ``MIN_FETCH_INTERVAL`` + 2 fetches, and a change notified while the ticket's fetch is in
-flight is read by one more fetch after it.
+401 ``stale`` and nothing stored or fetched; N genuine changes of one ticket (Zendesk) or
+issue (Jira) notified in a burst lasting T seconds are all read (the last state is stored)
+with at most T / ``MIN_FETCH_INTERVAL`` + 2 fetches, and a change notified while the
+ticket's fetch is in flight is read by one more fetch after it (this last one passed before
+the change too: it guards the coalescing against losing a change).
 """
 
 from __future__ import annotations
@@ -252,3 +253,30 @@ def test_a_change_notified_while_the_ticket_is_being_fetched_is_read_after_it(
     assert service.post("/webhooks/zendesk", *notice(service, number))[0] == 202
     settle(lambda: service.stored_status("zendesk", str(number)) == "on_hold", "the change")
     assert service.zendesk_fetches(number) - fetches == 2
+
+
+def test_genuine_jira_changes_notified_in_a_burst_are_all_read_with_few_reads(
+    service: Service,
+) -> None:
+    number = 53
+    jira = service.systems.jira
+    jira.now = datetime.now(UTC)
+    headers, body = jira.add_issue(number, reporter=CUSTOMER, priority="High")
+    assert service.post("/webhooks/jira", headers, body)[0] == 202
+    key = str(10_000 + number)
+    settle(lambda: service.stored_status("jira", key) is not None, "the issue")
+    reads = service.jira_fetches(number)
+    statuses = ["In Progress", "Waiting for customer"] * 10 + ["Resolved"]
+    began = time.monotonic()
+    for step, status in enumerate(statuses, start=1):
+        at = datetime.now(UTC) + timedelta(seconds=step)
+        assert (
+            service.post(
+                "/webhooks/jira", *jira.person_update(number, CUSTOMER, at=at, status=status)
+            )[0]
+            == 202
+        )
+    burst = time.monotonic() - began
+    settle(lambda: service.stored_status("jira", key) == "solved", "the last change")
+    bound = int(burst / MIN_FETCH_INTERVAL) + 2
+    assert service.jira_fetches(number) - reads <= bound, (burst, bound)
