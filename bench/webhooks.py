@@ -136,8 +136,12 @@ def webhook_requests(port: int, tickets: int) -> Iterator[Request]:
     number = 0
     while True:
         number += 1
-        body = json.dumps({"ticket_id": str(number % tickets + 1)}).encode()
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Each delivery a change of its own (``seq``): two copies of one signed timestamp +
+        # body are one delivery (answered 200 ``duplicate``), whatever their invocation ids.
+        body = json.dumps(
+            {"ticket_id": str(number % tickets + 1), "updated_at": stamp, "seq": str(number)}
+        ).encode()
         headers = (
             f"POST /webhooks/zendesk HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"

@@ -4,16 +4,18 @@
   ``os.environ``); ``Secret`` keeps a credential out of every repr, log line and message.
 - Signatures are HMAC-SHA256, compared in constant time.
 - ``WebhookIntake`` is the "acknowledge fast, process off the request path" pattern: the
-  handler records the delivery (repeats are dropped), puts the job on a bounded queue and
-  answers; one worker thread processes the queue. A job that still fails after its retries
-  is logged and its delivery forgotten: the poller, which reads the helpdesk's own change
-  feed, is the backstop.
+  handler records the delivery (repeats are dropped: the same id, or the same signed
+  content under another id), puts the job on a bounded queue and answers; one worker
+  thread processes the queue. Jobs about one ticket are coalesced: at most one waits while
+  another runs, and two fetches of one ticket start at least ``min_interval`` seconds
+  apart. A job that still fails after its retries is logged and its delivery forgotten:
+  the poller, which reads the helpdesk's own change feed, is the backstop.
 - ``DeliveryRecorder`` is the intake's group commit: requests hand it their delivery keys
-  and wait; one thread writes every key waiting in one transaction (the store's
-  ``DeliveryWriter``), at once, the keys that arrive meanwhile making the next batch,
-  and hands each request its own answer. A delivery is acknowledged only once its key is
-  committed; when the batch's transaction fails, every request in it is told so (the
-  endpoints answer 503, and the helpdesk retries).
+  (and content digests) and wait; one thread writes every key waiting in one transaction
+  (the store's ``DeliveryWriter``), at once, the keys that arrive meanwhile making the next
+  batch, and hands each request its own answer. A delivery is acknowledged only once its
+  key is committed; when the batch's transaction fails, every request in it is told so
+  (the endpoints answer 503, and the helpdesk retries).
 - ``RequestBudget`` spaces requests to an endpoint that allows N per window.
 - ``load_cursor`` / ``save_cursor`` keep where a poller stopped (``slabot.store.queries``).
 """
@@ -25,8 +27,11 @@ import base64
 import concurrent.futures
 import contextlib
 import hashlib
+import heapq
 import hmac
+import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -130,9 +135,10 @@ def signatures_match(expected: str, given: str | None) -> bool:
 Submitted = Literal["accepted", "duplicate", "coalesced", "busy"]
 DeliveryKey = tuple[str, str]
 """``(source, delivery_key)``."""
-RecordMany = Callable[[Sequence[DeliveryKey]], Collection[DeliveryKey]]
-"""Records every key given in one transaction; returns those that were new (the store's
-``DeliveryWriter.record`` with the service's clock)."""
+RecordMany = Callable[[Sequence[DeliveryKey], Mapping[DeliveryKey, str]], Collection[DeliveryKey]]
+"""Records every key given, with the content digests given for some of them, in one
+transaction; returns those that were new (the store's ``DeliveryWriter.record`` with the
+service's clock): a key whose digest was recorded before is not."""
 T = TypeVar("T")
 
 
@@ -144,7 +150,7 @@ class DeliveriesNotRecordedError(DatabaseError):
 class _Waiting:
     """A delivery key handed to the recorder, and where its answer goes."""
 
-    __slots__ = ("future", "key", "loop", "since", "then")
+    __slots__ = ("digest", "future", "key", "loop", "since", "then")
 
     def __init__(
         self,
@@ -152,8 +158,10 @@ class _Waiting:
         then: Callable[[bool], Any],
         future: asyncio.Future[Any] | concurrent.futures.Future[Any],
         loop: asyncio.AbstractEventLoop | None,
+        digest: str | None = None,
     ) -> None:
         self.key = key
+        self.digest = digest
         self.then = then
         self.future = future
         self.loop = loop
@@ -210,18 +218,23 @@ class DeliveryRecorder:
         """Keys handed to ``record_many``."""
         self.largest_batch = 0
 
-    async def record(self, source: str, key: str, then: Callable[[bool], T]) -> T:
-        """Record the delivery; returns ``then(new)``, run on the recorder's thread once the
-        key is committed. Raises the batch's ``DatabaseError`` when it could not be."""
+    async def record(
+        self, source: str, key: str, then: Callable[[bool], T], *, digest: str | None = None
+    ) -> T:
+        """Record the delivery (``digest``: of what its sender signed); returns
+        ``then(new)``, run on the recorder's thread once the key is committed. Raises the
+        batch's ``DatabaseError`` when it could not be."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put(_Waiting((source, key), then, future, loop))
+        self._put(_Waiting((source, key), then, future, loop, digest))
         return await future
 
-    def record_blocking(self, source: str, key: str, then: Callable[[bool], T]) -> T:
+    def record_blocking(
+        self, source: str, key: str, then: Callable[[bool], T], *, digest: str | None = None
+    ) -> T:
         """``record`` for a caller that is not on an event loop (a thread, a test)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._put(_Waiting((source, key), then, future, None))
+        self._put(_Waiting((source, key), then, future, None, digest))
         return future.result()
 
     @property
@@ -292,11 +305,15 @@ class DeliveryRecorder:
 
     def _write(self, batch: list[_Waiting]) -> None:
         keys = [waiting.key for waiting in batch]
+        digests: dict[DeliveryKey, str] = {}
+        for waiting in batch:
+            if waiting.digest is not None:
+                digests.setdefault(waiting.key, waiting.digest)
         self.batches += 1
         self.recorded += len(keys)
         self.largest_batch = max(self.largest_batch, len(keys))
         try:
-            new = set(self._record_many(keys))
+            new = set(self._record_many(keys, digests))
         except Exception as error:
             failure: BaseException = error
             if not isinstance(error, DatabaseError):
@@ -348,12 +365,26 @@ def _settle_on_loop(items: list[tuple[Any, Any, BaseException | None]]) -> None:
 @dataclass(frozen=True, slots=True)
 class IntakeJob:
     """One delivery to process: ``subject`` is what it is about (a ticket id); jobs about a
-    subject already waiting in the queue are coalesced into that one."""
+    subject already waiting in the queue are coalesced into that one. ``digest``: the
+    SHA-256 (hex) of what the sender signed, recorded with the key (``content_digest``)."""
 
     source: str
     delivery_key: str
     subject: Hashable
     payload: object
+    digest: str | None = None
+
+
+def content_digest(*parts: bytes) -> str:
+    """The hex SHA-256 of the signed content, ``parts`` in the order they were signed."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part)
+    return hasher.hexdigest()
+
+
+MIN_FETCH_INTERVAL = 1.0
+"""Seconds between the starts of two jobs about one ticket (each a fetch through the API)."""
 
 
 class JobRunner(Protocol):
@@ -379,6 +410,16 @@ class WebhookIntake:
     could not be processed, so a redelivery is not dropped; ``process(job)`` does the work
     (fetch, map, ingest). ``retries`` and ``retry_delay`` bound how long a failing job is
     retried in-process.
+
+    Coalescing bounds the work many notices about one subject (a ticket) cause, replayed or
+    genuine: a notice about a subject whose job is waiting joins that job (``coalesced``:
+    the job reads the newest state when it runs, so nothing it says is lost); one arriving
+    while the subject's job runs queues one more job, which runs after it, so a change made
+    during a fetch is read by the next. And a subject's job starts at least
+    ``min_interval`` seconds after the previous one started (``clock``: monotonic seconds):
+    until then it waits aside (the worker runs other subjects' jobs meanwhile), still
+    taking in the notices that arrive. N notices about one ticket over T seconds so cause
+    at most T / ``min_interval`` + 2 jobs, whatever N.
     """
 
     def __init__(
@@ -395,8 +436,12 @@ class WebhookIntake:
         maxsize: int = 1000,
         retries: int = 3,
         retry_delay: float = 1.0,
+        min_interval: float = MIN_FETCH_INTERVAL,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if min_interval < 0:
+            raise ValueError("an intake needs min_interval >= 0")
         self.source = source
         self._process = process
         self._forget = forget
@@ -405,7 +450,11 @@ class WebhookIntake:
                 raise ValueError("an intake needs record or record_many")
             single = record
 
-            def one_by_one(keys: Sequence[DeliveryKey]) -> set[DeliveryKey]:
+            def one_by_one(
+                keys: Sequence[DeliveryKey], _digests: Mapping[DeliveryKey, str]
+            ) -> set[DeliveryKey]:
+                # One transaction per key, by key only (tests; the store's writer is used
+                # in service).
                 return {key for key in keys if single(*key)}
 
             record_many, batch_size = one_by_one, 1
@@ -417,11 +466,22 @@ class WebhookIntake:
             release=release,
         )
         self._queue: queue.Queue[IntakeJob | None] = queue.Queue(maxsize=maxsize)
+        self._maxsize = maxsize
         self._waiting: set[Hashable] = set()
+        """Subjects with a job queued or held back (not yet running)."""
+        self._held: list[tuple[float, int, IntakeJob]] = []
+        """Jobs taken from the queue before their subject's interval was over: a heap of
+        (when they may start, order taken, job); the worker's alone."""
+        self._held_count = 0
+        self._order = itertools.count()
+        self._last_started: dict[Hashable, float] = {}
+        """When each subject's last job started (``clock``); the worker's alone."""
         self._lock = threading.Lock()
         self._retries = retries
         self._retry_delay = retry_delay
+        self.min_interval = min_interval
         self._sleep = sleep
+        self._clock = clock
         self._thread: threading.Thread | None = None
         self._runner: JobRunner | None = None
         self.processed = 0
@@ -436,12 +496,16 @@ class WebhookIntake:
         store's ``DatabaseError`` when the delivery could not be recorded.
         """
         source, key = delivery_key(job.source, job.delivery_key)
-        return self.recorder.record_blocking(source, key, lambda new: self._enqueue(job, new))
+        return self.recorder.record_blocking(
+            source, key, lambda new: self._enqueue(job, new), digest=job.digest
+        )
 
     async def submit_async(self, job: IntakeJob) -> Submitted:
         """``submit`` for a request handler: waits for the batch its key is written in."""
         source, key = delivery_key(job.source, job.delivery_key)
-        return await self.recorder.record(source, key, lambda new: self._enqueue(job, new))
+        return await self.recorder.record(
+            source, key, lambda new: self._enqueue(job, new), digest=job.digest
+        )
 
     def _enqueue(self, job: IntakeJob, new: bool) -> Submitted:
         """After the key is committed (on the recorder's thread): queue the job."""
@@ -451,6 +515,8 @@ class WebhookIntake:
             if job.subject in self._waiting:
                 return "coalesced"
             try:
+                if self._queue.qsize() + self._held_count >= self._maxsize > 0:
+                    raise queue.Full  # the jobs held back count against the bound too
                 self._queue.put_nowait(job)
             except queue.Full:
                 pass
@@ -510,19 +576,56 @@ class WebhookIntake:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Jobs waiting for the worker: queued, or held back by their subject's interval."""
+        with self._lock:
+            return self._queue.qsize() + self._held_count
 
     def _run(self) -> None:
+        """Take jobs in order; hold back one whose subject's last job started less than
+        ``min_interval`` ago (its notices keep joining it) and start it when its time comes.
+        On stop, the jobs held back run at once."""
         while True:
-            job = self._queue.get()
+            if self._held and self._held[0][0] <= self._clock():
+                _, _, job = heapq.heappop(self._held)
+                self._start(job)
+                continue
+            timeout = max(self._held[0][0] - self._clock(), 0.0) if self._held else None
             try:
-                if job is None:
-                    return
-                with self._lock:
-                    self._waiting.discard(job.subject)
-                self._run_job(job)
-            finally:
+                taken = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            if taken is None:
+                while self._held:
+                    self._start(heapq.heappop(self._held)[2])
                 self._queue.task_done()
+                return
+            due = self._last_started.get(taken.subject, -math.inf) + self.min_interval
+            if due > self._clock():
+                with self._lock:
+                    heapq.heappush(self._held, (due, next(self._order), taken))
+                    self._held_count = len(self._held)
+                continue
+            self._start(taken)
+
+    def _start(self, job: IntakeJob) -> None:
+        """Run a job taken from the queue (its ``task_done`` follows, whatever happens)."""
+        try:
+            with self._lock:
+                self._waiting.discard(job.subject)
+                self._held_count = len(self._held)
+            self._last_started[job.subject] = self._clock()
+            if len(self._last_started) > 4 * max(self._maxsize, 1):
+                self._forget_old_starts()
+            self._run_job(job)
+        finally:
+            self._queue.task_done()
+
+    def _forget_old_starts(self) -> None:
+        """Drop the start times whose interval is over (they no longer hold anything back)."""
+        horizon = self._clock() - self.min_interval
+        for subject, started in list(self._last_started.items()):
+            if started <= horizon:
+                del self._last_started[subject]
 
     def _run_job(self, job: IntakeJob) -> None:
         for attempt in range(1, self._retries + 1):
@@ -560,8 +663,10 @@ def store_intake(
     with ``events``' engine, clock and retry policy), forgetting them through ``events``."""
     writer = DeliveryWriter(events.engine, retry=events.retry)
 
-    def record_many(keys: Sequence[DeliveryKey]) -> set[DeliveryKey]:
-        return writer.record(keys, events.tickets.now())
+    def record_many(
+        keys: Sequence[DeliveryKey], digests: Mapping[DeliveryKey, str]
+    ) -> set[DeliveryKey]:
+        return writer.record(keys, events.tickets.now(), digests)
 
     return WebhookIntake(
         source,

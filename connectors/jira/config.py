@@ -208,6 +208,11 @@ class JiraConfig(_Strict):
     the search index is eventually consistent)."""
     page_size: int = Field(default=50, ge=1, le=100)
     """Issues per search page."""
+    webhook_max_age_seconds: int = Field(default=3600, ge=300)
+    """How old (or how far ahead) a webhook body's own ``timestamp`` may be: an older one
+    is refused (401 ``stale``), since Jira's signature has no time of its own and a
+    captured body would otherwise be good forever. Jira retries a failed delivery for up to
+    about 30 minutes, with the first attempt's body: keep this above that."""
 
     @field_validator("projects")
     @classmethod

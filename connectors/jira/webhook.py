@@ -1,10 +1,15 @@
 """``POST /webhooks/jira``: verify, acknowledge, and hand the issue to the worker.
 
 Jira signs the deliveries of an admin webhook created with a secret: ``X-Hub-Signature:
-sha256=<hex HMAC-SHA256(secret, raw body)>``. There is no timestamp, so the delivery id
-``X-Atlassian-Webhook-Identifier`` (stable across Jira's retries) is the replay defence:
-a repeat is answered 200 ``duplicate`` and dropped. A missing or wrong signature is answered
-401 and nothing is stored; a body slabot cannot read, 400 with what is wrong.
+sha256=<hex HMAC-SHA256(secret, raw body)>``. The signature has no time of its own, so the
+replay defences are the body's: its ``timestamp`` (milliseconds, covered by the signature)
+must be within ``max_age`` of now (``jira.webhook_max_age_seconds``, default an hour: Jira
+retries a failed delivery, with the same body, for up to about 30 minutes), else the
+delivery is answered 401 ``stale`` and nothing is stored; and a delivery whose
+``X-Atlassian-Webhook-Identifier`` (stable across Jira's retries) or whose body (the
+digest of the signed bytes, whatever id it comes with) was recorded before is answered 200
+``duplicate`` and dropped. A missing or wrong signature is answered 401 and nothing is
+stored; a body slabot cannot read, 400 with what is wrong.
 
 Events are dispatched through ``HANDLED``; ``IGNORED`` lists the events slabot receives
 but deliberately does nothing with (answered 200 ``ignored``); any other event is logged
@@ -17,9 +22,9 @@ the API (the body is only a hint) and ingests it. A change made by slabot's own 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,6 +35,7 @@ from starlette.routing import Route
 from connectors.common import (
     IntakeJob,
     WebhookIntake,
+    content_digest,
     signature_hex,
     signatures_match,
     store_intake,
@@ -45,6 +51,11 @@ PATH = "/webhooks/jira"
 SIGNATURE = "X-Hub-Signature"
 IDENTIFIER = "X-Atlassian-Webhook-Identifier"
 MAX_BODY_BYTES = 1_000_000
+MAX_AGE_SECONDS = 3600.0
+"""The default ``jira.webhook_max_age_seconds``: twice the "up to 30 minutes" Atlassian
+documents for its webhook retries (https://community.developer.atlassian.com/t/
+new-jira-cloud-webhook-retry-policy/30554, "subject to change"; retried on 408, 409, 425,
+429, 5xx and connection failures, each retry carrying ``X-Atlassian-Webhook-Retry``)."""
 RETRY_LATER = {"Retry-After": "5"}
 """On a 503 (the delivery was not recorded, or the queue is full): ask for the retry."""
 
@@ -114,14 +125,28 @@ def sign(secret: str, body: bytes) -> str:
     return f"sha256={signature_hex(secret, body)}"
 
 
-class JiraWebhook:
-    """The ASGI endpoint. ``intake`` queues the work."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, secret: str, intake: WebhookIntake) -> None:
+
+class JiraWebhook:
+    """The ASGI endpoint. ``intake`` queues the work; ``clock`` is the service's clock (what
+    a body's ``timestamp`` is compared with), ``max_age`` the seconds it may be off."""
+
+    def __init__(
+        self,
+        secret: str,
+        intake: WebhookIntake,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        max_age: float = MAX_AGE_SECONDS,
+    ) -> None:
         self._secret = secret
         self.intake = intake
+        self._clock = clock
+        self.max_age = max_age
         self.counts: dict[str, int] = {}
-        """Deliveries by result (``accepted``, ``duplicate``, ``ignored``, ``unknown``...)."""
+        """Deliveries by result (``accepted``, ``duplicate``, ``stale``, ``ignored``...)."""
 
     def __repr__(self) -> str:
         return "JiraWebhook(secret='********')"
@@ -153,8 +178,12 @@ class JiraWebhook:
             return JSONResponse({"status": "unknown event", "event": notice.event[:80]})
         if notice.issue_id is None:
             return self._answer("malformed", 400, f"{notice.event}: the body names no issue")
+        stale = self._stale(notice)
+        if stale is not None:
+            return self._answer("stale", 401, stale)
         key = _delivery_key(request, body)
-        job = IntakeJob(SOURCE, key, notice.issue_id, notice)
+        # The signature covers exactly the body: its digest is the same for every copy.
+        job = IntakeJob(SOURCE, key, notice.issue_id, notice, content_digest(body))
         try:
             result = await self.intake.submit_async(job)
         except DatabaseError as error:
@@ -178,6 +207,24 @@ class JiraWebhook:
             return f"{SIGNATURE} does not match: check JIRA_WEBHOOK_SECRET"
         return None
 
+    def _stale(self, notice: WebhookNotice) -> str | None:
+        """Why the body's own ``timestamp`` is too far from now (None: it is not, or the
+        body has none: then the delivery id and the body's digest are the defence)."""
+        if notice.timestamp is None:
+            return None
+        now = self._clock()
+        off = (now - notice.timestamp).total_seconds()
+        if abs(off) <= self.max_age:
+            return None
+        shown = notice.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = "old" if off > 0 else "in the future"
+        return (
+            f"{notice.event}: the body's timestamp {shown} is {_span(abs(off))} {when}, more "
+            f"than jira.webhook_max_age_seconds ({self.max_age:.0f} s) allows: a replayed or "
+            "long-delayed delivery is refused (a real change is read by the poller); if "
+            "slabot's clock is wrong, fix it"
+        )
+
     def _count(self, result: str) -> None:
         self.counts[result] = self.counts.get(result, 0) + 1
 
@@ -189,12 +236,22 @@ class JiraWebhook:
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+def _span(seconds: float) -> str:
+    """``3 days``, ``2 hours``, ``40 minutes``: how far off, for a person."""
+    span = timedelta(seconds=seconds)
+    if span >= timedelta(days=2):
+        return f"{span.days} days"
+    if span >= timedelta(hours=2):
+        return f"{int(seconds // 3600)} hours"
+    return f"{int(seconds // 60)} minutes"
+
+
 def _delivery_key(request: Request, body: bytes) -> str:
     identifier = (request.headers.get(IDENTIFIER) or "").strip()
     if identifier:
         return f"delivery:{identifier[:200]}"
     # No id given: the same signed body is the same delivery.
-    return f"body:{hashlib.sha256(body).hexdigest()}"
+    return f"body:{content_digest(body)}"
 
 
 def make_intake(sync: JiraSync, **options: Any) -> WebhookIntake:

@@ -3,16 +3,20 @@
 Zendesk signs each delivery: ``X-Zendesk-Webhook-Signature`` is base64(HMAC-SHA256(signing
 secret, ``X-Zendesk-Webhook-Signature-Timestamp`` + raw body)). A missing or wrong
 signature, or a timestamp more than 5 minutes off, is answered 401 and nothing is stored; a
-body slabot cannot read, 400 with what is wrong. A good delivery is recorded (a repeat of
-its ``X-Zendesk-Webhook-Invocation-Id`` is dropped), queued, and answered 202 at once; the
-worker then fetches the ticket's authoritative state through the API (the webhook body is
-only a hint) and ingests it. See docs/zendesk.md for the trigger body template.
+body slabot cannot read, 400 with what is wrong. A good delivery is recorded with the digest
+of what was signed (SHA-256 of the timestamp + the body), queued, and answered 202 at once;
+a repeat of its ``X-Zendesk-Webhook-Invocation-Id``, or of its signed content under any
+other id (a captured delivery replayed within the 5 minutes), is answered 200
+``duplicate`` and dropped. Zendesk's own retry of a delivery keeps its invocation id, so
+it is a duplicate too (200: Zendesk stops retrying) unless the first copy was not kept.
+The worker then fetches the ticket's authoritative state through the API (the webhook body
+is only a hint) and ingests it; notices about one ticket are coalesced (``WebhookIntake``).
+See docs/zendesk.md for the trigger body template.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +31,7 @@ from starlette.routing import Route
 from connectors.common import (
     IntakeJob,
     WebhookIntake,
+    content_digest,
     signature_base64,
     signatures_match,
     store_intake,
@@ -89,7 +94,9 @@ class ZendeskWebhook:
         except PayloadError as error:
             return self._answer("malformed", 400, str(error))
         key = _delivery_key(request, notice, body)
-        job = IntakeJob(SOURCE, key, notice.ticket_id, notice)
+        # What the signature covers, so the same for every copy of this delivery.
+        signed = content_digest(request.headers.get(TIMESTAMP, "").encode("utf-8"), body)
+        job = IntakeJob(SOURCE, key, notice.ticket_id, notice, signed)
         try:
             result = await self.intake.submit_async(job)
         except DatabaseError as error:
@@ -134,8 +141,7 @@ def _delivery_key(request: Request, notice: WebhookNotice, body: bytes) -> str:
     if notice.event_id:
         return f"event:{notice.event_id[:200]}"
     # No id given: the same signed body at the same timestamp is the same delivery.
-    digest = hashlib.sha256(request.headers.get(TIMESTAMP, "").encode() + body).hexdigest()
-    return f"body:{digest}"
+    return f"body:{content_digest(request.headers.get(TIMESTAMP, '').encode('utf-8'), body)}"
 
 
 def make_intake(sync: ZendeskSync, **options: Any) -> WebhookIntake:

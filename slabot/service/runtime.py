@@ -348,7 +348,10 @@ def _jira(
     client = JiraClient(settings.jira, config, **options.get("jira", {}))
     sync = JiraSync(client, config, tickets)
     webhook = JiraWebhook(
-        settings.jira.webhook_secret.reveal(), make_intake(sync, **options.get("jira_intake", {}))
+        settings.jira.webhook_secret.reveal(),
+        make_intake(sync, **options.get("jira_intake", {})),
+        clock=tickets.now,
+        max_age=float(config.webhook_max_age_seconds),
     )
     poller = JiraPoller(client, sync)
     writer = JiraWriter(client, config, outbox)

@@ -1,13 +1,15 @@
 """Webhook deliveries recorded in batches: one transaction for every key waiting.
 
-``DeliveryWriter.record(keys, now)`` is the group-commit form of
+``DeliveryWriter.record(keys, now, digests)`` is the group-commit form of
 ``EventService.record_delivery``: the webhook endpoints hand the ``(source, delivery_key)``
-of each delivery they received to a recorder (``connectors.common.DeliveryRecorder``),
-which writes all the keys waiting in one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
-and one commit, and learns from ``RETURNING`` which keys were new. The unique
-``(source, delivery_key)`` constraint decides, as for the single form: of two replicas
-handed the same delivery at once, exactly one sees it as new. ``record_deliveries`` does
-the same once, on a connection of its own.
+of each delivery they received, with the digest of what its sender signed, to a recorder
+(``connectors.common.DeliveryRecorder``), which writes all the keys waiting in one
+``INSERT ... ON CONFLICT DO NOTHING RETURNING`` and one commit, and learns from
+``RETURNING`` which keys were new. The unique ``(source, delivery_key)`` constraint and the
+unique ``(source, content_digest)`` index decide (``ON CONFLICT`` without a target covers
+both): a delivery whose id or whose signed content was recorded before is a duplicate, and
+of two replicas handed the same delivery at once, exactly one sees it as new.
+``record_deliveries`` does the same once, on a connection of its own.
 
 The statement is plain SQL on the DB-API connection the writer keeps (no pool check-out,
 no ORM session per batch), so recording a key costs a few microseconds besides the commit:
@@ -31,7 +33,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -57,6 +59,7 @@ __all__ = [
     "SQLITE_CHUNK",
     "DeliveryKey",
     "DeliveryWriter",
+    "content_digest",
     "delivery_key",
     "record_deliveries",
 ]
@@ -65,7 +68,7 @@ DeliveryKey = tuple[str, str]
 """``(source, delivery_key)``."""
 
 SQLITE_CHUNK = 300
-"""Rows per SQLite statement (3 parameters each: well under SQLite's 32,766)."""
+"""Rows per SQLite statement (4 parameters each: well under SQLite's 32,766)."""
 
 SQLITE_LOCK_POLL = 0.0005
 """Seconds between two tries for SQLite's write lock."""
@@ -74,10 +77,13 @@ SQLITE_AUTOCHECKPOINT_PAGES = 1000
 
 _SOURCE_LENGTH = 32
 _KEY_LENGTH = 255
-_COLUMNS = "INSERT INTO webhook_deliveries (source, delivery_key, received_at)"
-_CONFLICT = " ON CONFLICT (source, delivery_key) DO NOTHING RETURNING source, delivery_key"
+_DIGEST_LENGTH = 64
+_COLUMNS = "INSERT INTO webhook_deliveries (source, delivery_key, content_digest, received_at)"
+# No conflict target: a row clashing with either unique key (the id, the digest) is skipped.
+_CONFLICT = " ON CONFLICT DO NOTHING RETURNING source, delivery_key"
 _POSTGRESQL = (
-    f"{_COLUMNS} SELECT s, k, %s FROM unnest(%s::varchar[], %s::varchar[]) AS t(s, k){_CONFLICT}"
+    f"{_COLUMNS} SELECT s, k, d, %s FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[])"
+    f" AS t(s, k, d){_CONFLICT}"
 )
 
 
@@ -94,19 +100,31 @@ def delivery_key(source: str, key: str) -> DeliveryKey:
     return source, key
 
 
+def content_digest(digest: str) -> str:
+    """The digest as stored (lower-case hex SHA-256), or ``EventError`` saying what is wrong."""
+    text = (digest or "").strip().lower()
+    if len(text) != _DIGEST_LENGTH or any(c not in "0123456789abcdef" for c in text):
+        raise EventError(
+            f"a delivery's content digest is the {_DIGEST_LENGTH} hex digits of a SHA-256, "
+            f"not {digest[:80]!r}"
+        )
+    return text
+
+
 def record_deliveries(
     engine: Engine,
     keys: Sequence[DeliveryKey],
     now: datetime,
     *,
+    digests: Mapping[DeliveryKey, str] | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
 ) -> set[DeliveryKey]:
-    """Record the deliveries ``keys`` (received at ``now``) in one transaction; returns the
-    keys that were not recorded before (``DeliveryWriter.record`` on a connection of its
-    own, closed afterwards)."""
+    """Record the deliveries ``keys`` (received at ``now``; ``digests``: what each one's
+    sender signed) in one transaction; returns the keys that were not recorded before
+    (``DeliveryWriter.record`` on a connection of its own, closed afterwards)."""
     writer = DeliveryWriter(engine, retry=retry)
     try:
-        return writer.record(keys, now)
+        return writer.record(keys, now, digests)
     finally:
         writer.close()
 
@@ -133,23 +151,39 @@ class DeliveryWriter:
         processor = _RECEIVED_AT.type.dialect_impl(dialect).bind_processor(dialect)
         self._instant: Callable[[datetime], Any] = processor or (lambda value: value)
 
-    def record(self, keys: Sequence[DeliveryKey], now: datetime) -> set[DeliveryKey]:
+    def record(
+        self,
+        keys: Sequence[DeliveryKey],
+        now: datetime,
+        digests: Mapping[DeliveryKey, str] | None = None,
+    ) -> set[DeliveryKey]:
         """Record ``keys`` (received at ``now``) in one transaction; returns the new ones.
-        A key given twice counts as new at most once.
+        ``digests`` gives the digest of what a key's sender signed (``content_digest``): a
+        key whose digest was recorded before, under any key of its source, is not new. A
+        key given twice, or two keys of one source with one digest, count as new at most
+        once.
 
-        Raises ``EventError`` for a malformed key (nothing is written) and
+        Raises ``EventError`` for a malformed key or digest (nothing is written) and
         ``DatabaseUnavailableError`` when the database cannot be reached (nothing was
         recorded, or, if the connection dropped while committing, the outcome is unknown).
         """
-        wanted = list(dict.fromkeys(delivery_key(source, key) for source, key in keys))
+        wanted: dict[DeliveryKey, str | None] = {}
+        for source, key in keys:
+            given = digests.get((source, key)) if digests else None
+            wanted.setdefault(
+                delivery_key(source, key), None if given is None else content_digest(given)
+            )
         if not wanted:
             return set()
         with self._lock:
-            return self._record(wanted, now)
+            return self._record(list(wanted.items()), now)
 
-    def _record(self, wanted: list[DeliveryKey], now: datetime) -> set[DeliveryKey]:
+    def _record(
+        self, wanted: list[tuple[DeliveryKey, str | None]], now: datetime
+    ) -> set[DeliveryKey]:
         received_at = self._instant(now)
-        what = f"recording delivery {wanted[0][0]}:{wanted[0][1]}" + (
+        (first_source, first_key), _ = wanted[0]
+        what = f"recording delivery {first_source}:{first_key}" + (
             f" and {len(wanted) - 1} more" if len(wanted) > 1 else ""
         )
         started = time.monotonic()
@@ -228,7 +262,10 @@ class DeliveryWriter:
                 connection.invalidate()
 
     def _insert(
-        self, connection: PoolProxiedConnection, wanted: list[DeliveryKey], received_at: Any
+        self,
+        connection: PoolProxiedConnection,
+        wanted: list[tuple[DeliveryKey, str | None]],
+        received_at: Any,
     ) -> set[DeliveryKey]:
         found: set[DeliveryKey] = set()
         cursor = connection.cursor()
@@ -236,7 +273,13 @@ class DeliveryWriter:
             if self._postgresql:
                 # psycopg opens the transaction with the statement.
                 cursor.execute(
-                    _POSTGRESQL, (received_at, [s for s, _ in wanted], [k for _, k in wanted])
+                    _POSTGRESQL,
+                    (
+                        received_at,
+                        [s for (s, _), _ in wanted],
+                        [k for (_, k), _ in wanted],
+                        [d for _, d in wanted],
+                    ),
                 )
                 found.update((str(s), str(k)) for s, k in cursor.fetchall())
                 return found
@@ -246,8 +289,8 @@ class DeliveryWriter:
             for start in range(0, len(wanted), SQLITE_CHUNK):
                 chunk = wanted[start : start + SQLITE_CHUNK]
                 parameters: list[Any] = []
-                for source, key in chunk:
-                    parameters += (source, key, received_at)
+                for (source, key), digest in chunk:
+                    parameters += (source, key, digest, received_at)
                 cursor.execute(_sqlite_statement(len(chunk)), parameters)
                 found.update((str(s), str(k)) for s, k in cursor.fetchall())
             return found
@@ -290,7 +333,7 @@ def _begin_immediate(cursor: Any) -> None:
 
 @cache
 def _sqlite_statement(rows: int) -> str:
-    return f"{_COLUMNS} VALUES {', '.join(['(?, ?, ?)'] * rows)}{_CONFLICT}"
+    return f"{_COLUMNS} VALUES {', '.join(['(?, ?, ?, ?)'] * rows)}{_CONFLICT}"
 
 
 _RECEIVED_AT = WebhookDelivery.__table__.c.received_at

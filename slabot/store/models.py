@@ -221,15 +221,29 @@ class OutboxItem(Base):
 
 
 class WebhookDelivery(Base):
-    """A webhook delivery already processed: a second one with the same key is dropped."""
+    """A webhook delivery already processed: a second one with the same key, or with the same
+    signed content (``content_digest``), is dropped.
+
+    The vendor's id alone does not stop a replay: whoever captured one signed delivery can
+    send it again under fresh ids. What the sender signed cannot be changed without the
+    secret, so its digest is the same for every copy (Zendesk: SHA-256 of the signature's
+    timestamp + body; Jira: of the body, which carries its own ``timestamp``). NULL for the
+    deliveries recorded without one (Slack's, and those stored before revision 0004):
+    NULLs never collide.
+    """
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("source", "delivery_key"),)
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_key"),
+        Index(None, "source", "content_digest", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     source: Mapped[str] = mapped_column(String(32))
     delivery_key: Mapped[str] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column(index=True)
+    content_digest: Mapped[str | None] = mapped_column(String(64))
+    """Lower-case hex SHA-256 of what the sender signed (None: not known)."""
 
 
 class PollCursor(Base):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import httpx2 as httpx
@@ -39,12 +39,14 @@ class Recording:
         self.batches: list[int] = []
         self.lock = threading.Lock()
 
-    def record_many(self, keys: Sequence[DeliveryKey]) -> set[DeliveryKey]:
+    def record_many(
+        self, keys: Sequence[DeliveryKey], digests: Mapping[DeliveryKey, str]
+    ) -> set[DeliveryKey]:
         with self.lock:
             self.batches.append(len(keys))
         if self.down:
             raise DatabaseUnavailableError("database is unavailable (test)", attempts=1)
-        return self.writer.record(keys, NOW)
+        return self.writer.record(keys, NOW, digests)
 
 
 def intake(source: str, recording: Recording, processed: list[object]) -> WebhookIntake:
@@ -113,7 +115,9 @@ def test_concurrent_copies_of_many_deliveries_are_each_accepted_once(database: E
     recordings = [Recording(database), Recording(database)]  # a writer per intake
     processed: list[object] = []
     zendesk = zendesk_webhook.ZendeskWebhook(SECRET, intake("zendesk", recordings[0], processed))
-    jira = jira_webhook.JiraWebhook(SECRET, intake("jira", recordings[1], processed))
+    jira = jira_webhook.JiraWebhook(
+        SECRET, intake("jira", recordings[1], processed), clock=lambda: NOW
+    )
     # 60 deliveries each, every one sent 4 times, all at once and shuffled together; the
     # Jira ids reuse the Zendesk ones (another source: other keys).
     zendesk_requests = [zendesk_request(f"inv-{n}", 1000 + n) for n in range(60)] * 4
@@ -181,7 +185,9 @@ def test_a_database_outage_during_a_batch_answers_every_request_in_it_503(
 
 
 def test_a_failure_that_is_not_the_database_is_a_503_too(engine: Engine) -> None:
-    def broken(_keys: Sequence[DeliveryKey]) -> set[DeliveryKey]:
+    def broken(
+        _keys: Sequence[DeliveryKey], _digests: Mapping[DeliveryKey, str]
+    ) -> set[DeliveryKey]:
         raise RuntimeError("a bug")
 
     queue = WebhookIntake(
@@ -204,9 +210,11 @@ def test_a_blocking_caller_and_a_cancelled_request_still_queue_what_was_recorded
     gate = threading.Event()
     slow = recording.record_many
 
-    def record_many(keys: Sequence[DeliveryKey]) -> set[DeliveryKey]:
+    def record_many(
+        keys: Sequence[DeliveryKey], digests: Mapping[DeliveryKey, str]
+    ) -> set[DeliveryKey]:
         gate.wait(5)
-        return slow(keys)
+        return slow(keys, digests)
 
     queue = WebhookIntake(
         "zendesk", lambda _job: None, None, lambda _s, _k: None, record_many=record_many

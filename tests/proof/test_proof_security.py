@@ -2,11 +2,12 @@
 
 Every endpoint that takes requests from outside refuses with 401, and commits nothing to the
 database, a request whose body was changed after signing, one signed with another secret,
-one signed too long ago (Zendesk and Slack sign a timestamp; Jira does not, so a replayed
-Jira delivery is recognised by its id and dropped instead), and one missing any of the
-signature headers. The dashboard refuses anyone without its token (or its basic-auth
-password) when one is configured, never takes it from the address, and without either
-answers loopback clients only (more through a real ``slabot run``:
+one signed too long ago (Zendesk and Slack sign a timestamp; Jira signs only the body, so
+its own ``timestamp`` must be recent), and one missing any of the signature headers. A
+signed delivery replayed in time, under its own id or a fresh one, is answered 200
+``duplicate`` and changes nothing. The dashboard refuses anyone without its token (or its
+basic-auth password) when one is configured, never takes it from the address, and without
+either answers loopback clients only (more through a real ``slabot run``:
 tests/service/test_dashboard_security.py). Also here: the inputs the fuzzing in
 test_proof_fuzz.py found answered 500, each pinned as a plain example.
 
@@ -34,7 +35,7 @@ from slabot.demo.environment import (
     SLACK_SIGNING_SECRET,
     ZENDESK_SECRET,
 )
-from tests.proof.service_support import Target, serve_in_process
+from tests.proof.service_support import START, Target, serve_in_process
 
 Signer = Callable[..., tuple[dict[str, str], bytes]]
 
@@ -147,15 +148,69 @@ def test_a_request_signed_too_long_ago_or_in_the_future_is_refused(
     assert target.send(path, *sign(age=timedelta(minutes=4))).status_code in (200, 202)
 
 
-def test_jira_has_no_timestamp_so_a_replayed_delivery_is_dropped_by_its_id(
-    target: Target,
-) -> None:
+def test_a_jira_delivery_sent_again_under_its_id_is_dropped(target: Target) -> None:
     path, _, _ = ENDPOINTS["jira"]
-    delivery = jira(identifier="replayed-delivery")
+    body = json.dumps(
+        {"webhookEvent": "jira:issue_updated", "issue": {"id": "10044"}, "nonce": "retried"}
+    ).encode()
+    delivery = jira(body, identifier="replayed-delivery")
     assert target.send(path, *delivery).status_code == 202
     before = target.database.state()
     again = target.send(path, *delivery)
     assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    assert target.database.state() == before
+
+
+@pytest.mark.parametrize(
+    "age", [timedelta(days=30), timedelta(hours=2), timedelta(hours=-2), timedelta(days=-400)]
+)
+def test_a_jira_body_whose_own_timestamp_is_too_old_or_ahead_is_refused(
+    target: Target, age: timedelta
+) -> None:
+    """The service's clock is ``START``; the window is jira.webhook_max_age_seconds (1 h)."""
+    path, _, _ = ENDPOINTS["jira"]
+
+    def body(at: datetime) -> bytes:
+        return json.dumps(
+            {
+                "webhookEvent": "jira:issue_updated",
+                "timestamp": int(at.timestamp() * 1000),
+                "issue": {"id": "10042"},
+                "nonce": time.monotonic_ns(),  # a body of its own each time
+            }
+        ).encode()
+
+    headers, stale = jira(body(START - age))
+    response = target.send(path, headers, stale)
+    assert response.status_code == 401
+    assert "timestamp" in response.json()["error"]
+    assert "jira.webhook_max_age_seconds" in response.json()["error"]
+    recent = target.send(path, *jira(body(START - timedelta(minutes=50))))
+    assert recent.status_code == 202, recent.text
+
+
+REPLAYABLE = {
+    "zendesk": ("X-Zendesk-Webhook-Invocation-Id", {"ticket_id": "4343"}),
+    "jira": (
+        "X-Atlassian-Webhook-Identifier",
+        {"webhookEvent": "jira:issue_updated", "issue": {"id": "10043"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REPLAYABLE)
+def test_a_signed_delivery_replayed_under_fresh_ids_is_a_duplicate(
+    target: Target, name: str
+) -> None:
+    path, sign, _ = ENDPOINTS[name]
+    id_header, payload = REPLAYABLE[name]
+    # A body of its own (the module's service has seen the others).
+    headers, body = sign(json.dumps({**payload, "nonce": time.monotonic_ns()}).encode())
+    assert target.send(path, headers, body).status_code == 202
+    before = target.database.state()
+    for n in range(20):
+        again = target.send(path, {**headers, id_header: f"fresh-{n}"}, body)
+        assert (again.status_code, again.json()["status"]) == (200, "duplicate")
     assert target.database.state() == before
 
 

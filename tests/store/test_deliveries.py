@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +87,59 @@ def test_writers_on_several_threads_let_each_key_through_once(migrated: Engine) 
     accepted = [key for batch in new for key in batch]
     assert sorted(accepted) == sorted(keys)  # every key new exactly once, across replicas
     assert len(stored(migrated)) == 300
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_delivery_whose_signed_content_was_recorded_is_a_duplicate_under_any_key(
+    migrated: Engine,
+) -> None:
+    """A captured delivery replayed under fresh ids carries the same signed content: its
+    digest, not its id, makes it a duplicate (per source; deliveries without one never
+    collide)."""
+    first = ("zendesk", "invocation:1")
+    assert record_deliveries(migrated, [first], NOW, digests={first: digest("a")}) == {first}
+    replays = [("zendesk", f"invocation:{n}") for n in range(2, 6)]
+    found = record_deliveries(migrated, replays, NOW, digests=dict.fromkeys(replays, digest("a")))
+    assert found == set()
+    # The same content from another source, or other content under a fresh id, is new.
+    other_source, other_content = ("jira", "invocation:2"), ("zendesk", "invocation:9")
+    assert record_deliveries(
+        migrated,
+        [other_source, other_content],
+        NOW,
+        digests={other_source: digest("a"), other_content: digest("b").upper()},
+    ) == {other_source, other_content}
+    # Two copies in one batch under two ids: exactly one is new.
+    pair = [("zendesk", "invocation:20"), ("zendesk", "invocation:21")]
+    copies = record_deliveries(migrated, pair, NOW, digests=dict.fromkeys(pair, digest("c")))
+    assert len(copies) == 1
+    # Without digests (Slack's deliveries, rows stored before revision 0004) only keys count.
+    assert record_deliveries(migrated, [("slack", "x"), ("slack", "y")], NOW) == {
+        ("slack", "x"),
+        ("slack", "y"),
+    }
+    with Session(migrated) as session:
+        rows = session.execute(
+            select(WebhookDelivery.delivery_key, WebhookDelivery.content_digest).where(
+                WebhookDelivery.source == "zendesk"
+            )
+        ).all()
+    assert {key: value for key, value in rows}["invocation:9"] == digest("b")  # stored lower-case
+    assert len(rows) == 3  # a duplicate leaves no row behind
+    # A delivery forgotten (its job failed) frees its digest: the helpdesk's retry gets in.
+    assert EventService(TicketService(migrated, {}, lambda: NOW)).forget_delivery(*first)
+    again = ("zendesk", "invocation:30")
+    assert record_deliveries(migrated, [again], NOW, digests={again: digest("a")}) == {again}
+
+
+def test_a_malformed_digest_writes_nothing(migrated: Engine) -> None:
+    key = ("zendesk", "ok")
+    with pytest.raises(EventError, match="64 hex digits"):
+        record_deliveries(migrated, [key], NOW, digests={key: "not-a-digest"})
+    assert stored(migrated) == {}
 
 
 def test_an_unreachable_database_records_nothing_and_says_so(tmp_path: object) -> None:

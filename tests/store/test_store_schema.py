@@ -351,10 +351,38 @@ def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "shown_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
-    assert upgrade(migrated) == head_revision() == "0003"
+    assert upgrade(migrated) == head_revision() == "0004"
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.shown_at) == ("7", None)
+
+
+def test_revision_0004_adds_content_digest_and_downgrades_with_deliveries_stored(
+    migrated: Engine,
+) -> None:
+    from alembic import command
+
+    from slabot.store.deliveries import record_deliveries
+    from slabot.store.migrate import alembic_config
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(migrated).get_columns("webhook_deliveries")}
+
+    assert "content_digest" in columns()
+    key, digest = ("zendesk", "invocation:1"), "ab" * 32
+    assert record_deliveries(migrated, [key], T0, digests={key: digest}) == {key}
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    assert "content_digest" not in columns()
+    assert upgrade(migrated) == head_revision() == "0004"
+    with Session(migrated) as session:
+        row = session.scalars(select(WebhookDelivery)).one()
+        assert (row.delivery_key, row.content_digest) == ("invocation:1", None)
+    # The index is back: a replay of new content under a fresh id is refused once recorded.
+    again = [("zendesk", "invocation:2"), ("zendesk", "invocation:3")]
+    assert len(record_deliveries(migrated, again, T0, digests=dict.fromkeys(again, digest))) == 1
 
 
 def test_instants_read_on_the_fast_path_equal_the_general_one(migrated: Engine) -> None:

@@ -44,6 +44,8 @@ def iso(instant: datetime) -> str:
 @dataclass
 class Fault:
     status: int
+    """The answer; 0: the real answer, as of the request's arrival, sent ``stall`` seconds
+    late (a slow but good request: what changes meanwhile is not in it)."""
     retry_after: int | None = None
     stall: float = 0.0
     path_contains: str = ""
@@ -155,6 +157,15 @@ class FakeZendesk:
         with self._lock:
             for _ in range(count):
                 self.faults.append(Fault(status, retry_after, stall, path_contains, method))
+
+    def slow_next(
+        self, count: int, seconds: float, *, path_contains: str = "", method: str = ""
+    ) -> None:
+        """The next ``count`` matching requests are answered as usual, ``seconds`` late (the
+        answer is the state when they arrived)."""
+        with self._lock:
+            for _ in range(count):
+                self.faults.append(Fault(0, None, seconds, path_contains, method))
 
     def count(self, method: str | None = None, contains: str = "") -> int:
         with self._lock:
@@ -335,6 +346,9 @@ class FakeZendesk:
             return
         with self._lock:
             fault = self._take_fault(method, parts.path)
+        late = 0.0
+        if fault is not None and fault.status == 0:
+            late, fault = fault.stall, None
         if fault is not None:
             if fault.stall:
                 time.sleep(fault.stall)
@@ -352,6 +366,9 @@ class FakeZendesk:
                 status, payload = self._route(method, parts.path, call.query, body)
         except KeyError:
             status, payload = 404, {"error": "RecordNotFound", "description": "Not found"}
+        if late:
+            payload = json.loads(json.dumps(payload))  # as of now, whatever changes meanwhile
+            time.sleep(late)
         self._reply(request, call, status, payload)
 
     def _chaos(self, request: BaseHTTPRequestHandler, call: Call, kind: str, chaos: Chaos) -> None:

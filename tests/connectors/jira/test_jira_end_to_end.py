@@ -137,7 +137,7 @@ def harness_for(
     clock = Clock(START + timedelta(minutes=5))
     tickets = TicketService(engine, policies, clock, origin="jira")
     sync = JiraSync(client, config, tickets)
-    webhook = JiraWebhook(SECRET, make_intake(sync, retries=2, retry_delay=0.0))
+    webhook = JiraWebhook(SECRET, make_intake(sync, retries=2, retry_delay=0.0), clock=clock)
     outbox = Outbox(engine, clock)
     writer = JiraWriter(client, config, outbox)
     with TestClient(create_app(webhook)) as http:

@@ -64,7 +64,11 @@ class Harness:
         return response.status_code, response.json()
 
     def deliver(self, ticket_id: int) -> int:
-        status, _ = self.post(*self.fake.webhook({"ticket_id": str(ticket_id)}))
+        """The trigger's delivery as docs/zendesk.md has it: each change's body is its own
+        (a copy of one signed delivery is a duplicate, whatever its invocation id)."""
+        updated = self.fake.tickets[ticket_id]["updated_at"]
+        body = {"ticket_id": str(ticket_id), "updated_at": updated}
+        status, _ = self.post(*self.fake.webhook(body))
         return status
 
     def pending(self) -> list[OutboxItem]:
