@@ -104,6 +104,16 @@ class Policy:
         """The targets ``plan`` sets for ``priority``, in report order."""
         return self._planned[(plan, priority)]
 
+    def known_plans(self) -> list[str]:
+        """Every plan name a ticket may carry: the plans and their aliases, sorted."""
+        return sorted({*self.spec.plans, *self.spec.plan_aliases})
+
+    def is_unknown_plan(self, plan: str | None) -> bool:
+        """Whether ``plan`` is named but is neither a plan nor an alias of this policy."""
+        return (
+            plan is not None and plan not in self.spec.plans and plan not in self.spec.plan_aliases
+        )
+
     def resolve_plan(self, plan: str | None) -> str | None:
         """The plan name after aliases and the default; None when the ticket names none."""
         name = plan if plan is not None else self.spec.default_plan
@@ -111,9 +121,9 @@ class Policy:
             return None
         name = self.spec.plan_aliases.get(name, name)
         if name not in self.spec.plans:
-            known = sorted({*self.spec.plans, *self.spec.plan_aliases})
             raise TicketError(
-                f"plan {name!r} is not in policy {self.name!r}; known plans: {', '.join(known)}"
+                f"plan {name!r} is not in policy {self.name!r}; known plans: "
+                f"{', '.join(self.known_plans())}"
             )
         return name
 

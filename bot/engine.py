@@ -102,6 +102,9 @@ class Decision:
     targets: dict[str, TargetDecision]
     tags: tuple[str, ...]
     notes: tuple[str, ...]
+    unknown_plan: str | None = None
+    """The plan the ticket names when the policy does not know it (it was then evaluated
+    under the default plan, or without targets): what operators are warned about."""
 
     @property
     def next_change_at(self) -> datetime | None:
@@ -346,13 +349,20 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     if now.tzinfo is None:
         raise TicketError(f"now {now.isoformat()} has no time zone; pass an aware datetime")
     classification = classify(ticket, policy)
-    plan = policy.resolve_plan(ticket.plan)
-    notes = classification.notes
-    if plan is None:
-        notes += ("no plan given and the policy has no default plan: no targets",)
-        commitment = None
+    notes, tags = classification.notes, classification.tags
+    unknown_plan = ticket.plan if policy.is_unknown_plan(ticket.plan) else None
+    if unknown_plan is not None:
+        # Never refused: a ticket slabot cannot place is still stored, tagged and noted, so
+        # that people see it (docs/policies.md, "Unknown plans").
+        plan = policy.resolve_plan(None)
+        notes += (_unknown_plan_note(unknown_plan, policy, plan),)
+        if policy.spec.unknown_plan_tag:
+            tags = tuple(sorted({*tags, policy.spec.unknown_plan_tag}))
     else:
-        commitment = policy.spec.plans[plan].commitment
+        plan = policy.resolve_plan(ticket.plan)
+        if plan is None:
+            notes += ("no plan given and the policy has no default plan: no targets",)
+    commitment = None if plan is None else policy.spec.plans[plan].commitment
     if ticket.status in SOLVED_STATUSES and ticket.solved_at is None:
         raise TicketError(f"status {ticket.status!r} needs 'solved_at', the time it was solved")
     targets = dict(_NO_TARGETS)
@@ -367,8 +377,23 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
         plan=plan,
         commitment=commitment,
         targets=targets,
-        tags=classification.tags,
+        tags=tags,
         notes=notes,
+        unknown_plan=unknown_plan,
+    )
+
+
+def _unknown_plan_note(named: str, policy: Policy, plan: str | None) -> str:
+    """What a person reads about a ticket whose plan the policy does not know."""
+    what = (
+        f"evaluated under the default plan {plan!r}"
+        if plan is not None
+        else "no targets (the policy has no default plan)"
+    )
+    return (
+        f"plan {named!r} is not in policy {policy.name!r} (known plans: "
+        f"{', '.join(policy.known_plans())}): {what}; add the plan to the policy, or correct "
+        "the ticket's plan"
     )
 
 

@@ -62,7 +62,7 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> Starlette:
     async def readyz(_request: Request) -> Response:
         problem = await run_in_threadpool(runtime.database_ok)
         ready = problem is None and not state["draining"]
-        body = {
+        body: dict[str, Any] = {
             "status": "ready" if ready else ("draining" if state["draining"] else "unavailable"),
             "database": "ok" if problem is None else problem,
             "leader": runtime.leadership.is_leader,
@@ -70,6 +70,9 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> Starlette:
                 name: runtime.health.snapshot().get(name, {}) for name in runtime.settings.enabled
             },
         }
+        if problem is None:
+            # Data problems are shown, not an outage: readiness stays 200.
+            body.update(await run_in_threadpool(_data_warnings, runtime))
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(_request: Request) -> Response:
@@ -102,6 +105,30 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> Starlette:
             await anyio.to_thread.run_sync(_shut_down, runtime, scheduler)
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _data_warnings(runtime: Runtime) -> dict[str, Any]:
+    """``/readyz``'s ``warnings`` (readable lines) and ``unknown_plans`` (policy -> plan ->
+    open tickets): what is stored but cannot be placed under its policy. Empty when all is
+    well, or when the count itself failed (the database check above says why)."""
+    try:
+        counts = runtime.unknown_plans(attempts=1)
+    except Exception as error:
+        log.warning("readyz: unknown plans could not be counted (%s)", type(error).__name__)
+        return {}
+    if not counts:
+        return {"warnings": []}
+    by_policy: dict[str, dict[str, int]] = {}
+    for (policy, plan), count in sorted(counts.items()):
+        by_policy.setdefault(policy, {})[plan] = count
+    total = sum(counts.values())
+    named = ", ".join(f"{plan!r} ({policy}: {count})" for (policy, plan), count in sorted(counts.items()))
+    warning = (
+        f"{total} open ticket{'s' if total != 1 else ''} name a plan their policy does not know: "
+        f"{named}; they are stored and tagged but have no targets (or the default plan's): "
+        "add the plan to the policy (then slabot recompute) or correct the tickets' plan"
+    )
+    return {"warnings": [warning], "unknown_plans": by_policy}
 
 
 def _shut_down(runtime: Runtime, scheduler: Any) -> None:

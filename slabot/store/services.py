@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,8 @@ from slabot.store.models import (
     TicketEvent,
 )
 from slabot.store.retry import DEFAULT_RETRY, DatabaseUnavailableError, RetryPolicy, with_retry
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Outcome = Literal["created", "updated", "unchanged", "stale"]
@@ -246,7 +249,7 @@ class TicketService:
         # (with_retry never retries an IntegrityError itself.)
         for attempt in range(2):
             try:
-                return with_retry(
+                result = with_retry(
                     self.engine,
                     lambda session: self._ingest(session, snapshot, policy),
                     policy=self.retry,
@@ -255,6 +258,16 @@ class TicketService:
             except IntegrityError:
                 if attempt:
                     raise
+                continue
+            if result.decision is not None and "add_note" in result.enqueued:
+                # Once per ticket and plan (the note's key), after the commit: not per poll.
+                log.warning(
+                    "ticket %s:%s stored with an unknown plan: %s",
+                    snapshot.source,
+                    snapshot.external_key,
+                    unknown_plan_note(result.decision),
+                )
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _policy(self, snapshot: Snapshot) -> Policy:
@@ -326,9 +339,47 @@ class TicketService:
             ) from None
         self.store_decision(session, row, policy, decision, now)
         enqueued = self.enqueue_writes(session, row, snapshot, decision, now)
+        if decision.unknown_plan is not None and self._note_unknown_plan(
+            session, row, policy, decision, now
+        ):
+            enqueued.append("add_note")
         return IngestResult(
             row.id, outcome, tuple(e.kind for e in events), decision, tuple(enqueued)
         )
+
+    def _note_unknown_plan(
+        self, session: Session, row: StoredTicket, policy: Policy, decision: Decision, now: datetime
+    ) -> bool:
+        """The first time a ticket names a plan its policy does not know: one WARNING line
+        and an internal note owed to the helpdesk, both saying which plan and what the policy
+        knows. Keyed by ticket and plan in the outbox, so every later ingest of the same
+        ticket (a poll, a redelivery, another replica) finds it and stays quiet. True when
+        the note was owed now."""
+        plan = decision.unknown_plan
+        assert plan is not None
+        key = f"{row.source}:{row.external_key}:add_note:unknown-plan:{plan}"[:255]
+        if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
+            return False
+        note = unknown_plan_note(decision)
+        tag = policy.spec.unknown_plan_tag
+        session.add(
+            OutboxItem(
+                target_system=row.source,
+                ticket_id=row.id,
+                kind="add_note",
+                payload={
+                    "internal": True,
+                    "body": f"slabot: {note}."
+                    + (f" Until then the ticket carries the tag {tag}." if tag else ""),
+                    "unknown_plan": plan,
+                },
+                idempotency_key=key,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        return True
 
     def _apply_status_history(
         self,
@@ -1261,6 +1312,14 @@ def _latest(*instants: datetime | None) -> datetime | None:
     return max(known) if known else None
 
 
+def unknown_plan_note(decision: Decision) -> str:
+    """The decision's note about the plan its policy does not know ("" when none)."""
+    plan = decision.unknown_plan
+    if plan is None:
+        return ""
+    return next((n for n in decision.notes if n.startswith(f"plan {plan!r} ")), "")
+
+
 def _store_decision(session: Session, ticket_id: int, decision: Decision, now: datetime) -> None:
     stored = session.get(StoredDecision, ticket_id)
     if stored is None:
@@ -1338,6 +1397,8 @@ def _policy_tags(policy: Policy) -> frozenset[str]:
                 walk(item)
 
     walk(policy.spec.classification.model_dump())
+    if policy.spec.unknown_plan_tag:
+        found.add(policy.spec.unknown_plan_tag)
     return frozenset(found)
 
 
