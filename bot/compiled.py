@@ -14,7 +14,16 @@ import holidays
 
 from bot.business_time import AlwaysOpenCalendar, BusinessCalendar, Calendar
 from bot.errors import PolicyError, TicketError
-from bot.policy import ALWAYS_OPEN, TARGETS, CalendarSpec, FromTicketField, PolicySpec, check_zone
+from bot.policy import (
+    ALWAYS_OPEN,
+    TARGETS,
+    TICKET_COUNTRY_FIELDS,
+    TICKET_ZONE_FIELDS,
+    CalendarSpec,
+    FromTicketField,
+    PolicySpec,
+    check_zone,
+)
 from bot.ticket import Ticket
 
 _ALWAYS_OPEN = AlwaysOpenCalendar()
@@ -37,6 +46,27 @@ def _country_holidays(country: str, subdivision: str | None, year: int) -> dict[
             "knows; use an ISO 3166-1 alpha-2 code such as 'US' or 'SK'"
         ) from None
     return dict(found.items())
+
+
+@lru_cache(maxsize=1)
+def _known_countries() -> frozenset[str]:
+    return frozenset(holidays.list_supported_countries())
+
+
+@lru_cache(maxsize=1024)
+def usable_ticket_value(field: str, value: str) -> bool:
+    """Whether a calendar can use ``value`` of the ticket field ``field``: a time zone the
+    zone database has, a country the holidays package has. A calendar takes one it cannot
+    use as not given (its default), and ``evaluate`` notes it."""
+    if field in TICKET_ZONE_FIELDS:
+        try:
+            _zone(value)
+        except ValueError:
+            return False
+        return True
+    if field in TICKET_COUNTRY_FIELDS:
+        return value.upper() in _known_countries()
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +191,22 @@ class Policy:
         if isinstance(source, str):
             return source
         value = getattr(ticket, source.from_field)
-        return value if value is not None else source.default
+        # A value nobody knows is taken as not given (evaluate notes it: unknown_values).
+        return (
+            value
+            if value is not None and usable_ticket_value(source.from_field, value)
+            else source.default
+        )
+
+    def fields_read_by_calendars(self) -> frozenset[str]:
+        """The ticket fields some calendar of this policy reads (``customer_timezone``...)."""
+        fields = set()
+        for spec in self.spec.calendars.values():
+            if isinstance(spec.timezone, FromTicketField):
+                fields.add(spec.timezone.from_field)
+            if spec.holidays is not None and isinstance(spec.holidays.country, FromTicketField):
+                fields.add(spec.holidays.country.from_field)
+        return frozenset(fields)
 
     def _build(
         self, name: str, spec: CalendarSpec, zone_name: str, country: str | None

@@ -122,7 +122,9 @@ def _data_warnings(runtime: Runtime) -> dict[str, Any]:
     for (policy, plan), count in sorted(counts.items()):
         by_policy.setdefault(policy, {})[plan] = count
     total = sum(counts.values())
-    named = ", ".join(f"{plan!r} ({policy}: {count})" for (policy, plan), count in sorted(counts.items()))
+    named = ", ".join(
+        f"{plan!r} ({policy}: {count})" for (policy, plan), count in sorted(counts.items())
+    )
     warning = (
         f"{total} open ticket{'s' if total != 1 else ''} name a plan their policy does not know: "
         f"{named}; they are stored and tagged but have no targets (or the default plan's): "

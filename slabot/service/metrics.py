@@ -170,11 +170,13 @@ class StateCollector(Collector):
                 labels=["policy", "plan"],
             )
             try:
-                counts = self._unknown_plans()
+                unknown_counts = self._unknown_plans()
             except Exception as error:  # a scrape must answer even when the database does not
-                log.warning("metrics: unknown plans could not be counted (%s)", type(error).__name__)
+                log.warning(
+                    "metrics: unknown plans could not be counted (%s)", type(error).__name__
+                )
             else:
-                for (policy, plan), count in sorted(counts.items()):
+                for (policy, plan), count in sorted(unknown_counts.items()):
                     unknown.add_metric([policy, plan], count)
             yield unknown
 

@@ -34,9 +34,9 @@ from slabot.service.metrics import Metrics, StateCollector
 from slabot.service.settings import Settings
 from slabot.slack.config import SlackConfig
 from slabot.slack.store_access import SlackStore
+from slabot.store import queries
 from slabot.store.breaches import BREACH, DEFAULT_THRESHOLDS, to_permille
 from slabot.store.db import is_in_memory, make_engine, redact
-from slabot.store import queries
 from slabot.store.outbox import Outbox
 from slabot.store.retry import RetryPolicy
 from slabot.store.services import TicketService

@@ -281,10 +281,14 @@ def unknown_plans(
         found: dict[tuple[str, str], int] = {}
         for policy_name, plan, count in rows:
             policy = policies.get(policy_name)
-            if policy is not None and policy.is_unknown_plan(plan):
+            if plan is not None and policy is not None and policy.is_unknown_plan(plan):
                 found[(policy_name, plan)] = int(count)
         return found
 
     return with_retry(
-        engine, work, policy=retry, what="counting open tickets with an unknown plan", read_only=True
+        engine,
+        work,
+        policy=retry,
+        what="counting open tickets with an unknown plan",
+        read_only=True,
     )

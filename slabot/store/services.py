@@ -150,6 +150,9 @@ class IngestResult:
     """The decision now stored (None when the snapshot was stale)."""
     enqueued: tuple[str, ...]
     """Kinds of the outbox writes enqueued."""
+    warnings: tuple[str, ...] = ()
+    """What this ingest found the policy cannot place, said for the first time (a plan or a
+    value it does not know): logged once as a WARNING, and owed to the helpdesk as a note."""
 
 
 class UnknownTicketError(SlabotError):
@@ -259,13 +262,10 @@ class TicketService:
                 if attempt:
                     raise
                 continue
-            if result.decision is not None and "add_note" in result.enqueued:
-                # Once per ticket and plan (the note's key), after the commit: not per poll.
+            for warning in result.warnings:
+                # Once per ticket and value (the note's key), after the commit: not per poll.
                 log.warning(
-                    "ticket %s:%s stored with an unknown plan: %s",
-                    snapshot.source,
-                    snapshot.external_key,
-                    unknown_plan_note(result.decision),
+                    "ticket %s:%s stored: %s", snapshot.source, snapshot.external_key, warning
                 )
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -339,47 +339,68 @@ class TicketService:
             ) from None
         self.store_decision(session, row, policy, decision, now)
         enqueued = self.enqueue_writes(session, row, snapshot, decision, now)
-        if decision.unknown_plan is not None and self._note_unknown_plan(
-            session, row, policy, decision, now
-        ):
-            enqueued.append("add_note")
+        warnings = self.note_unplaced(session, row, policy, decision, now)
+        enqueued.extend("add_note" for _ in warnings)
         return IngestResult(
-            row.id, outcome, tuple(e.kind for e in events), decision, tuple(enqueued)
+            row.id,
+            outcome,
+            tuple(e.kind for e in events),
+            decision,
+            tuple(enqueued),
+            tuple(warnings),
         )
 
-    def _note_unknown_plan(
+    def note_unplaced(
         self, session: Session, row: StoredTicket, policy: Policy, decision: Decision, now: datetime
-    ) -> bool:
-        """The first time a ticket names a plan its policy does not know: one WARNING line
-        and an internal note owed to the helpdesk, both saying which plan and what the policy
-        knows. Keyed by ticket and plan in the outbox, so every later ingest of the same
-        ticket (a poll, a redelivery, another replica) finds it and stays quiet. True when
-        the note was owed now."""
-        plan = decision.unknown_plan
-        assert plan is not None
-        key = f"{row.source}:{row.external_key}:add_note:unknown-plan:{plan}"[:255]
-        if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
-            return False
-        note = unknown_plan_note(decision)
-        tag = policy.spec.unknown_plan_tag
-        session.add(
-            OutboxItem(
-                target_system=row.source,
-                ticket_id=row.id,
-                kind="add_note",
-                payload={
-                    "internal": True,
-                    "body": f"slabot: {note}."
-                    + (f" Until then the ticket carries the tag {tag}." if tag else ""),
-                    "unknown_plan": plan,
-                },
-                idempotency_key=key,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
+    ) -> list[str]:
+        """Owe the helpdesk an internal note the first time the ticket names a plan its policy
+        does not know, or carries a value it cannot use (``Decision.unknown_values``): the
+        ticket is stored and evaluated all the same, and the note says what was not placed,
+        what the policy knows and what applies instead. Keyed by ticket, field and value in
+        the outbox, so a later ingest of the same ticket (a poll, a redelivery, another
+        replica, a recompute) finds it and stays quiet. Returns the notes owed now (the
+        caller logs each once)."""
+        unplaced = list(decision.unknown_values)
+        if decision.unknown_plan is not None:
+            unplaced.insert(0, ("plan", decision.unknown_plan))
+        if not unplaced:
+            return []
+        prefix = f"{row.source}:{row.external_key}:add_note:unknown-"
+        keys = {(name, value): f"{prefix}{name}:{value}"[:255] for name, value in unplaced}
+        known = set(
+            session.scalars(
+                select(OutboxItem.idempotency_key).where(
+                    OutboxItem.idempotency_key.in_(list(keys.values()))
+                )
             )
         )
-        return True
+        owed = []
+        for (name, value), key in keys.items():
+            if key in known:
+                continue
+            if name == "plan":
+                note, tag = decision.unknown_plan_note, policy.spec.unknown_plan_tag
+            else:
+                field = name.replace("_", " ")
+                note = next((n for n in decision.notes if n.startswith(f"{field} {value!r} ")), "")
+                tag = policy.spec.unknown_value_tag
+            body = f"slabot: {note}." + (
+                f" Until then the ticket carries the tag {tag}." if tag else ""
+            )
+            session.add(
+                OutboxItem(
+                    target_system=row.source,
+                    ticket_id=row.id,
+                    kind="add_note",
+                    payload={"internal": True, "body": body, "unknown": {name: value}},
+                    idempotency_key=key,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            owed.append(note)
+        return owed
 
     def _apply_status_history(
         self,
@@ -1022,6 +1043,7 @@ class TicketService:
                 session.add(entry)
             self.store_decision(session, row, policy, decision, now)
             self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
+            self.note_unplaced(session, row, policy, decision, now)
         return results, batch[-1].id
 
 
@@ -1310,14 +1332,6 @@ def _earliest(*instants: datetime | None) -> datetime | None:
 def _latest(*instants: datetime | None) -> datetime | None:
     known = [instant for instant in instants if instant is not None]
     return max(known) if known else None
-
-
-def unknown_plan_note(decision: Decision) -> str:
-    """The decision's note about the plan its policy does not know ("" when none)."""
-    plan = decision.unknown_plan
-    if plan is None:
-        return ""
-    return next((n for n in decision.notes if n.startswith(f"plan {plan!r} ")), "")
 
 
 def _store_decision(session: Session, ticket_id: int, decision: Decision, now: datetime) -> None:
