@@ -407,11 +407,15 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
 
 def _unknown_values(ticket: Ticket, policy: Policy) -> tuple[tuple[str, str], ...]:
     """``(field, value)`` of each value the policy cannot use: a requested priority that is
-    not a level, an urgency or impact the matrix lacks, a zone or country a calendar reads
-    and nobody knows."""
+    not a level (or a reclassification to one: the policy dropped it since), an urgency or
+    impact the matrix lacks, a zone or country a calendar reads and nobody knows."""
     found: list[tuple[str, str]] = []
     if ticket.priority is not None and ticket.priority not in policy.levels:
         found.append(("priority", ticket.priority))
+    change = ticket.reclassification
+    if change is not None and change.priority not in policy.levels:
+        # An agent's choice of a level the policy has since dropped.
+        found.append(("reclassification", change.priority))
     matrix = policy.spec.classification.matrix
     if matrix is not None and ticket.urgency is not None and ticket.impact is not None:
         row = matrix.table.get(ticket.urgency.lower())
@@ -432,6 +436,9 @@ def _unknown_value_note(name: str, value: str, policy: Policy) -> str:
     if name == "priority":
         known = f"its priorities are {', '.join(policy.levels)}"
         then = "ignored (as if none was asked)"
+    elif name == "reclassification":
+        known = f"its priorities are {', '.join(policy.levels)}"
+        then = "the agent's reclassification is ignored; reclassify the ticket again"
     elif name in ("urgency", "impact"):
         matrix = policy.spec.classification.matrix
         assert matrix is not None
