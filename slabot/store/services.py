@@ -380,12 +380,14 @@ class TicketService:
                 continue
             if name == "plan":
                 note, tag = decision.unknown_plan_note, policy.spec.unknown_plan_tag
+                until = "Until then"
             else:
                 field = name.replace("_", " ")
                 note = next((n for n in decision.notes if n.startswith(f"{field} {value!r} ")), "")
                 tag = policy.spec.unknown_value_tag
+                until = "Until the value is corrected"
             body = f"slabot: {note}." + (
-                f" Until then the ticket carries the tag {tag}." if tag else ""
+                f" {until} the ticket carries the tag {tag}." if tag else ""
             )
             session.add(
                 OutboxItem(
@@ -1411,8 +1413,7 @@ def _policy_tags(policy: Policy) -> frozenset[str]:
                 walk(item)
 
     walk(policy.spec.classification.model_dump())
-    if policy.spec.unknown_plan_tag:
-        found.add(policy.spec.unknown_plan_tag)
+    found.update(filter(None, (policy.spec.unknown_plan_tag, policy.spec.unknown_value_tag)))
     return frozenset(found)
 
 

@@ -378,8 +378,17 @@ def test_a_value_the_policy_cannot_use_is_ignored_and_the_ticket_stored(
     (payload,) = owed(migrated, "add_note")
     assert payload["unknown"] == dict([unknown]) and note in payload["body"]
     assert len(caplog.records) == 1 and note in caplog.records[0].getMessage()
-    service.ingest(snapshot(**fields))
+    # Written back once as a tag slabot manages: shown, it is not owed again.
+    assert owed(migrated, "set_tags") == [{"add": ["sla_unknown_value"], "remove": []}]
+    clock.now += timedelta(minutes=1)
+    shown = {"priority": result.decision.priority, "tags": ["sla_unknown_value"]}
+    service.ingest(snapshot(**fields, shown=shown, updated_at=clock.now))
     assert len(owed(migrated, "add_note")) == 1 and len(caplog.records) == 1
+    assert len(owed(migrated, "set_tags")) == 1
+    # Corrected: the tag is owed off.
+    clock.now += timedelta(minutes=1)
+    service.ingest(snapshot(shown=shown, updated_at=clock.now))
+    assert owed(migrated, "set_tags")[-1] == {"add": [], "remove": ["sla_unknown_value"]}
 
 
 def test_the_open_tickets_with_an_unknown_plan_are_counted_per_policy_and_plan(

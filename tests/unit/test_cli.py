@@ -292,6 +292,11 @@ def test_evaluate_a_plan_the_policy_does_not_know_is_evaluated_as_the_service_do
     assert gold["notes"][-1] == note
     assert "sla_unknown_plan" not in known["tags"]
     assert err.splitlines() == [f"slabot: line 1: warning: ticket gold: {note}"]
+    status, out, err = run(
+        capsys, monkeypatch, "explain", "--policy", CLOUDTALK, "--now", NOW, lines[0]
+    )
+    assert (status, err) == (0, "")
+    assert f"  - {note}\nPlan: 'gold', not in the policy\nTags: sla_unknown_plan\n" in out
 
 
 def test_evaluate_only_blank_lines(

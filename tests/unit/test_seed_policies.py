@@ -25,8 +25,6 @@ from engine_support import (
     local_iso,
 )
 
-from bot.errors import TicketError
-
 TUESDAY_BRATISLAVA = "2026-06-09T10:00:00+02:00"
 FRIDAY_BRATISLAVA = "2026-06-12T16:30:00+02:00"
 TUESDAY_LOS_ANGELES = "2026-06-09T10:00:00-07:00"
