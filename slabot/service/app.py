@@ -125,10 +125,15 @@ def _data_warnings(runtime: Runtime) -> dict[str, Any]:
     named = ", ".join(
         f"{plan!r} ({policy}: {count})" for (policy, plan), count in sorted(counts.items())
     )
+    tickets = (
+        "1 open ticket names a plan its"
+        if total == 1
+        else f"{total} open tickets name a plan their"
+    )
     warning = (
-        f"{total} open ticket{'s' if total != 1 else ''} name a plan their policy does not know: "
-        f"{named}; they are stored and tagged but have no targets (or the default plan's): "
-        "add the plan to the policy (then slabot recompute) or correct the tickets' plan"
+        f"{tickets} policy does not know: {named}; stored and tagged, but without targets (or "
+        "with the default plan's): add the plan to the policy (then slabot recompute) or "
+        "correct the plan in the helpdesk"
     )
     return {"warnings": [warning], "unknown_plans": by_policy}
 
