@@ -101,6 +101,14 @@ class Policy:
             for level in self.levels
         }
         self._lock = threading.Lock()
+        read: set[str] = set()
+        for calendar_spec in spec.calendars.values():
+            if isinstance(calendar_spec.timezone, FromTicketField):
+                read.add(calendar_spec.timezone.from_field)
+            source = calendar_spec.holidays
+            if source is not None and isinstance(source.country, FromTicketField):
+                read.add(source.country.from_field)
+        self._read_by_calendars = frozenset(read)
         # Calendars that read no ticket field, by name: the common, fast case.
         self._fixed_calendars: dict[str, Calendar] = {ALWAYS_OPEN: _ALWAYS_OPEN}
 
@@ -200,13 +208,7 @@ class Policy:
 
     def fields_read_by_calendars(self) -> frozenset[str]:
         """The ticket fields some calendar of this policy reads (``customer_timezone``...)."""
-        fields = set()
-        for spec in self.spec.calendars.values():
-            if isinstance(spec.timezone, FromTicketField):
-                fields.add(spec.timezone.from_field)
-            if spec.holidays is not None and isinstance(spec.holidays.country, FromTicketField):
-                fields.add(spec.holidays.country.from_field)
-        return frozenset(fields)
+        return self._read_by_calendars
 
     def _build(
         self, name: str, spec: CalendarSpec, zone_name: str, country: str | None
