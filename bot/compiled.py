@@ -14,7 +14,16 @@ import holidays
 
 from bot.business_time import AlwaysOpenCalendar, BusinessCalendar, Calendar
 from bot.errors import PolicyError, TicketError
-from bot.policy import ALWAYS_OPEN, TARGETS, CalendarSpec, FromTicketField, PolicySpec, check_zone
+from bot.policy import (
+    ALWAYS_OPEN,
+    TARGETS,
+    TICKET_COUNTRY_FIELDS,
+    TICKET_ZONE_FIELDS,
+    CalendarSpec,
+    FromTicketField,
+    PolicySpec,
+    check_zone,
+)
 from bot.ticket import Ticket
 
 _ALWAYS_OPEN = AlwaysOpenCalendar()
@@ -37,6 +46,27 @@ def _country_holidays(country: str, subdivision: str | None, year: int) -> dict[
             "knows; use an ISO 3166-1 alpha-2 code such as 'US' or 'SK'"
         ) from None
     return dict(found.items())
+
+
+@lru_cache(maxsize=1)
+def _known_countries() -> frozenset[str]:
+    return frozenset(holidays.list_supported_countries())
+
+
+@lru_cache(maxsize=1024)
+def usable_ticket_value(field: str, value: str) -> bool:
+    """Whether a calendar can use ``value`` of the ticket field ``field``: a time zone the
+    zone database has, a country the holidays package has. A calendar takes one it cannot
+    use as not given (its default), and ``evaluate`` notes it."""
+    if field in TICKET_ZONE_FIELDS:
+        try:
+            _zone(value)
+        except ValueError:
+            return False
+        return True
+    if field in TICKET_COUNTRY_FIELDS:
+        return value.upper() in _known_countries()
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +101,14 @@ class Policy:
             for level in self.levels
         }
         self._lock = threading.Lock()
+        read: set[str] = set()
+        for calendar_spec in spec.calendars.values():
+            if isinstance(calendar_spec.timezone, FromTicketField):
+                read.add(calendar_spec.timezone.from_field)
+            source = calendar_spec.holidays
+            if source is not None and isinstance(source.country, FromTicketField):
+                read.add(source.country.from_field)
+        self._read_by_calendars = frozenset(read)
         # Calendars that read no ticket field, by name: the common, fast case.
         self._fixed_calendars: dict[str, Calendar] = {ALWAYS_OPEN: _ALWAYS_OPEN}
 
@@ -104,6 +142,16 @@ class Policy:
         """The targets ``plan`` sets for ``priority``, in report order."""
         return self._planned[(plan, priority)]
 
+    def known_plans(self) -> list[str]:
+        """Every plan name a ticket may carry: the plans and their aliases, sorted."""
+        return sorted({*self.spec.plans, *self.spec.plan_aliases})
+
+    def is_unknown_plan(self, plan: str | None) -> bool:
+        """Whether ``plan`` is named but is neither a plan nor an alias of this policy."""
+        return (
+            plan is not None and plan not in self.spec.plans and plan not in self.spec.plan_aliases
+        )
+
     def resolve_plan(self, plan: str | None) -> str | None:
         """The plan name after aliases and the default; None when the ticket names none."""
         name = plan if plan is not None else self.spec.default_plan
@@ -111,9 +159,9 @@ class Policy:
             return None
         name = self.spec.plan_aliases.get(name, name)
         if name not in self.spec.plans:
-            known = sorted({*self.spec.plans, *self.spec.plan_aliases})
             raise TicketError(
-                f"plan {name!r} is not in policy {self.name!r}; known plans: {', '.join(known)}"
+                f"plan {name!r} is not in policy {self.name!r}; known plans: "
+                f"{', '.join(self.known_plans())}"
             )
         return name
 
@@ -151,7 +199,16 @@ class Policy:
         if isinstance(source, str):
             return source
         value = getattr(ticket, source.from_field)
-        return value if value is not None else source.default
+        # A value nobody knows is taken as not given (evaluate notes it: unknown_values).
+        return (
+            value
+            if value is not None and usable_ticket_value(source.from_field, value)
+            else source.default
+        )
+
+    def fields_read_by_calendars(self) -> frozenset[str]:
+        """The ticket fields some calendar of this policy reads (``customer_timezone``...)."""
+        return self._read_by_calendars
 
     def _build(
         self, name: str, spec: CalendarSpec, zone_name: str, country: str | None

@@ -13,7 +13,7 @@ from time import strftime as _strftime
 from typing import Any, Literal
 
 from bot.business_time import Pause, from_timestamp, merge_pauses, to_timestamp
-from bot.compiled import PlannedTarget, Policy
+from bot.compiled import PlannedTarget, Policy, usable_ticket_value
 from bot.errors import ReclassificationError, TicketError
 from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES, Reclassification, Ticket
@@ -102,6 +102,21 @@ class Decision:
     targets: dict[str, TargetDecision]
     tags: tuple[str, ...]
     notes: tuple[str, ...]
+    unknown_plan: str | None = None
+    """The plan the ticket names when the policy does not know it (it was then evaluated
+    under the default plan, or without targets): what operators are warned about."""
+    unknown_values: tuple[tuple[str, str], ...] = ()
+    """``(field, value)`` of each ticket value the policy cannot use, ignored as if not given:
+    a priority that is not a level, an urgency or impact the matrix lacks, an unknown zone or
+    country a calendar reads."""
+
+    @property
+    def unknown_plan_note(self) -> str:
+        """The note about the plan the policy does not know ("" when the plan is known)."""
+        plan = self.unknown_plan
+        if plan is None:
+            return ""
+        return next((n for n in self.notes if n.startswith(f"plan {plan!r} ")), "")
 
     @property
     def next_change_at(self) -> datetime | None:
@@ -345,14 +360,30 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     """
     if now.tzinfo is None:
         raise TicketError(f"now {now.isoformat()} has no time zone; pass an aware datetime")
+    unknown_values = _unknown_values(ticket, policy)
+    if unknown_values:
+        # Ignored as if not given, never refused: the ticket is still evaluated and stored.
+        cleared: dict[str, Any] = {name: None for name, _ in unknown_values}
+        ticket = replace(ticket, **cleared)
     classification = classify(ticket, policy)
-    plan = policy.resolve_plan(ticket.plan)
-    notes = classification.notes
-    if plan is None:
-        notes += ("no plan given and the policy has no default plan: no targets",)
-        commitment = None
+    notes, tags = classification.notes, classification.tags
+    if unknown_values:
+        notes += tuple(_unknown_value_note(name, value, policy) for name, value in unknown_values)
+        if policy.spec.unknown_value_tag:
+            tags = tuple(sorted({*tags, policy.spec.unknown_value_tag}))
+    unknown_plan = ticket.plan if policy.is_unknown_plan(ticket.plan) else None
+    if unknown_plan is not None:
+        # Never refused: a ticket slabot cannot place is still stored, tagged and noted, so
+        # that people see it (docs/policies.md, "Unknown plans").
+        plan = policy.resolve_plan(None)
+        notes += (_unknown_plan_note(unknown_plan, policy, plan),)
+        if policy.spec.unknown_plan_tag:
+            tags = tuple(sorted({*tags, policy.spec.unknown_plan_tag}))
     else:
-        commitment = policy.spec.plans[plan].commitment
+        plan = policy.resolve_plan(ticket.plan)
+        if plan is None:
+            notes += ("no plan given and the policy has no default plan: no targets",)
+    commitment = None if plan is None else policy.spec.plans[plan].commitment
     if ticket.status in SOLVED_STATUSES and ticket.solved_at is None:
         raise TicketError(f"status {ticket.status!r} needs 'solved_at', the time it was solved")
     targets = dict(_NO_TARGETS)
@@ -367,8 +398,75 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
         plan=plan,
         commitment=commitment,
         targets=targets,
-        tags=classification.tags,
+        tags=tags,
         notes=notes,
+        unknown_plan=unknown_plan,
+        unknown_values=unknown_values,
+    )
+
+
+def _unknown_values(ticket: Ticket, policy: Policy) -> tuple[tuple[str, str], ...]:
+    """``(field, value)`` of each value the policy cannot use: a requested priority that is
+    not a level (or a reclassification to one: the policy dropped it since), an urgency or
+    impact the matrix lacks, a zone or country a calendar reads and nobody knows."""
+    found: list[tuple[str, str]] = []
+    if ticket.priority is not None and ticket.priority not in policy.levels:
+        found.append(("priority", ticket.priority))
+    change = ticket.reclassification
+    if change is not None and change.priority not in policy.levels:
+        # An agent's choice of a level the policy has since dropped.
+        found.append(("reclassification", change.priority))
+    matrix = policy.spec.classification.matrix
+    if matrix is not None and ticket.urgency is not None and ticket.impact is not None:
+        row = matrix.table.get(ticket.urgency.lower())
+        if row is None:
+            found.append(("urgency", ticket.urgency))
+        elif ticket.impact.lower() not in row:
+            found.append(("impact", ticket.impact))
+    read = policy.fields_read_by_calendars()
+    for name in ("customer_timezone", "customer_country"):
+        value = getattr(ticket, name)
+        if value is not None and name in read and not usable_ticket_value(name, value):
+            found.append((name, value))
+    return tuple(found)
+
+
+def _unknown_value_note(name: str, value: str, policy: Policy) -> str:
+    field = name.replace("_", " ")
+    if name == "priority":
+        known = f"its priorities are {', '.join(policy.levels)}"
+        then = "ignored (as if none was asked)"
+    elif name == "reclassification":
+        known = f"its priorities are {', '.join(policy.levels)}"
+        then = "the agent's reclassification is ignored; reclassify the ticket again"
+    elif name in ("urgency", "impact"):
+        matrix = policy.spec.classification.matrix
+        assert matrix is not None
+        values = (
+            list(matrix.table) if name == "urgency" else list(next(iter(matrix.table.values())))
+        )
+        known = f"its matrix has {', '.join(values)}"
+        then = "ignored (the matrix is not used)"
+    elif name == "customer_timezone":
+        known = "it is not an IANA time zone"
+        then = "the calendar's default zone applies"
+    else:
+        known = "the holidays package does not know it (ISO 3166-1 alpha-2, such as GB)"
+        then = "the calendar's default country applies"
+    return f"{field} {value!r} cannot be used by policy {policy.name!r} ({known}): {then}"
+
+
+def _unknown_plan_note(named: str, policy: Policy, plan: str | None) -> str:
+    """What a person reads about a ticket whose plan the policy does not know."""
+    what = (
+        f"evaluated under the default plan {plan!r}"
+        if plan is not None
+        else "no targets (the policy has no default plan)"
+    )
+    return (
+        f"plan {named!r} is not in policy {policy.name!r} (known plans: "
+        f"{', '.join(policy.known_plans())}): {what}; add the plan to the policy, or correct "
+        "the ticket's plan"
     )
 
 

@@ -32,7 +32,8 @@ def explain(ticket: Ticket, policy: Policy, now: datetime) -> str:
     ]
     lines += [f"  - {note}" for note in decision.notes]
     if decision.plan is None:
-        lines.append("Plan: none given")
+        unknown = decision.unknown_plan
+        lines.append(f"Plan: {unknown!r}, not in the policy" if unknown else "Plan: none given")
     else:
         alias = f" (from {ticket.plan!r})" if ticket.plan and ticket.plan != decision.plan else ""
         lines.append(f"Plan {decision.plan}{alias}, commitment {decision.commitment}")

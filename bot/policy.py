@@ -486,7 +486,18 @@ class PolicySpec(_Model):
     plan_aliases: dict[str, str] = Field(default_factory=dict)
     """Other names tickets use for a plan -> the plan."""
     default_plan: str | None = None
-    """The plan of a ticket that names none."""
+    """The plan of a ticket that names none, and of one naming a plan this policy does not
+    know."""
+    unknown_plan_tag: str | None = "sla_unknown_plan"
+    """Tag for a ticket naming a plan this policy does not know (a plan the organization
+    has and the policy lacks, a typo): the ticket is still stored and evaluated, under
+    ``default_plan`` (or without targets when there is none), with a note naming the plan and
+    the known ones; null: no tag (the note and the metric remain)."""
+    unknown_value_tag: str | None = "sla_unknown_value"
+    """Tag for a ticket carrying a value this policy cannot use: a requested priority that is not
+    one of its levels, an urgency or impact its matrix lacks, a time zone or country (read by a
+    calendar) nobody knows. The value is ignored as if not given (the default priority, the
+    calendar's default zone or country), with a note naming it; null: no tag."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySpec:

@@ -374,6 +374,8 @@ def _print_jsonl(results: Iterable[Result], out: IO[str]) -> int:
     for number, decision, error_object, message in results:
         if decision is not None:
             write(encode(decision.as_json()) + "\n")
+            if decision.unknown_plan is not None:
+                _warn_unknown_plan(number, decision)
         else:
             failed = True
             write(encode(error_object) + "\n")
@@ -395,6 +397,8 @@ def _print_table(results: Iterable[Result], now: datetime, out: IO[str]) -> int:
             rows.append((f"line {number}", "-", "-", "-", "error", "-", "-"))
             details.append(f"line {number}: {message}")
             continue
+        if decision.unknown_plan is not None:
+            _warn_unknown_plan(number, decision)
         requested = decision.requested_priority
         priority = decision.priority
         if requested and requested != priority:
@@ -423,6 +427,17 @@ def _print_table(results: Iterable[Result], now: datetime, out: IO[str]) -> int:
         out.writelines(f"  {line}\n" for line in details)
     out.flush()
     return 1 if failed else 0
+
+
+def _warn_unknown_plan(number: int, decision: Decision) -> None:
+    """A line evaluated although its plan is not in the policy: evaluated as the service
+    evaluates it (stored, tagged, noted; never refused), and said on standard error so that
+    a typo in the input does not pass unseen. The exit status stays 0."""
+    print(
+        f"slabot: line {number}: warning: ticket {decision.ticket_id}: "
+        f"{decision.unknown_plan_note}",
+        file=sys.stderr,
+    )
 
 
 def _cell(decision: Decision, name: str) -> str:

@@ -71,7 +71,7 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> ASGIApp:
         problem = await run_in_threadpool(runtime.database_ok)
         problems = runtime.health.problems()  # refused credentials, never succeeded
         ready = problem is None and not problems and not state["draining"]
-        body = {
+        body: dict[str, Any] = {
             "status": "ready" if ready else ("draining" if state["draining"] else "unavailable"),
             "database": "ok" if problem is None else problem,
             "problems": problems,
@@ -80,6 +80,9 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> ASGIApp:
                 name: runtime.health.snapshot().get(name, {}) for name in runtime.settings.enabled
             },
         }
+        if problem is None:
+            # Data problems are shown, not an outage: readiness stays 200.
+            body.update(await run_in_threadpool(_data_warnings, runtime))
         return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(_request: Request) -> Response:
@@ -113,6 +116,37 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> ASGIApp:
 
     # Outside Starlette's own middleware, so its error pages carry the headers too.
     return SecurityHeaders(Starlette(routes=routes, lifespan=lifespan))
+
+
+def _data_warnings(runtime: Runtime) -> dict[str, Any]:
+    """``/readyz``'s ``warnings`` (readable lines) and ``unknown_plans`` (policy -> plan ->
+    open tickets): what is stored but cannot be placed under its policy. Empty when all is
+    well, or when the count itself failed (the database check above says why)."""
+    try:
+        counts = runtime.unknown_plans(attempts=1)
+    except Exception as error:
+        log.warning("readyz: unknown plans could not be counted (%s)", type(error).__name__)
+        return {}
+    if not counts:
+        return {"warnings": []}
+    by_policy: dict[str, dict[str, int]] = {}
+    for (policy, plan), count in sorted(counts.items()):
+        by_policy.setdefault(policy, {})[plan] = count
+    total = sum(counts.values())
+    named = ", ".join(
+        f"{plan!r} ({policy}: {count})" for (policy, plan), count in sorted(counts.items())
+    )
+    tickets = (
+        "1 open ticket names a plan its"
+        if total == 1
+        else f"{total} open tickets name a plan their"
+    )
+    warning = (
+        f"{tickets} policy does not know: {named}; stored and tagged, but without targets (or "
+        "with the default plan's): add the plan to the policy (then slabot recompute) or "
+        "correct the plan in the helpdesk"
+    )
+    return {"warnings": [warning], "unknown_plans": by_policy}
 
 
 def _shut_down(runtime: Runtime, scheduler: Any) -> None:

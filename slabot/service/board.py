@@ -67,6 +67,8 @@ class Row:
     """The earliest due instant of a running or breached clock."""
     next_target: str | None
     clocks: tuple[Clock, ...]
+    unknown_plan: str | None = None
+    """The plan the ticket names when its policy does not know it (shown with a marker)."""
 
     @property
     def ref(self) -> str:
@@ -98,6 +100,8 @@ class Board:
     rows: list[Row]
     total: int
     options: dict[str, list[str]] = field(default_factory=dict)
+    unknown_plans: dict[str, int] = field(default_factory=dict)
+    """Plan -> open tickets listed whose policy does not know it (the banner)."""
 
 
 def open_tickets(
@@ -121,7 +125,13 @@ def open_tickets(
         "assignee": sorted({r.assignee for r in rows if r.assignee}),
     }
     shown = [r for r in rows if chosen.keep(r)]
-    return Board(rows=shown, total=len(rows), options=options)
+    unknown: dict[str, int] = {}
+    for row in rows:
+        if row.unknown_plan is not None:
+            unknown[row.unknown_plan] = unknown.get(row.unknown_plan, 0) + 1
+    return Board(
+        rows=shown, total=len(rows), options=options, unknown_plans=dict(sorted(unknown.items()))
+    )
 
 
 def _nearest_open(engine: Engine, limit: int) -> list[int]:
@@ -178,6 +188,7 @@ def row_of(view: TicketView, now: datetime) -> Row:
         next_due=nearest.due if nearest else None,
         next_target=nearest.target if nearest else None,
         clocks=clocks,
+        unknown_plan=decision.unknown_plan,
     )
 
 

@@ -17,6 +17,8 @@ Read when scraped (``StateCollector``):
 - ``slabot_outbox_pending``, ``_due``, ``_dead`` and ``slabot_outbox_oldest_age_seconds``
   per target system (one query each; ``slabot_database_up`` is 0 when it failed);
 - ``slabot_poll_lag_seconds{source}``: time since the last successful poll;
+- ``slabot_tickets_unknown_plan{policy, plan}``: stored open tickets naming a plan their
+  policy does not know (one grouped query; absent when the database did not answer);
 - ``slabot_scheduler_leader``: 1 in the process that runs the scheduled jobs.
 """
 
@@ -107,6 +109,7 @@ class StateCollector(Collector):
         queue_depths: Callable[[], Mapping[str, int]],
         last_polls: Callable[[], Mapping[str, datetime | None]],
         is_leader: Callable[[], bool],
+        unknown_plans: Callable[[], Mapping[tuple[str, str], int]] | None = None,
     ) -> None:
         self._clock = clock
         self._outbox = outbox
@@ -115,6 +118,7 @@ class StateCollector(Collector):
         self._queue_depths = queue_depths
         self._last_polls = last_polls
         self._is_leader = is_leader
+        self._unknown_plans = unknown_plans
 
     def describe(self) -> list[Metric]:
         return []  # collected on demand; no fixed description to check against
@@ -157,6 +161,24 @@ class StateCollector(Collector):
         )
         leader.add_metric([], 1.0 if self._is_leader() else 0.0)
         yield leader
+
+        if self._unknown_plans is not None:
+            unknown = GaugeMetricFamily(
+                "slabot_tickets_unknown_plan",
+                "Stored open tickets naming a plan their policy does not know (tagged, no "
+                "targets or the default plan's).",
+                labels=["policy", "plan"],
+            )
+            try:
+                unknown_counts = self._unknown_plans()
+            except Exception as error:  # a scrape must answer even when the database does not
+                log.warning(
+                    "metrics: unknown plans could not be counted (%s)", type(error).__name__
+                )
+            else:
+                for (policy, plan), count in sorted(unknown_counts.items()):
+                    unknown.add_metric([policy, plan], count)
+            yield unknown
 
     def _outbox_metrics(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily(

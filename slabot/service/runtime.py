@@ -35,6 +35,7 @@ from slabot.service.settings import Settings
 from slabot.slack.config import SlackConfig
 from slabot.slack.store_access import SlackStore
 from slabot.slack.transport import SocketMode
+from slabot.store import queries
 from slabot.store.breaches import BREACH, DEFAULT_THRESHOLDS, to_permille
 from slabot.store.db import is_in_memory, make_engine, redact
 from slabot.store.outbox import Outbox
@@ -157,6 +158,14 @@ class Runtime:
         self.leadership.release()
         self.engine.dispose()
 
+    def unknown_plans(self, *, attempts: int = 1) -> dict[tuple[str, str], int]:
+        """``(policy, plan) -> count`` of the stored open tickets whose plan their policy
+        does not know (``/metrics``, ``/readyz``). ``attempts`` 1: a scrape or a probe must
+        answer quickly, database outage or not."""
+        return queries.unknown_plans(
+            self.engine, self.policies, retry=RetryPolicy(attempts=attempts)
+        )
+
     def database_ok(self) -> str | None:
         """None when the database answers, else what is wrong (no secret)."""
         try:
@@ -278,6 +287,7 @@ def build_runtime(
                 name: health.last_success(name, "poll") for name in runtime.helpdesks
             },
             is_leader=lambda: leadership.is_leader,
+            unknown_plans=lambda: runtime.unknown_plans(attempts=1),
         )
     )
     return runtime

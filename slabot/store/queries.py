@@ -3,7 +3,8 @@
 Connectors go through the services to change a ticket; what they read directly is here, so
 they do not depend on the models' columns: the event keys a ticket's history holds, which
 webhook delivery keys are recorded, the stored decision and due instants by the helpdesk's
-own key, the helpdesk keys of stored tickets, and where polling a source stopped. Every call
+own key, the helpdesk keys of stored tickets, where polling a source stopped, and the open
+tickets naming a plan their policy does not know (``/metrics``, ``/readyz``). Every call
 is its own short transaction and rides out a briefly unreachable database like the services
 (``with_retry``).
 """
@@ -14,12 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.compiled import Policy
 from bot.policy import TARGETS
+from bot.ticket import SOLVED_STATUSES
 from slabot.store.models import (
     PollCursor,
     StoredDecision,
@@ -38,6 +41,7 @@ __all__ = [
     "save_cursor",
     "stored_decision",
     "stored_dues",
+    "unknown_plans",
 ]
 
 
@@ -256,3 +260,35 @@ def save_cursor(
         )
 
     with_retry(engine, work, policy=retry, what=f"saving the {source} {stream} poll cursor")
+
+
+def unknown_plans(
+    engine: Engine, policies: Mapping[str, Policy], *, retry: RetryPolicy = DEFAULT_RETRY
+) -> dict[tuple[str, str], int]:
+    """``(policy, plan) -> count`` of the stored open tickets whose plan their (loaded)
+    policy does not know: they have no targets, or the default plan's, until the plan is
+    added to the policy or the ticket's plan corrected. One grouped query over the open
+    tickets; which plans are unknown is decided here, from the policies loaded now, so a
+    policy that learns the plan clears the count at once (``slabot recompute`` then clears
+    the tags)."""
+
+    def work(session: Session) -> dict[tuple[str, str], int]:
+        rows = session.execute(
+            select(StoredTicket.policy, StoredTicket.plan, func.count())
+            .where(StoredTicket.status.not_in(SOLVED_STATUSES), StoredTicket.plan.is_not(None))
+            .group_by(StoredTicket.policy, StoredTicket.plan)
+        ).all()
+        found: dict[tuple[str, str], int] = {}
+        for policy_name, plan, count in rows:
+            policy = policies.get(policy_name)
+            if plan is not None and policy is not None and policy.is_unknown_plan(plan):
+                found[(policy_name, plan)] = int(count)
+        return found
+
+    return with_retry(
+        engine,
+        work,
+        policy=retry,
+        what="counting open tickets with an unknown plan",
+        read_only=True,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,8 @@ from slabot.store.models import (
     TicketEvent,
 )
 from slabot.store.retry import DEFAULT_RETRY, DatabaseUnavailableError, RetryPolicy, with_retry
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Outcome = Literal["created", "updated", "unchanged", "stale"]
@@ -147,6 +150,9 @@ class IngestResult:
     """The decision now stored (None when the snapshot was stale)."""
     enqueued: tuple[str, ...]
     """Kinds of the outbox writes enqueued."""
+    warnings: tuple[str, ...] = ()
+    """What this ingest found the policy cannot place, said for the first time (a plan or a
+    value it does not know): logged once as a WARNING, and owed to the helpdesk as a note."""
 
 
 class UnknownTicketError(SlabotError):
@@ -246,7 +252,7 @@ class TicketService:
         # (with_retry never retries an IntegrityError itself.)
         for attempt in range(2):
             try:
-                return with_retry(
+                result = with_retry(
                     self.engine,
                     lambda session: self._ingest(session, snapshot, policy),
                     policy=self.retry,
@@ -255,6 +261,13 @@ class TicketService:
             except IntegrityError:
                 if attempt:
                     raise
+                continue
+            for warning in result.warnings:
+                # Once per ticket and value (the note's key), after the commit: not per poll.
+                log.warning(
+                    "ticket %s:%s stored: %s", snapshot.source, snapshot.external_key, warning
+                )
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _policy(self, snapshot: Snapshot) -> Policy:
@@ -326,9 +339,70 @@ class TicketService:
             ) from None
         self.store_decision(session, row, policy, decision, now)
         enqueued = self.enqueue_writes(session, row, snapshot, decision, now)
+        warnings = self.note_unplaced(session, row, policy, decision, now)
+        enqueued.extend("add_note" for _ in warnings)
         return IngestResult(
-            row.id, outcome, tuple(e.kind for e in events), decision, tuple(enqueued)
+            row.id,
+            outcome,
+            tuple(e.kind for e in events),
+            decision,
+            tuple(enqueued),
+            tuple(warnings),
         )
+
+    def note_unplaced(
+        self, session: Session, row: StoredTicket, policy: Policy, decision: Decision, now: datetime
+    ) -> list[str]:
+        """Owe the helpdesk an internal note the first time the ticket names a plan its policy
+        does not know, or carries a value it cannot use (``Decision.unknown_values``): the
+        ticket is stored and evaluated all the same, and the note says what was not placed,
+        what the policy knows and what applies instead. Keyed by ticket, field and value in
+        the outbox, so a later ingest of the same ticket (a poll, a redelivery, another
+        replica, a recompute) finds it and stays quiet. Returns the notes owed now (the
+        caller logs each once)."""
+        unplaced = list(decision.unknown_values)
+        if decision.unknown_plan is not None:
+            unplaced.insert(0, ("plan", decision.unknown_plan))
+        if not unplaced:
+            return []
+        prefix = f"{row.source}:{row.external_key}:add_note:unknown-"
+        keys = {(name, value): f"{prefix}{name}:{value}"[:255] for name, value in unplaced}
+        known = set(
+            session.scalars(
+                select(OutboxItem.idempotency_key).where(
+                    OutboxItem.idempotency_key.in_(list(keys.values()))
+                )
+            )
+        )
+        owed = []
+        for (name, value), key in keys.items():
+            if key in known:
+                continue
+            if name == "plan":
+                note, tag = decision.unknown_plan_note, policy.spec.unknown_plan_tag
+                until = "Until then"
+            else:
+                field = name.replace("_", " ")
+                note = next((n for n in decision.notes if n.startswith(f"{field} {value!r} ")), "")
+                tag = policy.spec.unknown_value_tag
+                until = "Until the value is corrected"
+            body = f"slabot: {note}." + (
+                f" {until} the ticket carries the tag {tag}." if tag else ""
+            )
+            session.add(
+                OutboxItem(
+                    target_system=row.source,
+                    ticket_id=row.id,
+                    kind="add_note",
+                    payload={"internal": True, "body": body, "unknown": {name: value}},
+                    idempotency_key=key,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            owed.append(note)
+        return owed
 
     def _apply_status_history(
         self,
@@ -971,6 +1045,7 @@ class TicketService:
                 session.add(entry)
             self.store_decision(session, row, policy, decision, now)
             self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
+            self.note_unplaced(session, row, policy, decision, now)
         return results, batch[-1].id
 
 
@@ -1364,6 +1439,7 @@ def _policy_tags(policy: Policy) -> frozenset[str]:
                 walk(item)
 
     walk(policy.spec.classification.model_dump())
+    found.update(filter(None, (policy.spec.unknown_plan_tag, policy.spec.unknown_value_tag)))
     return frozenset(found)
 
 

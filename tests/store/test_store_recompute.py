@@ -142,26 +142,38 @@ def test_applying_stores_decisions_marks_history_and_owed_writes(
     ]
 
 
-def test_a_ticket_the_new_policy_cannot_evaluate_is_named_and_left_as_it_was(
+def test_a_ticket_whose_plan_the_new_policy_drops_is_kept_tagged_and_noted(
     stored: TicketService,
     migrated: Engine,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # Before, such a ticket failed the recompute and kept its old targets. Now it is
+    # re-evaluated as a ticket with an unknown plan: no targets (zoom has no default plan),
+    # the tag and one internal note owed to Zendesk.
     def drop_premier_elite(data: dict[str, Any]) -> None:
         del data["plans"]["premier_elite"]
         data["plans"]["premier"]["targets"]["P2"]["first_response"] = "6h"
 
     path = policy_file(tmp_path, drop_premier_elite)
-    before = {d[0]: d for d in decisions(migrated)}
-    assert main(["recompute", "--policy", path, "--now", NOW]) == 1
+    assert main(["recompute", "--policy", path, "--now", NOW]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == EXPECTED_DIFF[0]
-    assert out[1].startswith("zendesk:5  error: plan 'premier_elite' is not in policy 'zoom'")
-    assert out[-1] == "policy zoom: 3 open tickets, 1 changed, 1 unchanged, 1 failed; applied"
+    assert out == [
+        EXPECTED_DIFF[0],
+        "zendesk:5  first_response due 2026-11-16T21:00:00Z -> none, state running -> none",
+        "zendesk:5  restoration due 2026-11-17T01:00:00Z -> none, state running -> none",
+        "zendesk:5  next_update due 2026-11-17T17:00:00Z -> none, state running -> none",
+        "zendesk:5  tags +sla_unknown_plan",
+        "policy zoom: 3 open tickets, 2 changed, 1 unchanged, 0 failed; applied",
+    ]
     after = {d[0]: d for d in decisions(migrated)}
-    assert after[5] == before[5]
-    assert after[1] != before[1]
+    assert after[5][2:] == (None, None, ["sla_unknown_plan"])
+    owed = [(i.ticket_id, i.kind, i.payload) for i in rows(migrated, OutboxItem) if not i.done_at]
+    notes = [payload for ticket, kind, payload in owed if kind == "add_note"]
+    assert [
+        (n["unknown"], "'premier_elite' is not in policy 'zoom'" in n["body"]) for n in notes
+    ] == [({"plan": "premier_elite"}, True)]
+    assert (5, "set_tags", {"add": ["sla_unknown_plan"], "remove": []}) in owed
 
 
 def test_an_unchanged_policy_changes_nothing_even_after_clocks_ran_out(

@@ -246,7 +246,6 @@ def test_an_older_snapshot_after_a_newer_one_is_ignored(
             {"updated_at": datetime(2026, 11, 16, 9)},
             "updated_at 2026-11-16T09:00:00 has no time zone",
         ),
-        ({"plan": "platinum"}, "plan 'platinum' is not in policy 'zoom'"),
     ],
 )
 def test_a_bad_snapshot_stores_nothing(
@@ -264,10 +263,153 @@ def test_a_bad_snapshot_leaves_the_stored_ticket_as_it_was(
     service.ingest(snapshot())
     clock.now += timedelta(minutes=1)
     with pytest.raises(IngestError):
-        service.ingest(snapshot(updated_at=clock.now, plan="platinum", status="pending"))
+        service.ingest(snapshot(updated_at=clock.now, plan="premier_plus", status="waiting"))
     (ticket,) = rows(migrated, StoredTicket)
     assert (ticket.plan, ticket.status, ticket.paused) == ("premier", "open", [])
     assert count(migrated, TicketEvent) == 1
+
+
+# --- what the policy cannot place is stored, tagged, noted once ---------------------------
+
+
+def owed(engine: Engine, kind: str) -> list[dict[str, Any]]:
+    return [item.payload for item in rows(engine, OutboxItem) if item.kind == kind]
+
+
+def test_a_ticket_naming_a_plan_its_policy_does_not_know_is_stored_tagged_and_noted_once(
+    service: TicketService,
+    migrated: Engine,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # zoom has no default plan: no targets, the tag written back, one internal note and one
+    # WARNING naming the plan and the plans zoom knows.
+    caplog.set_level("WARNING", logger="slabot.store.services")
+    result = service.ingest(snapshot(plan="enterprise", shown={"priority": "P2", "tags": []}))
+    assert result.outcome == "created"
+    assert result.decision is not None and result.decision.unknown_plan == "enterprise"
+    assert result.enqueued == ("set_tags", "add_note")
+    (ticket,) = rows(migrated, StoredTicket)
+    assert (ticket.plan, ticket.status) == ("enterprise", "open")
+    stored = stored_decision(migrated)
+    assert (stored.plan, stored.commitment, stored.tags) == (None, None, ["sla_unknown_plan"])
+    assert {stored.first_response_state, stored.restoration_state, stored.next_update_state} == {
+        "none"
+    }
+    note = (
+        "plan 'enterprise' is not in policy 'zoom' (known plans: premier, premier_assurance, "
+        "premier_elite, premier_plus, standard): no targets (the policy has no default plan); "
+        "add the plan to the policy, or correct the ticket's plan"
+    )
+    assert stored.notes[-1] == note
+    assert owed(migrated, "set_tags") == [{"add": ["sla_unknown_plan"], "remove": []}]
+    assert owed(migrated, "add_note") == [
+        {
+            "internal": True,
+            "body": f"slabot: {note}. Until then the ticket carries the tag sla_unknown_plan.",
+            "unknown": {"plan": "enterprise"},
+        }
+    ]
+    assert [r.getMessage() for r in caplog.records] == [f"ticket zendesk:1001 stored: {note}"]
+
+    # Read again (a poll, a redelivery) and changed (a status): no second note or warning.
+    clock.now += timedelta(minutes=5)
+    shown = {"priority": "P2", "tags": ["sla_unknown_plan"]}
+    service.ingest(snapshot(plan="enterprise", shown=shown))
+    again = service.ingest(
+        snapshot(plan="enterprise", shown=shown, status="pending", updated_at=clock.now)
+    )
+    assert (again.outcome, again.enqueued, again.warnings) == ("updated", (), ())
+    assert len(owed(migrated, "add_note")) == 1 and len(caplog.records) == 1
+
+    # The organization's plan is corrected: targets again, and the tag is owed off.
+    clock.now += timedelta(minutes=5)
+    fixed = service.ingest(snapshot(plan="premier", shown=shown, updated_at=clock.now))
+    assert fixed.decision is not None and fixed.decision.unknown_plan is None
+    assert stored_decision(migrated).plan == "premier"
+    assert owed(migrated, "set_tags")[-1] == {"add": [], "remove": ["sla_unknown_plan"]}
+
+
+def test_an_unknown_plan_is_evaluated_under_the_default_plan_when_the_policy_has_one(
+    migrated: Engine, zoom: Policy, clock: FakeClock
+) -> None:
+    spec = zoom.spec.model_dump()
+    with_default = Policy.from_mapping({**spec, "default_plan": "standard"})
+    service = TicketService(migrated, {"zoom": with_default}, clock)
+    result = service.ingest(snapshot(plan="enterprise"))
+    assert result.decision is not None
+    expected = evaluate(engine_view(snapshot(plan="standard")), with_default, clock.now)
+    assert result.decision.plan == "standard"
+    assert result.decision.targets == expected.targets
+    assert "sla_unknown_plan" in result.decision.tags
+    assert "evaluated under the default plan 'standard'" in result.decision.unknown_plan_note
+
+
+@pytest.mark.parametrize(
+    ("fields", "unknown", "note"),
+    [
+        ({"priority": "P9"}, ("priority", "P9"), "priority 'P9' cannot be used by policy 'zoom'"),
+        (
+            {"customer_country": "XX"},
+            ("customer_country", "XX"),
+            "customer country 'XX' cannot be used by policy 'zoom'",
+        ),
+        (
+            {"customer_timezone": "Mars/Olympus_Mons"},
+            ("customer_timezone", "Mars/Olympus_Mons"),
+            "customer timezone 'Mars/Olympus_Mons' cannot be used",
+        ),
+    ],
+)
+def test_a_value_the_policy_cannot_use_is_ignored_and_the_ticket_stored(
+    service: TicketService,
+    migrated: Engine,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, Any],
+    unknown: tuple[str, str],
+    note: str,
+) -> None:
+    caplog.set_level("WARNING", logger="slabot.store.services")
+    result = service.ingest(snapshot(**fields))
+    assert result.decision is not None and result.decision.unknown_values == (unknown,)
+    assert count(migrated, StoredTicket) == 1
+    assert "sla_unknown_value" in stored_decision(migrated).tags
+    (payload,) = owed(migrated, "add_note")
+    assert payload["unknown"] == dict([unknown]) and note in payload["body"]
+    assert len(caplog.records) == 1 and note in caplog.records[0].getMessage()
+    # Written back once as a tag slabot manages: shown, it is not owed again.
+    assert owed(migrated, "set_tags") == [{"add": ["sla_unknown_value"], "remove": []}]
+    clock.now += timedelta(minutes=1)
+    shown = {"priority": result.decision.priority, "tags": ["sla_unknown_value"]}
+    service.ingest(snapshot(**fields, shown=shown, updated_at=clock.now))
+    assert len(owed(migrated, "add_note")) == 1 and len(caplog.records) == 1
+    assert len(owed(migrated, "set_tags")) == 1
+    # Corrected: the tag is owed off.
+    clock.now += timedelta(minutes=1)
+    service.ingest(snapshot(shown=shown, updated_at=clock.now))
+    assert owed(migrated, "set_tags")[-1] == {"add": [], "remove": ["sla_unknown_value"]}
+
+
+def test_the_open_tickets_with_an_unknown_plan_are_counted_per_policy_and_plan(
+    service: TicketService, migrated: Engine, zoom: Policy, clock: FakeClock
+) -> None:
+    from slabot.store.queries import unknown_plans
+
+    for key, plan in (("1", "enterprise"), ("2", "enterprise"), ("3", "gold"), ("4", "premier")):
+        service.ingest(snapshot(external_key=key, plan=plan))
+    service.ingest(
+        snapshot(external_key="5", plan="gold", status="solved", solved_at=MONDAY_0900_LA)
+    )
+    assert unknown_plans(migrated, {"zoom": zoom}) == {
+        ("zoom", "enterprise"): 2,
+        ("zoom", "gold"): 1,
+    }
+    # A policy that learns the plan (an alias) clears it at once; an unloaded one counts none.
+    spec = zoom.spec.model_dump()
+    learned = Policy.from_mapping({**spec, "plan_aliases": {"enterprise": "premier"}})
+    assert unknown_plans(migrated, {"zoom": learned}) == {("zoom", "gold"): 1}
+    assert unknown_plans(migrated, {}) == {}
 
 
 def test_a_naive_clock_is_refused(migrated: Engine, zoom: Policy) -> None:

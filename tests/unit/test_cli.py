@@ -237,7 +237,7 @@ def test_evaluate_bad_lines_are_reported_in_place(
         json.dumps({"created_at": "2026-11-20T16:30:00Z", "plan": "basic"}),  # 4: no id
         json.dumps({"id": "naive", "created_at": "2026-11-20T16:30:00"}),  # 5
         "   ",  # 6: blank, ignored
-        ticket(id="gold", plan="gold"),  # 7
+        ticket(id="unsolved", status="solved"),  # 7: no solved_at
         "[1, 2]",  # 8
         ticket(id="last", plan="professional", environment="production"),  # 9
     ]
@@ -257,16 +257,46 @@ def test_evaluate_bad_lines_are_reported_in_place(
         (3, None),
         (4, None),
         (5, "naive"),
-        (7, "gold"),
+        (7, "unsolved"),
         (8, None),
     ]
     assert errors[0]["error"].startswith("not valid JSON")
     assert "field 'id' is required" in errors[1]["error"]
     assert "has no offset" in errors[2]["error"]
-    assert "plan 'gold' is not in policy 'cloudtalk'" in errors[3]["error"]
+    assert "status 'solved' needs 'solved_at'" in errors[3]["error"]
     assert "must be a JSON object" in errors[4]["error"]
     assert err.splitlines() == [f"slabot: line {e['line']}: {e['error']}" for e in errors]
     assert "Traceback" not in err
+
+
+def test_evaluate_a_plan_the_policy_does_not_know_is_evaluated_as_the_service_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the service: no targets (cloudtalk has no default plan), tagged and noted; a warning
+    # on standard error names the line, and the exit status stays 0 (nothing was refused).
+    lines = [ticket(id="gold", plan="gold"), ticket(id="known", plan="advanced")]
+    status, out, err = run(
+        capsys, monkeypatch, "evaluate", "--policy", CLOUDTALK, "--now", NOW,
+        stdin="\n".join(lines) + "\n",
+    )  # fmt: skip
+    assert status == 0
+    gold, known = jsonl(out)
+    assert list(gold) == OUTPUT_KEYS
+    assert (gold["plan"], gold["commitment"], gold["tags"]) == (None, None, ["sla_unknown_plan"])
+    assert set(gold["state"].values()) == {"none"}
+    note = (
+        "plan 'gold' is not in policy 'cloudtalk' (known plans: advanced, basic, professional): "
+        "no targets (the policy has no default plan); add the plan to the policy, or correct "
+        "the ticket's plan"
+    )
+    assert gold["notes"][-1] == note
+    assert "sla_unknown_plan" not in known["tags"]
+    assert err.splitlines() == [f"slabot: line 1: warning: ticket gold: {note}"]
+    status, out, err = run(
+        capsys, monkeypatch, "explain", "--policy", CLOUDTALK, "--now", NOW, lines[0]
+    )
+    assert (status, err) == (0, "")
+    assert f"  - {note}\nPlan: 'gold', not in the policy\nTags: sla_unknown_plan\n" in out
 
 
 def test_evaluate_only_blank_lines(

@@ -331,9 +331,42 @@ def test_a_ticket_without_a_plan_has_no_targets(zoom) -> None:
     assert decision.commitment is None
 
 
-def test_an_unknown_plan_is_a_ticket_error(zoom) -> None:
-    with pytest.raises(TicketError, match="platinum"):
-        decide(zoom, now=CREATED, created_at=CREATED, plan="platinum")
+def test_an_unknown_plan_gets_no_targets_a_tag_and_a_note_without_a_default_plan(zoom) -> None:
+    decision = decide(zoom, now=CREATED, created_at=CREATED, plan="platinum", priority="P3")
+    assert set(states(decision).values()) == {"none"}
+    assert (decision.plan, decision.commitment, decision.unknown_plan) == (None, None, "platinum")
+    assert decision.tags == ("sla_unknown_plan",)
+    assert decision.unknown_plan_note == decision.notes[-1]
+    assert decision.notes[-1].startswith(
+        "plan 'platinum' is not in policy 'zoom' (known plans: premier, premier_assurance, "
+    )
+
+
+def test_an_unknown_plan_is_evaluated_under_the_default_plan(zoom) -> None:
+    from bot.compiled import Policy
+
+    with_default = Policy.from_mapping({**zoom.spec.model_dump(), "default_plan": "premier"})
+    unknown = decide(with_default, now=CREATED, **{**PREMIER_P2, "plan": "platinum"})
+    known = decide(with_default, now=CREATED, **PREMIER_P2)
+    assert (unknown.plan, unknown.commitment) == ("premier", known.commitment)
+    assert dues(unknown, LOS_ANGELES) == dues(known, LOS_ANGELES)
+    assert unknown.tags == tuple(sorted({*known.tags, "sla_unknown_plan"}))
+    assert "evaluated under the default plan 'premier'" in unknown.notes[-1]
+
+
+def test_the_unknown_plan_tag_is_a_policy_setting(zoom) -> None:
+    from bot.compiled import Policy
+
+    untagged = Policy.from_mapping({**zoom.spec.model_dump(), "unknown_plan_tag": None})
+    decision = decide(untagged, now=CREATED, created_at=CREATED, plan="platinum")
+    assert decision.tags == () and decision.unknown_plan == "platinum"
+
+
+def test_an_alias_or_no_plan_is_not_an_unknown_plan(zmanda) -> None:
+    aliased = next(iter(zmanda.spec.plan_aliases))
+    for plan in (aliased, None):
+        decision = decide(zmanda, now=CREATED, created_at=CREATED, plan=plan)
+        assert decision.unknown_plan is None and "sla_unknown_plan" not in decision.tags
 
 
 def test_next_change_is_the_earliest_running_due_date(zoom) -> None:

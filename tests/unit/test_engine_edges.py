@@ -233,3 +233,57 @@ def test_bad_lines_become_error_objects_and_later_lines_are_still_evaluated(
     assert out[1]["error"] == "the line is not valid UTF-8"
     assert "nested too deeply" in out[2]["error"]
     assert "Traceback" not in captured.err
+
+
+# Values the policy cannot use: ignored as if not given, noted and tagged, never refused (a
+# refused ticket is a ticket slabot never stores: issue 13).
+
+
+def test_a_requested_priority_the_policy_lacks_is_ignored_and_tagged(cloudtalk: Policy) -> None:
+    fields = {"created_at": "2026-06-09T10:00:00+02:00", "plan": "professional"}
+    decision = decide(cloudtalk, now="2026-06-09T10:00:00+02:00", priority="P4", **fields)
+    without = decide(cloudtalk, now="2026-06-09T10:00:00+02:00", **fields)
+    assert (decision.priority, decision.requested_priority) == ("P3", None)
+    assert decision.targets == without.targets
+    assert decision.unknown_values == (("priority", "P4"),)
+    assert decision.tags == ("sla_unknown_value",)
+    assert decision.notes[-1] == (
+        "priority 'P4' cannot be used by policy 'cloudtalk' (its priorities are P1, P2, P3): "
+        "ignored (as if none was asked)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("urgency", "impact", "unknown"),
+    [("critical", "high", ("urgency", "critical")), ("high", "huge", ("impact", "huge"))],
+)
+def test_a_matrix_value_the_policy_lacks_leaves_the_matrix_unused(
+    zmanda: Policy, urgency: str, impact: str, unknown: tuple[str, str]
+) -> None:
+    now = "2026-06-09T10:00:00+00:00"
+    decision = decide(zmanda, now=now, created_at=now, urgency=urgency, impact=impact)
+    assert decision.priority == zmanda.spec.default_priority
+    assert decision.unknown_values == (unknown,)
+    assert "sla_unknown_value" in decision.tags
+    assert f"{unknown[0]} {unknown[1]!r} cannot be used by policy 'zmanda'" in decision.notes[-2]
+
+
+def test_a_reclassification_to_a_level_the_policy_dropped_is_ignored(cloudtalk: Policy) -> None:
+    # Stored reclassifications outlive policy edits: before, this raised a KeyError (not
+    # even a TicketError) in the caps, which stopped a whole poll.
+    from bot.ticket import Reclassification
+
+    created = datetime(2026, 6, 9, 8, tzinfo=UTC)
+    change = Reclassification(priority="P4", actor="ana", reason="minor", at=created)
+    ticket = Ticket(id="1", created_at=created, plan="professional", reclassification=change)
+    decision = evaluate(ticket, cloudtalk, created + timedelta(hours=1))
+    assert decision.priority == "P3"
+    assert decision.unknown_values == (("reclassification", "P4"),)
+    assert "the agent's reclassification is ignored" in decision.notes[-1]
+
+
+def test_a_tag_setting_of_null_keeps_the_note_but_no_tag(cloudtalk: Policy) -> None:
+    untagged = Policy.from_mapping({**cloudtalk.spec.model_dump(), "unknown_value_tag": None})
+    now = "2026-06-09T10:00:00+02:00"
+    decision = decide(untagged, now=now, created_at=now, plan="basic", priority="P9")
+    assert decision.tags == () and decision.unknown_values == (("priority", "P9"),)

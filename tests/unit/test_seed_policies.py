@@ -25,8 +25,6 @@ from engine_support import (
     local_iso,
 )
 
-from bot.errors import TicketError
-
 TUESDAY_BRATISLAVA = "2026-06-09T10:00:00+02:00"
 FRIDAY_BRATISLAVA = "2026-06-12T16:30:00+02:00"
 TUESDAY_LOS_ANGELES = "2026-06-09T10:00:00-07:00"
@@ -382,16 +380,22 @@ def test_zoom_customer_country_holidays_close_the_calendar(zoom) -> None:
     ("field", "value"),
     [("customer_timezone", "Mars/Olympus_Mons"), ("customer_country", "XX")],
 )
-def test_zoom_refuses_a_customer_zone_or_country_it_cannot_resolve(zoom, field, value) -> None:
-    with pytest.raises(TicketError, match=value):
-        decide(
-            zoom,
-            now=TUESDAY_LOS_ANGELES,
-            created_at=TUESDAY_LOS_ANGELES,
-            plan="premier",
-            priority="P2",
-            **{field: value},
-        )
+def test_zoom_takes_a_customer_zone_or_country_it_cannot_resolve_as_not_given(
+    zoom, field, value
+) -> None:
+    # Never refused (the ticket would be lost): the calendar's default applies, noted, tagged.
+    fields = {"created_at": TUESDAY_LOS_ANGELES, "plan": "premier", "priority": "P2"}
+    decision = decide(zoom, now=TUESDAY_LOS_ANGELES, **fields, **{field: value})
+    without = decide(zoom, now=TUESDAY_LOS_ANGELES, **fields)
+    assert decision.unknown_values == ((field, value),)
+    assert {n: t.due for n, t in decision.targets.items()} == {
+        n: t.due for n, t in without.targets.items()
+    }
+    assert decision.tags == tuple(sorted({*without.tags, "sla_unknown_value"}))
+    assert (
+        f"{field.replace('_', ' ')} {value!r} cannot be used by policy 'zoom'"
+        in (decision.notes[-1])
+    )
 
 
 def test_zoom_business_hours_follow_the_wall_clock_across_a_dst_change(zoom) -> None:

@@ -516,6 +516,47 @@ def test_slabot_backfill_zendesk_imports_and_writes(
     assert "test-token" not in out
 
 
+def test_slabot_backfill_zendesk_imports_a_ticket_whose_plan_the_policy_lacks(
+    fake: FakeZendesk, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Before, the backfill counted it "skipped" and stored nothing: the plan's TicketError.
+    customer(fake)
+    fake.add_organization(ORG + 1, organization_fields={"support_plan": "enterprise"})
+    staging_p1(fake, 1)
+    fake.add_ticket(2, requester_id=REQUESTER, organization_id=ORG + 1, priority="high")
+    database = f"sqlite:///{tmp_path / 'backfill.db'}"
+    migrated = make_engine(database)
+    upgrade(migrated)
+    config_file = tmp_path / "slabot.yaml"
+    config_file.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
+    environ = {
+        "ZENDESK_URL": fake.url,
+        "ZENDESK_EMAIL": "slabot@example.com",
+        "ZENDESK_API_TOKEN": "test-token",
+        "DATABASE_URL": database,
+    }
+    args = argparse.Namespace(
+        source="zendesk", since="2026-11-01", config=str(config_file), policy=[], write=True
+    )
+    assert backfill(args, environ) == 0
+    out = capsys.readouterr().out
+    assert "2 tickets read" in out and "2 applied, 0 skipped" in out
+    shown = fake.shown(2)
+    assert "sla_unknown_plan" in shown["tags"]
+    notes = [
+        e["body"]
+        for a in fake.audits[2]
+        if a["author_id"] == fake.bot_user_id
+        for e in a["events"]
+        if e["type"] == "Comment" and not e.get("public")
+    ]
+    assert len(notes) == 1 and "plan 'enterprise' is not in policy 'zoom'" in notes[0]
+    with Session(migrated) as session:
+        keys = set(session.scalars(select(StoredTicket.external_key)))
+    migrated.dispose()
+    assert keys == {"1", "2"}
+
+
 def test_backfill_refuses_a_bad_date() -> None:
     with pytest.raises(BackfillError, match="not a date"):
         parse_since("last week")
