@@ -116,12 +116,12 @@ def check_visible(service: RunningService, ticket: str, policy: str, plan: str, 
     assert body["unknown_plans"] == {policy: {plan: 1}}
     (warning,) = body["warnings"]
     assert warning.startswith(f"1 open ticket names a plan its policy does not know: {plan!r}")
-    board = service.get(f"/?token={DASHBOARD_TOKEN}")
+    board = service.get("/", {"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
     assert board.status == 200
     assert 'id="unknown-plans"' in board.text and f"({plan}: 1)" in board.text
     assert "1 open ticket names a plan its policy does not know" in board.text
     assert f"unknown plan {plan}" in board.text
-    detail = service.get(f"{page}?token={DASHBOARD_TOKEN}")
+    detail = service.get(page, {"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
     assert detail.status == 200 and 'id="unknown-plan"' in detail.text
     assert f"is not in policy {policy!r}" in detail.text.replace("&#39;", "'")
 

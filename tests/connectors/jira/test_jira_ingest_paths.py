@@ -75,11 +75,14 @@ def serve(fake: FakeJira, issue: dict[str, Any], histories: int | None = None) -
     return issue
 
 
-def delivery(fake: FakeJira, issue: dict[str, Any]) -> tuple[dict[str, str], bytes]:
-    """The ``jira:issue_updated`` Jira sends for the issue's last changelog entry."""
+def delivery(
+    fake: FakeJira, issue: dict[str, Any], sent_at: datetime
+) -> tuple[dict[str, str], bytes]:
+    """The ``jira:issue_updated`` Jira sends at ``sent_at`` for the issue's last changelog
+    entry (its ``timestamp`` is when it was sent)."""
     entries = fake.histories[issue["id"]]
     body: dict[str, Any] = {
-        "timestamp": int(datetime.fromisoformat(issue["fields"]["updated"]).timestamp() * 1000),
+        "timestamp": int(sent_at.timestamp() * 1000),
         "webhookEvent": "jira:issue_updated" if entries else "jira:issue_created",
         "issue_event_type_name": "issue_generic" if entries else "issue_created",
         "user": entries[-1]["author"] if entries else issue["fields"]["reporter"],
@@ -133,7 +136,10 @@ class Service:
         self.tickets = TicketService(engine, policies, self.clock, origin="jira")
         self.sync = JiraSync(client, config, self.tickets)
         self.poller = JiraPoller(client, self.sync)
-        self.webhook = JiraWebhook(SECRET, make_intake(self.sync, retries=1, retry_delay=0.0))
+        # The endpoint judges a body's own timestamp on the same clock.
+        self.webhook = JiraWebhook(
+            SECRET, make_intake(self.sync, retries=1, retry_delay=0.0), clock=self.clock
+        )
 
     def post(self, http: TestClient, sent: tuple[dict[str, str], bytes]) -> int:
         headers, body = sent
@@ -167,7 +173,7 @@ def test_an_issue_first_seen_after_its_reopening_takes_the_changelogs_instant(
     issue = serve(fake, recorded_issue())
     service = Service(client, config, engine, policies)
     with TestClient(create_app(service.webhook)) as http:
-        assert service.post(http, delivery(fake, issue)) == 202
+        assert service.post(http, delivery(fake, issue, service.clock())) == 202
     stored = clocks(engine)
     assert stored["status"] == "open"  # To Do (category new)
     assert stored["restoration_started_at"] == REOPENED_AT  # T1, not T2
@@ -194,14 +200,14 @@ def test_backfill_poll_first_webhook_and_a_webhook_per_change_give_the_same_cloc
             live.clock.now = datetime.fromisoformat(issue["fields"]["updated"]) + timedelta(
                 minutes=1
             )
-            assert live.post(http, delivery(fake, issue)) == 202
+            assert live.post(http, delivery(fake, issue, live.clock())) == 202
     live.clock.now = AFTER
     live.sync.sync_issue(ISSUE)  # re-evaluated at the same instant as the others
 
     issue = serve(fake, recorded)
     first = Service(client, config, migrated(tmp_path / "first.db"), policies)
     with TestClient(create_app(first.webhook)) as http:
-        assert first.post(http, delivery(fake, issue)) == 202
+        assert first.post(http, delivery(fake, issue, first.clock())) == 202
     polled = Service(client, config, migrated(tmp_path / "poll.db"), policies)
     assert polled.poller.poll().applied == 1  # the first poll looks an hour back from AFTER
     database = tmp_path / "backfill.db"
