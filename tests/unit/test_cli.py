@@ -496,13 +496,14 @@ def check_friday_explanation(out: str) -> None:
     start = lines.index(
         "first response: due Mon 2026-11-23 11:30 CET (2026-11-23T10:30:00Z), breached"
     )
-    assert lines[start + 1 : start + 6] == [
+    assert lines[start + 1 : start + 7] == [
         "  target: 3h on business (Mon-Fri 09:00-17:00 (Europe/Bratislava))",
         "  clock: started Fri 2026-11-20 16:30 CET; stops at the first public agent reply "
         "(or when solved)",
-        "  open time counted:",
+        "  open time used so far: 4h30m of 3h",
         "    Fri 2026-11-20 16:30-17:00      30m  (total 30m)",
-        "    Mon 2026-11-23 09:00-11:30    2h30m  (total 3h)",
+        "    Mon 2026-11-23 09:00-13:00       4h  (total 4h30m)",
+        "  open time scheduled until due: none (the due time has passed)",
     ]
     assert "restoration: no target for this priority and plan" in lines
     assert "next update: no target for this priority and plan" in lines
@@ -517,6 +518,43 @@ def test_explain_friday_afternoon_ticket_from_json_text(
     )  # fmt: skip
     assert (status, err) == (0, "")
     check_friday_explanation(out)
+
+
+def test_explain_separates_the_time_used_so_far_from_the_time_scheduled_until_due(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Monday 10:00 in Bratislava: 1h30m used (Friday's 30m, Monday's first hour), 1h30m to go.
+    status, out, _ = run(
+        capsys, monkeypatch, "explain", "--policy", CLOUDTALK, "--now", "2026-11-23T09:00:00Z",
+        json.dumps(FRIDAY_TICKET),
+    )  # fmt: skip
+    assert status == 0
+    lines = out.splitlines()
+    start = lines.index("  open time used so far: 1h30m of 3h")
+    assert lines[start : start + 6] == [
+        "  open time used so far: 1h30m of 3h",
+        "    Fri 2026-11-20 16:30-17:00      30m  (total 30m)",
+        "    Mon 2026-11-23 09:00-10:00       1h  (total 1h30m)",
+        "  open time scheduled until due: 1h30m",
+        "    Mon 2026-11-23 10:00-11:30    1h30m  (total 1h30m)",
+        "",
+    ]
+
+
+def test_explain_shows_the_policys_action_note_for_a_tag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket = {**FRIDAY_TICKET, "plan": "premier", "channel": "email"}
+    status, out, _ = run(
+        capsys, monkeypatch, "explain", "--policy", ZOOM, "--now", NOW, json.dumps(ticket)
+    )
+    assert status == 0
+    lines = out.splitlines()
+    assert "Tags: sla_p1_not_by_phone" in lines
+    assert (
+        "  - to do (sla_p1_not_by_phone): Call the customer: a P1 must be reported by phone; "
+        "confirm the outage on the call."
+    ) in lines
 
 
 def test_explain_reads_a_file_or_stdin(
