@@ -400,7 +400,7 @@ def test_evaluate_sample_table(
 ) -> None:
     status, out, err = run(capsys, monkeypatch, "evaluate", "--sample", "--format", "table")
     assert (status, err) == (0, "")
-    assert out.startswith("Decisions as of 2026-11-23 12:00 UTC (due times in UTC)\n")
+    assert out.startswith("Decisions as of 2026-11-23 12:00 (all times in UTC)\n")
     header = out.splitlines()[2]
     assert header.split() == [
         "id", "plan", "priority", "commitment", "first", "response", "restoration", "next",
@@ -410,6 +410,30 @@ def test_evaluate_sample_table(
     assert len(ids) == 15
     rows = [line.split()[0] for line in out.splitlines()[4 : 4 + len(ids)]]
     assert rows == ids
+
+
+def test_evaluate_table_shows_every_time_in_the_zone_of_tz(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = ("evaluate", "--sample", "--format", "table")
+    _, in_utc, _ = run(capsys, monkeypatch, *base)
+    status, in_tokyo, err = run(capsys, monkeypatch, *base, "--tz", "Asia/Tokyo")
+    assert (status, err) == (0, "")
+    assert in_tokyo.startswith("Decisions as of 2026-11-23 21:00 (all times in Asia/Tokyo)\n")
+    # The same due instants, nine hours later on the clock: Tokyo has no daylight saving.
+    utc_cells = re.findall(r"\w{3} \d\d \w{3} (\d\d):(\d\d)", in_utc)
+    tokyo_cells = re.findall(r"\w{3} \d\d \w{3} (\d\d):(\d\d)", in_tokyo)
+    assert len(utc_cells) == len(tokyo_cells) > 10
+    for (h1, m1), (h2, m2) in zip(utc_cells, tokyo_cells, strict=True):
+        assert (int(h2) - int(h1)) % 24 == 9 and m1 == m2
+
+
+def test_evaluate_refuses_an_unknown_tz(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, _, err = run(capsys, monkeypatch, "evaluate", "--sample", "--tz", "Mars/Olympus")
+    assert status == 1
+    assert "--tz 'Mars/Olympus' is not a time zone" in err
 
 
 def test_evaluate_sample_jsonl(
