@@ -1,4 +1,4 @@
-"""Due fields agents read: ``format: local`` writes one zone's local time, named, with its offset."""
+"""Due fields agents read: ``format: local`` writes one named zone's local time and offset."""
 
 from __future__ import annotations
 
