@@ -330,8 +330,8 @@ class Listeners:
             )
         else:
             text = told("nudge.acked", user=f"<@{user_id}>", when=when(told, now, zone))
-        client.chat_postMessage(channel=nudge.channel, thread_ts=nudge.thread_ts, text=text)
         owe_refresh(self.s.store, nudge.ticket_id, "taken", now)
+        client.chat_postMessage(channel=nudge.channel, thread_ts=nudge.thread_ts, text=text)
 
     # --- modals ------------------------------------------------------------------------------
 
