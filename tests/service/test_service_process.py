@@ -128,9 +128,7 @@ def test_two_replicas_one_leader_takeover_without_duplicates(
         per_breached, per_nudged = 4, 2
 
         wait_for(lambda: written(systems, first), 30, "the first write-backs")
-        wait_for(
-            lambda: breach_notices() >= per_breached * len(first), 30, "the breach notices"
-        )
+        wait_for(lambda: breach_notices() >= per_breached * len(first), 30, "the breach notices")
 
         # The leader dies without a word.
         processes[leader].kill()
