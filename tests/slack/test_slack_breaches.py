@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from connectors.jira.client import JiraClient
@@ -337,3 +337,22 @@ def test_assign_to_me_assigns_the_jira_issue_to_the_account_found_by_address(
         assert [c.query.get("query") for c in searched] == [["lead@example.com"]]
     finally:
         jira.stop()
+
+
+def test_taking_a_breach_on_postgresql(
+    make_harness: Callable[..., Harness], fake: FakeSlack, pg_engine: Engine
+) -> None:
+    harness = make_harness(pg_engine, nudges={**FIRST_RESPONSE_ONLY, "renotify_minutes": 30})
+    harness.ingest()
+    step(harness, 0)
+    step(harness, 30)  # announced again
+    assert len(replies(fake)) == 2
+    (breach,) = [n for n in harness.nudges() if n.threshold == 100]
+    harness.click(ids.ASSIGN, str(breach.id), user=LEAD)
+    fake.wait_for(lambda: len(replies(fake)) == 3)
+    assert len(events(harness, "assigned")) == 1
+    assert [i.kind for i in harness.helpdesk_items() if i.kind == "set_assignee"] == [
+        "set_assignee"
+    ]
+    step(harness, 60)
+    assert len(replies(fake)) == 3
