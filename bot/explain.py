@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
-from bot.business_time import OpenInterval, Pause, from_timestamp
+from bot.business_time import OpenInterval, Pause, from_timestamp, to_timestamp
 from bot.compiled import Policy
 from bot.engine import TargetDecision, evaluate, iso_z
 from bot.policy import format_duration
@@ -38,13 +38,19 @@ def explain(ticket: Ticket, policy: Policy, now: datetime) -> str:
         alias = f" (from {ticket.plan!r})" if ticket.plan and ticket.plan != decision.plan else ""
         lines.append(f"Plan {decision.plan}{alias}, commitment {decision.commitment}")
     lines.append(f"Tags: {', '.join(decision.tags) if decision.tags else 'none'}")
+    for tag in decision.tags:
+        note = policy.spec.action_note(tag)
+        if note:
+            lines.append(f"  - to do ({tag}): {note}")
     for target in decision.targets.values():
         lines.append("")
-        lines += _explain_target(target, ticket, policy)
+        lines += _explain_target(target, ticket, policy, now)
     return "\n".join(lines) + "\n"
 
 
-def _explain_target(target: TargetDecision, ticket: Ticket, policy: Policy) -> list[str]:
+def _explain_target(
+    target: TargetDecision, ticket: Ticket, policy: Policy, now: datetime
+) -> list[str]:
     title = target.target.replace("_", " ")
     start = target.started_ts
     if target.state == "none" or target.calendar is None or start is None:
@@ -64,22 +70,24 @@ def _explain_target(target: TargetDecision, ticket: Ticket, policy: Policy) -> l
     if end is None:
         return [*lines, "  paused now: the clock resumes when the customer answers"]
     pauses = target.pauses  # exactly the pauses the engine counted for this clock
-    counted = _minus_pauses(calendar.open_intervals(start, end), pauses)
-    total = 0
-    lines.append("  open time counted:")
-    for index, interval in enumerate(counted):
-        total += interval.end - interval.start
-        if index < _MAX_LISTED_INTERVALS:
-            begin = datetime.fromtimestamp(interval.start, zone)
-            finish = datetime.fromtimestamp(interval.end, zone)
-            finish_format = "%H:%M" if finish.date() == begin.date() else "%a %Y-%m-%d %H:%M"
-            lines.append(
-                f"    {begin:%a %Y-%m-%d %H:%M}-{finish.strftime(finish_format)}  "
-                f"{format_duration(interval.end - interval.start):>7}  "
-                f"(total {format_duration(total)})"
-            )
-    if len(counted) > _MAX_LISTED_INTERVALS:
-        lines.append(f"    ... {len(counted) - _MAX_LISTED_INTERVALS} more intervals")
+    # Two different spans, never one: what the clock has used (start to now, or to its stop)
+    # and what is scheduled from now to the due instant. One list from start to due read as
+    # "counted" when half of it lay in the future.
+    now_ts = to_timestamp(now)
+    used_end = target.stopped_ts if target.stopped_ts is not None else now_ts
+    used = _minus_pauses(calendar.open_intervals(start, max(used_end, start)), pauses)
+    of = f" of {format_duration(target.target_seconds)}" if target.target_seconds else ""
+    used_title = "open time used" + ("" if target.stopped_ts is not None else " so far")
+    lines.append(f"  {used_title}: {format_duration(_total(used))}{of}")
+    lines += _interval_lines(used, zone)
+    if target.stopped_ts is None and target.due_ts is not None:
+        if target.due_ts > now_ts:
+            ahead = _minus_pauses(calendar.open_intervals(now_ts, target.due_ts), pauses)
+            lines.append(f"  open time scheduled until due: {format_duration(_total(ahead))}")
+            lines += _interval_lines(ahead, zone)
+        else:
+            lines.append("  open time scheduled until due: none (the due time has passed)")
+    end = max(end, used_end)
     closed = calendar.closed_dates_between(start, end)
     if closed:
         lines.append("  closed dates skipped: " + "; ".join(f"{d} {why}" for d, why in closed))
@@ -91,6 +99,30 @@ def _explain_target(target: TargetDecision, ticket: Ticket, policy: Policy) -> l
             for b, e in applied
         ]
         lines.append("  paused (waiting on the customer): " + "; ".join(spans))
+    return lines
+
+
+def _total(intervals: Sequence[OpenInterval]) -> int:
+    return sum(interval.end - interval.start for interval in intervals)
+
+
+def _interval_lines(intervals: Sequence[OpenInterval], zone: tzinfo) -> list[str]:
+    """One line per open interval with the running total (the first ones, then a count)."""
+    lines = []
+    total = 0
+    for index, interval in enumerate(intervals):
+        total += interval.end - interval.start
+        if index < _MAX_LISTED_INTERVALS:
+            begin = datetime.fromtimestamp(interval.start, zone)
+            finish = datetime.fromtimestamp(interval.end, zone)
+            finish_format = "%H:%M" if finish.date() == begin.date() else "%a %Y-%m-%d %H:%M"
+            lines.append(
+                f"    {begin:%a %Y-%m-%d %H:%M}-{finish.strftime(finish_format)}  "
+                f"{format_duration(interval.end - interval.start):>7}  "
+                f"(total {format_duration(total)})"
+            )
+    if len(intervals) > _MAX_LISTED_INTERVALS:
+        lines.append(f"    ... {len(intervals) - _MAX_LISTED_INTERVALS} more intervals")
     return lines
 
 

@@ -498,6 +498,10 @@ class PolicySpec(_Model):
     one of its levels, an urgency or impact its matrix lacks, a time zone or country (read by a
     calendar) nobody knows. The value is ignored as if not given (the default priority, the
     calendar's default zone or country), with a note naming it; null: no tag."""
+    action_notes: dict[str, str] = Field(default_factory=dict)
+    """Tag -> what an agent should do about a ticket that carries it, shown in Slack and by
+    ``slabot explain`` next to the bare tag (``sla_p1_not_by_phone: "Call the customer back:
+    a P1 must be reported by phone"``). Every key must be a tag this policy's rules set."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySpec:
@@ -567,12 +571,37 @@ class PolicySpec(_Model):
                     f"plan_aliases.{alias}: {plan_name!r} is not a plan of this policy "
                     f"{list(self.plans)}"
                 )
+        tags = self.rule_tags()
+        for tag, note in self.action_notes.items():
+            if tag not in tags:
+                raise ValueError(
+                    f"action_notes.{tag}: no rule of this policy sets the tag {tag!r} "
+                    f"(its rules set: {', '.join(sorted(tags)) or 'none'})"
+                )
+            if not note.strip():
+                raise ValueError(f"action_notes.{tag}: the note is empty; say what to do")
         if self.default_plan and self.default_plan not in {*self.plans, *self.plan_aliases}:
             raise ValueError(
                 f"default_plan: {self.default_plan!r} is not a plan or plan alias of this "
                 f"policy {[*self.plans, *self.plan_aliases]}"
             )
         return self
+
+    def rule_tags(self) -> frozenset[str]:
+        """Every tag the classification rules can set (their ``tag`` and ``*_tag`` settings)."""
+        rules = self.classification
+        found = [
+            rules.matrix and rules.matrix.disagreement_tag,
+            rules.environment and rules.environment.reclassified_tag,
+            rules.environment and rules.environment.missing_tag,
+            rules.product_stage and rules.product_stage.tag,
+            rules.channel and rules.channel.tag,
+        ]
+        return frozenset(tag for tag in found if tag)
+
+    def action_note(self, tag: str) -> str | None:
+        """The note an agent reads for ``tag`` (``action_notes``), or None."""
+        return self.action_notes.get(tag)
 
     def severity(self, priority: str) -> int:
         """Position in the priority list: 0 is the most severe."""

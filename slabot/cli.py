@@ -7,10 +7,11 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.compiled import Policy
 from bot.engine import Decision, evaluate
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
     evaluate_cmd.add_argument(
         "--format", choices=("jsonl", "table"), default="jsonl", help="output format"
+    )
+    evaluate_cmd.add_argument(
+        "--tz",
+        default="UTC",
+        metavar="ZONE",
+        help="IANA time zone the table's times are shown in (default UTC), e.g. Europe/Paris",
     )
     evaluate_cmd.add_argument(
         "--sample",
@@ -272,11 +279,12 @@ def _looks_like_service(name: str) -> bool:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    zone = _zone(args.tz)
     if args.sample:
         paths = [str(p) for p in bundled_policy_paths()]
         now = _now(args.now or SAMPLE_NOW)
         sample = resources.files("slabot").joinpath("samples/tickets.jsonl").read_text("utf-8")
-        return _evaluate_stream(sample.splitlines(), paths, now, args.format)
+        return _evaluate_stream(sample.splitlines(), paths, now, args.format, zone)
     if not args.policy:
         raise UsageError("evaluate needs --policy FILE (or --sample)")
     now = _now(args.now)
@@ -284,19 +292,35 @@ def _evaluate(args: argparse.Namespace) -> int:
         # Bad bytes become a per-line error instead of ending the run.
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
-        return _evaluate_stream(sys.stdin, args.policy, now, args.format)
+        return _evaluate_stream(sys.stdin, args.policy, now, args.format, zone)
     try:
         source = Path(args.input).open(encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         raise UsageError(f"{args.input}: cannot read: {error.strerror}") from None
     with source:
-        return _evaluate_stream(source, args.policy, now, args.format)
+        return _evaluate_stream(source, args.policy, now, args.format, zone)
 
 
-def _evaluate_stream(lines: Iterable[str], paths: Sequence[str], now: datetime, form: str) -> int:
+def _zone(name: str) -> tzinfo:
+    """The ``--tz`` zone; an unknown name is a usage error naming the flag."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"--tz {name!r} is not a time zone; use an IANA name such as Europe/Paris or UTC"
+        ) from None
+
+
+def _evaluate_stream(
+    lines: Iterable[str],
+    paths: Sequence[str],
+    now: datetime,
+    form: str,
+    zone: tzinfo = UTC,
+) -> int:
     results = evaluate_lines(lines, _load_policies(paths), now)
     if form == "table":
-        return _print_table(results, now, sys.stdout)
+        return _print_table(results, now, sys.stdout, zone)
     return _print_jsonl(results, sys.stdout)
 
 
@@ -387,7 +411,9 @@ def _print_jsonl(results: Iterable[Result], out: IO[str]) -> int:
 _COLUMNS = ("id", "plan", "priority", "commitment", "first response", "restoration", "next update")
 
 
-def _print_table(results: Iterable[Result], now: datetime, out: IO[str]) -> int:
+def _print_table(results: Iterable[Result], now: datetime, out: IO[str], zone: tzinfo = UTC) -> int:
+    """The decisions as a table; every time, the heading's included, in ``zone`` (one zone
+    for the whole table, named once in the heading)."""
     rows: list[tuple[str, ...]] = []
     details: list[str] = []
     failed = False
@@ -410,7 +436,7 @@ def _print_table(results: Iterable[Result], now: datetime, out: IO[str]) -> int:
                 priority,
                 decision.commitment or "-",
                 *(
-                    _cell(decision, name)
+                    _cell(decision, name, zone)
                     for name in ("first_response", "restoration", "next_update")
                 ),
             )
@@ -418,7 +444,9 @@ def _print_table(results: Iterable[Result], now: datetime, out: IO[str]) -> int:
         if decision.tags:
             details.append(f"{decision.ticket_id}: {', '.join(decision.tags)}")
     widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
-    out.write(f"Decisions as of {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC (due times in UTC)\n\n")
+    local = now.astimezone(zone)
+    name = str(getattr(zone, "key", None) or local.tzname() or "UTC")
+    out.write(f"Decisions as of {local:%Y-%m-%d %H:%M} (all times in {name})\n\n")
     for row in [_COLUMNS, tuple("-" * w for w in widths), *rows]:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         out.write("\n")
@@ -440,11 +468,11 @@ def _warn_unknown_plan(number: int, decision: Decision) -> None:
     )
 
 
-def _cell(decision: Decision, name: str) -> str:
+def _cell(decision: Decision, name: str, zone: tzinfo = UTC) -> str:
     target = decision.targets[name]
     if target.state == "none":
         return "-"
-    due = f"{target.due.astimezone(UTC):%a %d %b %H:%M}" if target.due else "(paused)"
+    due = f"{target.due.astimezone(zone):%a %d %b %H:%M}" if target.due else "(paused)"
     return f"{due} {target.state}"
 
 

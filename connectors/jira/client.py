@@ -81,7 +81,8 @@ class IssueEdit:
     ``priority`` is Jira's name (``High``); ``fields`` maps a field id to its new value
     (``duedate``: ``2026-11-24``; a date-time custom field: ``2026-11-24T08:30:00.000+0000``;
     None empties it); labels are added and removed, never replaced; ``comment`` is added
-    as an internal comment after the edit.
+    as an internal comment after the edit; ``assignee`` is the account id the issue is
+    assigned to ("Assign to me" in Slack).
     """
 
     issue_id: str
@@ -90,18 +91,23 @@ class IssueEdit:
     add_labels: tuple[str, ...] = ()
     remove_labels: tuple[str, ...] = ()
     comment: str | None = None
+    assignee: str | None = None
 
     def is_empty(self) -> bool:
         return not (self.has_edit() or self.comment)
 
     def has_edit(self) -> bool:
-        return bool(self.priority or self.fields or self.add_labels or self.remove_labels)
+        return bool(
+            self.priority or self.fields or self.add_labels or self.remove_labels or self.assignee
+        )
 
     def request(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(fields, update)`` for ``PUT /rest/api/3/issue/{id}``."""
         fields: dict[str, Any] = dict(self.fields)
         if self.priority:
             fields["priority"] = {"name": self.priority}
+        if self.assignee:
+            fields["assignee"] = {"accountId": self.assignee}
         update: dict[str, Any] = {}
         # Labels: the ``labels`` field would REPLACE people's labels; add/remove only ours.
         operations = [{"add": label} for label in self.add_labels]
@@ -340,6 +346,19 @@ class JiraClient:
                         groups.add(str(group.get("name") or actor.get("name")).lower())
         self._remember("roles", project_key, (users, groups))
         return users, groups
+
+    def account_id_by_email(self, email: str) -> str | None:
+        """The account id of the active user with e-mail address ``email`` (``GET
+        user/search?query=``, which matches the address even when the profile hides it),
+        or None when Jira finds nobody, or several people."""
+        with _translated("looking up a user by e-mail address"):
+            users = self.jira.search_users(query=email.strip(), maxResults=2)
+        # A hidden address is not in the answer: trust Jira's match when it is the only one.
+        shown = [u for u in users if str(getattr(u, "emailAddress", "")).lower() == email.lower()]
+        chosen = shown if shown else list(users)
+        if len(chosen) != 1:
+            return None
+        return str(chosen[0].accountId)
 
     def status_categories(self) -> dict[str, str]:
         """Status name (lower case) -> category key, for every status of the site."""

@@ -4,7 +4,9 @@ Kinds: ``set_priority`` ({"priority": "P2"}, written as ``jira.priorities`` name
 ``set_tags`` ({"add": [...], "remove": [...]}, labels changed with update operations, never
 replaced), ``set_due_fields`` ({"fields": {"duedate": "2026-11-24", "instant":
 "2026-11-24T08:30:00Z"}}: Jira's ``duedate`` and the configured date-time field) and
-``add_note`` ({"body": ...}, an internal comment). The items claimed for one issue become
+``add_note`` ({"body": ...}, an internal comment) and ``set_assignee`` ({"email": ...}: the
+user Jira finds by that address, ``user/search?query=``; "Assign to me" in Slack). The
+items claimed for one issue become
 one ``PUT /rest/api/3/issue/{id}`` and, for notes, one comment.
 
 Outcomes per item: done when its write was made; retried later when Jira was unavailable
@@ -38,8 +40,8 @@ from slabot.store.outbox import ClaimedItem, Outbox, PermanentWriteError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("set_priority", "set_tags", "add_note", "set_due_fields")
-_EDIT_KINDS = frozenset({"set_priority", "set_tags", "set_due_fields"})
+KINDS = ("set_priority", "set_tags", "add_note", "set_due_fields", "set_assignee")
+_EDIT_KINDS = frozenset({"set_priority", "set_tags", "set_due_fields", "set_assignee"})
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class JiraWriter:
         self.client = client
         self.config = config
         self.outbox = outbox
+        self._accounts: dict[str, str] = {}
 
     def flush(self, worker_id: str, *, limit: int = 200, max_rounds: int = 100) -> WriteReport:
         """Claim due items (``limit`` at a time) and send them until none is due, or Jira
@@ -100,6 +103,9 @@ class JiraWriter:
         self, issue_id: str, items: list[ClaimedItem], report: WriteReport
     ) -> JiraUnavailableError | None:
         """The edit, then the comment. Returns the error when Jira said to back off."""
+        items, backoff = self._with_known_assignees(items, report)
+        if backoff is not None:
+            return backoff
         edits = [item for item in items if item.kind in _EDIT_KINDS]
         notes = [item for item in items if item.kind == "add_note"]
         for item in items:
@@ -144,6 +150,40 @@ class JiraWriter:
                 self._complete(item, report)
         return None
 
+    def _with_known_assignees(
+        self, items: list[ClaimedItem], report: WriteReport
+    ) -> tuple[list[ClaimedItem], JiraUnavailableError | None]:
+        """The items whose assignee (if any) Jira finds: a ``set_assignee`` item whose address
+        matches nobody is dead-lettered alone (the issue's other writes still go); when the
+        lookup itself fails, the issue's items wait (and a 429/503 backs off the batch)."""
+        kept = []
+        for item in items:
+            if item.kind == "set_assignee":
+                try:
+                    self._account(str(item.payload.get("email") or ""))
+                except PermanentWriteError as error:
+                    self._settle_failed(item, str(error), report)
+                    continue
+                except JiraUnavailableError as error:
+                    for waiting in items:
+                        self._retry(waiting, error, report)
+                    return [], error if error.backs_off else None
+            kept.append(item)
+        return kept, None
+
+    def _account(self, email: str) -> str:
+        """The account id for an address (looked up once per writer)."""
+        if email not in self._accounts:
+            found = self.client.account_id_by_email(email) if email else None
+            if found is None:
+                raise PermanentWriteError(
+                    f"Jira finds no single user with the e-mail address {email!r} (the Slack "
+                    "user who pressed Assign to me): check the address in Atlassian, or "
+                    "assign the issue in Jira"
+                )
+            self._accounts[email] = found
+        return self._accounts[email]
+
     def edit_for(self, issue_id: str, items: Sequence[ClaimedItem]) -> IssueEdit:
         """The one edit that makes all of ``items``; raises ``PermanentWriteError`` for an
         item slabot cannot express (an unknown priority)."""
@@ -152,6 +192,7 @@ class JiraWriter:
         remove: set[str] = set()
         fields: dict[str, str | None] = {}
         notes: list[str] = []
+        assignee: str | None = None
         # Oldest first, so a newer item of the same kind wins.
         for item in sorted(items, key=lambda i: (i.created_at, i.id)):
             payload = item.payload
@@ -178,6 +219,8 @@ class JiraWriter:
             elif item.kind == "set_due_fields":
                 for name, value in (payload.get("fields") or {}).items():
                     self._due_field(name, value, fields)
+            elif item.kind == "set_assignee":
+                assignee = self._account(str(payload.get("email") or ""))
         return IssueEdit(
             issue_id=issue_id,
             priority=priority,
@@ -185,6 +228,7 @@ class JiraWriter:
             add_labels=tuple(sorted(add)),
             remove_labels=tuple(sorted(remove)),
             comment="\n\n".join(notes) or None,
+            assignee=assignee,
         )
 
     def _due_field(self, name: str, value: object, fields: dict[str, str | None]) -> None:

@@ -105,7 +105,8 @@ class TicketUpdate:
     """The change slabot makes to one ticket: only what differs is set.
 
     ``priority`` is Zendesk's word (``high``); ``custom_fields`` maps field id -> text (None
-    empties it); ``note`` becomes a private internal comment.
+    empties it); ``note`` becomes a private internal comment; ``assignee_id`` is the agent
+    the ticket is assigned to ("Assign to me" in Slack).
     """
 
     ticket_id: int
@@ -114,10 +115,16 @@ class TicketUpdate:
     remove_tags: tuple[str, ...] = ()
     custom_fields: Mapping[int, str | None] = field(default_factory=dict)
     note: str | None = None
+    assignee_id: int | None = None
 
     def is_empty(self) -> bool:
         return not (
-            self.priority or self.add_tags or self.remove_tags or self.custom_fields or self.note
+            self.priority
+            or self.add_tags
+            or self.remove_tags
+            or self.custom_fields
+            or self.note
+            or self.assignee_id
         )
 
     def as_zenpy(self) -> Ticket:
@@ -136,6 +143,8 @@ class TicketUpdate:
             ]
         if self.note:
             values["comment"] = Comment(body=self.note, public=False)
+        if self.assignee_id:
+            values["assignee_id"] = self.assignee_id
         return Ticket(**values)
 
 
@@ -305,6 +314,16 @@ class ZendeskClient:
                     found[user_id] = user.to_dict()
                     self._remember("user", user_id, found[user_id])
         return found
+
+    def agent_id_by_email(self, email: str) -> int | None:
+        """The id of the agent (or admin) whose e-mail address is ``email``
+        (``GET /users/search?query=email:...``), or None when no agent has it."""
+        wanted = email.strip().lower()
+        with _translated("looking up an agent by e-mail address"):
+            for user in self.zenpy.users.search(query=f"email:{wanted}"):
+                if str(user.email or "").lower() == wanted and user.role in ("agent", "admin"):
+                    return int(user.id)
+        return None
 
     def _group(self, group_id: int) -> dict[str, Any] | None:
         """A group (the ticket's queue): every group is read once (``GET /groups``) and kept

@@ -104,16 +104,20 @@ class DueField(_Strict):
     """A ticket custom field that receives a due instant.
 
     ``format: instant`` (a text field) receives ``2026-11-24T08:30:00Z``; ``format: date``
-    (a date field) receives ``2026-11-24``, the date in ``zone`` (default UTC).
+    (a date field) receives ``2026-11-24``, the date in ``zone`` (default UTC); ``format:
+    local`` (a text field agents read) receives ``2026-11-24 09:30 +01:00 (Europe/Paris)``,
+    the local time in ``zone`` with its offset and name.
     """
 
     id: int = Field(gt=0)
     """The custom field's numeric id."""
-    format: Literal["instant", "date"] = "instant"
-    """``instant`` (a text field gets ``2026-11-24T08:30:00Z``) or ``date`` (a date field gets
-    ``2026-11-24``)."""
+    format: Literal["instant", "date", "local"] = "instant"
+    """``instant`` (a text field gets ``2026-11-24T08:30:00Z``, for triggers that compare it),
+    ``date`` (a date field gets ``2026-11-24``) or ``local`` (a text field for agents to read
+    gets ``2026-11-24 09:30 +01:00 (Europe/Paris)``)."""
     zone: str = "UTC"
-    """With ``format: date``: the zone whose date is written."""
+    """With ``format: date`` or ``local``: the zone whose date or local time is written (the
+    team's zone, e.g. ``Europe/Paris``)."""
 
     @field_validator("zone")
     @classmethod

@@ -2,7 +2,9 @@
 
 Kinds: ``set_priority`` ({"priority": "P2"}), ``set_tags`` ({"add": [...], "remove":
 [...]}), ``add_note`` ({"body": ...}, a private internal comment) and ``set_due_fields``
-({"fields": {"first_response": "2026-11-24T08:30:00Z" | null, ...}}). All items claimed
+({"fields": {"first_response": "2026-11-24T08:30:00Z" | null, ...}}) and ``set_assignee``
+({"email": ...}: the agent with that address, looked up with ``users/search``; "Assign to
+me" in Slack). All items claimed
 for one ticket become one ticket update; up to 100 updates go in one ``update_many`` job,
 whose status is followed to the end, so 1,000 tickets cost 10 write calls.
 
@@ -32,7 +34,7 @@ from slabot.store.queries import external_keys
 
 log = logging.getLogger(__name__)
 
-KINDS = ("set_priority", "set_tags", "add_note", "set_due_fields")
+KINDS = ("set_priority", "set_tags", "add_note", "set_due_fields", "set_assignee")
 
 
 @dataclass(slots=True)
@@ -55,6 +57,7 @@ class ZendeskWriter:
         self.client = client
         self.config = config
         self.outbox = outbox
+        self._agents: dict[str, int | None] = {}
 
     def flush(self, worker_id: str, *, limit: int = 1000, max_rounds: int = 100) -> WriteReport:
         """Claim due items (``limit`` at a time) and send them until none is due."""
@@ -78,11 +81,19 @@ class ZendeskWriter:
             by_ticket[int(external)].append(item)
         updates: list[tuple[TicketUpdate, list[ClaimedItem]]] = []
         for ticket_id, items in sorted(by_ticket.items()):
+            items = self._with_known_assignees(items, report)
+            if not items:
+                continue
             try:
                 update = self.update_for(ticket_id, items)
             except PermanentWriteError as error:
                 for item in items:
                     self._settle_failed(item, str(error), report)
+                continue
+            except ZendeskUnavailableError as error:  # the assignee's lookup: retried later
+                for item in items:
+                    if self.outbox.fail(item, item.attempt, str(error), True, error.retry_after):
+                        report.retrying += 1
                 continue
             if update.is_empty():
                 for item in items:
@@ -118,6 +129,43 @@ class ZendeskWriter:
                 else:
                     self._settle_failed(item, failure, report)
 
+    def _with_known_assignees(
+        self, items: list[ClaimedItem], report: WriteReport
+    ) -> list[ClaimedItem]:
+        """The items whose assignee (if any) Zendesk knows: an ``set_assignee`` item whose
+        address no agent has is dead-lettered alone (the ticket's other writes still go),
+        one whose lookup failed for now is retried alone."""
+        kept = []
+        for item in items:
+            if item.kind != "set_assignee":
+                kept.append(item)
+                continue
+            try:
+                self._agent(str(item.payload.get("email") or ""))
+            except PermanentWriteError as error:
+                self._settle_failed(item, str(error), report)
+                continue
+            except ZendeskUnavailableError as error:
+                if self.outbox.fail(item, item.attempt, str(error), True, error.retry_after):
+                    report.retrying += 1
+                continue
+            kept.append(item)
+        return kept
+
+    def _agent(self, email: str) -> int:
+        """The agent id for an address (looked up once per writer)."""
+        if email not in self._agents:
+            self._agents[email] = self.client.agent_id_by_email(email) if email else None
+        agent = self._agents[email]
+        if agent is None:
+            del self._agents[email]  # asked again next time: the agent may be added
+            raise PermanentWriteError(
+                f"no Zendesk agent has the e-mail address {email!r} (the Slack user who "
+                "pressed Assign to me): give the agent that address in Zendesk, or assign "
+                "the ticket there"
+            )
+        return agent
+
     def update_for(self, ticket_id: int, items: Sequence[ClaimedItem]) -> TicketUpdate:
         """The one ticket update that makes all of ``items``; raises ``PermanentWriteError``
         for an item slabot cannot express (an unknown kind or priority)."""
@@ -126,6 +174,7 @@ class ZendeskWriter:
         remove: set[str] = set()
         fields: dict[int, str | None] = {}
         notes: list[str] = []
+        assignee: int | None = None
         # Oldest first, so a newer item of the same kind wins.
         for item in sorted(items, key=lambda i: (i.created_at, i.id)):
             payload = item.payload
@@ -154,6 +203,8 @@ class ZendeskWriter:
                     due = self.config.due_fields.get(target)
                     if due is not None:
                         fields[due.id] = None if value is None else str(value)
+            elif item.kind == "set_assignee":
+                assignee = self._agent(str(payload.get("email") or ""))
             else:
                 raise PermanentWriteError(
                     f"outbox kind {item.kind!r} is not a Zendesk write ({', '.join(KINDS)})"
@@ -165,6 +216,7 @@ class ZendeskWriter:
             remove_tags=tuple(sorted(remove)),
             custom_fields=fields,
             note="\n\n".join(notes) or None,
+            assignee_id=assignee,
         )
 
     def send_one(self, item: ClaimedItem) -> None:

@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
@@ -25,6 +26,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from slabot.slack import cards, ids
 from slabot.slack.authz import Authorizer, Verdict
+from slabot.slack.blocks import escape
 from slabot.slack.commands import Card, Explain, Help, Reclassify, Usage, parse_command
 from slabot.slack.config import SlackConfig
 from slabot.slack.directory import Directory, SlackUser
@@ -125,6 +127,8 @@ class Listeners:
         app.action(ids.RECLASSIFY)(self.reclassify_button)
         app.action(re.compile(f"^({ids.SNOOZE_1H}|{ids.SNOOZE_4H})$"))(self.snooze_button)
         app.action(ids.OPEN)(self.open_button)
+        app.action(ids.ACK)(self.ack_button)
+        app.action(ids.ASSIGN)(self.assign_button)
         app.view(ids.RECLASSIFY_VIEW)(self.reclassify_submitted)
         app.view(ids.SNOOZE_VIEW)(self.snooze_submitted)
         app.event("app_home_opened")(self.home_opened)
@@ -272,6 +276,62 @@ class Listeners:
 
     def open_button(self, ack: Ack) -> None:
         ack()  # a link: Slack opens it; the app only acknowledges the click
+
+    def ack_button(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """ "I'm on it": recorded (history entry, the breach row), said in the thread, and
+        the breach is not announced again."""
+        ack()
+        self._take(body, client, assign=False)
+
+    def assign_button(self, ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """ "Assign to me": as "I'm on it", and the helpdesk is owed the assignment to the
+        clicker's e-mail address (Slack's ``users.info`` profile), through the outbox."""
+        ack()
+        self._take(body, client, assign=True)
+
+    def _take(self, body: dict[str, Any], client: WebClient, *, assign: bool) -> None:
+        user_id = body["user"]["id"]
+        t, _zone, user = self.reader(user_id)
+        channel = str(
+            (body.get("channel") or {}).get("id")
+            or (body.get("container") or {}).get("channel_id")
+            or ""
+        )
+        now = self.s.clock()
+        nudge = self.s.store.nudge(int(body["actions"][0].get("value") or 0))
+        view = self.s.store.view(nudge.ticket_id, now) if nudge is not None else None
+        if nudge is None or view is None or not nudge.channel:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=t("assign.gone"))
+            return
+        email = user.email if user is not None else None
+        if assign and not email:
+            client.chat_postEphemeral(channel=channel, user=user_id, text=t("assign.no_email"))
+            return
+        actor = actor_name(user_id, email)
+        taken = self.s.store.take(
+            nudge, user_id, actor, now, assign_email=email if assign else None
+        )
+        if taken is None:
+            return  # the same click again: recorded once, said once
+        log.info(
+            "slack: user %s %s ticket %s (%s breach, nudge %d)",
+            user_id,
+            "assigned themself" if assign else "acknowledged",
+            view.label,
+            nudge.target,
+            nudge.nudge_id,
+        )
+        # Said in the message's own language and zone (its readers'), not the clicker's.
+        told = catalog(nudge.language or self.s.config.language)
+        zone = ZoneInfo(nudge.zone) if nudge.zone else None
+        if assign:
+            text = told(
+                "nudge.assigned", user=f"<@{user_id}>", ticket=view.label, email=escape(email or "")
+            )
+        else:
+            text = told("nudge.acked", user=f"<@{user_id}>", when=when(told, now, zone))
+        owe_refresh(self.s.store, nudge.ticket_id, "taken", now)
+        client.chat_postMessage(channel=nudge.channel, thread_ts=nudge.thread_ts, text=text)
 
     # --- modals ------------------------------------------------------------------------------
 

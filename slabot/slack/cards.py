@@ -85,8 +85,7 @@ def card(t: Catalog, view: TicketView, zone: tzinfo | None) -> list[Block]:
                 )
             )
         )
-    if decision.tags:
-        blocks.append(context(t("card.tags", tags=escape(", ".join(decision.tags)))))
+    blocks.extend(action_notes(t, view))
     blocks.append(context(_zone_note(t, zone)))
     blocks.append(ticket_buttons(t, view))
     return blocks
@@ -128,7 +127,14 @@ def explanation(t: Catalog, view: TicketView, zone: tzinfo | None) -> list[Block
         counted = calendar.elapsed_ts(start, end, applied) if end > start else 0
         if decided.stopped_at is not None:
             lines.append(t("explain.stopped", when=when(t, decided.stopped_at, zone)))
-        lines.append(t("explain.counted", counted=format_duration(max(counted, 0))))
+        lines.append(t("explain.used", used=format_duration(max(counted, 0))))
+        if decided.stopped_at is None and decided.due is not None:
+            due_ts = to_timestamp(decided.due)
+            if due_ts > end:
+                ahead = calendar.elapsed_ts(end, due_ts, applied)
+                lines.append(t("explain.scheduled", scheduled=format_duration(max(ahead, 0))))
+            else:
+                lines.append(t("explain.scheduled_none"))
         horizon = to_timestamp(decided.due) if decided.due else end
         closed = calendar.closed_dates_between(start, max(horizon, end))
         if closed:
@@ -162,6 +168,20 @@ def explanation(t: Catalog, view: TicketView, zone: tzinfo | None) -> list[Block
     for chunk in _chunks(trace, 2900):
         blocks.append(section(f"```{chunk}```"))
     return fit(blocks, lambda n: t("explain.cut", count=n))
+
+
+def action_notes(t: Catalog, view: TicketView) -> list[Block]:
+    """What to do about the ticket's tags: the policy's note for each (``action_notes``),
+    the bare tag only where the policy has none."""
+    tags = view.decision.tags
+    if not tags:
+        return []
+    notes = [view.policy.spec.action_note(tag) for tag in tags]
+    blocks = [section(t("card.action", note=escape(note))) for note in notes if note]
+    bare = [tag for tag, note in zip(tags, notes, strict=True) if not note]
+    if bare:
+        blocks.append(context(t("card.tags", tags=escape(", ".join(bare)))))
+    return blocks
 
 
 def help_blocks(t: Catalog) -> list[Block]:

@@ -118,6 +118,16 @@ class Nudges(_Strict):
     """Helpdesk queue (group, project) -> the team channel that gets its nudges."""
     default_channel: str | None = None
     """Where nudges go when neither the assignee nor the queue has a place in Slack."""
+    renotify_minutes: int | None = Field(default=30, ge=5, le=1440)
+    """A breach nobody has acknowledged ("I'm on it", "Assign to me") is announced again in
+    its thread every this many minutes while it stays breached (only while its calendar is
+    open); null: announced once."""
+    unassigned_mention: str | None = "here"
+    """Who a breach reply mentions when the ticket has no assignee in Slack and its priority
+    is one of ``unassigned_mention_priorities``: ``here`` (``@here``, the channel's active
+    members) or a user group id (``S0123ABCD``); null: nobody."""
+    unassigned_mention_priorities: list[str] = Field(default_factory=lambda: ["P1"])
+    """The priorities whose unassigned breaches mention ``unassigned_mention``."""
 
     @field_validator("thresholds")
     @classmethod
@@ -145,6 +155,24 @@ class Nudges(_Strict):
     @classmethod
     def _default_channel(cls, value: str | None) -> str | None:
         return None if value is None else _channel(value)
+
+    @field_validator("unassigned_mention")
+    @classmethod
+    def _mention(cls, value: str | None) -> str | None:
+        if value is None or value == "here" or _GROUP_ID.match(value):
+            return value
+        raise ValueError(
+            f"{value!r}: write here (for @here) or a user group id like S0123ABCD (the group's "
+            "details in Slack, not its @handle)"
+        )
+
+    def mention_for_unassigned(self, priority: str) -> str | None:
+        """The mention token a breach of an unassigned ticket of ``priority`` carries."""
+        if self.unassigned_mention is None or priority not in self.unassigned_mention_priorities:
+            return None
+        if self.unassigned_mention == "here":
+            return "<!here>"
+        return f"<!subteam^{self.unassigned_mention}>"
 
     def permilles(self, target: str) -> tuple[int, ...]:
         """The target's thresholds in permille (750, 1000), ascending."""

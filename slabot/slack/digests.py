@@ -6,8 +6,12 @@ Slack the message through the outbox (a Slack outage delays it, never drops it),
 ``register_digests`` only registers one APScheduler job per configured digest, with a
 ``CronTrigger`` in the digest's time zone; the service runs the scheduler.
 
-Tickets are grouped by priority (most severe first) and plan, commitments with service
-credits (``sla``) first; each line links to the ticket.
+Tickets are ordered by urgency: every breach first (most severe priority first, then the
+longest overdue), then the clocks due soon (most severe, then the soonest), then the tickets
+waiting on the customer; a section per state and priority. Each line links to the ticket
+and names its plan, commitment and owner (the assignee's e-mail address, or "unassigned").
+Every instant, the digest's own time included, is a ``<!date>`` token that each reader sees
+in their own time zone: one zone per reader, never two for one instant on a page.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bot.engine import iso_z
 from slabot.slack.blocks import (
@@ -35,11 +38,12 @@ from slabot.slack.config import Digest, SlackConfig
 from slabot.slack.i18n import Catalog, catalog
 from slabot.slack.sender import DIGEST
 from slabot.slack.store_access import SlackStore, TicketView
-from slabot.slack.texts import commitment_name, target_name, when
+from slabot.slack.texts import commitment_name, priority_text, target_name, when
 
 Clock = Callable[[], datetime]
 
 _COMMITMENT_ORDER = {"sla": 0, "slo": 1}
+_KIND_ORDER = {"breached": 0, "due": 1, "paused": 2}
 _MAX_LINES_PER_SECTION = 12
 _MAX_SECTION_TEXT = 2900
 _BUSINESS_HORIZON_DAYS = 21
@@ -63,8 +67,10 @@ def digest(store: SlackStore, clock: Clock, channel: Digest) -> list[Block] | No
     now = clock()
     t = catalog(channel.language)
     entries = _entries(store, now, channel)
-    zone = ZoneInfo(channel.timezone)
-    blocks: list[Block] = [header(t("digest.title", when=t.instant(now, zone)))]
+    blocks: list[Block] = [
+        header(t("digest.title")),
+        context(t("digest.as_of", when=when(t, now, None))),
+    ]
     if not entries:
         if channel.when_empty == "skip":
             return None
@@ -126,7 +132,7 @@ def run_digest(store: SlackStore, clock: Clock, channel: Digest) -> bool:
     if blocks is None:
         return False
     t = catalog(channel.language)
-    text = cut(t("digest.fallback", when=t.instant(now, ZoneInfo(channel.timezone))), MAX_FALLBACK)
+    text = cut(t("digest.fallback", when=when(t, now, None)), MAX_FALLBACK)
     schedule = hashlib.sha256(channel.schedule.encode()).hexdigest()[:8]
     slot = now.replace(second=0, microsecond=0)
     key = f"slack:digest:{channel.channel}:{schedule}:{iso_z(slot)}"
@@ -197,13 +203,15 @@ def _entries(store: SlackStore, now: datetime, channel: Digest) -> list[Entry]:
 
 
 def _order(entry: Entry) -> tuple[Any, ...]:
+    """Most urgent first: breaches, then due soon, then waiting; within each the most severe
+    priority, then the earliest instant (the longest overdue, the soonest due), then
+    commitments with service credits."""
     view = entry.view
     return (
-        _COMMITMENT_ORDER.get(view.decision.commitment or "", 2),
+        _KIND_ORDER[entry.kind],
         view.policy.severity(view.decision.priority),
-        view.decision.plan or "",
-        {"breached": 0, "due": 1, "paused": 2}[entry.kind],
         entry.at,
+        _COMMITMENT_ORDER.get(view.decision.commitment or "", 2),
         view.label,
     )
 
@@ -213,16 +221,15 @@ def _groups(t: Catalog, entries: list[Entry]) -> list[tuple[str, list[str]]]:
     current: tuple[Any, ...] | None = None
     for entry in entries:
         view = entry.view
-        key = (view.decision.commitment, view.decision.priority, view.decision.plan)
+        key = (entry.kind, view.decision.priority)
         if key != current:
             current = key
             groups.append(
                 (
                     t(
                         "digest.group",
-                        priority=view.decision.priority,
-                        plan=escape(view.decision.plan or t("card.no_plan")),
-                        commitment=commitment_name(t, view.decision.commitment),
+                        kind=t(f"digest.kind.{entry.kind}"),
+                        priority=escape(priority_text(view)),
                     ),
                     [],
                 )
@@ -232,15 +239,24 @@ def _groups(t: Catalog, entries: list[Entry]) -> list[tuple[str, list[str]]]:
 
 
 def _line(t: Catalog, entry: Entry) -> str:
-    ticket = link(entry.view.url, entry.view.label)
-    if entry.kind == "paused":
-        return t("digest.line.paused", ticket=ticket, when=when(t, entry.at, None))
-    return t(
-        f"digest.line.{entry.kind}",
-        ticket=ticket,
-        target=", ".join(target_name(t, target) for target in entry.targets),
-        when=when(t, entry.at, None),
+    view = entry.view
+    ticket = link(view.url, view.label)
+    who = t(
+        "digest.who",
+        plan=escape(view.decision.plan or t("card.no_plan")),
+        commitment=commitment_name(t, view.decision.commitment),
+        owner=escape(view.assignee_email or t("digest.unassigned")),
     )
+    if entry.kind == "paused":
+        line = t("digest.line.paused", ticket=ticket, when=when(t, entry.at, None))
+    else:
+        line = t(
+            f"digest.line.{entry.kind}",
+            ticket=ticket,
+            target=", ".join(target_name(t, target) for target in entry.targets),
+            when=when(t, entry.at, None),
+        )
+    return f"{line} · {who}"
 
 
 def _hours(value: float) -> str:

@@ -10,6 +10,10 @@ SNOOZE_1H = "sla_snooze_1h"
 SNOOZE_4H = "sla_snooze_4h"
 """Buttons on a nudge: open the snooze modal; ``value`` is the nudge id."""
 SNOOZE_HOURS = {SNOOZE_1H: 1, SNOOZE_4H: 4}
+ACK = "sla_ack"
+"""Button on a breached nudge, "I'm on it": ``value`` is the nudge id."""
+ASSIGN = "sla_assign"
+"""Button on a breached nudge, "Assign to me" (written back to the helpdesk): the nudge id."""
 
 RECLASSIFY_VIEW = "sla_reclassify_modal"
 SNOOZE_VIEW = "sla_snooze_modal"

@@ -39,6 +39,8 @@ class NudgeSubject:
     queue: str | None = None
     breached: bool = False
     """The cycle's breach was reached (its notice owed): once the cycle ends, it ended late."""
+    acks: tuple[tuple[str, datetime], ...] = ()
+    """Who took the breach ("I'm on it", "Assign to me": Slack user ids) and when."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,22 @@ def nudge_message(
                 reason=escape(subject.snooze_reason or ""),
             )
         )
-    elements = [button(t("button.reclassify"), ids.RECLASSIFY, value=view.ref, style="primary")]
+    for user, at in subject.acks:
+        notes.append(t("nudge.acked", user=f"<@{user}>", when=when(t, at, zone)))
+    elements = []
+    if outcome == "breached":
+        # Who takes the breach: recorded, said in the thread, and re-announcements stop.
+        nudge = str(subject.nudge_id)
+        elements.append(button(t("button.ack"), ids.ACK, value=nudge, style="danger"))
+        elements.append(button(t("button.assign"), ids.ASSIGN, value=nudge))
+    elements.append(
+        button(
+            t("button.reclassify"),
+            ids.RECLASSIFY,
+            value=view.ref,
+            style=None if outcome == "breached" else "primary",
+        )
+    )
     for action_id, hours in ids.SNOOZE_HOURS.items():
         elements.append(
             button(t("button.snooze", hours=hours), action_id, value=str(subject.nudge_id))

@@ -6,7 +6,8 @@ the clocks that reached it and have no nudge row for it in their current cycle, 
 transaction inserts the row and owes Slack the message (``nudge``, or ``breach_notice`` for
 the breach, the same item ``TicketService.record_breaches`` owes). It also owes the updates
 of messages already posted: a clock met or solved since (the message says so and loses its
-buttons) and reminders whose snooze has ended. Nothing is sent here: the outbox's Slack
+buttons), reminders whose snooze has ended, and re-announcements of breaches nobody has
+taken after ``renotify_minutes``. Nothing is sent here: the outbox's Slack
 sender does that, so a Slack outage only delays messages.
 
 A target counted in business hours is not nudged while its calendar is closed: the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.engine import iso_z
 from bot.policy import TARGETS
@@ -56,6 +57,8 @@ class NudgeReport:
     """Messages owed an update because their clock was met or the ticket solved."""
     reminders: int = 0
     """Reminders owed after a snooze ended."""
+    renotified: int = 0
+    """Breaches nobody took, announced again (``slack.nudges.renotify_minutes``)."""
 
 
 def check_thresholds(config: Nudges, marked: tuple[int, ...]) -> None:
@@ -88,6 +91,8 @@ def run_nudges(store: SlackStore, clock: Clock, config: Nudges, *, batch: int = 
         for mark in marks:
             _nudge(store, mark, permille, views.get(mark.ticket_id), now, report)
     _follow_up(store, now, report)
+    if config.renotify_minutes:
+        _renotify(store, now, timedelta(minutes=config.renotify_minutes), report)
     return report
 
 
@@ -168,6 +173,28 @@ def _follow_up(store: SlackStore, now: datetime, report: NudgeReport) -> None:
         store.owe(message.ticket_id, NUDGE, _update(message.nudge_id, "reminder"), key, now)
         store.mark_reminded(message.nudge_id)
         report.reminders += 1
+
+
+def _renotify(store: SlackStore, now: datetime, every: timedelta, report: NudgeReport) -> None:
+    """Owe a re-announcement of each breach announced ``every`` ago or more that nobody has
+    taken ("I'm on it", "Assign to me") and that is still breached, while its calendar is
+    open; the owed item's key is the previous announcement, so a retried run owes it once."""
+    breaches = [b for b in store.announced_breaches(now) if b.notified_at is not None]
+    due = [b for b in breaches if b.notified_at is not None and b.notified_at + every <= now]
+    views = store.views({b.ticket_id for b in due}, now)
+    for breach in due:
+        view = views.get(breach.ticket_id)
+        last = breach.notified_at
+        if view is None or last is None:
+            continue
+        if clock_outcome(view, breach.target, breach.cycle_started_at) != "breached":
+            continue
+        if not view.calendar_open(breach.target, now):
+            continue
+        key = f"slack:breach-renotify:{breach.nudge_id}:{int(last.timestamp())}"
+        store.owe(breach.ticket_id, NUDGE, _update(breach.nudge_id, "renotify"), key, now)
+        store.mark_notified(breach.nudge_id, now)
+        report.renotified += 1
 
 
 def breach_recorded(

@@ -5,7 +5,13 @@
 message from the ticket's state at send time (so a message delayed by an outage is still
 true), posts it where it belongs (the assignee's direct messages, else the queue's channel,
 else the default channel) or updates the message already posted about the same clock cycle,
-and remembers where the message is. Slack's answers map to the outbox's errors:
+and remembers where the message is. One message per ticket, not per target: while a
+ticket's message is open, a nudge about another of its clocks is a reply in that message's
+thread. A breach rewrites the message (with "I'm on it" and "Assign to me") and posts a
+reply in its thread that mentions the assignee (``<@U...>``, found by e-mail) or, for an
+unassigned ticket of the configured priorities, ``slack.nudges.unassigned_mention``
+(``<!here>``, ``<!subteam^S...>``); the nudge job owes re-announcements (``renotify``) until
+someone takes it. Slack's answers map to the outbox's errors:
 
 - 429: ``RetryableWriteError`` with Slack's Retry-After (the client's own
   ``RateLimitErrorRetryHandler`` has already waited once);
@@ -31,12 +37,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 
+from slabot.slack.blocks import link, section
 from slabot.slack.config import SlackConfig
 from slabot.slack.directory import Directory
 from slabot.slack.i18n import catalog, language_of
 from slabot.slack.nudge_messages import NudgeSubject, clock_outcome, nudge_message
 from slabot.slack.nudges import BREACH_NOTICE, NUDGE, breach_recorded
-from slabot.slack.store_access import NudgeMessage, SlackStore
+from slabot.slack.store_access import NudgeMessage, SlackStore, TicketView
+from slabot.slack.texts import target_name, when
 from slabot.store.breaches import BREACH
 from slabot.store.outbox import (
     ClaimedItem,
@@ -137,6 +145,8 @@ class SlackSender:
                 return  # the ticket (and its nudges) is gone, or nothing was posted
             if event == "reminder":
                 self._post(nudge, now, reminder=True)
+            elif event == "renotify":
+                self._renotify(nudge, now)
             else:
                 self._update(nudge, now)
             return
@@ -154,22 +164,108 @@ class SlackSender:
         posted = self.store.message(ticket_id, target, cycle)
         if posted is not None and posted.nudge_id != nudge.nudge_id:
             self._update(posted, now, percent=percent)  # the breach rewrites the 75% message
-            return
-        if nudge.ts:
+            shown: NudgeMessage | None = posted
+        elif nudge.ts:
             self._update(nudge, now)  # sent before; the completion was lost
-            return
-        self._post(nudge, now)
+            shown = nudge
+        else:
+            shown = self._post(nudge, now)
+        if percent >= BREACH // 10 and shown is not None:
+            self._announce_breach(nudge, shown, now)
 
-    def _post(self, nudge: NudgeMessage, now: datetime, *, reminder: bool = False) -> None:
-        view = self.store.view(nudge.ticket_id, now)
+    def _announce_breach(self, breach: NudgeMessage, shown: NudgeMessage, now: datetime) -> None:
+        """The breach's reply in the thread of the message that shows it, mentioning who
+        must act; once (a retried item finds the thread recorded)."""
+        current = self.store.nudge(breach.nudge_id)
+        if current is None or current.payload.get("thread") or not shown.channel:
+            return
+        root = shown.thread_ts
+        view = self.store.view(breach.ticket_id, now)
+        if view is None or root is None:
+            return
+        if clock_outcome(view, breach.target, breach.cycle_started_at) != "breached":
+            return
+        due_at = view.decision.targets[breach.target].due
+        t = catalog(shown.language or self.config.language)
+        zone = ZoneInfo(shown.zone) if shown.zone else None
+        text = _squeezed(
+            t(
+                "nudge.breach_thread",
+                mention=self._mention(view),
+                ticket=link(view.url, view.label),
+                target=target_name(t, breach.target),
+                when=when(t, due_at, zone) if due_at else "?",
+            )
+        )
+        self.client.chat_postMessage(
+            channel=shown.channel, thread_ts=root, text=text, blocks=[section(text)]
+        )
+        self.store.record_breach_thread(breach.nudge_id, shown.channel, root, now)
+
+    def _renotify(self, breach: NudgeMessage, now: datetime) -> None:
+        """Announce a breach nobody took again, in its thread (owed by the nudge job)."""
+        thread = breach.payload.get("thread")
+        if not isinstance(thread, dict) or breach.acks:
+            return
+        view = self.store.view(breach.ticket_id, now)
         if view is None:
             return
+        if clock_outcome(view, breach.target, breach.cycle_started_at) != "breached":
+            return
+        shown = self.store.message(breach.ticket_id, breach.target, breach.cycle_started_at)
+        t = catalog((shown.language if shown else None) or self.config.language)
+        text = _squeezed(
+            t(
+                "nudge.renotify",
+                mention=self._mention(view),
+                ticket=link(view.url, view.label),
+                target=target_name(t, breach.target),
+            )
+        )
+        self.client.chat_postMessage(
+            channel=str(thread["channel"]),
+            thread_ts=str(thread["ts"]),
+            text=text,
+            blocks=[section(text)],
+        )
+
+    def _mention(self, view: TicketView) -> str:
+        """``<@U...>`` for an assignee Slack knows by e-mail; else, for an unassigned ticket
+        of ``slack.nudges.unassigned_mention_priorities``, the configured group or ``<!here>``;
+        else nobody."""
+        if view.assignee_email:
+            user = self.directory.user_by_email(view.assignee_email)
+            if user is not None:
+                return f"<@{user.id}>"
+        return self.config.nudges.mention_for_unassigned(view.decision.priority) or ""
+
+    def _post(
+        self, nudge: NudgeMessage, now: datetime, *, reminder: bool = False
+    ) -> NudgeMessage | None:
+        """Post the nudge (a reply in the ticket's thread when the ticket has an open
+        message); returns it as recorded, or None when nothing was posted."""
+        view = self.store.view(nudge.ticket_id, now)
+        if view is None:
+            return None
+        thread = None if reminder else self.store.ticket_thread(nudge.ticket_id, now)
+        if thread is not None and thread.nudge_id == nudge.nudge_id:
+            thread = None
+        thread_ts = thread.thread_ts if thread is not None else None
         if reminder and nudge.channel:
+            thread_ts = nudge.thread_ts  # the reminder joins the thread of the message
             destination = Destination(
                 nudge.channel,
                 nudge.language or self.config.language,
                 ZoneInfo(nudge.zone) if nudge.zone else None,
                 bool(nudge.zone),
+                view.queue,
+            )
+        elif thread is not None and thread.channel:
+            destination = Destination(
+                thread.channel,
+                thread.language or self.config.language,
+                ZoneInfo(thread.zone) if thread.zone else None,
+                bool(thread.zone),
                 view.queue,
             )
         else:
@@ -180,18 +276,26 @@ class SlackSender:
         )
         if message.closed is not None and not reminder:
             self.store.close_message(nudge.nudge_id, message.closed)
-            return  # met before the nudge could be sent: nothing to say any more
+            return None  # met before the nudge could be sent: nothing to say any more
         outcome = clock_outcome(view, nudge.target, nudge.cycle_started_at)
         if nudge.threshold >= 100 and outcome != "breached" and not reminder:
-            return  # reclassified to a later due time before the notice went out
+            return None  # reclassified to a later due time before the notice went out
+        extra: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
         response = self.client.chat_postMessage(
-            channel=destination.channel, text=message.text, blocks=message.blocks
+            channel=destination.channel, text=message.text, blocks=message.blocks, **extra
         )
         channel = str(response.get("channel") or destination.channel)
         zone = getattr(destination.zone, "key", None)
         self.store.record_message(
-            nudge.nudge_id, channel, str(response["ts"]), destination.language, zone, now
+            nudge.nudge_id,
+            channel,
+            str(response["ts"]),
+            destination.language,
+            zone,
+            now,
+            thread_ts=thread_ts,
         )
+        return self.store.nudge(nudge.nudge_id)
 
     def _update(self, nudge: NudgeMessage, now: datetime, percent: int | None = None) -> None:
         assert nudge.channel and nudge.ts
@@ -204,7 +308,10 @@ class SlackSender:
         breached = (percent or nudge.threshold) >= BREACH // 10 or breach_recorded(
             self.store, nudge.ticket_id, nudge.target, nudge.cycle_started_at
         )
-        subject = replace(subject, breached=breached)
+        breach = self.store.nudge_for(
+            nudge.ticket_id, nudge.target, BREACH // 10, nudge.cycle_started_at
+        )
+        subject = replace(subject, breached=breached, acks=(breach or nudge).acks)
         if view is not None:
             subject = _with_queue(subject, view.queue, bool(zone))
         message = nudge_message(t, view, subject, zone, label=str(nudge.ticket_id))
@@ -268,6 +375,11 @@ def _subject(
         to_assignee=destination.to_assignee,
         queue=destination.queue,
     )
+
+
+def _squeezed(text: str) -> str:
+    """One space between words (an empty mention leaves two)."""
+    return " ".join(text.split())
 
 
 def _with_queue(subject: NudgeSubject, queue: str | None, to_assignee: bool) -> NudgeSubject:

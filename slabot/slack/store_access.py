@@ -12,6 +12,10 @@ changing its schema:
   threshold nudged once per clock cycle.
 - Slack writes are owed through the outbox (``target_system = "slack"``), in the same
   transaction as the nudge row that calls for them.
+- A breach's thread reply (where, when last announced) and who took the breach ("I'm on
+  it", "Assign to me") are kept in the breach row's payload (``thread``, ``notified_at``,
+  ``acks``); each take is also a ticket history entry (``acknowledged``, ``assigned``), and
+  an assignment owes the helpdesk a ``set_assignee`` write in the same transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from slabot.store.breaches import (
     reaching_where,
 )
 from slabot.store.db import for_writing
-from slabot.store.models import Nudge, OutboxItem, StoredTicket, TargetMark
+from slabot.store.models import Nudge, OutboxItem, StoredTicket, TargetMark, TicketEvent
 from slabot.store.outbox import COMPLETE_RETRY
 from slabot.store.retry import with_retry
 from slabot.store.services import engine_ticket
@@ -48,6 +52,8 @@ from slabot.store.services import engine_ticket
 log = logging.getLogger(__name__)
 
 SLACK = "slack"
+SET_ASSIGNEE = "set_assignee"
+"""The helpdesk outbox kind "Assign to me" owes: ``{"email": ...}`` (the helpdesk user)."""
 _NUDGES = cast(Table, Nudge.__table__)
 _PAUSING_STATUSES = ("pending", "on_hold")
 """Statuses any policy may pause on; each ticket's own policy has the final word."""
@@ -140,6 +146,26 @@ class NudgeMessage:
     @property
     def snoozed_until(self) -> datetime | None:
         value = self.payload.get("snoozed_until")
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    @property
+    def thread_ts(self) -> str | None:
+        """The ``ts`` of the thread the message is in: its own for a top-level message."""
+        return _text(self.payload.get("thread_ts")) or self.ts
+
+    @property
+    def acks(self) -> tuple[tuple[str, datetime], ...]:
+        """Who took the breach (I'm on it, Assign to me) and when, oldest first."""
+        found = []
+        for entry in self.payload.get("acks") or ():
+            if isinstance(entry, dict) and entry.get("by") and entry.get("at"):
+                found.append((str(entry["by"]), datetime.fromisoformat(str(entry["at"]))))
+        return tuple(found)
+
+    @property
+    def notified_at(self) -> datetime | None:
+        """When the breach was last announced in its thread."""
+        value = self.payload.get("notified_at")
         return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
@@ -382,6 +408,14 @@ class SlackStore:
             conditions.append(Nudge.ticket_id == ticket_id)
         return [m for m in self._nudges(*conditions) if m.ts and not m.closed]
 
+    def ticket_thread(self, ticket_id: int, now: datetime) -> NudgeMessage | None:
+        """The ticket's open message (any target) whose thread later nudges of the ticket
+        join: one message per ticket, not per target. The latest posted, or None."""
+        posted = self.open_messages(now, ticket_id=ticket_id)
+        if not posted:
+            return None
+        return max(posted, key=lambda m: (str(m.payload.get("posted_at") or ""), m.nudge_id))
+
     def record_message(
         self,
         nudge_id: int,
@@ -390,13 +424,108 @@ class SlackStore:
         language: str,
         zone: str | None,
         now: datetime,
+        thread_ts: str | None = None,
     ) -> None:
-        """Remember where the nudge's message is, so later changes update it in place."""
+        """Remember where the nudge's message is, so later changes update it in place;
+        ``thread_ts`` when it is a reply in the thread of the ticket's message."""
         self._update_payload(
             nudge_id,
-            {"ts": ts, "language": language, "zone": zone, "posted_at": iso_z(now)},
+            {
+                "ts": ts,
+                "language": language,
+                "zone": zone,
+                "posted_at": iso_z(now),
+                "thread_ts": thread_ts,
+            },
             channel=channel,
         )
+
+    def record_breach_thread(
+        self, nudge_id: int, channel: str, thread_ts: str, now: datetime
+    ) -> None:
+        """The breach was announced in this thread at ``now`` (re-announcements count from it)."""
+        self._update_payload(
+            nudge_id,
+            {"thread": {"channel": channel, "ts": thread_ts}, "notified_at": iso_z(now)},
+        )
+
+    def mark_notified(self, nudge_id: int, now: datetime) -> None:
+        self._update_payload(nudge_id, {"notified_at": iso_z(now)})
+
+    def announced_breaches(self, now: datetime) -> list[NudgeMessage]:
+        """Breach rows announced in a thread that nobody has taken yet (recent ones)."""
+        rows = self._nudges(
+            Nudge.threshold == BREACH // 10,
+            Nudge.sent_at >= now - timedelta(days=_OPEN_MESSAGE_DAYS),
+        )
+        return [m for m in rows if m.payload.get("thread") and not m.acks]
+
+    def take(
+        self,
+        nudge: NudgeMessage,
+        user: str,
+        actor: str,
+        now: datetime,
+        *,
+        assign_email: str | None = None,
+    ) -> NudgeMessage | None:
+        """Record that ``user`` took the breach of ``nudge``'s clock ("I'm on it"; with
+        ``assign_email``, "Assign to me"): an entry in the breach row's ``acks`` (which stops
+        its re-announcements), a ticket history entry (``acknowledged`` / ``assigned``) and,
+        for an assignment, the helpdesk write ``set_assignee`` owed in the same transaction.
+        Returns the breach row as recorded, or None when this user had already done the same
+        (a double click records nothing)."""
+        breach = self.nudge_for(nudge.ticket_id, nudge.target, BREACH // 10, nudge.cycle_started_at)
+        target = breach or nudge
+        kind = "assigned" if assign_email else "acknowledged"
+        key = f"slack:{kind}:{target.nudge_id}:{user}"
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            seen = session.scalar(
+                select(TicketEvent.id).where(
+                    TicketEvent.ticket_id == nudge.ticket_id, TicketEvent.event_key == key
+                )
+            )
+            ticket = session.get(StoredTicket, nudge.ticket_id)
+            row = session.get(Nudge, target.nudge_id, with_for_update=True)
+            if seen is not None or ticket is None or row is None:
+                return None
+            details: dict[str, Any] = {
+                "nudge": target.nudge_id,
+                "target": nudge.target,
+                "slack_user": user,
+            }
+            if assign_email:
+                details["email"] = assign_email
+            session.add(
+                TicketEvent(
+                    ticket_id=nudge.ticket_id,
+                    kind=kind,
+                    occurred_at=now,
+                    recorded_at=now,
+                    actor=actor,
+                    event_key=key,
+                    payload=details,
+                )
+            )
+            entry = {"by": user, "at": iso_z(now), "assigned": bool(assign_email)}
+            row.payload = {**(row.payload or {}), "acks": [*row.payload.get("acks", []), entry]}
+            if assign_email:
+                session.add(
+                    OutboxItem(
+                        target_system=ticket.source,
+                        ticket_id=ticket.id,
+                        kind=SET_ASSIGNEE,
+                        payload={"email": assign_email},
+                        idempotency_key=(
+                            f"{ticket.source}:{ticket.external_key}:{SET_ASSIGNEE}:"
+                            f"{int(now.timestamp())}:{assign_email}"
+                        ),
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+        return self.nudge(target.nudge_id)
 
     def close_message(self, nudge_id: int, why: str) -> None:
         self._update_payload(nudge_id, {"closed": why})

@@ -43,6 +43,8 @@ EVENT_KINDS = (
     "public_reply",
     "solved",
     "reopened",
+    "acknowledged",
+    "assigned",
 )
 STATES = ("met", "breached", "running", "paused", "none")
 PRIORITY_ORIGINS = ("helpdesk", "slack", "policy", "bot", "cli", "zendesk", "jira")

@@ -1112,7 +1112,7 @@ def desired_writes(
 
 
 SET_DUE_FIELDS = "set_due_fields"
-DUE_FORMATS = ("instant", "date")
+DUE_FORMATS = ("instant", "date", "local")
 
 
 def wanted_due_fields(decision: Decision, shown: Mapping[str, Any]) -> dict[str, str | None]:
@@ -1140,18 +1140,30 @@ def due_target(name: str, spec: Mapping[str, Any] | None) -> str:
 
 def due_text(instant: datetime | None, spec: Mapping[str, Any] | None = None) -> str | None:
     """A due instant as a helpdesk field shows it. ``spec["format"]``: ``instant`` (the
-    default) writes ``2026-11-24T08:30:00Z``; ``date`` writes the date in ``spec["zone"]``
-    (an IANA zone, default UTC), ``2026-11-24``. None (no due instant) stays None.
+    default, for triggers and automations that compare it) writes ``2026-11-24T08:30:00Z``;
+    ``date`` writes the date in ``spec["zone"]`` (an IANA zone, default UTC),
+    ``2026-11-24``; ``local`` (for agents to read) writes the local time in ``spec["zone"]``
+    with its offset and the zone's name, ``2026-11-23 19:30 -08:00 (America/Los_Angeles)``:
+    one zone, named, and still unambiguous across a daylight-saving change. None (no due
+    instant) stays None.
 
     >>> moment = datetime(2026, 11, 24, 3, 30, tzinfo=UTC)
     >>> due_text(moment), due_text(moment, {"format": "date", "zone": "America/Los_Angeles"})
     ('2026-11-24T03:30:00Z', '2026-11-23')
+    >>> due_text(moment, {"format": "local", "zone": "America/Los_Angeles"})
+    '2026-11-23 19:30 -08:00 (America/Los_Angeles)'
     """
     if instant is None:
         return None
     spec = spec or {}
-    if spec.get("format", "instant") == "date":
-        return instant.astimezone(ZoneInfo(str(spec.get("zone") or "UTC"))).date().isoformat()
+    form = spec.get("format", "instant")
+    if form in ("date", "local"):
+        name = str(spec.get("zone") or "UTC")
+        local = instant.astimezone(ZoneInfo(name))
+        if form == "date":
+            return local.date().isoformat()
+        offset = local.strftime("%z")
+        return f"{local:%Y-%m-%d %H:%M} {offset[:3]}:{offset[3:]} ({name})"
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -105,7 +105,12 @@ def messages_about(systems: DemoSystems, label: Label) -> list[tuple[str, str, d
 
 
 def posted(systems: DemoSystems) -> int:
-    return len(systems.slack.calls_to("chat.postMessage"))
+    """Top-level messages: one per ticket while it is open (replies go in its thread)."""
+    return sum(1 for _, _, m in slack_messages(systems) if not m.get("thread_ts"))
+
+
+def thread_replies(systems: DemoSystems) -> list[str]:
+    return [str(m["text"]) for _, _, m in slack_messages(systems) if m.get("thread_ts")]
 
 
 def nudge_for(systems: DemoSystems, label: Label, target: str) -> tuple[str, str, dict[str, Any]]:
@@ -236,16 +241,17 @@ def test_a_zendesk_ticket_from_creation_to_the_digest(
     (write,) = bot_audits(systems, 1001)
     assert [e["field_name"] for e in write["events"]] == ["tags"]
 
-    # 75% of the first response's hour (and of the next update's): two nudges, not before.
+    # 75% of the first response's hour (and of the next update's): two nudges, not before,
+    # in one message per ticket: the second is a reply in the first one's thread.
     threshold = expected.threshold("first_response", 0.75, MONDAY)
     assert threshold == expected.threshold("next_update", 0.75, MONDAY)
     reach(service, threshold, "the 75% nudges")
-    wait_until(lambda: posted(systems) == 2, "the two nudges")
+    wait_until(lambda: posted(systems) + len(thread_replies(systems)) == 2, "the two nudges")
     service.settle()
     for target in ("first_response", "next_update"):
         _, _, message = nudge_for(systems, "ZD-1001", target)
         assert "75%" in message["text"]
-    assert posted(systems) == 2
+    assert posted(systems) == 1 and len(thread_replies(systems)) == 1
 
     # A lead reclassifies from the nudge: not a full outage, there is a workaround.
     reason = "a workaround exists: only the exports fail"
@@ -270,7 +276,11 @@ def test_a_zendesk_ticket_from_creation_to_the_digest(
         "the breach notice",
     )
     service.settle()
-    assert posted(systems) == 2, "the breach rewrites the 75% message in place"
+    assert posted(systems) == 1, "the breach rewrites the 75% message in place"
+    wait_until(
+        lambda: any("is breached" in text for text in thread_replies(systems)),
+        "the breach's reply in the ticket's thread",
+    )
     assert expected.at(due).targets["first_response"].state == "breached"
 
     run_digest(service, "ZD-1001", "First response", "breached")

@@ -414,11 +414,15 @@ def helpdesks_show_the_policy(systems: DemoSystems) -> bool:
 
 
 def posted_messages(systems: DemoSystems) -> Counter[tuple[str, str]]:
-    """(ticket label, target) of each message posted (successfully) to Slack."""
+    """(ticket label, target) of each nudge message posted (successfully) to Slack: the
+    ticket's message and the other clocks' replies in its thread; the breach announcements
+    in the thread (``:rotating_light:``, mentioning who must act) are not nudges."""
     found: Counter[tuple[str, str]] = Counter()
     wanted = expected_breaches()
     for call in systems.slack.calls_to("chat.postMessage"):
         text = str(call.args.get("text"))
+        if call.args.get("thread_ts") and text.startswith(":rotating_light:"):
+            continue
         for label, target in wanted:
             names = label.split("|")
             if any(f"{name}:" in text for name in names) and TARGET_NAMES[target] in text:

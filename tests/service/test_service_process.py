@@ -123,8 +123,12 @@ def test_two_replicas_one_leader_takeover_without_duplicates(
         def breach_notices() -> int:
             return len(slack.calls_to("chat.postMessage"))
 
+        # One message per ticket: a breached P1's first response posts it, with a reply
+        # announcing the breach; its next update is a reply with a breach reply of its own.
+        per_breached, per_nudged = 4, 2
+
         wait_for(lambda: written(systems, first), 30, "the first write-backs")
-        wait_for(lambda: breach_notices() >= 2 * len(first), 30, "the breach notices")
+        wait_for(lambda: breach_notices() >= per_breached * len(first), 30, "the breach notices")
 
         # The leader dies without a word.
         processes[leader].kill()
@@ -138,7 +142,8 @@ def test_two_replicas_one_leader_takeover_without_duplicates(
             headers, body = open_ticket(systems, number, datetime.now(UTC) - timedelta(minutes=50))
             assert post(f"{bases[follower]}/webhooks/zendesk", headers, body) == 202
         wait_for(lambda: written(systems, second), 30, "the write-backs after the takeover")
-        wait_for(lambda: breach_notices() >= 2 * (len(first) + len(second)), 30, "the nudges")
+        wanted = per_breached * len(first) + per_nudged * len(second)
+        wait_for(lambda: breach_notices() >= wanted, 30, "the nudges")
         time.sleep(3 * scan)  # let any duplicate show up
     finally:
         for process in processes.values():
@@ -153,9 +158,11 @@ def test_two_replicas_one_leader_takeover_without_duplicates(
     )
     assert set(updates) == set(first + second)
     assert set(updates.values()) == {1}, updates
-    posted = [str(call.args.get("text")) for call in slack.calls_to("chat.postMessage")]
-    assert len(posted) == 2 * (len(first) + len(second))
+    calls = slack.calls_to("chat.postMessage")
+    posted = [str(call.args.get("text")) for call in calls]
+    assert len(posted) == per_breached * len(first) + per_nudged * len(second)
     assert len(set(posted)) == len(posted), posted
+    assert sum(1 for call in calls if not call.args.get("thread_ts")) == len(first + second)
     assert slack.problems == []
 
 

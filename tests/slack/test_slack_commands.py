@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from slabot.store.models import TicketEvent
 from tests.fakes.slack import FakeSlack
-from tests.slack.slack_support import AGENT, LEAD, OUTSIDER, Harness, texts
+from tests.slack.slack_support import AGENT, ASSIGNEE, LEAD, OUTSIDER, Harness, texts
+
+POLISH = "U0PIOTR"
 
 
 def test_the_card_shows_priority_plan_commitment_and_each_due_time_in_the_readers_zone(
@@ -67,7 +70,55 @@ def test_explain_says_why_the_due_dates_are_what_they_are(
     assert "Why ZD-1001's due dates are what they are" in shown
     assert "Target: 4h of calendar customer (Mon-Fri 09:00-17:00 (America/Los_Angeles))" in shown
     assert "Clock started Mon 16 Nov 12:00 EST" in shown
-    assert "open time counted:" in shown  # the engine's own account follows
+    assert "open time used so far:" in shown  # the engine's own account follows
+
+
+@pytest.mark.parametrize(
+    ("user", "used", "scheduled"),
+    [
+        (LEAD, "Used so far: 1h of open time", "Scheduled until due: 3h of open time"),
+        (
+            AGENT,
+            "Utilisé jusqu'ici : 1h de temps ouvré",
+            "Prévu jusqu'à l'échéance : 3h de temps ouvré",
+        ),
+        (
+            ASSIGNEE,
+            "Usato finora: 1h di tempo lavorativo",
+            "Previsto fino alla scadenza: 3h di tempo lavorativo",
+        ),
+        (POLISH, "Zużyte dotąd: 1h czasu pracy", "Zaplanowane do terminu: 3h czasu pracy"),
+    ],
+)
+def test_explain_separates_the_time_used_so_far_from_the_time_scheduled_until_due(
+    harness: Harness, fake: FakeSlack, user: str, used: str, scheduled: str
+) -> None:
+    fake.add_user(POLISH, "piotr@example.com", locale="pl-PL", tz="Europe/Warsaw")
+    harness.ingest()
+    harness.clock.now += timedelta(hours=1)  # one business hour of the 4h first response
+    harness.command("explain ZD-1001", user=user)
+    (answer,) = fake.wait_responses()
+    shown = texts(answer["blocks"])
+    assert used in shown and scheduled in shown
+    assert "open time used so far: 1h of 4h" in shown  # the engine's account agrees
+    assert "open time scheduled until due: 3h" in shown
+
+
+@pytest.mark.parametrize(
+    ("user", "prefix"),
+    [(LEAD, "To do:"), (AGENT, "À faire :"), (ASSIGNEE, "Da fare:"), (POLISH, "Do zrobienia:")],
+)
+def test_the_card_shows_the_policys_action_note_instead_of_the_raw_tag(
+    harness: Harness, fake: FakeSlack, user: str, prefix: str
+) -> None:
+    fake.add_user(POLISH, "piotr@example.com", locale="pl-PL", tz="Europe/Warsaw")
+    harness.ingest(priority="P1", channel="email")  # a P1 must come by phone
+    harness.command("ZD-1001", user=user)
+    (answer,) = fake.wait_responses()
+    shown = texts(answer["blocks"])
+    assert f":point_right: {prefix}" in shown
+    assert "Call the customer: a P1 must be reported by phone" in shown
+    assert "sla_p1_not_by_phone" not in shown
 
 
 def test_help(harness: Harness, fake: FakeSlack) -> None:

@@ -58,7 +58,7 @@ def test_no_slovak_holiday_falls_on_the_days_these_tests_use() -> None:
         assert day not in slovak
 
 
-def test_the_digest_lists_breached_due_soon_and_paused_tickets_sla_first_with_links(
+def test_the_digest_lists_the_most_urgent_first_with_owners_and_links(
     harness: Harness,
 ) -> None:
     # P1, 3 business hours: due Monday 10:00 Bratislava, one business hour after the
@@ -82,27 +82,45 @@ def test_the_digest_lists_breached_due_soon_and_paused_tickets_sla_first_with_li
         first_response_at=thursday,
         last_agent_update_at=thursday,
     )
+    # A CloudTalk P1 nobody is assigned, breached since Friday: the most urgent of all,
+    # although its breach is younger than ZD-4's.
+    cloudtalk(
+        harness,
+        "6",
+        FRIDAY_1500_BRATISLAVA - timedelta(hours=5),
+        shown={"priority": "P1", "tags": []},
+    )
 
     harness.clock.now = MONDAY_0900_PARIS
     blocks = digest(harness.services.store, harness.clock, channel())
     assert blocks is not None
     shown = texts(blocks)
-    assert blocks[0]["text"]["text"] == "SLA digest, Mon 23 Nov 09:00 CET"
-    assert "1 breached · 2 due within 4 business hours · 1 waiting on the customer" in shown
+    assert blocks[0]["text"]["text"] == "SLA digest"  # plain text: no instant in a zone
+    # The digest's own time is a <!date> token too: every reader sees one zone, theirs.
+    assert blocks[1]["elements"][0]["text"].startswith("As of <!date^1795420800^")
+    assert "CET" not in shown
+    assert "2 breached · 2 due within 4 business hours · 1 waiting on the customer" in shown
     sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
-    assert sections[0].startswith("*P1 · professional* (SLA (with service credits))")
-    assert (
-        "<https://acme.zendesk.com/agent/tickets/1|ZD-1> First response: due <!date^" in sections[0]
-    )
-    assert sections[1].startswith("*P2 · professional*")
-    assert "ZD-2" in sections[1]
-    assert "ZD-3" not in shown  # five business hours away
-    assert sections[2].startswith("*P2 · premier* (SLO")  # the SLO after every SLA
+    assert [section.splitlines()[0] for section in sections] == [
+        "*Breached · P1 Business Critical*",
+        "*Breached · P2 High*",
+        "*Due soon · P1 Business Critical*",
+        "*Due soon · P2 Degraded Service*",
+        "*Waiting on the customer · P2 High*",
+    ]
+    assert "ZD-6> First response: breached, was due <!date^" in sections[0]
+    assert sections[0].endswith("· professional (SLA (with service credits)) · unassigned")
     assert (
         ":rotating_light: <https://acme.zendesk.com/agent/tickets/4|ZD-4> First response, "
-        "Restoration, Next update: breached, was due <!date^1794949200^" in sections[2]
+        "Restoration, Next update: breached, was due <!date^1794949200^" in sections[1]
     )
-    assert "ZD-5>: waiting on the customer since" in sections[2]
+    assert sections[1].endswith("· premier (SLO (objective, no credits)) · ana@example.com")
+    assert (
+        "<https://acme.zendesk.com/agent/tickets/1|ZD-1> First response: due <!date^" in sections[2]
+    )
+    assert "ZD-2" in sections[3]
+    assert "ZD-3" not in shown  # five business hours away
+    assert "ZD-5>: waiting on the customer since" in sections[4]
 
 
 def test_due_within_business_hours_counts_across_the_weekend(harness: Harness) -> None:
@@ -171,7 +189,7 @@ def test_a_digest_is_delivered_through_the_outbox_even_after_slack_failed(
     (call,) = fake.calls_to("chat.postMessage")
     assert call.args["channel"] == "C0SUPPORT"
     assert "ZD-1" in texts(call.args["blocks"])
-    assert call.args["text"] == "SLA digest, Mon 23 Nov 09:00 CET"
+    assert call.args["text"].startswith("SLA digest, <!date^1795420800^")
 
 
 def test_the_digest_language_follows_the_channel() -> None:

@@ -24,7 +24,12 @@ def la(day: date, hour: int, minute: int = 0) -> datetime:
 
 
 def posted(fake: FakeSlack) -> list[dict[str, object]]:
-    return [call.args for call in fake.calls_to("chat.postMessage")]
+    """Top-level messages (one per ticket); replies in their threads are ``replies``."""
+    return [c.args for c in fake.calls_to("chat.postMessage") if not c.args.get("thread_ts")]
+
+
+def replies(fake: FakeSlack) -> list[dict[str, object]]:
+    return [c.args for c in fake.calls_to("chat.postMessage") if c.args.get("thread_ts")]
 
 
 def updated(fake: FakeSlack) -> list[dict[str, object]]:
@@ -291,8 +296,10 @@ def test_snooze_asks_why_keeps_the_audit_and_reminds_when_it_ends(
     step(harness, MONDAY_0900_LA + timedelta(hours=2, minutes=30))  # 75% while snoozed: held
     assert len(posted(fake)) == 1
     step(harness, MONDAY_0900_LA + timedelta(hours=3))  # snooze over: a reminder, then 75%
-    reminders = [m for m in posted(fake)[1:] if "Promemoria" in texts(m["blocks"])]
+    # The reminder joins the thread of the ticket's message (one message per ticket).
+    reminders = [m for m in replies(fake) if "Promemoria" in texts(m["blocks"])]
     assert len(reminders) == 1
+    assert reminders[0]["thread_ts"] == fake.calls_to("chat.postMessage")[0].response["ts"]
 
 
 # --- Slack failing -------------------------------------------------------------------------------

@@ -70,5 +70,6 @@ def test_a_breach_notice_owed_by_the_store_is_sent_too(harness: Harness, fake: F
     assert {b.target for b in recorded} == {"first_response"}
     assert harness.run_nudges().breaches == 0  # already recorded: not owed twice
     assert harness.flush().sent == 1
-    (call,) = fake.calls_to("chat.postMessage")
+    call, reply = fake.calls_to("chat.postMessage")  # the message, and its thread's alarm
     assert "scadenza superata" in str(call.args["blocks"])
+    assert reply.args["thread_ts"] == call.response["ts"] and "<@U0ANA>" in reply.args["text"]

@@ -351,7 +351,7 @@ def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "shown_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
-    assert upgrade(migrated) == head_revision() == "0004"
+    assert upgrade(migrated) == head_revision() == "0005"
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.shown_at) == ("7", None)
@@ -376,13 +376,49 @@ def test_revision_0004_adds_content_digest_and_downgrades_with_deliveries_stored
         config.attributes["connection"] = connection
         command.downgrade(config, "0003")
     assert "content_digest" not in columns()
-    assert upgrade(migrated) == head_revision() == "0004"
+    assert upgrade(migrated) == head_revision() == "0005"
     with Session(migrated) as session:
         row = session.scalars(select(WebhookDelivery)).one()
         assert (row.delivery_key, row.content_digest) == ("invocation:1", None)
     # The index is back: a replay of new content under a fresh id is refused once recorded.
     again = [("zendesk", "invocation:2"), ("zendesk", "invocation:3")]
     assert len(record_deliveries(migrated, again, T0, digests=dict.fromkeys(again, digest))) == 1
+
+
+def test_revision_0005_adds_the_breach_button_kinds_and_still_refuses_others(
+    migrated: Engine,
+) -> None:
+    from alembic import command
+
+    from slabot.store.migrate import alembic_config
+
+    with Session(migrated) as session, session.begin():
+        ticket = _ticket("8")
+        session.add(ticket)
+        session.flush()
+        ticket_id = ticket.id
+        for kind in ("created", "acknowledged", "assigned"):
+            session.add(TicketEvent(ticket_id=ticket_id, kind=kind, occurred_at=T0, recorded_at=T0))
+    with pytest.raises(IntegrityError), Session(migrated) as session, session.begin():
+        session.add(TicketEvent(ticket_id=ticket_id, kind="bogus", occurred_at=T0, recorded_at=T0))
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    with Session(migrated) as session:  # the older schema cannot hold the new kinds
+        assert [e.kind for e in session.scalars(select(TicketEvent))] == ["created"]
+    with pytest.raises(IntegrityError), Session(migrated) as session, session.begin():
+        session.add(
+            TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
+        )
+    assert upgrade(migrated) == head_revision() == "0005"
+    with Session(migrated) as session, session.begin():
+        session.add(
+            TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
+        )
+    with Session(migrated) as session:
+        kinds = [e.kind for e in session.scalars(select(TicketEvent).order_by(TicketEvent.id))]
+        assert kinds == ["created", "assigned"]
 
 
 def test_instants_read_on_the_fast_path_equal_the_general_one(migrated: Engine) -> None:

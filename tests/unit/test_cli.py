@@ -430,7 +430,7 @@ def test_evaluate_sample_table(
 ) -> None:
     status, out, err = run(capsys, monkeypatch, "evaluate", "--sample", "--format", "table")
     assert (status, err) == (0, "")
-    assert out.startswith("Decisions as of 2026-11-23 12:00 UTC (due times in UTC)\n")
+    assert out.startswith("Decisions as of 2026-11-23 12:00 (all times in UTC)\n")
     header = out.splitlines()[2]
     assert header.split() == [
         "id", "plan", "priority", "commitment", "first", "response", "restoration", "next",
@@ -440,6 +440,30 @@ def test_evaluate_sample_table(
     assert len(ids) == 15
     rows = [line.split()[0] for line in out.splitlines()[4 : 4 + len(ids)]]
     assert rows == ids
+
+
+def test_evaluate_table_shows_every_time_in_the_zone_of_tz(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = ("evaluate", "--sample", "--format", "table")
+    _, in_utc, _ = run(capsys, monkeypatch, *base)
+    status, in_tokyo, err = run(capsys, monkeypatch, *base, "--tz", "Asia/Tokyo")
+    assert (status, err) == (0, "")
+    assert in_tokyo.startswith("Decisions as of 2026-11-23 21:00 (all times in Asia/Tokyo)\n")
+    # The same due instants, nine hours later on the clock: Tokyo has no daylight saving.
+    utc_cells = re.findall(r"\w{3} \d\d \w{3} (\d\d):(\d\d)", in_utc)
+    tokyo_cells = re.findall(r"\w{3} \d\d \w{3} (\d\d):(\d\d)", in_tokyo)
+    assert len(utc_cells) == len(tokyo_cells) > 10
+    for (h1, m1), (h2, m2) in zip(utc_cells, tokyo_cells, strict=True):
+        assert (int(h2) - int(h1)) % 24 == 9 and m1 == m2
+
+
+def test_evaluate_refuses_an_unknown_tz(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, _, err = run(capsys, monkeypatch, "evaluate", "--sample", "--tz", "Mars/Olympus")
+    assert status == 1
+    assert "--tz 'Mars/Olympus' is not a time zone" in err
 
 
 def test_evaluate_sample_jsonl(
@@ -526,13 +550,14 @@ def check_friday_explanation(out: str) -> None:
     start = lines.index(
         "first response: due Mon 2026-11-23 11:30 CET (2026-11-23T10:30:00Z), breached"
     )
-    assert lines[start + 1 : start + 6] == [
+    assert lines[start + 1 : start + 7] == [
         "  target: 3h on business (Mon-Fri 09:00-17:00 (Europe/Bratislava))",
         "  clock: started Fri 2026-11-20 16:30 CET; stops at the first public agent reply "
         "(or when solved)",
-        "  open time counted:",
+        "  open time used so far: 4h30m of 3h",
         "    Fri 2026-11-20 16:30-17:00      30m  (total 30m)",
-        "    Mon 2026-11-23 09:00-11:30    2h30m  (total 3h)",
+        "    Mon 2026-11-23 09:00-13:00       4h  (total 4h30m)",
+        "  open time scheduled until due: none (the due time has passed)",
     ]
     assert "restoration: no target for this priority and plan" in lines
     assert "next update: no target for this priority and plan" in lines
@@ -547,6 +572,43 @@ def test_explain_friday_afternoon_ticket_from_json_text(
     )  # fmt: skip
     assert (status, err) == (0, "")
     check_friday_explanation(out)
+
+
+def test_explain_separates_the_time_used_so_far_from_the_time_scheduled_until_due(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Monday 10:00 in Bratislava: 1h30m used (Friday's 30m, Monday's first hour), 1h30m to go.
+    status, out, _ = run(
+        capsys, monkeypatch, "explain", "--policy", CLOUDTALK, "--now", "2026-11-23T09:00:00Z",
+        json.dumps(FRIDAY_TICKET),
+    )  # fmt: skip
+    assert status == 0
+    lines = out.splitlines()
+    start = lines.index("  open time used so far: 1h30m of 3h")
+    assert lines[start : start + 6] == [
+        "  open time used so far: 1h30m of 3h",
+        "    Fri 2026-11-20 16:30-17:00      30m  (total 30m)",
+        "    Mon 2026-11-23 09:00-10:00       1h  (total 1h30m)",
+        "  open time scheduled until due: 1h30m",
+        "    Mon 2026-11-23 10:00-11:30    1h30m  (total 1h30m)",
+        "",
+    ]
+
+
+def test_explain_shows_the_policys_action_note_for_a_tag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket = {**FRIDAY_TICKET, "plan": "premier", "channel": "email"}
+    status, out, _ = run(
+        capsys, monkeypatch, "explain", "--policy", ZOOM, "--now", NOW, json.dumps(ticket)
+    )
+    assert status == 0
+    lines = out.splitlines()
+    assert "Tags: sla_p1_not_by_phone" in lines
+    assert (
+        "  - to do (sla_p1_not_by_phone): Call the customer: a P1 must be reported by phone; "
+        "confirm the outage on the call."
+    ) in lines
 
 
 def test_explain_reads_a_file_or_stdin(

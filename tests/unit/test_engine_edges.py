@@ -93,7 +93,7 @@ def test_a_reopened_ticket_owes_its_next_update_from_the_reopening(zoom: Policy)
 
 def test_explain_counts_exactly_the_open_time_of_each_target(zoom: Policy) -> None:
     # Solved while an open-ended pause ran: the pause ends at the solve for the engine, and
-    # the explanation must count the same intervals, adding up to the 8h target.
+    # the explanation must count the same intervals: one hour used before the pause.
     ticket = make_ticket(
         **{**PREMIER_P2, "plan": "premier_plus"},
         status="solved",
@@ -102,8 +102,25 @@ def test_explain_counts_exactly_the_open_time_of_each_target(zoom: Policy) -> No
     )
     text = explain(ticket, zoom, datetime(2026, 6, 10, 17, tzinfo=UTC))
     restoration = text.split("restoration:")[1].split("next update:")[0]
-    assert "(total 8h)" in restoration
+    assert "open time used: 1h of 8h" in restoration  # stopped: nothing is scheduled
+    assert "scheduled" not in restoration
     assert "to Tue 2026-06-09 12:00 PDT" in restoration
+
+
+def test_explain_time_used_and_time_scheduled_add_up_to_the_target(zoom: Policy) -> None:
+    # Paused 11:00-12:00; at 13:00 the restoration has used 2h and has 6h scheduled before
+    # its due instant (13:00-17:00, then Wednesday 09:00-11:00): the engine's 8h.
+    ticket = make_ticket(
+        **{**PREMIER_P2, "plan": "premier_plus"},
+        status="open",
+        paused=[["2026-06-09T11:00:00-07:00", "2026-06-09T12:00:00-07:00"]],
+    )
+    text = explain(ticket, zoom, datetime(2026, 6, 9, 20, tzinfo=UTC))
+    restoration = text.split("restoration:")[1].split("next update:")[0]
+    assert restoration.startswith(" due Wed 2026-06-10 11:00 PDT")
+    assert "open time used so far: 2h of 8h" in restoration
+    assert "open time scheduled until due: 6h" in restoration
+    assert "Wed 2026-06-10 09:00-11:00       2h  (total 6h)" in restoration
 
 
 def test_a_next_business_day_target_is_not_paused_by_waiting_on_the_customer() -> None:

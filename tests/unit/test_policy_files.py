@@ -591,3 +591,15 @@ def test_the_complete_example_in_the_documentation_is_valid() -> None:
     spec = parse_policy(complete, "docs/policies.md")
     assert list(spec.plans) == ["professional", "enterprise"]
     assert spec.plan_aliases == {"trial": "professional"}
+
+
+def test_action_notes_must_name_tags_the_policy_sets() -> None:
+    text = VALID.read_text(encoding="utf-8")
+    noted = text + "action_notes:\n  sla_reclassified_non_production: Ask for the environment.\n"
+    policy = parse_policy(noted, "acme.yaml")
+    assert policy.action_note("sla_reclassified_non_production") == "Ask for the environment."
+    with pytest.raises(PolicyFileError) as caught:
+        parse_policy(text + "action_notes:\n  sla_call_back: Call the customer.\n", "acme.yaml")
+    (problem,) = caught.value.problems
+    assert problem.field == "action_notes.sla_call_back"
+    assert problem.message.startswith("no rule of this policy sets the tag 'sla_call_back'")

@@ -50,7 +50,16 @@ STATUSES = {
     "Closed": "done",
     "Done": "done",
 }
-SYSTEM_FIELDS = ("summary", "priority", "status", "labels", "duedate", "reporter", "updated")
+SYSTEM_FIELDS = (
+    "summary",
+    "priority",
+    "status",
+    "labels",
+    "duedate",
+    "reporter",
+    "assignee",
+    "updated",
+)
 
 
 def jira_time(instant: datetime) -> str:
@@ -92,6 +101,8 @@ class FakeJira:
     comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, set[str]] = field(default_factory=dict)
+    emails: dict[str, str] = field(default_factory=dict)
+    """E-mail address (lower case) -> account id, for ``GET user/search?query=``."""
     roles: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     """Project key -> role name -> actors, as ``GET project/{key}/role/{id}`` lists them."""
     denied: dict[str, set[str]] = field(default_factory=dict)
@@ -191,6 +202,8 @@ class FakeJira:
     ) -> dict[str, Any]:
         """A user; ``email`` is shown as ``emailAddress`` (Jira leaves it out when the
         user's profile hides it, the default for most sites)."""
+        if email is not None:
+            self.emails[email.lower()] = account_id  # searchable even when not shown
         user: dict[str, Any] = {
             "accountId": account_id,
             "displayName": name,
@@ -453,6 +466,15 @@ class FakeJira:
                         "total": len(comments),
                         "comments": copy.deepcopy(comments[start : start + size]),
                     }
+                case ["user", "search"]:
+                    # Jira Cloud matches the address even when the profile hides it.
+                    wanted = (query.get("query") or [""])[0].strip().lower()
+                    found = self.emails.get(wanted)
+                    if found is None:
+                        return 200, []
+                    user = copy.deepcopy(self.users[found])
+                    user["self"] = f"{self._base()}/rest/api/3/user?accountId={found}"
+                    return 200, [user]
                 case ["user", "groups"]:
                     account = query["accountId"][0]
                     return 200, [
@@ -610,6 +632,10 @@ class FakeJira:
         priority = fields.get("priority")
         if priority is not None and (priority or {}).get("name") not in PRIORITIES:
             errors["priority"] = "Specify a valid value for priority"
+        if "assignee" in fields:
+            wanted = (fields["assignee"] or {}).get("accountId")
+            if wanted is not None and wanted not in self.users:
+                errors["assignee"] = f"User '{wanted}' cannot be assigned issues."
         due = fields.get("duedate")
         if due is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(due)):
             errors["duedate"] = "Error parsing date string: " + str(due)
@@ -621,6 +647,9 @@ class FakeJira:
         changes: dict[str, Any] = {}
         if "priority" in fields:
             changes["priority"] = (fields.pop("priority") or {}).get("name")
+        if "assignee" in fields:
+            wanted = (fields.pop("assignee") or {}).get("accountId")
+            changes["assignee"] = copy.deepcopy(self.users[wanted]) if wanted else None
         changes.update(fields)
         labels = list(issue["fields"]["labels"])
         for operation in (body.get("update") or {}).get("labels") or []:
@@ -660,6 +689,13 @@ class FakeJira:
                 done = STATUSES[value] == "done"
                 fields["resolutiondate"] = jira_time(self.now) if done else None
                 items.append(_item("status", old, value))
+            elif name == "assignee":
+                old = (fields.get("assignee") or {}).get("accountId")
+                new = (value or {}).get("accountId")
+                if old == new:
+                    continue
+                fields["assignee"] = value
+                items.append(_item("assignee", old, new))
             elif name == "labels":
                 old_labels = " ".join(sorted(fields["labels"]))
                 fields["labels"] = list(value)

@@ -1,7 +1,8 @@
 """A stateful fake Slack Web API on an ephemeral loopback port, for the real slack_sdk client.
 
 It serves ``auth.test`` (with the token's scopes in ``X-OAuth-Scopes``),
-``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``, ``views.open``,
+``chat.postMessage`` (threads: a ``thread_ts`` must name a message of the channel, not a
+reply), ``chat.update``, ``chat.postEphemeral``, ``views.open``,
 ``views.publish``, ``users.lookupByEmail``, ``users.info``, ``conversations.open``,
 ``conversations.info``, ``usergroups.list`` and ``usergroups.users.list`` over users, user
 groups, channels, messages and views it keeps, ``apps.connections.open`` (the app-level
@@ -217,6 +218,15 @@ class FakeSlack:
         self.wait_for(lambda: len(self.calls_to(method)) >= count, timeout)
         return self.calls_to(method)
 
+    def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The replies in the thread of message ``ts``, oldest first."""
+        with self._lock:
+            return [
+                message
+                for (where, _), message in sorted(self.messages.items())
+                if where == channel and message.get("thread_ts") == ts
+            ]
+
     def wait_responses(self, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
         self.wait_for(lambda: len(self.responses) >= count, timeout)
         return list(self.responses)
@@ -407,10 +417,20 @@ class FakeSlack:
         channel = str(args["channel"])
         if channel.startswith("U"):
             channel = "D" + channel[1:]
+        thread_ts = args.get("thread_ts")
+        if thread_ts is not None:
+            parent = self.messages.get((channel, str(thread_ts)))
+            if parent is None:
+                self.problems.append(f"chat.postMessage: thread_ts {thread_ts} is no message")
+                return {"ok": False, "error": "thread_not_found"}
+            if parent.get("thread_ts"):
+                # Slack threads are one level deep: a reply names the thread's parent.
+                self.problems.append(f"chat.postMessage: thread_ts {thread_ts} is a reply")
         ts = f"1800000000.{next(self._ts):06d}"
         self.messages[(channel, ts)] = {
             "text": args.get("text"),
             "blocks": args.get("blocks"),
+            "thread_ts": str(thread_ts) if thread_ts is not None else None,
             "history": [],
         }
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": args.get("text")}}

@@ -423,6 +423,8 @@ class FakeZendesk:
             match segments:
                 case ["users", "me"]:
                     return 200, {"user": self.users[self.bot_user_id]}
+                case ["users", "search"]:
+                    return 200, self._search_users(query)
                 case ["users", "show_many"]:
                     ids = [int(i) for i in query.get("ids", [""])[0].split(",") if i]
                     return 200, {
@@ -511,7 +513,7 @@ class FakeZendesk:
     def _update_one(self, ticket_id: int, changes: dict[str, Any]) -> tuple[int, Any]:
         if ticket_id not in self.tickets:
             return 404, {"error": "RecordNotFound", "description": "Not found"}
-        problem = _invalid(changes)
+        problem = _invalid(changes) or self._invalid_assignee(changes)
         if problem is not None:
             return 422, problem
         audit = self._bot_update(ticket_id, changes)
@@ -524,7 +526,7 @@ class FakeZendesk:
         results = []
         for index, changes in enumerate(tickets):
             ticket_id = changes.get("id")
-            problem = _invalid(changes)
+            problem = _invalid(changes) or self._invalid_assignee(changes)
             if ticket_id not in self.tickets:
                 results.append(
                     {"index": index, "id": ticket_id, "error": "TicketNotFound", "success": False}
@@ -612,7 +614,7 @@ class FakeZendesk:
                 }
             )
 
-        for name in ("status", "priority"):
+        for name in ("status", "priority", "assignee_id"):
             if name in changes:
                 change(name, changes[name])
         tags = list(ticket["tags"])
@@ -652,6 +654,32 @@ class FakeZendesk:
         }
         self.audits.setdefault(ticket_id, []).append(audit)
         return audit
+
+    def _search_users(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """``GET /users/search?query=``: ``email:x`` (or a bare address) matches the e-mail
+        address exactly, case-insensitively, as Zendesk does."""
+        wanted = (query.get("query") or [""])[0].strip().lower().removeprefix("email:")
+        users = [
+            user
+            for _, user in sorted(self.users.items())
+            if wanted and str(user.get("email") or "").lower() == wanted
+        ]
+        return {"users": users, "next_page": None, "previous_page": None, "count": len(users)}
+
+    def _invalid_assignee(self, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Zendesk refuses an assignee who is not an agent (or admin)."""
+        if "assignee_id" not in changes or changes["assignee_id"] is None:
+            return None
+        user = self.users.get(int(changes["assignee_id"]))
+        if user is not None and user.get("role") in ("agent", "admin"):
+            return None
+        return {
+            "error": "RecordInvalid",
+            "description": "Record validation errors",
+            "details": {
+                "assignee": [{"description": "Assignee is not an agent", "error": "InvalidValue"}]
+            },
+        }
 
     def tickets_by_priority(self) -> Iterator[tuple[int, str | None]]:
         for ticket_id, ticket in sorted(self.tickets.items()):
