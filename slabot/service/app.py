@@ -14,6 +14,10 @@ Routes:
   benchmark's baseline);
 - ``/`` and ``/tickets/...``: the read-only dashboard (``slabot.service.dashboard``).
 
+Every request goes through ``RequestLimits`` (``slabot.service.limits``): headers over
+``service.max_header_bytes`` are refused 431, bodies over ``service.max_body_bytes`` 413
+before they are read whole, bodies slower than ``service.body_timeout_seconds`` 408.
+
 The lifespan starts the webhook workers (and the scheduler, when given one); on shutdown
 (SIGTERM) it drains the queued deliveries and lets the running job (a flush) finish.
 """
@@ -28,11 +32,13 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from slabot.service.dashboard import dashboard_routes
+from slabot.service.limits import RequestLimits
 from slabot.service.metrics import CONTENT_TYPE
 from slabot.service.runtime import Runtime
 
@@ -101,7 +107,14 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> Starlette:
             state["draining"] = True
             await anyio.to_thread.run_sync(_shut_down, runtime, scheduler)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    service = runtime.settings.service
+    limits = Middleware(
+        RequestLimits,
+        max_body_bytes=service.max_body_bytes,
+        max_header_bytes=service.max_header_bytes,
+        body_timeout_seconds=service.body_timeout_seconds,
+    )
+    return Starlette(routes=routes, middleware=[limits], lifespan=lifespan)
 
 
 def _shut_down(runtime: Runtime, scheduler: Any) -> None:

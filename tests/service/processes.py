@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,15 @@ def clean_environ(extra: dict[str, str]) -> dict[str, str]:
     return {**kept, **extra}
 
 
-def start(environ: dict[str, str], port: int, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def start(
+    environ: dict[str, str],
+    port: int,
+    log: Path,
+    cwd: Path,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``slabot run`` on ``port``, its output in ``log``; ``preexec_fn`` runs in the child
+    before it starts (to set a resource limit)."""
     handle = log.open("wb")
     return subprocess.Popen(
         [str(SLABOT), "run", "--port", str(port)],
@@ -40,6 +49,7 @@ def start(environ: dict[str, str], port: int, log: Path, cwd: Path) -> subproces
         cwd=cwd,
         stdout=handle,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
 
 
