@@ -5,8 +5,8 @@ Two layers, because uvicorn (0.55, checked in its source) enforces none of these
 - ``GuardedH11Protocol``, uvicorn's h11 protocol (not httptools: h11 caps the bytes it
   buffers while a request's headers are incomplete, httptools buffers them without end)
   with what uvicorn lacks: a deadline for a request's headers, counted from the moment the
-  connection opens or its previous response ends, whatever trickles in meanwhile
-  (slowloris), and a cap on open connections that closes the longest-waiting connection
+  connection opens (or a further request's first byte arrives), whatever trickles in
+  meanwhile (slowloris), and a cap on open connections that closes the longest-waiting connection
   with no request in progress to make room for a new one. uvicorn's own
   ``limit_concurrency`` counts idle connections too and answers 503 to every request once
   they reach it: idle connections would starve real webhooks, which is what this avoids.
@@ -61,10 +61,11 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a header deadline, a 431 and a connection cap.
 
     A connection is *waiting* while no request is in progress on it: just opened, between
-    requests (keep-alive), or receiving a request's headers. A waiting connection is closed
-    ``header_timeout_seconds`` after it began waiting unless a whole request head arrived
-    (408 if part of one did, silently if nothing did); uvicorn's keep-alive timeout closes
-    an idle one sooner. Past ``max_connections``, each new connection closes the connection
+    requests (keep-alive), or receiving a request's headers. A request head must arrive
+    whole within ``header_timeout_seconds`` of the connection opening, or of the first byte
+    of a further request on it (408 if part of one arrived, closed silently if nothing did);
+    between requests, uvicorn's keep-alive timeout closes an idle connection. Past
+    ``max_connections``, each new connection closes the connection
     that has waited longest; a connection with a request in progress is never closed for
     room (with no waiting one to close, the new connection is closed instead).
     """
@@ -80,6 +81,8 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._closed_for_room = False
+        self._fresh = True
+        """No response sent on this connection yet."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -106,6 +109,7 @@ class GuardedH11Protocol(H11Protocol):
         self._sync_waiting()
 
     def on_response_complete(self) -> None:
+        self._fresh = False
         super().on_response_complete()
         self._sync_waiting()
 
@@ -122,14 +126,18 @@ class GuardedH11Protocol(H11Protocol):
 
     def _sync_waiting(self) -> None:
         idle = self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE
-        if idle and not self.transport.is_closing():
-            if self._header_deadline is None:
-                type(self).waiting[self] = None
-                self._header_deadline = self.loop.call_later(
-                    self.limits.header_timeout_seconds, self._headers_too_slow
-                )
-        else:
+        if not idle or self.transport.is_closing():
             self._stop_waiting()
+            return
+        waiting = type(self).waiting
+        if self not in waiting:
+            waiting[self] = None
+        # Between requests uvicorn's keep-alive timeout governs an idle connection; the head's
+        # deadline starts with the connection, or with the first byte of a further request.
+        if self._header_deadline is None and (self._fresh or self.conn.trailing_data[0]):
+            self._header_deadline = self.loop.call_later(
+                self.limits.header_timeout_seconds, self._headers_too_slow
+            )
 
     def _stop_waiting(self) -> None:
         type(self).waiting.pop(self, None)

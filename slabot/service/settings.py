@@ -112,13 +112,14 @@ class ServiceSettings(BaseSettings):
     max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
     """The largest request line and headers together: larger is refused 431."""
     header_timeout_seconds: float = Field(default=10.0, ge=0.5, le=300)
-    """A connection must send a whole request head within this of opening, or of its previous
-    response, or it is closed (408 if part of one arrived): slow clients cannot hold it."""
+    """A request's line and headers must arrive whole within this of the connection opening
+    (or of the first byte of a further request on it), or the connection is closed (408 if
+    part of one arrived): a slow client cannot hold a connection."""
     body_timeout_seconds: float = Field(default=30.0, ge=0.5, le=600)
     """A request's whole body must arrive within this of its headers, or it is refused 408."""
     keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
-    """An idle keep-alive connection is closed after this (longer than a proxy's own upstream
-    keep-alive timeout, see docs/operations.md)."""
+    """A connection idle after a response is closed after this: keep it longer than the idle
+    timeout of a proxy or load balancer in front (docs/operations.md)."""
     max_connections: int = Field(default=1000, ge=16, le=1_000_000)
     """Open client connections at most; past it, each new connection closes the one that has
     waited longest without a request in progress. Lowered, with a warning, to what the
