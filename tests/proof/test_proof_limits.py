@@ -7,9 +7,9 @@ attacks come over raw loopback sockets, each bounded in bytes, connections and s
 and stop by themselves:
 
 - four 100 MB unsigned bodies at once, with their length declared and chunked: 413 within
-  ``ANSWER_WITHIN`` seconds each, and the server's peak RSS (``VmHWM`` of /proc/<pid>/status, reset
-  before each attack) grows by less than ``MEMORY_CEILING`` (before: each was read whole,
-  +470 MiB for four);
+  ``ANSWER_WITHIN`` seconds each, and the server's peak RSS (``VmHWM`` of
+  /proc/<pid>/status, reset before each attack) grows by less than ``MEMORY_CEILING``
+  (before: each was read whole, +470 MiB for four);
 - a declared 100 MB ``Content-Length`` and no body, on each route that takes a body: 413 at
   once (before: a hang); a signed body of exactly ``max_body_bytes`` still reaches the
   handler, one byte more streamed is refused;
