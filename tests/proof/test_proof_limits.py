@@ -407,7 +407,7 @@ def patient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     served = run_service(
         tmp_path_factory.mktemp("patient"),
         systems,
-        {**LIMITS, "SLABOT_HEADER_TIMEOUT_SECONDS": "120"},
+        {**LIMITS, "SLABOT_HEADER_TIMEOUT_SECONDS": "120", "SLABOT_BODY_TIMEOUT_SECONDS": "120"},
         (OPEN_FILES, 4 * OPEN_FILES),
     )
     try:
@@ -444,3 +444,25 @@ def test_idle_connections_do_not_starve_a_signed_webhook_nor_readyz(patient: Ser
     finally:
         for connection in idle:
             connection.close()
+
+
+def test_a_request_in_progress_is_never_closed_to_make_room(patient: Service) -> None:
+    headers, body = patient.systems.zendesk.webhook({"ticket_id": "4343"})
+    head = request_head(headers={**headers, "Content-Length": str(len(body))})
+    idle: list[socket.socket] = []
+    with socket.create_connection(("127.0.0.1", patient.port), timeout=10) as in_progress:
+        in_progress.sendall(head + body[:5])  # its head whole, its body not yet
+        time.sleep(0.2)
+        try:
+            for _ in range(MAX_CONNECTIONS + 200):
+                idle.append(socket.create_connection(("127.0.0.1", patient.port), timeout=5))
+            in_progress.sendall(body[5:])
+            answer = b""
+            while not _complete(answer):
+                chunk = in_progress.recv(65536)
+                assert chunk, f"closed for room with its request in progress: {answer!r}"
+                answer += chunk
+        finally:
+            for connection in idle:
+                connection.close()
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
