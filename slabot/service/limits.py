@@ -65,9 +65,9 @@ class GuardedH11Protocol(H11Protocol):
     whole within ``header_timeout_seconds`` of the connection opening, or of the first byte
     of a further request on it (408 if part of one arrived, closed silently if nothing did);
     between requests, uvicorn's keep-alive timeout closes an idle connection. Past
-    ``max_connections``, each new connection closes the connection
-    that has waited longest; a connection with a request in progress is never closed for
-    room (with no waiting one to close, the new connection is closed instead).
+    ``max_connections``, each new connection closes the connection that has waited longest;
+    a connection with a request in progress is never closed for room (with no waiting one
+    to close, the new connection is closed instead).
     """
 
     limits: ClassVar[ConnectionLimits]
@@ -81,8 +81,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._closed_for_room = False
-        self._fresh = True
-        """No response sent on this connection yet."""
+        self._fresh = True  # no response sent on this connection yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
