@@ -119,7 +119,8 @@ def serve(service: Service, host: str, port: int) -> None:
 
 def http_options(settings: ServiceSettings) -> dict[str, Any]:
     """``uvicorn.Config`` arguments that enforce the service's HTTP limits (docs/operations.md):
-    the guarded h11 protocol, its header cap, the keep-alive timeout and the listen backlog.
+    the guarded h11 protocol, its header cap, the keep-alive timeout, the listen backlog, and
+    no WebSocket protocol.
     Raises this process's soft open-files limit to the hard one (once is enough)."""
     limits = ConnectionLimits(
         max_connections=connection_cap(settings.max_connections, raise_open_files_limit()),
@@ -131,6 +132,7 @@ def http_options(settings: ServiceSettings) -> dict[str, Any]:
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": settings.keep_alive_timeout_seconds,
         "backlog": LISTEN_BACKLOG,
+        "ws": "none",  # slabot serves no WebSocket: an upgrade is a plain request, under the limits
     }
 
 
