@@ -59,6 +59,7 @@ from slabot.service.app import create_app
 from slabot.service.logs import SecretMasker, configure_logging
 from slabot.service.runtime import Runtime, build_runtime
 from slabot.service.scheduler import make_scheduler, register_jobs
+from slabot.service.server import http_options
 from slabot.service.settings import load_settings
 from slabot.store.migrate import upgrade
 from slabot.store.services import Snapshot
@@ -286,6 +287,7 @@ class Demo:
             log_config=None,
             access_log=False,
             lifespan="on",
+            **http_options(self.runtime.settings.service),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="slabot-http", daemon=True)

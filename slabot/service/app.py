@@ -20,6 +20,10 @@ Routes:
 Every response, whatever the route, carries the security headers of
 ``slabot.service.headers`` (CSP, X-Frame-Options, nosniff, Referrer-Policy).
 
+Every request goes through ``RequestLimits`` (``slabot.service.limits``): headers over
+``service.max_header_bytes`` are refused 431, bodies over ``service.max_body_bytes`` 413
+before they are read whole, bodies slower than ``service.body_timeout_seconds`` 408.
+
 The lifespan starts the webhook workers (and the scheduler, when given one); on shutdown
 (SIGTERM) it drains the queued deliveries and lets the running job (a flush) finish.
 """
@@ -34,6 +38,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -41,6 +46,7 @@ from starlette.types import ASGIApp
 
 from slabot.service.dashboard import dashboard_routes
 from slabot.service.headers import SecurityHeaders
+from slabot.service.limits import RequestLimits
 from slabot.service.metrics import CONTENT_TYPE
 from slabot.service.runtime import Runtime
 
@@ -114,8 +120,16 @@ def create_app(runtime: Runtime, scheduler: Any = None) -> ASGIApp:
             state["draining"] = True
             await anyio.to_thread.run_sync(_shut_down, runtime, scheduler)
 
-    # Outside Starlette's own middleware, so its error pages carry the headers too.
-    return SecurityHeaders(Starlette(routes=routes, lifespan=lifespan))
+    service = runtime.settings.service
+    limits = Middleware(
+        RequestLimits,
+        max_body_bytes=service.max_body_bytes,
+        max_header_bytes=service.max_header_bytes,
+        body_timeout_seconds=service.body_timeout_seconds,
+    )
+    # Outside Starlette's own middleware, so its error pages (and the limits' refusals)
+    # carry the headers too.
+    return SecurityHeaders(Starlette(routes=routes, middleware=[limits], lifespan=lifespan))
 
 
 def _data_warnings(runtime: Runtime) -> dict[str, Any]:

@@ -10,6 +10,10 @@ exits.
 
 It also refuses to start when the dashboard has no credentials and the address is not a
 loopback one (``slabot.service.access.check_bind``).
+
+HTTP is uvicorn's h11 protocol with slabot's guards (``slabot.service.limits``): a cap on
+header bytes, a deadline for a request's headers, a keep-alive timeout and a cap on open
+connections that fits in the open-files limit, which is raised to its hard limit first.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ import uvicorn
 from slabot.service import doctor
 from slabot.service.access import check_bind
 from slabot.service.app import create_app
+from slabot.service.limits import (
+    LISTEN_BACKLOG,
+    ConnectionLimits,
+    connection_cap,
+    guarded_protocol,
+    raise_open_files_limit,
+)
 from slabot.service.logs import SecretMasker, configure_logging
 from slabot.service.runtime import Clock, Runtime, build_runtime, system_clock
 from slabot.service.scheduler import make_scheduler, register_jobs
-from slabot.service.settings import Settings, load_settings
+from slabot.service.settings import ServiceSettings, Settings, load_settings
 from slabot.store.db import redact
 from slabot.store.migrate import upgrade
 
@@ -81,6 +92,7 @@ def serve(service: Service, host: str, port: int) -> None:
         access_log=settings.access_log,
         timeout_graceful_shutdown=max(int(settings.drain_timeout_seconds), 1),
         lifespan="on",
+        **http_options(settings),
     )
     server = uvicorn.Server(config)
     log.info(
@@ -108,6 +120,25 @@ def serve(service: Service, host: str, port: int) -> None:
         service.runtime.close()
     if received:
         log.info("stopped by %s", signal.Signals(received[0]).name)
+
+
+def http_options(settings: ServiceSettings) -> dict[str, Any]:
+    """``uvicorn.Config`` arguments that enforce the service's HTTP limits (docs/operations.md):
+    the guarded h11 protocol, its header cap, the keep-alive timeout, the listen backlog, and
+    no WebSocket protocol.
+    Raises this process's soft open-files limit to the hard one (once is enough)."""
+    limits = ConnectionLimits(
+        max_connections=connection_cap(settings.max_connections, raise_open_files_limit()),
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_seconds=settings.header_timeout_seconds,
+    )
+    return {
+        "http": guarded_protocol(limits),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.keep_alive_timeout_seconds,
+        "backlog": LISTEN_BACKLOG,
+        "ws": "none",  # slabot serves no WebSocket: an upgrade is a plain request, under the limits
+    }
 
 
 SWITCH_INTERVAL_SECONDS = 0.0005

@@ -113,6 +113,25 @@ class ServiceSettings(BaseSettings):
     this replica is not ready (0: only refused credentials make it so)."""
     leader_lock_key: int = Field(default=0x51AB0100, ge=1, le=2**63 - 1)
     """The PostgreSQL advisory lock the replicas elect their scheduler leader with."""
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000)
+    """The largest request body: a longer one is refused 413 as soon as its declared length
+    or its streamed bytes say so, before it is read whole (1 MB at most, the webhooks' own
+    limit; Slack's requests are a few kilobytes)."""
+    max_header_bytes: int = Field(default=32_768, ge=4096, le=1_048_576)
+    """The largest request line and headers together: larger is refused 431."""
+    header_timeout_seconds: float = Field(default=10.0, ge=0.5, le=300)
+    """A request's line and headers must arrive whole within this of the connection opening
+    (or of the first byte of a further request on it), or the connection is closed (408 if
+    part of one arrived): a slow client cannot hold a connection."""
+    body_timeout_seconds: float = Field(default=30.0, ge=0.5, le=600)
+    """A request's whole body must arrive within this of its headers, or it is refused 408."""
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    """A connection idle after a response is closed after this: keep it longer than the idle
+    timeout of a proxy or load balancer in front (docs/operations.md)."""
+    max_connections: int = Field(default=1000, ge=16, le=1_000_000)
+    """Open client connections at most; past it, each new connection closes the one that has
+    waited longest without a request in progress. Lowered, with a warning, to what the
+    process's open-files limit allows."""
 
     @field_validator("policies", mode="before")
     @classmethod

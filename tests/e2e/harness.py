@@ -47,7 +47,7 @@ from slabot.demo.environment import (
 from slabot.demo.flow import DemoClock
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.service.logs import SecretMasker, configure_logging
-from slabot.service.server import Service, prepare
+from slabot.service.server import Service, http_options, prepare
 from slabot.service.settings import load_settings
 
 DASHBOARD_TOKEN = "e2e-dashboard-token-1f2e3d"
@@ -365,7 +365,13 @@ def start_service(
     clock = DemoClock(start)
     prepared = prepare(settings, clock, client_options=CLIENT_OPTIONS)
     config_ = uvicorn.Config(
-        prepared.app, host="127.0.0.1", port=0, log_config=None, access_log=True, lifespan="on"
+        prepared.app,
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        access_log=True,
+        lifespan="on",
+        **http_options(settings.service),
     )
     server = uvicorn.Server(config_)
     thread = threading.Thread(target=server.run, name="slabot-e2e-http", daemon=True)

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,15 @@ def clean_environ(extra: dict[str, str]) -> dict[str, str]:
 
 
 def start(
-    environ: dict[str, str], port: int, log: Path, cwd: Path, *args: str
+    environ: dict[str, str],
+    port: int,
+    log: Path,
+    cwd: Path,
+    *args: str,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``slabot run --port PORT ARGS...`` with ``environ`` (see ``clean_environ``)."""
+    """``slabot run --port PORT ARGS...`` with ``environ`` (see ``clean_environ``), its output
+    in ``log``; ``preexec_fn`` runs in the child before it starts (to set a resource limit)."""
     handle = log.open("wb")
     return subprocess.Popen(
         [str(SLABOT), "run", "--port", str(port), *args],
@@ -43,6 +50,7 @@ def start(
         cwd=cwd,
         stdout=handle,
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
 
 
