@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FILTERS = ("source", "priority", "plan", "assignee", "state", "group")
 """Query parameters that each pick one value (empty: any)."""
+PART_HEADER = "slabot-part"
+"""``Slabot-Part: rows``: answer ``GET /`` with the list's rows only (the auto-refresh)."""
 MAX_SEARCH = 200
 """A longer ``q=`` is cut: nothing a reader types is that long, and each word is matched
 against every listed ticket."""
@@ -132,9 +134,11 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
         found = await run_in_threadpool(
             board.open_tickets, runtime.engine, runtime.store, now, chosen
         )
+        # The auto-refresh asks for the rows alone (a page's own script sends this header).
+        name = "rows.html" if request.headers.get(PART_HEADER) == "rows" else "index.html"
         return page(
             request,
-            "index.html",
+            name,
             {"board": found, "filters": chosen, "now": now, "refresh_seconds": refresh_seconds},
         )
 
