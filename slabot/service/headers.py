@@ -4,9 +4,10 @@ A pure ASGI middleware (it wraps the whole app, Starlette's own error pages incl
 never reads a body): every response carries
 
 - ``Content-Security-Policy``: nothing may load but what the page names (scripts may fetch
-  from this origin only), scripts and style blocks only with this response's nonce (no ``'unsafe-inline'``: an injected
-  ``<script>`` or ``onerror=`` does not run even if escaping ever failed), forms post only
-  to this origin, and no site may frame it (``frame-ancestors 'none'``);
+  from this origin only), scripts and style blocks only with this response's nonce (no
+  ``'unsafe-inline'``: an injected ``<script>`` or ``onerror=`` does not run even if
+  escaping ever failed), forms post only to this origin, and no site may frame it
+  (``frame-ancestors 'none'``);
 - ``X-Frame-Options: DENY`` (the same for browsers without CSP level 2);
 - ``X-Content-Type-Options: nosniff`` (a JSON or text answer is never run as HTML);
 - ``Referrer-Policy: no-referrer`` (a dashboard address never travels to another site).

@@ -306,7 +306,9 @@ NO_SIDEWAYS_SCROLL = """() => {
           && el.clientWidth > 0))
     .slice(0, 5)
     .map(el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + '.' + el.className);
-  return {scroll: root.scrollWidth, client: root.clientWidth, body: document.body.scrollWidth, wide};
+  return {
+    scroll: root.scrollWidth, client: root.clientWidth, body: document.body.scrollWidth, wide,
+  };
 }"""
 
 
@@ -437,7 +439,10 @@ def test_the_dashboard_works_with_the_keyboard_alone(service: Service, chromium:
 
 COLOURS = """
   // WCAG 2.x relative luminance and contrast, over the colours the browser computed.
-  const parse = c => { const m = c.match(/[\\d.]+/g).map(Number); return {r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1}; };
+  const parse = c => {
+    const m = c.match(/[\\d.]+/g).map(Number);
+    return {r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1};
+  };
   const over = (top, under) => ({
     r: top.r * top.a + under.r * (1 - top.a), g: top.g * top.a + under.g * (1 - top.a),
     b: top.b * top.a + under.b * (1 - top.a), a: 1,
@@ -445,7 +450,8 @@ COLOURS = """
   const background = el => {
     // The ancestors' backgrounds under the element's centre (a label set beside a 2 px
     // marker line is read against the card, not against the line's colour).
-    const box = el.getBoundingClientRect(), x = box.left + box.width / 2, y = box.top + box.height / 2;
+    const box = el.getBoundingClientRect();
+    const x = box.left + box.width / 2, y = box.top + box.height / 2;
     const layers = [];
     for (let node = el; node; node = node.parentElement) {
       const area = node.getBoundingClientRect();
@@ -454,11 +460,18 @@ COLOURS = """
       const colour = parse(getComputedStyle(node).backgroundColor);
       if (colour.a > 0) { layers.push(colour); if (colour.a === 1) { break; } }
     }
-    return layers.reverse().reduce((under, top) => over(top, under), {r: 255, g: 255, b: 255, a: 1});
+    const white = {r: 255, g: 255, b: 255, a: 1};
+    return layers.reverse().reduce((under, top) => over(top, under), white);
   };
-  const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const channel = v => {
+    v /= 255;
+    return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+  };
   const luminance = c => 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b);
-  const ratio = (a, b) => { const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x); return (hi + 0.05) / (lo + 0.05); };
+  const ratio = (a, b) => {
+    const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+    return (hi + 0.05) / (lo + 0.05);
+  };
 """
 
 CONTRAST = (
@@ -466,24 +479,31 @@ CONTRAST = (
     + COLOURS
     + """
   // Every state's badge too, including the ones no ticket shows at the moment.
+  const sample = (className, text) => {
+    const made = document.createElement('span');
+    made.className = className;
+    made.textContent = text;
+    return made;
+  };
   const samples = document.createElement('p');
   for (const state of ['breached', 'at_risk', 'running', 'paused', 'met', 'none']) {
-    const badge = document.createElement('span'); badge.className = 'badge ' + state; badge.textContent = state;
-    samples.appendChild(badge);
+    samples.appendChild(sample('badge ' + state, state));
   }
-  const overdue = document.createElement('span'); overdue.className = 'countdown overdue'; overdue.textContent = 'overdue';
-  const error = document.createElement('span'); error.className = 'error'; error.textContent = 'error';
-  samples.append(overdue, error);
+  samples.append(sample('countdown overdue', 'overdue'), sample('error', 'error'));
   document.querySelector('main').appendChild(samples);
   const measured = [];
   for (const el of document.querySelectorAll('body *')) {
     const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
-    if (!own || !el.getClientRects().length || el.closest('.visually-hidden, script, style, noscript')) { continue; }
+    const unseen = el.closest('.visually-hidden, script, style, noscript');
+    if (!own || !el.getClientRects().length || unseen) { continue; }
     const style = getComputedStyle(el);
     if (style.visibility === 'hidden') { continue; }
     const bg = background(el);
     const fg = over(parse(style.color), bg);
-    measured.push({text: el.textContent.trim().slice(0, 40), tag: el.tagName, colour: style.color, ratio: ratio(fg, bg)});
+    measured.push({
+      text: el.textContent.trim().slice(0, 40), tag: el.tagName, colour: style.color,
+      ratio: ratio(fg, bg),
+    });
   }
   samples.remove();
   return measured;
@@ -523,6 +543,13 @@ def test_every_text_colour_has_a_contrast_of_at_least_4_5_to_1(
         assert listed(page) == ["zendesk:108"]  # its badge was measured
 
 
+SHOW = """state => {
+  // As when the reader switches to another tab (hidden) and back (visible).
+  Object.defineProperty(document, 'visibilityState', {value: state, configurable: true});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
 def test_the_list_refreshes_itself_keeping_filters_scroll_and_focus(
     service: Service, chromium: Browser
 ) -> None:
@@ -550,7 +577,9 @@ def test_the_list_refreshes_itself_keeping_filters_scroll_and_focus(
     expect(page.locator('tr[data-ref="zendesk:110"]')).to_have_count(1, timeout=8000)
     after = listed(page)
     assert sorted(after) == sorted([*before, "zendesk:110"])
-    states = page.eval_on_selector_all("#tickets tbody tr", "rows => rows.map(r => r.dataset.state)")
+    states = page.eval_on_selector_all(
+        "#tickets tbody tr", "rows => rows.map(r => r.dataset.state)"
+    )
     assert set(states) == {"running"}
     assert page.url == f"{service.url}/?state=running"
     assert page.eval_on_selector("#filter-state", "s => s.value") == "running"
@@ -561,19 +590,13 @@ def test_the_list_refreshes_itself_keeping_filters_scroll_and_focus(
     expect(page.locator("#updated")).to_have_text(re.compile(r"^updated \d\d:\d\d:\d\d$"))
 
     # A hidden tab asks nothing; shown again, it refreshes at once.
-    page.evaluate(
-        """() => { Object.defineProperty(document, 'visibilityState', {value: 'hidden', configurable: true});
-                   document.dispatchEvent(new Event('visibilitychange')); }"""
-    )
+    page.evaluate(SHOW, "hidden")
     time.sleep(0.5)  # a fetch already under way ends
     fetches.clear()
     service.add("112")
     time.sleep(REFRESH_SECONDS * 2.5)
     assert fetches == [] and "zendesk:112" not in listed(page)
-    page.evaluate(
-        """() => { Object.defineProperty(document, 'visibilityState', {value: 'visible', configurable: true});
-                   document.dispatchEvent(new Event('visibilitychange')); }"""
-    )
+    page.evaluate(SHOW, "visible")
     expect(page.locator('tr[data-ref="zendesk:112"]')).to_have_count(1, timeout=1500)
 
     # Switched off: nothing more is fetched, the page says so, and it stays off on reload.

@@ -140,7 +140,9 @@ def test_a_challenge_slabot_cannot_verify_is_refused_so_slack_shows_the_url_as_f
 
 def test_without_its_slack_settings_slabot_answers_404_naming_the_doc(tmp_path: Path) -> None:
     systems = start_systems(START)
-    port, process = run(tmp_path, systems, SLACK_BOT_TOKEN="", SLACK_SIGNING_SECRET="", SLACK_API_URL="")
+    port, process = run(
+        tmp_path, systems, SLACK_BOT_TOKEN="", SLACK_SIGNING_SECRET="", SLACK_API_URL=""
+    )
     try:
         body = challenge("c")
         status, text = Running(port, systems).post(signed(body, "application/json"), body)
