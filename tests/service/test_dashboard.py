@@ -230,6 +230,37 @@ def test_the_list_refreshes_itself_by_default_and_not_when_switched_off(tmp_path
         runtime.close()
 
 
+def test_the_auto_refresh_gets_the_filtered_rows_alone_and_no_style_or_script(
+    http: TestClient,
+) -> None:
+    """The page parses the answer to take its rows: a style block in it would be refused by
+    the page's CSP (a new nonce) and reported as a violation."""
+    part = http.get("/?state=breached", headers={"Slabot-Part": "rows"})
+    assert part.status_code == 200 and part.headers["cache-control"] == "no-store"
+    assert refs(part.text) == ["zendesk:102", "zendesk:101"]
+    assert '<span id="count">2 of 5 open tickets</span>' in part.text
+    assert "<style" not in part.text and "<script" not in part.text
+    assert re.search(r'id="fresh" data-server-now="\d+"', part.text)
+    # The same rows as the page's own.
+    page = http.get("/?state=breached").text
+    body = re.search(r"<tbody[^>]*>(.*)</tbody>", page, re.DOTALL)
+    assert body and body.group(1).strip() in part.text
+
+
+def test_the_rows_alone_are_guarded_like_the_page(tmp_path: Path) -> None:
+    runtime = make(tmp_path, SLABOT_DASHBOARD_TOKEN="board-token")
+    try:
+        with TestClient(create_app(runtime)) as client:
+            refused = client.get("/", headers={"Slabot-Part": "rows"})
+            assert refused.status_code == 401 and "data-ref" not in refused.text
+            ok = client.get(
+                "/", headers={"Slabot-Part": "rows", "Authorization": "Bearer board-token"}
+            )
+            assert len(refs(ok.text)) == 5
+    finally:
+        runtime.close()
+
+
 class Markup(HTMLParser):
     """The controls, headers and live regions of a page, with what labels each control."""
 
