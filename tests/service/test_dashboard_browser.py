@@ -414,6 +414,11 @@ def test_the_dashboard_works_with_the_keyboard_alone(service: Service, chromium:
     tab_to(page, "#filter-state")
     page.keyboard.type("p")  # the first state starting with p: paused
     assert page.eval_on_selector("#filter-state", "s => s.value") == "paused"
+    ARTIFACTS.mkdir(exist_ok=True)  # the focus ring on the state filter
+    page.screenshot(
+        path=str(ARTIFACTS / "dashboard-keyboard.png"),
+        clip={"x": 0, "y": 0, "width": 1280, "height": 260},
+    )
     assert page.url == f"{service.url}/"  # choosing does not reload the page
     tab_to(page, "#apply")
     page.keyboard.press("Enter")
