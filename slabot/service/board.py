@@ -1,9 +1,11 @@
 """What the dashboard shows, as data: open tickets by next breach, and one ticket's clocks.
 
-``open_tickets(engine, store, now)`` evaluates the open tickets nearest to a breach (the
-breach marks order them; tickets with no running clock follow) and returns one ``Row``
+``open_tickets(engine, store, now, filters)`` evaluates the open tickets nearest to a breach
+(the breach marks order them; tickets with no running clock follow) and returns one ``Row``
 each: its worst state (``breached``, ``at_risk`` past 75% of a target, ``running``,
-``paused``, ``met``), the next due instant, and the fields the filters use.
+``paused``, ``met``), the next due instant, and the fields the filters and the search use.
+The filtering is done here, on the server, so a filtered address (``/?state=breached&q=acme``)
+is a bookmark and the page's auto-refresh asks for the same rows again.
 
 ``ticket_clocks(view)`` explains each clock of one ticket as a timeline: the spans of open
 time counted towards the target, the pauses (waiting on the customer) and the closed
@@ -13,9 +15,10 @@ and ``now`` marked, each at its position along the clock's span.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
@@ -31,6 +34,25 @@ DEFAULT_LIMIT = 500
 AT_RISK_FRACTION = 0.75
 STATE_ORDER = ("breached", "at_risk", "running", "paused", "met", "none")
 """Worst first: a ticket shows the worst state of its clocks."""
+FILTER_STATES = ("breached", "at_risk", "running", "paused")
+"""The states the dashboard's state filter offers (an open ticket is rarely ``met``)."""
+SEARCHED = (
+    "key",
+    "subject",
+    "requester",
+    "requester_name",
+    "requester_email",
+    "organization",
+    "organization_name",
+    "assignee",
+    "assignee_name",
+    "assignee_email",
+    "queue",
+)
+"""The keys of ``tickets.shown`` the search reads when the connector stored them (a string,
+or an object whose ``name``, ``email`` or ``display_name`` is one). Subject, requester,
+organization and the assignee's name are read as soon as a connector stores them."""
+_NAMED = ("name", "display_name", "email")
 TARGET_NAMES = {
     "first_response": "First response",
     "restoration": "Restoration",
@@ -60,6 +82,15 @@ class Row:
     requested_priority: str | None
     plan: str | None
     assignee: str | None
+    """The assignee's e-mail address, lower-case (``shown["assignee_email"]``)."""
+    assignee_name: str | None
+    queue: str | None
+    """The Zendesk group or the Jira project (``shown["queue"]``): the group filter."""
+    subject: str | None
+    requester: str | None
+    organization: str | None
+    searchable: str
+    """Every text the search matches, case-folded and joined (see ``SEARCHED``)."""
     status: str
     state: str
     """The worst state of its clocks (see ``STATE_ORDER``)."""
@@ -77,19 +108,40 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """The dashboard's filters; None: any."""
+    """The dashboard's filters; None: any. ``q``: every word must appear somewhere in the
+    ticket's key, subject, requester, organization, group or assignee (any case)."""
 
     source: str | None = None
     priority: str | None = None
     plan: str | None = None
     assignee: str | None = None
+    state: str | None = None
+    group: str | None = None
+    unassigned: bool = False
+    q: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter narrows the list (the empty list then says so)."""
+        return any(
+            (self.source, self.priority, self.plan, self.assignee, self.state, self.group)
+        ) or bool(self.unassigned or self.words)
+
+    @property
+    def words(self) -> list[str]:
+        return (self.q or "").casefold().split()
 
     def keep(self, row: Row) -> bool:
+        words = self.words
         return (
             (self.source is None or row.source == self.source)
             and (self.priority is None or row.priority == self.priority)
             and (self.plan is None or row.plan == self.plan)
             and (self.assignee is None or (row.assignee or "") == self.assignee)
+            and (self.state is None or row.state == self.state)
+            and (self.group is None or row.queue == self.group)
+            and (not self.unassigned or row.assignee is None)
+            and all(word in row.searchable for word in words)
         )
 
 
@@ -116,22 +168,40 @@ def open_tickets(
     chosen = filters or Filters()
     ids = _nearest_open(engine, limit)
     views = store.views(ids, now)
-    rows = [row_of(views[i], now) for i in ids if i in views]
+    shown = shown_of(engine, ids)
+    rows = [row_of(views[i], now, shown.get(i)) for i in ids if i in views]
     rows.sort(key=_order)
     options = {
         "source": sorted({r.source for r in rows}),
         "priority": sorted({r.priority for r in rows}),
         "plan": sorted({r.plan for r in rows if r.plan}),
         "assignee": sorted({r.assignee for r in rows if r.assignee}),
+        "state": list(FILTER_STATES),
+        "group": sorted({r.queue for r in rows if r.queue}),
     }
-    shown = [r for r in rows if chosen.keep(r)]
+    kept = [r for r in rows if chosen.keep(r)]
     unknown: dict[str, int] = {}
     for row in rows:
         if row.unknown_plan is not None:
             unknown[row.unknown_plan] = unknown.get(row.unknown_plan, 0) + 1
     return Board(
-        rows=shown, total=len(rows), options=options, unknown_plans=dict(sorted(unknown.items()))
+        rows=kept, total=len(rows), options=options, unknown_plans=dict(sorted(unknown.items()))
     )
+
+
+def shown_of(engine: Engine, ticket_ids: Iterable[int]) -> dict[int, Mapping[str, Any]]:
+    """What the connector says the helpdesk shows for each ticket (``tickets.shown``): the
+    search's subject, requester and organization, which ``TicketView`` does not carry."""
+    wanted = sorted(set(ticket_ids))
+    found: dict[int, Mapping[str, Any]] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            for ticket_id, shown in connection.execute(
+                select(StoredTicket.id, StoredTicket.shown).where(StoredTicket.id.in_(batch))
+            ):
+                found[ticket_id] = shown if isinstance(shown, Mapping) else {}
+    return found
 
 
 def _nearest_open(engine: Engine, limit: int) -> list[int]:
@@ -162,8 +232,11 @@ def _nearest_open(engine: Engine, limit: int) -> list[int]:
     return [*by_breach, *rest]
 
 
-def row_of(view: TicketView, now: datetime) -> Row:
-    """A ticket's dashboard row, its clocks judged at ``now``."""
+def row_of(view: TicketView, now: datetime, shown: Mapping[str, Any] | None = None) -> Row:
+    """A ticket's dashboard row, its clocks judged at ``now``; ``shown`` (the stored
+    ``tickets.shown``) adds the subject, requester and organization when a connector keeps
+    them."""
+    shown = shown or {}
     decision = view.decision
     clocks = tuple(
         Clock(name, _state(view, decision.targets[name], now), decision.targets[name].due)
@@ -183,6 +256,12 @@ def row_of(view: TicketView, now: datetime) -> Row:
         requested_priority=decision.requested_priority,
         plan=decision.plan,
         assignee=view.assignee_email,
+        assignee_name=_named(shown.get("assignee_name")) or _named(shown.get("assignee")),
+        queue=view.queue,
+        subject=_named(shown.get("subject")),
+        requester=_named(shown.get("requester_name")) or _named(shown.get("requester")),
+        organization=_named(shown.get("organization_name")) or _named(shown.get("organization")),
+        searchable=_searchable(view, shown),
         status=view.status,
         state=worst,
         next_due=nearest.due if nearest else None,
@@ -190,6 +269,37 @@ def row_of(view: TicketView, now: datetime) -> Row:
         clocks=clocks,
         unknown_plan=decision.unknown_plan,
     )
+
+
+def _named(value: Any) -> str | None:
+    """A shown value as one display string: a string, or an object's name (or e-mail)."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, Mapping):
+        for key in _NAMED:
+            text = value.get(key)
+            if isinstance(text, str) and text.strip():
+                return text.strip()
+    return None
+
+
+def _texts(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key in _NAMED:
+            if isinstance(value.get(key), str):
+                yield value[key]
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+
+
+def _searchable(view: TicketView, shown: Mapping[str, Any]) -> str:
+    texts = [view.label, view.ref, view.external_key, view.assignee_email or "", view.queue or ""]
+    for key in SEARCHED:
+        texts.extend(_texts(shown.get(key)))
+    return "\n".join(texts).casefold()
 
 
 def _state(view: TicketView, target: TargetDecision, now: datetime) -> str:

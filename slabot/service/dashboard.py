@@ -6,7 +6,12 @@ built in Python: tests/service/test_dashboard.py checks), no front-end build; a 
 vanilla JavaScript (allowed by the page's CSP nonce, see ``slabot.service.headers``) count
 each ticket down to its next breach, on the server's clock (the page says what the server's
 time was and how fast its clock runs, so the demo's accelerated clock counts down at its
-own pace).
+own pace), and refresh the list every ``service.dashboard_refresh_seconds`` by fetching the
+same address again and swapping in its rows (no meta refresh: filters, scroll position and
+keyboard focus stay where they were).
+
+The filters and the search are query parameters (``FILTERS``, ``unassigned=1``, ``q=``)
+applied on the server (``slabot.service.board``), so a filtered list is a bookmark.
 
 Who may read it: ``slabot.service.access``.
 """
@@ -40,7 +45,13 @@ from slabot.service.runtime import Runtime
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-FILTERS = ("source", "priority", "plan", "assignee")
+FILTERS = ("source", "priority", "plan", "assignee", "state", "group")
+"""Query parameters that each pick one value (empty: any)."""
+PART_HEADER = "slabot-part"
+"""``Slabot-Part: rows``: answer ``GET /`` with the list's rows only (the auto-refresh)."""
+MAX_SEARCH = 200
+"""A longer ``q=`` is cut: nothing a reader types is that long, and each word is matched
+against every listed ticket."""
 STATE_LABELS = {
     "breached": "breached",
     "at_risk": "at risk",
@@ -89,6 +100,17 @@ def _link(path: str, **params: Any) -> str:
     return f"{path}?{urlencode(query)}" if query else path
 
 
+def filters_of(request: Request) -> board.Filters:
+    """The filters in the address: ``/?state=breached&group=Billing&unassigned=1&q=acme``."""
+    params = request.query_params
+    search = " ".join((params.get("q") or "")[:MAX_SEARCH].split())
+    return board.Filters(
+        **{name: params.get(name) or None for name in FILTERS},
+        unassigned=params.get("unassigned") in ("1", "on", "true"),
+        q=search or None,
+    )
+
+
 def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
     """The dashboard's routes over ``runtime`` (behind its access check)."""
     guard = Access(runtime.settings.service)
@@ -104,13 +126,21 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
             headers=NO_STORE,
         )
 
+    refresh_seconds = runtime.settings.service.dashboard_refresh_seconds
+
     async def index(request: Request) -> Response:
-        chosen = board.Filters(**{name: request.query_params.get(name) or None for name in FILTERS})
+        chosen = filters_of(request)
         now = runtime.clock()
         found = await run_in_threadpool(
             board.open_tickets, runtime.engine, runtime.store, now, chosen
         )
-        return page(request, "index.html", {"board": found, "filters": chosen, "now": now})
+        # The auto-refresh asks for the rows alone (a page's own script sends this header).
+        name = "rows.html" if request.headers.get(PART_HEADER) == "rows" else "index.html"
+        return page(
+            request,
+            name,
+            {"board": found, "filters": chosen, "now": now, "refresh_seconds": refresh_seconds},
+        )
 
     async def ticket(request: Request) -> Response:
         source = request.path_params["source"]
@@ -119,7 +149,8 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
         view = await run_in_threadpool(runtime.store.view_by_ref, f"{source}:{key}", now)
         if view is None:
             return page(request, "missing.html", {"source": source, "key": key}, status=404)
-        row = board.row_of(view, now)
+        shown = await run_in_threadpool(board.shown_of, runtime.engine, [view.ticket_id])
+        row = board.row_of(view, now, shown.get(view.ticket_id))
         clocks = await run_in_threadpool(board.ticket_clocks, view)
         return page(
             request, "ticket.html", {"row": row, "view": view, "clocks": clocks, "now": now}

@@ -3,10 +3,11 @@
 A pure ASGI middleware (it wraps the whole app, Starlette's own error pages included, and
 never reads a body): every response carries
 
-- ``Content-Security-Policy``: nothing may load but what the page names, scripts and
-  style blocks only with this response's nonce (no ``'unsafe-inline'``: an injected
-  ``<script>`` or ``onerror=`` does not run even if escaping ever failed), forms post only
-  to this origin, and no site may frame it (``frame-ancestors 'none'``);
+- ``Content-Security-Policy``: nothing may load but what the page names (scripts may fetch
+  from this origin only), scripts and style blocks only with this response's nonce (no
+  ``'unsafe-inline'``: an injected ``<script>`` or ``onerror=`` does not run even if
+  escaping ever failed), forms post only to this origin, and no site may frame it
+  (``frame-ancestors 'none'``);
 - ``X-Frame-Options: DENY`` (the same for browsers without CSP level 2);
 - ``X-Content-Type-Options: nosniff`` (a JSON or text answer is never run as HTML);
 - ``Referrer-Policy: no-referrer`` (a dashboard address never travels to another site).
@@ -26,11 +27,13 @@ NONCE_KEY = "csp_nonce"
 
 POLICY = (
     "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-    "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    "img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 """Inline ``style=`` attributes and ``on...=`` handlers are refused too: the templates set
 positions from ``data-`` attributes in the page's script (tests/service/test_dashboard.py
-checks that no template carries either)."""
+checks that no template carries either). ``connect-src 'self'``: the dashboard's
+auto-refresh fetches its own address again, and nothing else."""
 
 FIXED = (
     (b"x-frame-options", b"DENY"),

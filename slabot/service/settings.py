@@ -100,6 +100,10 @@ class ServiceSettings(BaseSettings):
     """With ``dashboard_password``: the dashboard's user name (``/login``, or basic auth)."""
     dashboard_password: SecretStr | None = None
     """With ``dashboard_user``: the dashboard's password (``/login``, or basic auth)."""
+    dashboard_refresh_seconds: int = Field(default=30, ge=0, le=3600)
+    """How often the dashboard's list fetches its rows again (filters, scroll and focus are
+    kept; paused while the browser tab is hidden; each reader can switch it off). 0: never
+    (the page then says to reload)."""
     noop_endpoint: bool = False
     """Serve ``/noop`` (a do-nothing endpoint, for bench/webhooks.py's comparison)."""
     log_format: Literal["auto", "json", "console"] = "auto"

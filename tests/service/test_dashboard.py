@@ -8,6 +8,8 @@ import ast
 import base64
 import re
 from collections.abc import Iterator
+from datetime import timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,225 @@ def test_filters_narrow_the_list(http: TestClient, query: str, expected: list[st
     page = http.get(f"/?{query}")
     assert refs(page.text) == expected
     assert f"{len(expected)} of 5 open tickets" in page.text
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("state=breached", ["zendesk:102", "zendesk:101"]),
+        ("state=running", ["zendesk:103", "jira:10002"]),
+        ("state=paused", ["jira:10001"]),
+        ("group=OPS", ["jira:10002", "jira:10001"]),
+        ("group=Tier+2", ["zendesk:101"]),
+        ("unassigned=1", ["zendesk:103", "jira:10002"]),
+        ("unassigned=1&group=OPS", ["jira:10002"]),
+        ("state=breached&group=Billing", ["zendesk:102"]),
+        ("q=ZD-102", ["zendesk:102"]),
+        ("q=zd-10", ["zendesk:102", "zendesk:101", "zendesk:103"]),
+        ("q=ANA%40example", ["zendesk:101", "jira:10001"]),
+        ("q=billing", ["zendesk:102"]),
+        ("q=jira+10002", ["jira:10002"]),
+        ("q=ana&state=paused", ["jira:10001"]),
+        ("q=nobody", []),
+    ],
+)
+def test_state_group_unassigned_and_search_narrow_the_list_on_the_server(
+    http: TestClient, query: str, expected: list[str]
+) -> None:
+    page = http.get(f"/?{query}")
+    assert page.status_code == 200
+    assert refs(page.text) == expected
+    assert f"{len(expected)} of 5 open tickets" in page.text
+    if not expected:
+        assert "No open ticket matches these filters." in page.text
+
+
+def test_a_ticket_reaching_75_percent_is_at_risk_and_filtered_as_such(tmp_path: Path) -> None:
+    from dashboard_support import snapshot
+
+    runtime = make(tmp_path)
+    # P1 premier: first response within an hour around the clock; 50 minutes gone.
+    runtime.tickets.ingest(
+        snapshot(
+            "zendesk",
+            "105",
+            priority="P1",
+            channel="phone",
+            created_at=NOW - timedelta(minutes=50),
+            updated_at=NOW - timedelta(minutes=50),
+        )
+    )
+    try:
+        with TestClient(create_app(runtime), client=LOOPBACK) as client:
+            page = client.get("/?state=at_risk")
+            assert refs(page.text) == ["zendesk:105"]
+            assert states(page.text) == ["at_risk"]
+            assert '<span class="badge at_risk">at risk</span>' in page.text
+    finally:
+        runtime.close()
+
+
+CONTEXT = {
+    "subject": "Recordings missing since the upgrade",
+    "requester": {"name": "Greta Braun", "email": "greta@acme.example"},
+    "organization": "Acme GmbH",
+    "assignee_name": "Ana Lima",
+}
+"""Ticket context a connector may keep in ``tickets.shown`` (read when present)."""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_search_reads_subject_requester_organization_and_assignee_name_when_stored(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    from dashboard_support import snapshot
+
+    environ = {} if database == "sqlite" else {"DATABASE_URL": request.getfixturevalue("pg_url")}
+    runtime = make(tmp_path, **environ)
+    runtime.tickets.ingest(
+        snapshot("zendesk", "106", assignee="ana@example.com", queue="Tier 2", shown=CONTEXT)
+    )
+    try:
+        with TestClient(create_app(runtime), client=LOOPBACK) as client:
+            for words in ("recordings", "UPGRADE recordings", "greta", "acme.example", "acme gmbh"):
+                page = client.get("/", params={"q": words})
+                assert refs(page.text) == ["zendesk:106"], words
+            # The assignee's name finds this ticket; her address finds her other tickets too.
+            assert refs(client.get("/", params={"q": "lima"}).text) == ["zendesk:106"]
+            assert refs(client.get("/", params={"q": "ana@"}).text) == [
+                "zendesk:101",
+                "zendesk:106",
+                "jira:10001",
+            ]
+            assert refs(client.get("/", params={"q": "acme nowhere"}).text) == []
+            page = client.get("/", params={"q": "greta"}).text
+            assert "Recordings missing since the upgrade" in page
+            assert "Greta Braun, Acme GmbH" in page and "Ana Lima" in page
+            ticket = client.get("/tickets/zendesk/106").text
+            assert "Recordings missing since the upgrade" in ticket
+            assert "requested by Greta Braun (Acme GmbH)" in ticket
+    finally:
+        runtime.close()
+
+
+def test_the_filters_stay_in_the_address_and_in_the_form(http: TestClient) -> None:
+    page = http.get(
+        "/", params={"state": "breached", "group": "Billing", "q": "  zd-102 ", "unassigned": ""}
+    )
+    text = page.text
+    assert refs(text) == ["zendesk:102"]
+    assert '<option value="breached" selected>breached</option>' in text
+    assert '<option value="Billing" selected>Billing</option>' in text
+    assert 'id="filter-q" value="zd-102"' in text  # the search as applied, spaces trimmed
+    assert 'id="filter-unassigned">' in text  # not checked
+    assert 'href="/" id="clear"' in text
+    # A link to a ticket is a plain path: nothing of the filters leaks into it.
+    assert 'href="/tickets/zendesk/102"' in text
+    # A value no open ticket has any more is still shown as chosen, not as "any".
+    gone = http.get("/", params={"group": "Retired queue"}).text
+    assert '<option value="Retired queue" selected>Retired queue</option>' in gone
+    assert "No open ticket matches these filters." in gone
+    assert 'id="clear"' not in http.get("/").text
+
+
+def test_the_list_refreshes_itself_by_default_and_not_when_switched_off(tmp_path: Path) -> None:
+    runtime = make(tmp_path)
+    try:
+        with TestClient(create_app(runtime), client=LOOPBACK) as client:
+            text = client.get("/").text
+            assert 'data-refresh-seconds="30"' in text and 'id="auto-refresh"' in text
+            assert not re.search(r"<meta[^>]+http-equiv", text, re.I)  # never a meta refresh
+    finally:
+        runtime.close()
+    (tmp_path / "off").mkdir()
+    runtime = make(tmp_path / "off", SLABOT_DASHBOARD_REFRESH_SECONDS="0")
+    try:
+        with TestClient(create_app(runtime), client=LOOPBACK) as client:
+            text = client.get("/").text
+            assert 'data-refresh-seconds="0"' in text and 'id="auto-refresh"' not in text
+    finally:
+        runtime.close()
+
+
+def test_the_auto_refresh_gets_the_filtered_rows_alone_and_no_style_or_script(
+    http: TestClient,
+) -> None:
+    """The page parses the answer to take its rows: a style block in it would be refused by
+    the page's CSP (a new nonce) and reported as a violation."""
+    part = http.get("/?state=breached", headers={"Slabot-Part": "rows"})
+    assert part.status_code == 200 and part.headers["cache-control"] == "no-store"
+    assert refs(part.text) == ["zendesk:102", "zendesk:101"]
+    assert '<span id="count">2 of 5 open tickets</span>' in part.text
+    assert "<style" not in part.text and "<script" not in part.text
+    assert re.search(r'id="fresh" data-server-now="\d+"', part.text)
+    # The same rows as the page's own.
+    page = http.get("/?state=breached").text
+    body = re.search(r"<tbody[^>]*>(.*)</tbody>", page, re.DOTALL)
+    assert body and body.group(1).strip() in part.text
+
+
+def test_the_rows_alone_are_guarded_like_the_page(tmp_path: Path) -> None:
+    runtime = make(tmp_path, SLABOT_DASHBOARD_TOKEN="board-token")
+    try:
+        with TestClient(create_app(runtime)) as client:
+            refused = client.get("/", headers={"Slabot-Part": "rows"})
+            assert refused.status_code == 401 and "data-ref" not in refused.text
+            ok = client.get(
+                "/", headers={"Slabot-Part": "rows", "Authorization": "Bearer board-token"}
+            )
+            assert len(refs(ok.text)) == 5
+    finally:
+        runtime.close()
+
+
+class Markup(HTMLParser):
+    """The controls, headers and live regions of a page, with what labels each control."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.controls: list[tuple[str, dict[str, str | None], bool]] = []
+        self.headers: list[dict[str, str | None]] = []
+        self.countdowns: list[dict[str, str | None]] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag in ("input", "select", "textarea") and found.get("type") != "hidden":
+            self.controls.append((tag, found, "label" in self.open))
+        if tag == "th":
+            self.headers.append(found)
+        if "data-due" in found:  # counted down by the page's script
+            self.countdowns.append(found)
+        if tag == "a":
+            self.links.append(found.get("href") or "")
+        if tag not in ("input", "meta", "br", "img", "link"):
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.open:
+            while self.open.pop() != tag:
+                pass
+
+
+@pytest.mark.parametrize(
+    ("path", "counting"), [("/", 4), ("/tickets/zendesk/101", 4), ("/tickets/jira/10001", 0)]
+)
+def test_pages_label_every_control_scope_every_header_and_keep_countdowns_quiet(
+    http: TestClient, path: str, counting: int
+) -> None:
+    markup = Markup()
+    markup.feed(http.get(path).text)
+    assert markup.links[0] == "#main"  # the skip link comes first
+    for tag, attrs, labelled in markup.controls:
+        assert labelled or attrs.get("aria-label"), f"{path}: {tag} {attrs} has no label"
+    assert markup.headers, path
+    for header in markup.headers:
+        assert header.get("scope") in ("col", "row"), f"{path}: <th {header}> without scope"
+    assert len(markup.countdowns) == counting, path
+    for countdown in markup.countdowns:
+        # Rewritten every second: announcing it would drown everything else.
+        assert countdown.get("aria-live") == "off", f"{path}: {countdown}"
 
 
 def test_the_ticket_page_explains_each_clock_as_a_timeline(http: TestClient) -> None:
