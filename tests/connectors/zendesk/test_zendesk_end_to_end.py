@@ -540,7 +540,7 @@ def test_slabot_backfill_zendesk_imports_a_ticket_whose_plan_the_policy_lacks(
     )
     assert backfill(args, environ) == 0
     out = capsys.readouterr().out
-    assert "2 tickets read" in out and "2 applied, 0 skipped" in out
+    assert "2 tickets read" in out and "2 applied, 0 failed" in out
     shown = fake.shown(2)
     assert "sla_unknown_plan" in shown["tags"]
     notes = [

@@ -123,7 +123,9 @@ class Service:
         self.webhook = ZendeskWebhook(SECRET, make_intake(self.sync, retries=1, retry_delay=0.0))
 
     def deliver(self, http: TestClient, fake: FakeZendesk, ticket_id: int) -> int:
-        headers, body = fake.webhook({"ticket_id": str(ticket_id)})
+        # The documented trigger body: the ticket's updated_at tells one change from another.
+        notice = {"ticket_id": str(ticket_id), "updated_at": fake.tickets[ticket_id]["updated_at"]}
+        headers, body = fake.webhook(notice)
         response = http.post("/webhooks/zendesk", content=body, headers=headers)
         assert self.webhook.intake.drain(10)
         return response.status_code
