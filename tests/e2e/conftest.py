@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from slabot.demo.environment import DemoSystems, start_systems
+from tests.api_conformance import jira_problems
 from tests.e2e.databases import fresh_postgres
 
 DATABASE_PASSWORD = "e2e-database-password-7c1d"
@@ -20,6 +21,9 @@ def systems() -> Iterator[DemoSystems]:
         yield started
     finally:
         started.stop()
+    # Every request the service sent Jira must be one Atlassian's published API accepts.
+    problems = jira_problems(started.jira.calls)
+    assert not problems, "requests Jira Cloud would refuse:\n" + "\n".join(problems)
 
 
 @pytest.fixture

@@ -135,7 +135,9 @@ def test_every_real_jira_delivery_is_answered_without_a_5xx_and_leaves_the_right
             f"{name} applied: {expected}, the ticket shows {_describe(stored(running, expected['key']))}",
         )
         running.settle()
-    counted = running.metrics()[("slabot_webhooks_total", (("result", "ignored"), ("source", "jira")))]
+    counted = running.metrics()[
+        ("slabot_webhooks_total", (("result", "ignored"), ("source", "jira")))
+    ]
     assert counted == ignored == 2
     problems = [line for line in running.log.getvalue().splitlines() if _is_problem(line)]
     assert not problems, "\n".join(problems)
