@@ -24,6 +24,8 @@ def systems() -> Iterator[DemoSystems]:
     # Every request the service sent Jira must be one Atlassian's published API accepts.
     problems = jira_problems(started.jira.calls)
     assert not problems, "requests Jira Cloud would refuse:\n" + "\n".join(problems)
+    # And every Slack call: a Web API method, its required arguments, Block Kit's limits.
+    assert started.slack.problems == [], "\n".join(started.slack.problems)
 
 
 @pytest.fixture

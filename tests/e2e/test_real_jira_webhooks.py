@@ -130,10 +130,12 @@ def test_every_real_jira_delivery_is_answered_without_a_5xx_and_leaves_the_right
             continue
         assert reply.status == 202, f"{name}: {reply.status} {reply.text}"
         expected = EXPECTED[name]
+        key = expected["key"]
         wait_until(
-            lambda: _shows(stored(running, expected["key"]), expected),
-            f"{name} applied: {expected}, the ticket shows {_describe(stored(running, expected['key']))}",
+            lambda key=key, expected=expected: _shows(stored(running, key), expected),
+            f"{name} applied: {expected}",
         )
+        assert _shows(stored(running, key), expected), _describe(stored(running, key))
         running.settle()
     counted = running.metrics()[
         ("slabot_webhooks_total", (("result", "ignored"), ("source", "jira")))
