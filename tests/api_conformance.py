@@ -24,6 +24,7 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 from openapi_core.validation.request.exceptions import RequestValidationError
 
+from slabot.demo.environment import DemoSystems
 from slabot.demo.fakes.jira import Call
 
 SPEC = Path(__file__).parent / "fixtures" / "real" / "openapi" / "jira-platform-v3.subset.json"
@@ -73,3 +74,12 @@ def _explain(error: Any) -> str:
     if cause is not None and not getattr(cause, "schema_errors", None):
         details.append(str(cause))
     return "; ".join(details)
+
+
+def assert_conforming(systems: DemoSystems) -> None:
+    """Fail unless every request the fake Jira received conforms to Atlassian's description and
+    the fake Slack saw no invalid call (an unknown method, a missing argument, Block Kit past
+    its limits). The fixtures that start the fake systems call it when a test ends."""
+    problems = jira_problems(systems.jira.calls)
+    assert not problems, "requests Jira Cloud would refuse:\n" + "\n".join(problems)
+    assert systems.slack.problems == [], "\n".join(systems.slack.problems)
