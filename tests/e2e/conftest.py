@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from slabot.demo.environment import DemoSystems, start_systems
+from tests.api_conformance import assert_conforming
 from tests.e2e.databases import fresh_postgres
 
 DATABASE_PASSWORD = "e2e-database-password-7c1d"
@@ -20,6 +21,8 @@ def systems() -> Iterator[DemoSystems]:
         yield started
     finally:
         started.stop()
+    # Every request the service sent Jira and Slack: as the vendors' API descriptions allow.
+    assert_conforming(started)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from slabot.demo.environment import DemoSystems, start_systems, write_config
+from tests.api_conformance import assert_conforming
 
 ADMIN_URL = os.environ.get(
     "SLABOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -39,6 +40,8 @@ def systems() -> Iterator[DemoSystems]:
         yield started
     finally:
         started.stop()
+    # Every request the service sent Jira and Slack: as the vendors' API descriptions allow.
+    assert_conforming(started)
 
 
 @pytest.fixture

@@ -136,6 +136,9 @@ def test_refused_credentials_are_told_apart_from_an_unreachable_system(
     zendesk = next(c for c in down if (c.system, c.name) == ("zendesk", "credentials"))
     assert (zendesk.status, zendesk.refused) == ("fail", False)
     assert "not a refusal" in zendesk.fix
+    # The revoked Slack token is the point of this test: the fake Slack saw exactly that.
+    assert set(systems.slack.problems) == {"auth.test: called without the bot token"}
+    systems.slack.problems.clear()
 
 
 def test_the_report_never_shows_a_secret_even_when_an_error_echoes_it(

@@ -93,6 +93,9 @@ def test_credentials_refused_at_start_are_logged_and_make_the_replica_not_ready(
     assert "doctor: FAIL  slack credentials" in text and "fix: check SLACK_BOT_TOKEN" in text
     assert "doctor: OK    zendesk credentials" in text
     assert "xoxb-revoked-token" not in text
+    # The revoked Slack token is the point of this test: the fake Slack saw exactly that.
+    assert set(systems.slack.problems) == {"auth.test: called without the bot token"}
+    systems.slack.problems.clear()
 
 
 class Clock:

@@ -10,6 +10,7 @@ from jira_support import CONFIG, CUSTOM_FIELDS, SECRET, START, settings_for
 
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig, parse_jira_config
+from tests.api_conformance import jira_problems
 from tests.fakes.jira import FakeJira
 
 
@@ -26,6 +27,9 @@ def fake() -> Iterator[FakeJira]:
         yield server
     finally:
         server.stop()
+    # Every request slabot sent must be one Atlassian's published API description accepts.
+    problems = jira_problems(server.calls)
+    assert not problems, "requests Jira Cloud would refuse:\n" + "\n".join(problems)
 
 
 @pytest.fixture
