@@ -3,7 +3,8 @@
 ``open_tickets(engine, store, now)`` evaluates the open tickets nearest to a breach (the
 breach marks order them; tickets with no running clock follow) and returns one ``Row``
 each: its worst state (``breached``, ``at_risk`` past 75% of a target, ``running``,
-``paused``, ``met``), the next due instant, and the fields the filters use.
+``paused``, ``met``), the next due instant, the fields the filters use, and what the ticket
+is about: its subject, requester and organization, group and assignee name.
 
 ``ticket_clocks(view)`` explains each clock of one ticket as a timeline: the spans of open
 time counted towards the target, the pauses (waiting on the customer) and the closed
@@ -69,10 +70,21 @@ class Row:
     clocks: tuple[Clock, ...]
     unknown_plan: str | None = None
     """The plan the ticket names when its policy does not know it (shown with a marker)."""
+    assignee_name: str | None = None
+    queue: str | None = None
+    """The Zendesk group or the Jira project (``shown["queue"]``)."""
+    subject: str | None = None
+    requester: str | None = None
+    organization: str | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.source}:{self.external_key}"
+
+    @property
+    def unassigned(self) -> bool:
+        """Nobody is assigned in the helpdesk: the list and the ticket page flag it."""
+        return self.assignee is None and self.assignee_name is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +201,11 @@ def row_of(view: TicketView, now: datetime) -> Row:
         next_target=nearest.target if nearest else None,
         clocks=clocks,
         unknown_plan=decision.unknown_plan,
+        assignee_name=view.assignee_name,
+        queue=view.queue,
+        subject=view.subject,
+        requester=view.requester,
+        organization=view.organization,
     )
 
 

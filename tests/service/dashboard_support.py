@@ -26,6 +26,10 @@ NOW = datetime.combine(HOLIDAY + timedelta(days=1), datetime.min.time(), LA).rep
 """09:00 the day after Thanksgiving."""
 
 
+CONTEXT_KEYS = ("subject", "requester", "organization", "queue", "assignee_name")
+SUBJECT = "Phone calls drop after 30 seconds"
+
+
 def snapshot(source: str, key: str, **fields: object) -> Snapshot:
     values: dict[str, object] = {
         "source": source,
@@ -43,6 +47,9 @@ def snapshot(source: str, key: str, **fields: object) -> Snapshot:
     values.update(fields)
     priority = values.get("priority")
     shown = {"priority": priority, "tags": [], "assignee_email": values.pop("assignee", None)}
+    for name in CONTEXT_KEYS:  # what the connectors store about the ticket
+        if name in values:
+            shown[name] = values.pop(name)
     values["shown"] = shown
     return Snapshot(**values)  # type: ignore[arg-type]
 
@@ -52,7 +59,18 @@ def load(runtime: Runtime) -> None:
     ingest = runtime.tickets.ingest
     # P2 premier: first response 4 business hours: 2h on Wednesday, Thanksgiving skipped,
     # due Friday 11:00; restoration 8 business hours.
-    ingest(snapshot("zendesk", "101", assignee="ana@example.com"))
+    ingest(
+        snapshot(
+            "zendesk",
+            "101",
+            assignee="ana@example.com",
+            assignee_name="Ana Agent",
+            subject=SUBJECT,
+            requester="Roger Wilco",
+            organization="Initech GmbH",
+            queue="Tier 2",
+        )
+    )
     # P1 premier: first response within one hour, 24x7: long breached.
     ingest(snapshot("zendesk", "102", priority="P1", assignee="bo@example.com"))
     # Waiting on the customer since Wednesday 16:00, with an earlier pause answered.
@@ -70,7 +88,7 @@ def load(runtime: Runtime) -> None:
             ),
         )
     )
-    # P3 standard plan: only a next update within a week.
+    # P3 standard plan: only a next update within a week. Nobody is assigned.
     ingest(snapshot("jira", "10002", priority="P3", plan="standard"))
     # Created just now: 75% of nothing yet.
     ingest(snapshot("zendesk", "103", created_at=NOW, updated_at=NOW, plan="standard"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 from conftest import Clock
-from dashboard_support import NOW, load
+from dashboard_support import NOW, SUBJECT, load
 
 from slabot.service.app import create_app
 from slabot.service.runtime import build_runtime
@@ -133,6 +133,14 @@ def test_the_dashboard_in_chromium(base_url: str, page: object) -> None:
     expect(countdown).not_to_have_text(first, timeout=3000)
     overdue = page.locator('tr[data-ref="zendesk:102"] td.countdown')
     assert overdue.inner_text().startswith("overdue ")
+    # What each ticket is about and who has it; nobody assigned is flagged (issue 15.3).
+    about = page.locator('tr[data-ref="zendesk:101"] td').first
+    expect(about.locator(".subject").first).to_have_text(SUBJECT)
+    expect(about.locator(".requester")).to_have_text("Roger Wilco, Initech GmbH")
+    expect(page.locator('tr[data-ref="zendesk:101"] td.assignee')).to_contain_text("Ana Agent")
+    flag = page.locator('tr[data-ref="jira:10002"] .badge.unassigned')
+    expect(flag).to_have_text("Unassigned")
+    assert flag.evaluate("el => getComputedStyle(el).backgroundColor") == "rgb(168, 67, 0)"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
@@ -146,6 +154,10 @@ def test_the_dashboard_in_chromium(base_url: str, page: object) -> None:
     page.goto(f"{base_url}/")
     page.click('tr[data-ref="zendesk:101"] a')
     page.wait_for_url("**/tickets/zendesk/101")
+    expect(page.locator("#ticket-subject")).to_have_text(SUBJECT)
+    expect(page.locator("#ticket-people")).to_contain_text(
+        "Requested by Roger Wilco (Initech GmbH). Group Tier 2. Assigned to Ana Agent"
+    )
     card = page.locator("#clock-first_response")
     expect(card.locator(".span.counted")).to_have_count(1)  # Wednesday 15:00-17:00
     expect(card.locator(".span.ahead")).to_have_count(1)  # Friday 09:00-11:00
