@@ -146,22 +146,62 @@ def test_subjects_and_names_are_escaped_and_a_long_subject_is_cut_safely(
     ]
 
 
-def test_the_nudge_and_the_breach_message_carry_the_context(
-    make_harness: Callable[..., Harness], fake: FakeSlack, caplog: pytest.LogCaptureFixture
+READERS = {
+    # reader: (their e-mail, direct message channel, context line, breach words)
+    LEAD: (
+        "lead@example.com",
+        "D0LEAD",
+        "“Phone calls drop after 30 seconds” · From Roger Wilco (Initech GmbH) · Group Tier 2"
+        " · Assignee Ana Agente",
+        "breached, it was due",
+    ),
+    AGENT: (
+        "agent@example.com",
+        "D0AGENT",
+        "« Phone calls drop after 30 seconds » · De Roger Wilco (Initech GmbH) · Groupe Tier 2"
+        " · Assigné à Ana Agente",
+        "échéance dépassée",
+    ),
+    ASSIGNEE: (
+        ASSIGNEE_EMAIL,
+        "D0ANA",
+        "«Phone calls drop after 30 seconds» · Da Roger Wilco (Initech GmbH) · Gruppo Tier 2"
+        " · Assegnato a Ana Agente",
+        "scadenza superata",
+    ),
+    POLISH: (
+        "piotr@example.com",
+        "D0PIOTR",
+        "„Phone calls drop after 30 seconds” · Od Roger Wilco (Initech GmbH) · Grupa Tier 2"
+        " · Przypisany: Ana Agente",
+        "termin przekroczony",
+    ),
+}
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_the_nudge_and_the_breach_message_carry_the_context_in_the_assignees_language(
+    make_harness: Callable[..., Harness],
+    fake: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+    reader: str,
 ) -> None:
+    email, channel, line, breached = READERS[reader]
+    fake.add_user(POLISH, "piotr@example.com", locale="pl-PL", tz="Europe/Warsaw")
     harness = make_harness(nudges=FIRST_RESPONSE_ONLY)
-    harness.ingest(shown=CONTEXT)
+    harness.ingest(shown={**CONTEXT, "assignee_email": email})
     with caplog.at_level(logging.INFO):
-        step(harness, 3)  # 75% of the 4h first response: a direct message in Italian
+        step(harness, 3)  # 75% of the 4h first response: a direct message to the assignee
         (message,) = posted(fake)
-        assert message["channel"] == "D0ANA"
-        line = "«Phone calls drop after 30 seconds» · Da Roger Wilco (Initech GmbH) · Gruppo Tier 2"
-        assert f"{line} · Assegnato a Ana Agente" in texts(message["blocks"])
+        assert message["channel"] == channel
+        assert line in texts(message["blocks"])
         step(harness, 4)  # breached: the message is rewritten in place, context kept
     (update,) = [c.args for c in fake.calls_to("chat.update")]
     shown = texts(update["blocks"])
-    assert "scadenza superata" in shown and f"{line} · Assegnato a Ana Agente" in shown
+    assert breached in shown and line in shown
+    assert SUBJECT not in message["text"]  # the notification text stays short
     assert not [r for r in caplog.records if SUBJECT in r.getMessage()]
+    assert not [r for r in caplog.records if "Wilco" in r.getMessage()]
 
 
 def test_an_unassigned_ticket_is_flagged_in_the_queue_channels_nudge(
@@ -225,16 +265,17 @@ def test_the_digest_lines_name_subject_requester_group_and_owner(
     assert fake.problems == []
 
 
-def test_app_home_shows_each_tickets_subject_requester_and_group(
-    harness: Harness, fake: FakeSlack
+@pytest.mark.parametrize("reader", list(READERS))
+def test_app_home_shows_each_tickets_subject_requester_and_group_in_the_viewers_language(
+    harness: Harness, fake: FakeSlack, reader: str
 ) -> None:
-    harness.ingest(shown=CONTEXT)
+    email, _, line, _ = READERS[reader]
+    fake.add_user(POLISH, "piotr@example.com", locale="pl-PL", tz="Europe/Warsaw")
+    harness.ingest(shown={**CONTEXT, "assignee_email": email})
     harness.clock.now = MONDAY_0900_LA + timedelta(hours=3, minutes=30)
-    harness.open_home(ASSIGNEE)
+    harness.open_home(reader)
     fake.wait_calls("views.publish")
-    shown = texts(fake.home[ASSIGNEE]["blocks"])
-    assert (
-        "«Phone calls drop after 30 seconds» · Da Roger Wilco (Initech GmbH) · Gruppo Tier 2"
-        in shown
-    )
-    assert "Prima risposta: in corso" in shown
+    shown = texts(fake.home[reader]["blocks"])
+    about = line.rsplit(" · ", 1)[0]  # the viewer's own tickets: no assignee repeated
+    assert about in shown and line not in shown
+    assert fake.problems == []
