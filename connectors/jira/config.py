@@ -201,6 +201,10 @@ class JiraConfig(_Strict):
     """Jira's ``duedate``; ``null`` leaves it alone."""
     due_instant_field: DueInstantField | None = None
     """A date-time custom field that receives a target's due instant."""
+    organizations_field: str | None = Field(default=None, pattern=r"^customfield_\d+$")
+    """The Jira Service Management "Organizations" field (``customfield_10002``: its id
+    differs per site, see ``GET /rest/api/2/field``): the names of its organizations are
+    shown as the requester's organization. Unset: no organization is shown."""
     poll_interval_seconds: int = Field(default=60, ge=10)
     """How often the poller searches for changed issues (the backstop for missed webhooks)."""
     poll_overlap_seconds: int = Field(default=120, ge=60)

@@ -191,6 +191,11 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
             "assignee_email": _assignee_email(fields.get("assignee")),
             "queue": _project_key(fields.get("project"), key),
             "url": _browse_url(bundle.site_url, key),
+            # Ticket context (customer data: never logged): docs/jira.md.
+            "subject": _plain_text(fields.get("summary")),
+            "requester": _display_name(fields.get("reporter")),
+            "organization": _organizations(fields, config),
+            "assignee_name": _display_name(fields.get("assignee")),
         },
         actor=history.last_actor,
         # Applied with the snapshot, in one transaction: the reopening, pauses and solve come
@@ -578,6 +583,36 @@ def _assignee_email(value: Any) -> str | None:
     if isinstance(email, str) and "@" in email:
         return email.strip().lower()
     return None
+
+
+def _plain_text(value: Any) -> str | None:
+    """A text field (the summary) as one trimmed line, or None when empty."""
+    if not isinstance(value, str):
+        return None
+    return " ".join(value.split()) or None
+
+
+def _display_name(value: Any) -> str | None:
+    """A user's ``displayName`` (the reporter, the assignee); None for nobody."""
+    if not isinstance(value, Mapping):
+        return None
+    return _plain_text(value.get("displayName"))
+
+
+def _organizations(fields: Mapping[str, Any], config: JiraConfig) -> str | None:
+    """The names in the JSM Organizations field (``jira.organizations_field``), joined
+    (``Acme, Globex``); None when it is not configured or empty. Its value is a list of
+    ``{"id": "1", "name": "Acme", "_links": ...}``."""
+    if config.organizations_field is None:
+        return None
+    value = fields.get(config.organizations_field)
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    names = [
+        name
+        for item in items
+        if isinstance(item, Mapping) and (name := _plain_text(item.get("name")))
+    ]
+    return ", ".join(names) or None
 
 
 def _project_key(value: Any, issue_key: Any) -> str | None:

@@ -201,6 +201,11 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         "assignee_email": _email(bundle.assignee),
         "queue": _text((bundle.group or {}).get("name")),
         "url": bundle.agent_url,
+        # Ticket context (customer data: never logged): docs/zendesk.md.
+        "subject": _line(ticket.get("subject")),
+        "requester": _line((bundle.requester or {}).get("name")),
+        "organization": _line((bundle.organization or {}).get("name")),
+        "assignee_name": _line((bundle.assignee or {}).get("name")),
     }
     if due_shown:
         shown["due"] = due_shown
@@ -546,6 +551,14 @@ def _custom_fields(value: Any, where: str) -> dict[int, Any]:
 def _email(user: Mapping[str, Any] | None) -> str | None:
     email = _text((user or {}).get("email"))
     return email.lower() if email else None
+
+
+def _line(value: Any) -> str | None:
+    """A subject or a name as one trimmed line (Zendesk keeps what was typed, line breaks
+    included); None when empty or not a text."""
+    if not isinstance(value, str):
+        return None
+    return " ".join(value.split()) or None
 
 
 def _text(value: Any) -> str | None:

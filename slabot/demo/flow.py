@@ -357,15 +357,34 @@ class Demo:
         p.step(f"{now:%a %d %b %H:%M} UTC: customers open tickets")
         self.systems.set_now(now)
         zendesk, jira = self.systems.zendesk, self.systems.jira
-        zendesk.add_user(REQUESTER, "end-user", time_zone="Berlin")
+        zendesk.add_user(REQUESTER, "end-user", time_zone="Berlin", name="Greta Keller")
         zendesk.add_organization(
             ORGANIZATION,
+            name="Initech GmbH",
             organization_fields={"support_plan": "premier", "country": "de", "time_zone": None},
         )
-        for number, priority, environment, what in (
-            (1001, "urgent", "env_production", "P1 in production: the meeting service is down"),
-            (1002, "urgent", "env_staging", "P1 asked for a staging problem"),
-            (1003, "normal", "env_production", "P3: a report exports slowly"),
+        for number, priority, environment, what, subject in (
+            (
+                1001,
+                "urgent",
+                "env_production",
+                "P1 in production: the meeting service is down",
+                "Meetings fail to start for everyone",
+            ),
+            (
+                1002,
+                "urgent",
+                "env_staging",
+                "P1 asked for a staging problem",
+                "Staging: recordings missing",
+            ),
+            (
+                1003,
+                "normal",
+                "env_production",
+                "P3: a report exports slowly",
+                "Usage report export takes minutes",
+            ),
         ):
             zendesk.add_ticket(
                 number,
@@ -373,19 +392,23 @@ class Demo:
                 organization_id=ORGANIZATION,
                 priority=priority,
                 custom_fields={ZD_ENVIRONMENT: environment},
+                subject=subject,
             )
             status, _ = self.post("/webhooks/zendesk", *zendesk.webhook({"ticket_id": str(number)}))
             p.say(f"  Zendesk #{number} ({what}): webhook answered {status}")
-        jira.add_user(CUSTOMER, "Customer", account_type="customer", time_zone="Europe/Bratislava")
-        for number, priority, plan, environment, what in (
-            (1, "High", "Professional", "Production", "P2 in production"),
-            (2, "Highest", "Advanced", "Staging", "P1 asked for staging"),
+        jira.add_user(
+            CUSTOMER, "Juraj Novák", account_type="customer", time_zone="Europe/Bratislava"
+        )
+        for number, priority, plan, environment, what, summary in (
+            (1, "High", "Professional", "Production", "P2 in production", "Calls drop after 30 s"),
+            (2, "Highest", "Advanced", "Staging", "P1 asked for staging", "Staging IVR is silent"),
         ):
             headers, body = jira.add_issue(
                 number,
                 reporter=CUSTOMER,
                 priority=priority,
                 fields={JIRA_PLAN: {"value": plan}, JIRA_ENVIRONMENT: {"value": environment}},
+                summary=summary,
             )
             status, _ = self.post("/webhooks/jira", headers, body)
             p.say(f"  Jira SUP-{number} ({what}): webhook answered {status}")

@@ -5,7 +5,8 @@
 each: its worst state (``breached``, ``at_risk`` past 75% of a target, ``running``,
 ``paused``, ``met``), the next due instant, and the fields the filters and the search use.
 The filtering is done here, on the server, so a filtered address (``/?state=breached&q=acme``)
-is a bookmark and the page's auto-refresh asks for the same rows again.
+is a bookmark and the page's auto-refresh asks for the same rows again. Each row also says
+what the ticket is about: its subject, requester and organization, group and assignee name.
 
 ``ticket_clocks(view)`` explains each clock of one ticket as a timeline: the spans of open
 time counted towards the target, the pauses (waiting on the customer) and the closed
@@ -104,6 +105,11 @@ class Row:
     @property
     def ref(self) -> str:
         return f"{self.source}:{self.external_key}"
+
+    @property
+    def unassigned(self) -> bool:
+        """Nobody is assigned in the helpdesk: the list and the ticket page flag it."""
+        return self.assignee is None and self.assignee_name is None
 
 
 @dataclass(frozen=True, slots=True)

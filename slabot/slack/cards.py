@@ -23,11 +23,16 @@ from slabot.slack.blocks import (
 from slabot.slack.i18n import Catalog
 from slabot.slack.store_access import TicketView
 from slabot.slack.texts import (
+    MAX_NAME,
     active_targets,
+    assignee_text,
     commitment_name,
     due,
+    helpdesk_text,
     priority_text,
+    requester_text,
     rule,
+    subject_text,
     target_name,
     when,
 )
@@ -44,7 +49,8 @@ def ticket_buttons(t: Catalog, view: TicketView) -> Block:
 
 
 def card(t: Catalog, view: TicketView, zone: tzinfo | None) -> list[Block]:
-    """The ticket at a glance: priority, plan, commitment, each clock's due time and state."""
+    """The ticket at a glance: its subject, priority, plan, commitment, requester, group and
+    assignee (``Unassigned`` flagged), each clock's due time and state."""
     decision = view.decision
     priority = priority_text(view)
     if decision.requested_priority and decision.requested_priority != decision.priority:
@@ -54,11 +60,20 @@ def card(t: Catalog, view: TicketView, zone: tzinfo | None) -> list[Block]:
         t("card.plan", plan=escape(decision.plan or t("card.no_plan"))),
         t("card.commitment", commitment=commitment_name(t, decision.commitment)),
         t("card.status", status=t(f"status.{view.status}")),
+        t("card.requester", requester=requester_text(view) or t("card.unknown")),
+        t(
+            "card.group",
+            group=helpdesk_text(view.queue, MAX_NAME) if view.queue else t("card.unknown"),
+        ),
+        t("card.assignee", assignee=assignee_text(t, view)),
     ]
     blocks: list[Block] = [
         header(t("card.title", ticket=view.label, priority=decision.priority)),
-        section(t("card.policy", policy=escape(view.policy.name)), fields=fields),
     ]
+    quoted = subject_text(t, view)
+    if quoted:
+        blocks.append(section(quoted))
+    blocks.append(section(t("card.policy", policy=escape(view.policy.name)), fields=fields))
     reclassified = view.ticket.reclassification
     if reclassified is not None:
         blocks.append(

@@ -9,7 +9,8 @@ Slack the message through the outbox (a Slack outage delays it, never drops it),
 Tickets are ordered by urgency: every breach first (most severe priority first, then the
 longest overdue), then the clocks due soon (most severe, then the soonest), then the tickets
 waiting on the customer; a section per state and priority. Each line links to the ticket
-and names its plan, commitment and owner (the assignee's e-mail address, or "unassigned").
+and names its subject, requester (and organization), group, plan, commitment and owner (the
+assignee's name or e-mail address, or a flagged "Unassigned").
 Every instant, the digest's own time included, is a ``<!date>`` token that each reader sees
 in their own time zone: one zone per reader, never two for one instant on a page.
 """
@@ -38,7 +39,17 @@ from slabot.slack.config import Digest, SlackConfig
 from slabot.slack.i18n import Catalog, catalog
 from slabot.slack.sender import DIGEST
 from slabot.slack.store_access import SlackStore, TicketView
-from slabot.slack.texts import commitment_name, priority_text, target_name, when
+from slabot.slack.texts import (
+    MAX_NAME,
+    assignee_text,
+    commitment_name,
+    helpdesk_text,
+    priority_text,
+    requester_text,
+    subject_text,
+    target_name,
+    when,
+)
 
 Clock = Callable[[], datetime]
 
@@ -46,6 +57,8 @@ _COMMITMENT_ORDER = {"sla": 0, "slo": 1}
 _KIND_ORDER = {"breached": 0, "due": 1, "paused": 2}
 _MAX_LINES_PER_SECTION = 12
 _MAX_SECTION_TEXT = 2900
+_MAX_SUBJECT = 80
+"""A digest line's subject is cut shorter than a card's: many lines share a section."""
 _BUSINESS_HORIZON_DAYS = 21
 """How far ahead (elapsed) due clocks are read before their business hours are counted."""
 
@@ -245,8 +258,15 @@ def _line(t: Catalog, entry: Entry) -> str:
         "digest.who",
         plan=escape(view.decision.plan or t("card.no_plan")),
         commitment=commitment_name(t, view.decision.commitment),
-        owner=escape(view.assignee_email or t("digest.unassigned")),
+        owner=assignee_text(t, view),
     )
+    about = [subject_text(t, view, _MAX_SUBJECT)]
+    requester = requester_text(view)
+    if requester:
+        about.append(t("context.requester", requester=requester))
+    if view.queue:
+        about.append(t("context.group", group=helpdesk_text(view.queue, MAX_NAME)))
+    who = " · ".join([*(part for part in about if part), who])
     if entry.kind == "paused":
         line = t("digest.line.paused", ticket=ticket, when=when(t, entry.at, None))
     else:

@@ -14,7 +14,15 @@ from slabot.slack.config import SlackConfig
 from slabot.slack.directory import Directory
 from slabot.slack.i18n import Catalog, catalog, language_of
 from slabot.slack.store_access import SlackStore, TicketView
-from slabot.slack.texts import due, priority_text, target_name
+from slabot.slack.texts import (
+    MAX_NAME,
+    due,
+    helpdesk_text,
+    priority_text,
+    requester_text,
+    subject_text,
+    target_name,
+)
 from slabot.store.breaches import BREACH
 
 Clock = Callable[[], datetime]
@@ -35,7 +43,8 @@ def home_view(
     horizon_hours: float,
     email_known: bool = True,
 ) -> dict[str, Any]:
-    """The Home tab: a line per ticket naming its clocks at risk, with a Reclassify button."""
+    """The Home tab: per ticket its subject, requester and group, and its clocks at risk,
+    with a Reclassify button."""
     blocks: list[Block] = [header(t("home.title"))]
     if not email_known:
         blocks.append(section(t("home.no_email")))
@@ -54,12 +63,25 @@ def home_view(
             section(
                 t("home.ticket", ticket=link(view.url, view.label), priority=priority_text(view))
                 + "\n"
+                + "".join(f"{line}\n" for line in [_about(t, view)] if line)
                 + clocks,
                 accessory=button(t("button.reclassify"), ids.RECLASSIFY, value=view.ref),
             )
         )
     blocks.append(context(t("home.updated", when=t.instant(now, zone))))
     return {"type": "home", "blocks": fit(blocks, lambda n: t("more", count=n))}
+
+
+def _about(t: Catalog, view: TicketView) -> str:
+    """Subject, requester, group: the Home tab lists the viewer's own tickets, so the
+    assignee (the viewer) is not repeated."""
+    parts = [subject_text(t, view)]
+    requester = requester_text(view)
+    if requester:
+        parts.append(t("context.requester", requester=requester))
+    if view.queue:
+        parts.append(t("context.group", group=helpdesk_text(view.queue, MAX_NAME)))
+    return " · ".join(part for part in parts if part)
 
 
 def publish_home(

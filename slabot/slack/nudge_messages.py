@@ -19,7 +19,13 @@ from slabot.slack.blocks import (
 )
 from slabot.slack.i18n import Catalog
 from slabot.slack.store_access import TicketView
-from slabot.slack.texts import commitment_name, priority_text, target_name, when
+from slabot.slack.texts import (
+    commitment_name,
+    context_line,
+    priority_text,
+    target_name,
+    when,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,7 @@ def nudge_message(
     if outcome in ("met", "solved", "late"):
         key = f"nudge.{outcome}"
         text = t(key, ticket=ticket, target=target)
-        blocks = [section(text), context(_summary(t, view))]
+        blocks = [section(text), context(_summary(t, view), context_line(t, view))]
         return NudgeMessage(
             cut(_plain(t(key, ticket=view.label, target=target)), MAX_FALLBACK), blocks, outcome
         )
@@ -129,7 +135,7 @@ def nudge_message(
     if subject.reminder:
         headline = t("nudge.reminder", message=headline)
         fallback = t("nudge.reminder", message=fallback)
-    notes = [_summary(t, view)]
+    notes = [_summary(t, view), context_line(t, view)]
     if subject.to_assignee:
         notes.append(t("nudge.for_assignee"))
     elif subject.queue:

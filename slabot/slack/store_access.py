@@ -4,8 +4,10 @@ Built on the store's public pieces (models, ``engine_ticket``, the breach querie
 changing its schema:
 
 - A ticket's assignee, queue and Jira issue key are read from what the connector says the
-  helpdesk shows (``tickets.shown``): ``assignee_email``, ``queue`` and ``key``. Those keys
-  are ignored by the store's write-back logic, which reads only ``priority`` and ``tags``.
+  helpdesk shows (``tickets.shown``): ``assignee_email``, ``queue`` and ``key``, and its
+  context: ``subject``, ``requester``, ``organization`` and ``assignee_name`` (names, not
+  ids). Those keys are ignored by the store's write-back logic, which reads only
+  ``priority`` and ``tags``.
 - A nudge's Slack message (channel, ``ts``, language), its snoozes (who, why, until when,
   the audit) and whether it is closed are kept in the ``nudges`` row's ``payload``; the
   row's unique key (ticket, target, threshold in percent, cycle start) is what makes each
@@ -82,6 +84,21 @@ class TicketView:
     now: datetime
     assignee_email: str | None
     queue: str | None
+    """The Zendesk group's name or the Jira project key (``shown["queue"]``)."""
+    subject: str | None = None
+    """The ticket's subject (Jira: summary), as the helpdesk shows it: customer data, never
+    logged, escaped wherever it is shown."""
+    requester: str | None = None
+    """The requester's (Jira: reporter's) name."""
+    organization: str | None = None
+    """The requester's organization (Zendesk) or the JSM Organizations field (Jira)."""
+    assignee_name: str | None = None
+    """The assignee's name; with no ``assignee_email`` either, the ticket is unassigned."""
+
+    @property
+    def unassigned(self) -> bool:
+        """Nobody is assigned in the helpdesk (neither a name nor an e-mail address)."""
+        return self.assignee_name is None and self.assignee_email is None
 
     @property
     def ref(self) -> str:
@@ -263,6 +280,10 @@ class SlackStore:
             now=now,
             assignee_email=(_text(shown.get("assignee_email")) or "").lower() or None,
             queue=_text(shown.get("queue")),
+            subject=_text(shown.get("subject")),
+            requester=_text(shown.get("requester")),
+            organization=_text(shown.get("organization")),
+            assignee_name=_text(shown.get("assignee_name")),
         )
 
     # --- breach queries ----------------------------------------------------------------------

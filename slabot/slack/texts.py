@@ -11,7 +11,7 @@ from datetime import UTC, datetime, tzinfo
 
 from bot.engine import TargetDecision
 from bot.policy import format_duration
-from slabot.slack.blocks import escape, slack_date
+from slabot.slack.blocks import cut, escape, slack_date
 from slabot.slack.i18n import Catalog
 from slabot.slack.store_access import TicketView
 
@@ -72,3 +72,57 @@ def plain_name(text: str) -> str:
 def active_targets(view: TicketView) -> list[TargetDecision]:
     """The clocks that apply to the ticket, in report order."""
     return [d for d in view.decision.targets.values() if d.state != "none"]
+
+
+MAX_SUBJECT = 150
+"""Characters of a subject shown in Slack: enough to recognise the ticket, short enough
+that a digest of 30 tickets stays within a section's 3,000 characters."""
+MAX_NAME = 80
+"""Characters of a requester's, organization's, group's or assignee's name shown in Slack."""
+
+
+def helpdesk_text(text: str, limit: int) -> str:
+    """A value typed by a customer or an agent (subject, names), safe in mrkdwn: cut to
+    ``limit`` characters first (so no ``&amp;`` is split), then escaped."""
+    return escape(cut(" ".join(text.split()), limit))
+
+
+def subject_text(t: Catalog, view: TicketView, limit: int = MAX_SUBJECT) -> str | None:
+    """``“Printer on fire”`` (quoted the reader's way), or None when the ticket has none."""
+    if view.subject is None:
+        return None
+    return t("context.subject", subject=helpdesk_text(view.subject, limit))
+
+
+def requester_text(view: TicketView) -> str | None:
+    """``Ada Lovelace (Acme)``, ``Ada Lovelace``, ``Acme``, or None (neither is known)."""
+    requester = helpdesk_text(view.requester, MAX_NAME) if view.requester else None
+    organization = helpdesk_text(view.organization, MAX_NAME) if view.organization else None
+    if requester and organization:
+        return f"{requester} ({organization})"
+    return requester or organization
+
+
+def assignee_text(t: Catalog, view: TicketView) -> str:
+    """The assignee's name (or e-mail address), or the flag that nobody is assigned."""
+    name = view.assignee_name or view.assignee_email
+    return helpdesk_text(name, MAX_NAME) if name else t("context.unassigned")
+
+
+def context_line(t: Catalog, view: TicketView, *, subject: bool = True) -> str:
+    """One line saying what the ticket is about and who has it: ``“Printer on fire” · From
+    Ada Lovelace (Acme) · Group Support · Assignee Bob Agent`` (``Unassigned`` flagged)."""
+    parts: list[str] = []
+    quoted = subject_text(t, view) if subject else None
+    if quoted:
+        parts.append(quoted)
+    requester = requester_text(view)
+    if requester:
+        parts.append(t("context.requester", requester=requester))
+    if view.queue:
+        parts.append(t("context.group", group=helpdesk_text(view.queue, MAX_NAME)))
+    if view.unassigned:
+        parts.append(t("context.unassigned"))
+    else:
+        parts.append(t("context.assignee", assignee=assignee_text(t, view)))
+    return " · ".join(parts)

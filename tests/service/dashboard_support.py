@@ -26,6 +26,9 @@ NOW = datetime.combine(HOLIDAY + timedelta(days=1), datetime.min.time(), LA).rep
 """09:00 the day after Thanksgiving."""
 
 
+SUBJECT = "Phone calls drop after 30 seconds"
+
+
 def snapshot(
     source: str, key: str, *, shown: dict[str, object] | None = None, **fields: object
 ) -> Snapshot:
@@ -62,7 +65,20 @@ def load(runtime: Runtime) -> None:
     ingest = runtime.tickets.ingest
     # P2 premier: first response 4 business hours: 2h on Wednesday, Thanksgiving skipped,
     # due Friday 11:00; restoration 8 business hours.
-    ingest(snapshot("zendesk", "101", assignee="ana@example.com", queue="Tier 2"))
+    ingest(
+        snapshot(
+            "zendesk",
+            "101",
+            assignee="ana@example.com",
+            queue="Tier 2",
+            shown={
+                "assignee_name": "Ana Agent",
+                "subject": SUBJECT,
+                "requester": "Roger Wilco",
+                "organization": "Initech GmbH",
+            },
+        )
+    )
     # P1 premier: first response within one hour, 24x7: long breached.
     ingest(snapshot("zendesk", "102", priority="P1", assignee="bo@example.com", queue="Billing"))
     # Waiting on the customer since Wednesday 16:00, with an earlier pause answered.

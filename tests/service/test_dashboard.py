@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Clock
-from dashboard_support import HOLIDAY, NOW, load
+from dashboard_support import HOLIDAY, NOW, SUBJECT, load
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
@@ -186,7 +186,7 @@ def test_the_search_reads_subject_requester_organization_and_assignee_name_when_
             assert "Greta Braun, Acme GmbH" in page and "Ana Lima" in page
             ticket = client.get("/tickets/zendesk/106").text
             assert "Recordings missing since the upgrade" in ticket
-            assert "requested by Greta Braun (Acme GmbH)" in ticket
+            assert "Requested by <b>Greta Braun</b> (Acme GmbH)." in ticket
     finally:
         runtime.close()
 
@@ -325,6 +325,45 @@ def test_the_ticket_page_explains_each_clock_as_a_timeline(http: TestClient) -> 
     assert 'class="marker due"' in text and 'class="marker at_risk"' in text
 
 
+def row_html(html: str, ref: str) -> str:
+    start = html.index(f'data-ref="{ref}"')
+    return html[start : html.index("</tr>", start)]
+
+
+def test_each_row_names_subject_requester_organization_group_and_assignee(
+    http: TestClient,
+) -> None:
+    page = http.get("/").text
+    assert ">Group</th>" in page
+    row = row_html(page, "zendesk:101")
+    assert f'<span class="subject">{SUBJECT}</span>' in row
+    assert '<span class="subject muted requester">Roger Wilco, Initech GmbH</span>' in row
+    assert 'data-label="Group">Tier 2</td>' in row
+    assert 'Ana Agent <span class="muted">ana@example.com</span>' in row
+    # Only an e-mail address known: that is shown; nobody at all: flagged.
+    assert "ana@example.com</td>" in row_html(page, "jira:10001")
+    unassigned = row_html(page, "jira:10002")
+    assert '<span class="badge unassigned">Unassigned</span>' in unassigned
+    assert "Unassigned" not in row_html(page, "zendesk:101")
+    assert page.count("badge unassigned") == 2  # jira:10002 and zendesk:103
+
+
+def test_the_ticket_page_header_names_subject_requester_group_and_assignee(
+    http: TestClient,
+) -> None:
+    text = http.get("/tickets/zendesk/101").text
+    assert f'<p class="subject" id="ticket-subject"><b>{SUBJECT}</b></p>' in text
+    people = text[
+        text.index('id="ticket-people"') : text.index("</p>", text.index("ticket-people"))
+    ]
+    assert "Requested by <b>Roger Wilco</b> (Initech GmbH)." in people
+    assert "Group <b>Tier 2</b>." in people
+    assert 'Assigned to <b>Ana Agent</b> <span class="muted">ana@example.com</span>.' in people
+    other = http.get("/tickets/jira/10002").text
+    assert 'id="ticket-subject"' not in other  # no subject stored: no empty heading
+    assert '<span class="badge unassigned">Unassigned</span>' in other
+
+
 def test_the_ticket_page_shows_pauses(http: TestClient) -> None:
     text = http.get("/tickets/jira/10001").text
     assert 'class="span pause"' in text
@@ -386,7 +425,20 @@ def test_ticket_values_are_escaped_in_the_pages(tmp_path: Path) -> None:
 
     runtime = make(tmp_path)
     evil = "<script>alert(1)</script>"
-    runtime.tickets.ingest(snapshot("zendesk", "666", assignee=f"{evil}@example.com"))
+    runtime.tickets.ingest(
+        snapshot(
+            "zendesk",
+            "666",
+            assignee=f"{evil}@example.com",
+            queue=evil,
+            shown={
+                "subject": evil,
+                "requester": evil,
+                "organization": evil,
+                "assignee_name": evil,
+            },
+        )
+    )
     try:
         with TestClient(create_app(runtime), client=LOOPBACK) as client:
             for path in ("/", "/tickets/zendesk/666", f"/?assignee={evil}@example.com"):

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import pytest
 import uvicorn
 from conftest import Clock
-from dashboard_support import NOW, load, snapshot
+from dashboard_support import NOW, SUBJECT, load, snapshot
 
 from slabot.service.app import create_app
 from slabot.service.runtime import Runtime, build_runtime
@@ -206,6 +206,14 @@ def test_the_dashboard_in_chromium(service: Service, chromium: Browser) -> None:
     expect(countdown).not_to_have_text(first, timeout=3000)
     overdue = page.locator('tr[data-ref="zendesk:102"] td.countdown')
     assert overdue.inner_text().startswith("overdue ")
+    # What each ticket is about and who has it; nobody assigned is flagged (issue 15.3).
+    about = page.locator('tr[data-ref="zendesk:101"] th')
+    expect(about.locator(".subject").first).to_have_text(SUBJECT)
+    expect(about.locator(".requester")).to_have_text("Roger Wilco, Initech GmbH")
+    expect(page.locator('tr[data-ref="zendesk:101"] td.assignee')).to_contain_text("Ana Agent")
+    flag = page.locator('tr[data-ref="jira:10002"] .badge.unassigned')
+    expect(flag).to_have_text("Unassigned")
+    assert flag.evaluate("el => getComputedStyle(el).backgroundColor") == "rgb(168, 67, 0)"
     expect(page.locator("#updated")).to_have_text(re.compile(r"^updated \d\d:\d\d:\d\d$"))
     screenshot(page, "dashboard.png")
 
@@ -220,6 +228,10 @@ def test_the_dashboard_in_chromium(service: Service, chromium: Browser) -> None:
     page.goto(f"{base_url}/")
     page.click('tr[data-ref="zendesk:101"] a')
     page.wait_for_url("**/tickets/zendesk/101")
+    expect(page.locator("#ticket-subject")).to_have_text(SUBJECT)
+    expect(page.locator("#ticket-people")).to_contain_text(
+        "Requested by Roger Wilco (Initech GmbH). Group Tier 2. Assigned to Ana Agent"
+    )
     card = page.locator("#clock-first_response")
     # Wednesday 15:00-17:00, and Friday from 09:00 to now once the service's clock has run.
     assert card.locator(".span.counted").count() in (1, 2)

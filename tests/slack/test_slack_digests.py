@@ -109,7 +109,9 @@ def test_the_digest_lists_the_most_urgent_first_with_owners_and_links(
         "*Waiting on the customer · P2 High*",
     ]
     assert "ZD-6> First response: breached, was due <!date^" in sections[0]
-    assert sections[0].endswith("· professional (SLA (with service credits)) · unassigned")
+    assert sections[0].endswith(
+        "· professional (SLA (with service credits)) · :warning: *Unassigned*"
+    )
     assert (
         ":rotating_light: <https://acme.zendesk.com/agent/tickets/4|ZD-4> First response, "
         "Restoration, Next update: breached, was due <!date^1794949200^" in sections[1]

@@ -230,9 +230,11 @@ class FakeJira:
         labels: list[str] | None = None,
         fields: dict[str, Any] | None = None,
         assignee: str | None = None,
+        summary: str | None = None,
     ) -> tuple[dict[str, str], bytes]:
-        """An issue as its reporter creates it (``assignee``: an account id, or unassigned);
-        returns the signed ``jira:issue_created`` delivery."""
+        """An issue as its reporter creates it (``assignee``: an account id, or unassigned;
+        ``summary``: default ``issue <number>``); returns the signed ``jira:issue_created``
+        delivery."""
         with self._lock:
             at = created_at or self.now
             issue_id = str(10_000 + number)
@@ -241,7 +243,7 @@ class FakeJira:
                 "key": f"{project}-{number}",
                 "self": f"{self._base()}/rest/api/3/issue/{issue_id}",
                 "fields": {
-                    "summary": f"issue {number}",
+                    "summary": f"issue {number}" if summary is None else summary,
                     "project": {"key": project, "id": "10000", "name": project},
                     "issuetype": {"name": "Support"},
                     "created": jira_time(at),

@@ -223,14 +223,16 @@ class FakeZendesk:
         organization_id: int | None = None,
         assignee_id: int | None = None,
         group_id: int | None = None,
+        subject: str | None = None,
     ) -> dict[str, Any]:
-        """A ticket as a customer creates it, with its creating audit."""
+        """A ticket as a customer creates it, with its creating audit (``subject``: what
+        the customer typed; default ``ticket <id>``)."""
         with self._lock:
             at = created_at or self.now
             ticket = {
                 "id": ticket_id,
                 "url": f"{self._base()}/api/v2/tickets/{ticket_id}.json",
-                "subject": f"ticket {ticket_id}",
+                "subject": f"ticket {ticket_id}" if subject is None else subject,
                 "created_at": iso(at),
                 "updated_at": iso(at),
                 "status": status,

@@ -154,7 +154,6 @@ MESSAGES = {
     "digest.kind.due": "Due soon",
     "digest.kind.paused": "Waiting on the customer",
     "digest.who": "{plan} ({commitment}) · {owner}",
-    "digest.unassigned": "unassigned",
     "button.ack": "I'm on it",
     "button.assign": "Assign to me",
     "nudge.breach_thread": ":rotating_light: {mention} {ticket}: *{target}* is breached, it was due {when}. Press *I'm on it* or *Assign to me* on the message above.",
@@ -163,4 +162,14 @@ MESSAGES = {
     "nudge.assigned": ":bust_in_silhouette: {user} took {ticket}: the helpdesk is being updated to assign it to {email}.",
     "assign.no_email": "slabot cannot assign you: your Slack profile shows no e-mail address (or the app lacks the users:read.email scope). Assign yourself in the helpdesk.",
     "assign.gone": "This ticket is no longer followed by slabot: assign it in the helpdesk.",
+    # Ticket context: subject, requester, group, assignee (issue 15 point 3)
+    "context.subject": "“{subject}”",
+    "context.requester": "From {requester}",
+    "context.group": "Group {group}",
+    "context.assignee": "Assignee {assignee}",
+    "context.unassigned": ":warning: *Unassigned*",
+    "card.requester": "*Requester*\n{requester}",
+    "card.group": "*Group*\n{group}",
+    "card.assignee": "*Assignee*\n{assignee}",
+    "card.unknown": "not known",
 }

@@ -167,7 +167,6 @@ MESSAGES = {
     "digest.kind.due": "Bientôt dus",
     "digest.kind.paused": "En attente du client",
     "digest.who": "{plan} ({commitment}) · {owner}",
-    "digest.unassigned": "non assigné",
     "button.ack": "Je m'en occupe",
     "button.assign": "M'assigner",
     "nudge.breach_thread": ":rotating_light: {mention} {ticket} : *{target}* est dépassé, l'échéance était {when}. Cliquez *Je m'en occupe* ou *M'assigner* sur le message ci-dessus.",
@@ -176,4 +175,14 @@ MESSAGES = {
     "nudge.assigned": ":bust_in_silhouette: {user} prend {ticket} : le helpdesk est mis à jour pour l'assigner à {email}.",
     "assign.no_email": "slabot ne peut pas vous assigner : votre profil Slack n'affiche pas d'adresse e-mail (ou l'app n'a pas le scope users:read.email). Assignez-vous dans le helpdesk.",
     "assign.gone": "Ce ticket n'est plus suivi par slabot : assignez-le dans le helpdesk.",
+    # Ticket context: subject, requester, group, assignee (issue 15 point 3)
+    "context.subject": "« {subject} »",
+    "context.requester": "De {requester}",
+    "context.group": "Groupe {group}",
+    "context.assignee": "Assigné à {assignee}",
+    "context.unassigned": ":warning: *Non assigné*",
+    "card.requester": "*Demandeur*\n{requester}",
+    "card.group": "*Groupe*\n{group}",
+    "card.assignee": "*Assigné à*\n{assignee}",
+    "card.unknown": "inconnu",
 }

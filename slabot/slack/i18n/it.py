@@ -154,7 +154,6 @@ MESSAGES = {
     "digest.kind.due": "In scadenza",
     "digest.kind.paused": "In attesa del cliente",
     "digest.who": "{plan} ({commitment}) · {owner}",
-    "digest.unassigned": "non assegnato",
     "button.ack": "Me ne occupo io",
     "button.assign": "Assegna a me",
     "nudge.breach_thread": ":rotating_light: {mention} {ticket}: *{target}* è scaduto, la scadenza era {when}. Premi *Me ne occupo io* o *Assegna a me* sul messaggio qui sopra.",
@@ -163,4 +162,14 @@ MESSAGES = {
     "nudge.assigned": ":bust_in_silhouette: {user} prende {ticket}: l'helpdesk viene aggiornato per assegnarlo a {email}.",
     "assign.no_email": "slabot non può assegnarti: il tuo profilo Slack non mostra un indirizzo e-mail (o l'app non ha lo scope users:read.email). Assegnati nell'helpdesk.",
     "assign.gone": "Questo ticket non è più seguito da slabot: assegnalo nell'helpdesk.",
+    # Ticket context: subject, requester, group, assignee (issue 15 point 3)
+    "context.subject": "«{subject}»",
+    "context.requester": "Da {requester}",
+    "context.group": "Gruppo {group}",
+    "context.assignee": "Assegnato a {assignee}",
+    "context.unassigned": ":warning: *Non assegnato*",
+    "card.requester": "*Richiedente*\n{requester}",
+    "card.group": "*Gruppo*\n{group}",
+    "card.assignee": "*Assegnatario*\n{assignee}",
+    "card.unknown": "non noto",
 }

@@ -154,7 +154,6 @@ MESSAGES = {
     "digest.kind.due": "Wkrótce termin",
     "digest.kind.paused": "Czeka na klienta",
     "digest.who": "{plan} ({commitment}) · {owner}",
-    "digest.unassigned": "nieprzypisany",
     "button.ack": "Zajmuję się tym",
     "button.assign": "Przypisz do mnie",
     "nudge.breach_thread": ":rotating_light: {mention} {ticket}: *{target}*: termin przekroczony, minął {when}. Naciśnij *Zajmuję się tym* lub *Przypisz do mnie* w wiadomości powyżej.",
@@ -163,4 +162,14 @@ MESSAGES = {
     "nudge.assigned": ":bust_in_silhouette: {user} bierze {ticket}: helpdesk jest aktualizowany, aby przypisać go do {email}.",
     "assign.no_email": "slabot nie może Cię przypisać: Twój profil Slack nie pokazuje adresu e-mail (lub aplikacja nie ma zakresu users:read.email). Przypisz się w helpdesku.",
     "assign.gone": "Ten ticket nie jest już śledzony przez slabot: przypisz go w helpdesku.",
+    # Ticket context: subject, requester, group, assignee (issue 15 point 3)
+    "context.subject": "„{subject}”",
+    "context.requester": "Od {requester}",
+    "context.group": "Grupa {group}",
+    "context.assignee": "Przypisany: {assignee}",
+    "context.unassigned": ":warning: *Nieprzypisany*",
+    "card.requester": "*Zgłaszający*\n{requester}",
+    "card.group": "*Grupa*\n{group}",
+    "card.assignee": "*Osoba przypisana*\n{assignee}",
+    "card.unknown": "nieznany",
 }

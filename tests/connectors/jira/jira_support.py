@@ -20,12 +20,15 @@ PLAN, ENVIRONMENT, TIME_ZONE, COUNTRY, DUE_INSTANT = (
     "customfield_10053",
     "customfield_10060",
 )
+ORGANIZATIONS = "customfield_10002"
+"""Jira Service Management's "Organizations" field (a list of ``{id, name, _links}``)."""
 CUSTOM_FIELDS = {
     PLAN: "Support plan",
     ENVIRONMENT: "Environment",
     TIME_ZONE: "Customer time zone",
     COUNTRY: "Customer country",
     DUE_INSTANT: "SLA next update due",
+    ORGANIZATIONS: "Organizations",
 }
 
 CONFIG: dict[str, Any] = {
@@ -55,6 +58,7 @@ CONFIG: dict[str, Any] = {
         },
         "due_date": {"target": "first_response"},
         "due_instant_field": {"id": DUE_INSTANT, "target": "next_update"},
+        "organizations_field": ORGANIZATIONS,
     }
 }
 

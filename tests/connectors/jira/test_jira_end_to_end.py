@@ -13,7 +13,17 @@ from typing import Any
 
 import pytest
 import yaml
-from jira_support import CONFIG, DUE_INSTANT, ENVIRONMENT, PLAN, SECRET, START, Clock, settings_for
+from jira_support import (
+    CONFIG,
+    DUE_INSTANT,
+    ENVIRONMENT,
+    ORGANIZATIONS,
+    PLAN,
+    SECRET,
+    START,
+    Clock,
+    settings_for,
+)
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
@@ -575,6 +585,38 @@ def test_the_assignee_and_the_key_reach_what_slack_reads(
     assert [shown[n]["key"] for n in (1, 2, 3)] == ["SUP-1", "SUP-2", "SUP-3"]
     assert shown[1]["queue"] == "SUP"
     assert shown[1]["url"] == f"{fake.url}/browse/SUP-1"
+
+
+def test_the_summary_reporter_organizations_project_and_assignee_name_reach_the_store(
+    each_database: Harness,
+) -> None:
+    h = each_database
+    organizations = [
+        {"id": "1", "name": "Initech <GmbH> & Co", "_links": {"self": f"{h.fake.url}/o/1"}}
+    ]
+    h.post(
+        h.fake.add_issue(
+            1,
+            reporter=CARL,
+            assignee=ANA,
+            summary="Calls <drop> & fail\r\nafter 30 s",
+            fields={PLAN: {"value": "Premier"}, ORGANIZATIONS: organizations},
+        )
+    )
+    h.post(h.fake.add_issue(2, reporter=CARL, fields={PLAN: {"value": "Premier"}}))
+    with Session(h.engine) as session:
+        stored = {
+            row.external_key: row.shown
+            for row in session.scalars(select(StoredTicket).order_by(StoredTicket.external_key))
+        }
+    first, second = stored["10001"], stored["10002"]
+    assert first["subject"] == "Calls <drop> & fail after 30 s"
+    assert first["requester"] == "Carl Customer"
+    assert first["organization"] == "Initech <GmbH> & Co"
+    assert first["queue"] == "SUP"
+    assert first["assignee_name"] == "Ana Agent"
+    assert second["subject"] == "issue 2"
+    assert (second["organization"], second["assignee_name"]) == (None, None)
 
 
 # --- an agent's change is applied atomically, once ----------------------------------------------

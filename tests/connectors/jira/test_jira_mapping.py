@@ -42,6 +42,30 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def test_the_summary_reporter_organizations_project_and_assignee_name_are_in_shown(
+    config: JiraConfig,
+) -> None:
+    shown = map_issue(bundle(), config).snapshot.shown
+    assert shown["subject"] == "Calls drop after 30 seconds"  # fields.summary
+    assert shown["requester"] == "Carl Customer"  # fields.reporter.displayName
+    assert shown["organization"] == "Initech GmbH"  # the JSM Organizations field
+    assert shown["queue"] == "SUP"  # the project: the group
+    assert shown["assignee_name"] == "Ana Agent"  # fields.assignee.displayName
+    # Two organizations, nobody assigned, no Organizations field configured.
+    issue = fixture(ISSUE)
+    issue["fields"]["customfield_10002"].append({"id": "2", "name": "Globex"})
+    issue["fields"]["assignee"] = None
+    shown = map_issue(bundle(issue=issue), config).snapshot.shown
+    assert (shown["organization"], shown["assignee_name"]) == ("Initech GmbH, Globex", None)
+    unset = config.model_copy(update={"organizations_field": None})
+    assert map_issue(bundle(issue=issue), unset).snapshot.shown["organization"] is None
+
+
+def test_the_organizations_field_must_be_a_custom_field_id() -> None:
+    with pytest.raises(JiraConfigError, match=r"jira\.organizations_field"):
+        parse_jira_config({"jira": {**CONFIG["jira"], "organizations_field": "Organizations"}})
+
+
 def test_an_issue_maps_to_a_snapshot_in_the_engines_vocabulary(config: JiraConfig) -> None:
     snapshot = map_issue(bundle(), config).snapshot
     assert (snapshot.source, snapshot.external_key, snapshot.policy) == ("jira", "10042", "zoom")
@@ -60,6 +84,10 @@ def test_an_issue_maps_to_a_snapshot_in_the_engines_vocabulary(config: JiraConfi
         "assignee_email": None,  # Ana's profile hides her e-mail address (Jira's default)
         "queue": "SUP",
         "url": None,  # no site known to the bundle
+        "subject": "Calls drop after 30 seconds",
+        "requester": "Carl Customer",
+        "organization": "Initech GmbH",
+        "assignee_name": "Ana Agent",
     }
 
 

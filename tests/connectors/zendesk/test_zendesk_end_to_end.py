@@ -585,6 +585,56 @@ def test_the_assignee_and_the_group_reach_what_slack_reads(
     assert (shown["assignee_email"], shown["queue"]) == (None, None)
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_subject_requester_organization_group_and_assignee_name_reach_the_store(
+    database: str,
+    request: pytest.FixtureRequest,
+    fake: FakeZendesk,
+    client: ZendeskClient,
+    config: ZendeskConfig,
+    policies: dict[str, Policy],
+) -> None:
+    engine: Engine = request.getfixturevalue("engine" if database == "sqlite" else "pg_engine")
+    fake.add_user(REQUESTER, "end-user", name="Roger <Wilco> & Sons")
+    fake.add_user(AGENT, "agent", name="Ana Agent", email="ana@acme.example")
+    fake.add_organization(ORG, name="Initech GmbH", organization_fields={"support_plan": "premier"})
+    fake.add_group(98738, "Tier 2")
+    subject = "Phone <calls> & faxes drop\nafter 30 seconds"
+    fake.add_ticket(
+        1001,
+        requester_id=REQUESTER,
+        organization_id=ORG,
+        assignee_id=AGENT,
+        group_id=98738,
+        subject=subject,
+    )
+    fake.add_ticket(1002, requester_id=REQUESTER)  # unassigned, no group, no organization
+    running = harness_for(fake, client, config, engine, policies)
+    h = next(running)
+    assert h.deliver(1001) == 202 and h.deliver(1002) == 202
+    running.close()
+    with Session(engine) as session:
+        stored = {
+            row.external_key: row.shown
+            for row in session.scalars(select(StoredTicket).order_by(StoredTicket.external_key))
+        }
+    # As Zendesk shows them, line breaks folded: escaping is for where they are shown.
+    assert stored["1001"]["subject"] == "Phone <calls> & faxes drop after 30 seconds"
+    assert stored["1001"]["requester"] == "Roger <Wilco> & Sons"
+    assert stored["1001"]["organization"] == "Initech GmbH"
+    assert stored["1001"]["queue"] == "Tier 2"
+    assert stored["1001"]["assignee_name"] == "Ana Agent"
+    assert stored["1002"]["subject"] == "ticket 1002"
+    assert stored["1002"]["requester"] == "Roger <Wilco> & Sons"
+    assert [stored["1002"][key] for key in ("organization", "queue", "assignee_name")] == [
+        None,
+        None,
+        None,
+    ]
+    # The names come from the reads slabot already makes: one show_many for both people.
+    assert fake.count("GET", "show_many") == 1
+
+
 # --- an agent's priority in Zendesk: an audited reclassification -------------------------------
 
 

@@ -60,6 +60,36 @@ def test_what_slack_and_the_dashboard_read_is_in_shown(config: ZendeskConfig) ->
     assert shown["key"] == "ZD-35436"
 
 
+def test_the_subject_requester_organization_group_and_assignee_name_are_in_shown(
+    config: ZendeskConfig,
+) -> None:
+    users = fixture("users_show_many__requester_and_assignee.json")["users"]
+    group = fixture("groups__list.json")["groups"][0]
+    mapped = map_ticket(
+        bundle(requester=users[0], assignee=users[1], group=group),
+        config,
+    )
+    shown = mapped.snapshot.shown
+    assert shown["subject"] == "Phone calls drop after 30 seconds"  # ticket.subject
+    assert shown["requester"] == "Roger Wilco"  # requester_id -> users/show_many
+    assert shown["organization"] == "Initech GmbH"  # organization_id -> organizations/{id}
+    assert shown["queue"] == "Tier 2"  # group_id -> groups
+    assert shown["assignee_name"] == "Ana Agent"  # assignee_id -> users/show_many
+    # Unassigned, no organization, a subject typed over two lines: one trimmed line.
+    ticket = {**fixture("ticket_show__premier_production.json")["ticket"]}
+    ticket.update(subject="  Printer\n on   fire ", organization_id=None, assignee_id=None)
+    shown = map_ticket(bundle(ticket=ticket, organization=None), config).snapshot.shown
+    assert shown["subject"] == "Printer on fire"
+    assert (shown["organization"], shown["assignee_name"], shown["assignee_email"]) == (
+        None,
+        None,
+        None,
+    )
+    # A ticket with no subject (one made through the API may have none).
+    ticket.update(subject=None)
+    assert map_ticket(bundle(ticket=ticket), config).snapshot.shown["subject"] is None
+
+
 def test_a_ticket_maps_to_a_snapshot_in_the_engines_vocabulary(config: ZendeskConfig) -> None:
     snapshot = map_ticket(bundle(), config).snapshot
     assert (snapshot.source, snapshot.external_key, snapshot.policy) == ("zendesk", "35436", "zoom")
