@@ -30,6 +30,24 @@ _FIELD_KINDS = {
     **{name: _TEXT for name in _TEXT_FIELDS},
     **{name: _TIME for name in (*_TIME_FIELDS, "created_at", "restoration_started_at")},
 }
+ROUTING_ATTRIBUTES = frozenset(
+    (
+        "source",
+        "brand",
+        "group",
+        "organization",
+        "form",
+        "tags",
+        "custom_fields",
+        "organization_fields",
+        "project",
+        "issue_type",
+        "components",
+        "labels",
+        "fields",
+    )
+)
+"""What routing rules read (``bot.routing.ATTRIBUTES``); a ticket mapping may carry them."""
 KNOWN_FIELDS = frozenset(
     ("id", "created_at", "status", "paused", "restoration_started_at", *_TEXT_FIELDS, *_TIME_FIELDS)
 )
@@ -121,9 +139,11 @@ class Ticket:
                 values[name] = _pauses(value)
             elif name in ("id", "status"):
                 values[name] = value
+            elif name in ROUTING_ATTRIBUTES:
+                continue  # read by the routing rules (bot.routing), not by the engine
             else:
-                known = ", ".join(sorted(KNOWN_FIELDS))
-                unknown = ", ".join(sorted(set(data) - KNOWN_FIELDS))
+                known = ", ".join(sorted(KNOWN_FIELDS | ROUTING_ATTRIBUTES))
+                unknown = ", ".join(sorted(set(data) - KNOWN_FIELDS - ROUTING_ATTRIBUTES))
                 raise TicketError(f"unknown field(s) {unknown}; known: {known}")
         ticket_id = values.get("id")
         if not isinstance(ticket_id, str) or not ticket_id:

@@ -77,13 +77,15 @@ def parse_since(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def backfill_policies(args: argparse.Namespace, section: str, policy: str) -> dict[str, Policy]:
+def backfill_policies(
+    args: argparse.Namespace, section: str, policy: str | None
+) -> dict[str, Policy]:
     """The policies a backfill evaluates with; the connector's ``policy`` must be among them."""
     from slabot.policy_files import bundled_policy_paths, load_policy
 
     paths = args.policy or [str(p) for p in bundled_policy_paths()]
     policies = {loaded.name: loaded for loaded in (load_policy(p) for p in paths)}
-    if policy not in policies:
+    if policy is not None and policy not in policies:
         raise BackfillError(
             f"{args.config}: {section}.policy is {policy!r}, but the policies loaded are "
             f"{', '.join(sorted(policies))}; pass its file with --policy"

@@ -17,6 +17,7 @@ from bot.compiled import Policy
 from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.explain import explain
+from bot.routing import Router
 from bot.ticket import Ticket, parse_instant
 from slabot.policy_files import PolicyFileError, bundled_policy_paths, load_policy
 
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="policy file; repeat to mix policies (each ticket then names its 'policy')",
+    )
+    evaluate_cmd.add_argument(
+        "--routing",
+        metavar="CONFIG",
+        help="route each ticket by the routing: rules of this config file (config/slabot.yaml) "
+        "to one of the policies it loads, instead of --policy",
     )
     evaluate_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
     evaluate_cmd.add_argument(
@@ -100,6 +107,29 @@ def _parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("files", nargs="+", metavar="FILE")
     check_cmd.set_defaults(handler=_check_config)
 
+    routes_cmd = commands.add_parser(
+        "routes",
+        help="the routing rules of config/slabot.yaml",
+        description="Which policy routing: gives a ticket, and why.",
+    )
+    routes_commands = routes_cmd.add_subparsers(dest="routes_command", required=True)
+    routes_explain_cmd = routes_commands.add_parser(
+        "explain",
+        help="say which rule a ticket matches and why the earlier ones do not",
+        description="Walk the routing rules in order for one ticket (the JSON Lines input of "
+        "slabot evaluate, with its routing fields: source, brand, project...).",
+    )
+    routes_explain_cmd.add_argument(
+        "--config",
+        default="config/slabot.yaml",
+        metavar="FILE",
+        help="the config file whose routing: section is read (default config/slabot.yaml)",
+    )
+    routes_explain_cmd.add_argument(
+        "ticket", metavar="TICKET_JSON", help="the ticket as JSON text, a file holding it, or -"
+    )
+    routes_explain_cmd.set_defaults(handler=_routes_explain)
+
     from connectors.cli import add_backfill_command
 
     add_backfill_command(commands)
@@ -127,7 +157,14 @@ def _parser() -> argparse.ArgumentParser:
         "each target's due instant and state), then store it and owe the helpdesks the writes "
         "that differ, unless --dry-run.",
     )
-    recompute_cmd.add_argument("--policy", required=True, metavar="FILE", help="policy file")
+    recompute_target = recompute_cmd.add_mutually_exclusive_group(required=True)
+    recompute_target.add_argument("--policy", metavar="FILE", help="policy file")
+    recompute_target.add_argument(
+        "--routing",
+        metavar="CONFIG",
+        help="route every open ticket again by this config's routing: rules (to the policies "
+        "its service.policies loads): which move to which policy, and what changes",
+    )
     recompute_cmd.add_argument(
         "--dry-run", action="store_true", help="print the changes, store nothing"
     )
@@ -284,21 +321,35 @@ def _evaluate(args: argparse.Namespace) -> int:
         paths = [str(p) for p in bundled_policy_paths()]
         now = _now(args.now or SAMPLE_NOW)
         sample = resources.files("slabot").joinpath("samples/tickets.jsonl").read_text("utf-8")
-        return _evaluate_stream(sample.splitlines(), paths, now, args.format, zone)
-    if not args.policy:
-        raise UsageError("evaluate needs --policy FILE (or --sample)")
+        policies = _load_policies(paths)
+        return _evaluate_stream(sample.splitlines(), policies, now, args.format, zone)
+    if args.routing and args.policy:
+        raise UsageError(
+            "evaluate takes --routing CONFIG or --policy FILE, not both (the config's "
+            "service.policies names the policies routing chooses from)"
+        )
+    if not args.policy and not args.routing:
+        raise UsageError("evaluate needs --policy FILE or --routing CONFIG (or --sample)")
+    router = None
+    if args.routing:
+        from slabot.routing_files import load_routing
+
+        routing = load_routing(args.routing)
+        policies, router = routing.policies, routing.router
+    else:
+        policies = _load_policies(args.policy)
     now = _now(args.now)
     if args.input == "-":
         # Bad bytes become a per-line error instead of ending the run.
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
-        return _evaluate_stream(sys.stdin, args.policy, now, args.format, zone)
+        return _evaluate_stream(sys.stdin, policies, now, args.format, zone, router)
     try:
         source = Path(args.input).open(encoding="utf-8", errors="surrogateescape")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         raise UsageError(f"{args.input}: cannot read: {error.strerror}") from None
     with source:
-        return _evaluate_stream(source, args.policy, now, args.format, zone)
+        return _evaluate_stream(source, policies, now, args.format, zone, router)
 
 
 def _zone(name: str) -> tzinfo:
@@ -313,12 +364,13 @@ def _zone(name: str) -> tzinfo:
 
 def _evaluate_stream(
     lines: Iterable[str],
-    paths: Sequence[str],
+    policies: dict[str, Policy],
     now: datetime,
     form: str,
     zone: tzinfo = UTC,
+    router: Router | None = None,
 ) -> int:
-    results = evaluate_lines(lines, _load_policies(paths), now)
+    results = evaluate_lines(lines, policies, now, router)
     if form == "table":
         return _print_table(results, now, sys.stdout, zone)
     return _print_jsonl(results, sys.stdout)
@@ -339,10 +391,12 @@ Result = tuple[int, Decision | None, dict[str, Any] | None, str | None]
 
 
 def evaluate_lines(
-    lines: Iterable[str], policies: dict[str, Policy], now: datetime
+    lines: Iterable[str], policies: dict[str, Policy], now: datetime, router: Router | None = None
 ) -> Iterator[Result]:
-    """Evaluate JSON Lines in order; a bad line yields an error object in its place."""
+    """Evaluate JSON Lines in order; a bad line yields an error object in its place. With
+    ``router``, each line's routing fields (source, brand, project...) choose its policy."""
     single = next(iter(policies.values())) if len(policies) == 1 else None
+    route = router.route if router is not None else None
     loads = json.loads
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -363,7 +417,15 @@ def evaluate_lines(
             if not isinstance(data, dict):
                 raise SlabotError("a ticket must be a JSON object")
             ticket_id = data.get("id")
-            policy = _policy_for(data, policies, single)
+            if route is not None:
+                if "policy" in data:
+                    raise SlabotError(
+                        "field 'policy' is not used with --routing: the routing rules choose "
+                        "the policy; remove it, or evaluate with --policy"
+                    )
+                policy = policies[route(data).policy]
+            else:
+                policy = _policy_for(data, policies, single)
             decision = evaluate(Ticket.from_mapping(data), policy, now)
         except SlabotError as error:
             message = str(error)
@@ -497,6 +559,45 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ticket_json(given: str) -> dict[str, Any]:
+    """TICKET_JSON: JSON text, a file holding it, or - (standard input)."""
+    text = given
+    if text == "-":
+        text = sys.stdin.read()
+    elif not text.lstrip().startswith("{"):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"{given}: cannot read: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"TICKET_JSON is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UsageError("TICKET_JSON must be a JSON object")
+    return data
+
+
+def _routes_explain(args: argparse.Namespace) -> int:
+    from slabot.routing_files import load_routing
+
+    routing = load_routing(args.config)
+    data = _ticket_json(args.ticket)
+    verdicts = routing.router.explain(data)
+    name = data.get("id") or "the ticket"
+    out = sys.stdout
+    out.write(f"Routing {name} by {args.config}:\n")
+    for number, verdict in enumerate(verdicts, start=1):
+        outcome = "matches" if verdict.matched else "does not match"
+        out.write(f"  {number}. {verdict.rule!r} (policy {verdict.policy}): {outcome}\n")
+        for reason in verdict.reasons:
+            out.write(f"       {reason}\n")
+    chosen = verdicts[-1]
+    title = routing.policies[chosen.policy].spec.title or chosen.policy
+    out.write(f"=> policy {chosen.policy} ({title}), by rule {chosen.rule!r}\n")
+    return 0
+
+
 def _db_upgrade(args: argparse.Namespace) -> int:
     # Imported here: the engine-only commands should not pay for loading SQLAlchemy.
     from slabot.store.db import make_engine, redact
@@ -523,7 +624,16 @@ def _recompute(args: argparse.Namespace) -> int:
     from slabot.store.migrate import current_revision, describe, head_revision
     from slabot.store.services import TicketService
 
-    policy = load_policy(args.policy)
+    if args.routing:
+        from slabot.routing_files import load_routing
+
+        routing = load_routing(args.routing)
+        policies, router, policy_name = routing.policies, routing.router, None
+        label = f"routing {args.routing}"
+    else:
+        policy = load_policy(args.policy)
+        policies, router, policy_name = {policy.name: policy}, None, policy.name
+        label = f"policy {policy.name}"
     now = _now(args.now)
     engine = make_engine()
     try:
@@ -540,10 +650,10 @@ def _recompute(args: argparse.Namespace) -> int:
                 f"database {redact(engine.url)} {where}; this slabot needs revision {head}: "
                 "run `slabot db upgrade` first"
             )
-        service = TicketService(engine, {policy.name: policy}, lambda: now)
+        service = TicketService(engine, policies, lambda: now, router=router)
         tickets = changed = failed = 0
         try:
-            for result in service.recompute(policy.name, dry_run=args.dry_run):
+            for result in service.recompute(policy_name, dry_run=args.dry_run):
                 tickets += 1
                 if result.error is not None:
                     failed += 1
@@ -561,7 +671,7 @@ def _recompute(args: argparse.Namespace) -> int:
     verb = "would change" if args.dry_run else "changed"
     outcome = "dry run: nothing stored" if args.dry_run else "applied"
     print(
-        f"policy {policy.name}: {tickets} open tickets, {changed} {verb}, "
+        f"{label}: {tickets} open tickets, {changed} {verb}, "
         f"{tickets - changed - failed} unchanged, {failed} failed; {outcome}"
     )
     return 1 if failed else 0

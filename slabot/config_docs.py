@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from bot.policy import PolicySpec
+from bot.routing import RoutingSpec
 from connectors.common import Secret
 from connectors.jira import settings as jira_settings
 from connectors.jira.config import JiraConfig
@@ -305,6 +306,7 @@ def render() -> str:
     lines += model_tables(ZendeskConfig, prefix="zendesk:")
     lines += model_tables(JiraConfig, prefix="jira:")
     lines += model_tables(SlackConfig, prefix="slack:")
+    lines += model_tables(RoutingSpec, prefix="routing:")
     lines += ["## Policy files", ""]
     lines += model_tables(PolicySpec, prefix="policy file")
     text = "\n".join(lines)

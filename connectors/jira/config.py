@@ -169,8 +169,9 @@ def _default_statuses() -> dict[str, SlabotStatus]:
 class JiraConfig(_Strict):
     """The ``jira:`` section."""
 
-    policy: str = Field(min_length=1)
-    """The policy every watched Jira issue is evaluated under (its ``name``)."""
+    policy: str | None = Field(default=None, min_length=1)
+    """The policy every watched Jira issue is evaluated under (its ``name``). Required unless the
+    file has a ``routing:`` section, whose rules then decide per ticket (and override it)."""
     projects: list[str] = Field(default_factory=list)
     """Project keys to watch; becomes ``project in (...)``."""
     jql: str | None = None

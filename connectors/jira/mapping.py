@@ -140,7 +140,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
     reporter = _account(fields.get("reporter"))
 
     history = _History.read(bundle, config, reporter, created_at, where)
-    values: dict[str, str | None] = {
+    values: dict[str, Any] = {
         name: _read_field(name, config, fields, labels) for name in ENGINE_FIELDS
     }
     zone = values["customer_timezone"]
@@ -175,7 +175,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
     snapshot = Snapshot(
         source=SOURCE,
         external_key=issue_id,
-        policy=config.policy,
+        policy=config.policy or "",  # empty: the service's routing rules decide
         updated_at=updated_at,
         created_at=created_at,
         status=status,
@@ -201,6 +201,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         # Applied with the snapshot, in one transaction: the reopening, pauses and solve come
         # from the changelog entries, never from the ``updated`` time (issue 14).
         status_history=_status_history(history.status_changes, status),
+        routing=routing_attributes(fields, labels, key),
         **values,
     )
     due_shown: dict[str, str | None] = {"duedate": _text(fields.get("duedate"))}
@@ -526,6 +527,45 @@ def parse_instant(value: Any, name: str, *, required: bool = False) -> datetime 
     if instant.tzinfo is None:
         raise PayloadError(f"{name} {value!r} has no time zone")
     return instant.astimezone(UTC)
+
+
+def routing_attributes(fields: Mapping[str, Any], labels: Any, key: Any) -> dict[str, Any]:
+    """What routing rules read about a Jira issue (bot.routing): project key, issue type
+    name, component names, labels, and custom fields by id (a select list's option value,
+    a multi-select's values, a number as it is). Absent values are left out."""
+    found: dict[str, Any] = {
+        "project": _project_key(fields.get("project"), key),
+        "issue_type": _name(fields.get("issuetype")),
+        "components": sorted(
+            name
+            for name in (_name(item) for item in fields.get("components") or [])
+            if name is not None
+        ),
+        "labels": sorted(labels),
+    }
+    custom: dict[str, Any] = {}
+    for field_id, value in fields.items():
+        if not str(field_id).startswith("customfield_") or value is None:
+            continue
+        plain = _plain_field(value)
+        if plain is not None:
+            custom[str(field_id)] = plain
+    found["fields"] = custom
+    return {name: value for name, value in found.items() if value}
+
+
+def _plain_field(value: Any) -> Any:
+    """A field's value as routing compares it: text or number as is, an option by its
+    value, a list by its items' values; None for other shapes (users, rich text)."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        option = value.get("value")
+        return option if isinstance(option, str) else None
+    if isinstance(value, list):
+        items = [_plain_field(item) for item in value]
+        return [item for item in items if item is not None] or None
+    return None
 
 
 def _current_status(value: Any, config: JiraConfig, where: str) -> str:

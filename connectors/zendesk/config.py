@@ -145,8 +145,9 @@ def _default_channels() -> dict[str, str]:
 class ZendeskConfig(_Strict):
     """The ``zendesk:`` section."""
 
-    policy: str = Field(min_length=1)
-    """The policy every Zendesk ticket is evaluated under (its ``name``)."""
+    policy: str | None = Field(default=None, min_length=1)
+    """The policy every Zendesk ticket is evaluated under (its ``name``). Required unless the
+    file has a ``routing:`` section, whose rules then decide per ticket (and override it)."""
     priorities: dict[str, ZendeskPriority] = Field(default_factory=_default_priorities)
     """slabot priority -> Zendesk priority; each Zendesk priority at most once."""
     fields: dict[

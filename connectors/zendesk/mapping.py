@@ -149,7 +149,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         requested = ticket.get("priority")
     priority = config.slabot_priority(requested) if requested else None
 
-    values: dict[str, str | None] = {}
+    values: dict[str, Any] = {}
     for name in (
         "plan",
         "environment",
@@ -215,7 +215,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
     snapshot = Snapshot(
         source=SOURCE,
         external_key=str(ticket_id),
-        policy=config.policy,
+        policy=config.policy or "",  # empty: the service's routing rules decide
         updated_at=updated_at,
         created_at=created_at,
         status=status,
@@ -227,6 +227,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         shown=shown,
         actor=history.last_actor,
         status_history=_status_history(history.status_changes, status),
+        routing=routing_attributes(bundle, tags, custom),
         **values,
     )
     return Mapped(
@@ -533,6 +534,33 @@ def _tags(value: Any, where: str) -> set[str]:
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise PayloadError(f"{where}: tags must be a list of strings")
     return set(value)
+
+
+def routing_attributes(
+    bundle: TicketBundle, tags: Iterable[str], custom: Mapping[int, Any]
+) -> dict[str, Any]:
+    """What routing rules read about a Zendesk ticket (bot.routing): brand and form ids as
+    text, group and organization names, tags, ticket fields by id, organization fields by
+    key. Absent values are left out."""
+    ticket = bundle.ticket
+    found: dict[str, Any] = {
+        "brand": _id_text(ticket.get("brand_id")),
+        "form": _id_text(ticket.get("ticket_form_id")),
+        "group": _line((bundle.group or {}).get("name")),
+        "organization": _line((bundle.organization or {}).get("name")),
+        "tags": sorted(tags),
+        "custom_fields": {str(key): value for key, value in custom.items() if value is not None},
+    }
+    organization_fields = (bundle.organization or {}).get("organization_fields")
+    if isinstance(organization_fields, Mapping):
+        found["organization_fields"] = {
+            str(key): value for key, value in organization_fields.items() if value is not None
+        }
+    return {key: value for key, value in found.items() if value}
+
+
+def _id_text(value: Any) -> str | None:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _custom_fields(value: Any, where: str) -> dict[int, Any]:

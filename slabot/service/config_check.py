@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bot.policy import PolicySpec
+from bot.routing import RoutingSpec
 from connectors.jira.config import JiraConfig
 from connectors.zendesk.config import ZendeskConfig
 from slabot.policy_files import (
@@ -37,6 +38,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "zendesk": ZendeskConfig,
     "jira": JiraConfig,
     "slack": SlackConfig,
+    "routing": RoutingSpec,
 }
 
 
@@ -115,7 +117,21 @@ def _policy_names(data: dict[str, Any], root: yaml.Node, name: str) -> list[Prob
             line = _line(root, "service", "policies") if files else None
             first = error.problems[0] if error.problems else ""
             problems.append(Problem(name, line, "service.policies", f"{file}: {first}"))
+    if "routing" in data and names:
+        from slabot.routing_files import routing_problems
+
+        problems.extend(routing_problems(data["routing"], root, name, names)[1])
     for section in ("zendesk", "jira"):
+        if "routing" not in data and section in data and not (data[section] or {}).get("policy"):
+            problems.append(
+                Problem(
+                    name,
+                    _line(root, section),
+                    f"{section}.policy",
+                    "required and missing: name the policy this helpdesk's tickets are "
+                    "evaluated under, or add a routing: section that decides it per ticket",
+                )
+            )
         policy = (data.get(section) or {}).get("policy")
         if policy is not None and names and policy not in names:
             problems.append(

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from bot.compiled import Policy
 from bot.policy import TARGETS
+from bot.routing import Router
 from connectors.common import WebhookIntake
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.service.health import Health
@@ -220,7 +221,7 @@ def build_runtime(
     policies = load_policies(settings.service.policies)
     thresholds = thresholds_of(settings.slack_config)
     for name, config in (("zendesk", settings.zendesk_config), ("jira", settings.jira_config)):
-        if config is not None and config.policy not in policies:
+        if config is not None and config.policy is not None and config.policy not in policies:
             raise _policy_missing(name, config.policy, policies, settings)
     outbox = Outbox(engine, clock)
     health = Health(
@@ -231,8 +232,12 @@ def build_runtime(
     metrics = Metrics()
     leadership = Leadership(engine, settings.service.leader_lock_key)
 
+    router = Router(settings.routing, policies) if settings.routing is not None else None
+
     def service(origin: str) -> TicketService:
-        return TicketService(engine, policies, clock, origin=origin, thresholds=thresholds)
+        return TicketService(
+            engine, policies, clock, origin=origin, thresholds=thresholds, router=router
+        )
 
     helpdesks: dict[str, Helpdesk] = {}
     if settings.zendesk is not None and settings.zendesk_config is not None:

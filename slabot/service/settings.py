@@ -36,6 +36,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import URL
 
 from bot.errors import SlabotError
+from bot.routing import RoutingSpec
 from connectors.common import ConnectorSettingsError
 from connectors.jira.config import JiraConfig, JiraConfigError, parse_jira_config
 from connectors.jira.settings import JiraSettings
@@ -251,6 +252,8 @@ class Settings:
     slack: SlackSettings | None = None
     slack_config: SlackConfig | None = None
     links: TicketLinks = field(default_factory=TicketLinks)
+    routing: RoutingSpec | None = None
+    """The ``routing:`` rules (None: each helpdesk's ``policy`` applies to all its tickets)."""
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -333,6 +336,24 @@ def load_settings(
             )
         except (ConnectorSettingsError, SlackConfigError) as error:
             problems.append(str(error))
+    if "routing" in data:
+        try:
+            found["routing"] = RoutingSpec.model_validate(data["routing"])
+        except ValidationError as error:
+            for item in error.errors():
+                key = ".".join(str(part) for part in item["loc"])
+                message = item["msg"].removeprefix("Value error, ")
+                problems.append(
+                    f"{path}: routing.{key}: {message} (slabot check-config {path} locates it)"
+                )
+    for name in ("zendesk_config", "jira_config"):
+        config = found.get(name)
+        if config is not None and config.policy is None and "routing" not in data:
+            section = name.removesuffix("_config")
+            problems.append(
+                f"{path}: {section}.policy: required: name the policy {section}'s tickets are "
+                "evaluated under, or add a routing: section"
+            )
     if problems or service is None or url is None:
         raise ServiceSettingsError(problems)
     return Settings(

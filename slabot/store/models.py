@@ -45,6 +45,7 @@ EVENT_KINDS = (
     "reopened",
     "acknowledged",
     "assigned",
+    "policy_changed",
 )
 STATES = ("met", "breached", "running", "paused", "none")
 PRIORITY_ORIGINS = ("helpdesk", "slack", "policy", "bot", "cli", "zendesk", "jira")
@@ -107,6 +108,9 @@ class StoredTicket(Base):
     restoration_started_at: Mapped[datetime | None]
     """Start of the current restoration cycle when the ticket was reopened."""
     paused: Mapped[list[Any]] = mapped_column(default=list)
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+    """What the routing rules read about the ticket (brand, project, tags...; bot.routing),
+    as of the last snapshot (revision 0007; None before, or from a source that gives none)."""
 
     reclassified_priority: Mapped[str | None] = mapped_column(String(32))
     """An agent's priority, which outranks the policy's classification (audit in history)."""
@@ -198,6 +202,10 @@ class StoredDecision(Base):
     notes: Mapped[list[Any]] = mapped_column(default=list)
     evaluated_at: Mapped[datetime]
     """The ``now`` the states were judged at."""
+    policy: Mapped[str | None] = mapped_column(String(100))
+    """The policy the decision was made under (revision 0007; None for older decisions)."""
+    routing_rule: Mapped[str | None] = mapped_column(String(100))
+    """The routing rule that chose it (None: no routing, the helpdesk's ``policy``)."""
 
 
 class OutboxItem(Base):

@@ -28,6 +28,7 @@ from bot.engine import Decision, evaluate, iso_z
 from bot.engine import reclassify as engine_reclassify
 from bot.errors import ReclassificationError, SlabotError
 from bot.policy import TARGETS
+from bot.routing import Router
 from bot.ticket import SOLVED_STATUSES, STATUSES, Reclassification, Ticket
 from slabot.store.breaches import (
     BREACH,
@@ -135,6 +136,10 @@ class Snapshot:
     shown: Mapping[str, Any] = field(default_factory=dict)
     actor: str | None = None
     status_history: tuple[StatusChange, ...] = ()
+    routing: Mapping[str, Any] = field(default_factory=dict)
+    """What routing rules read about the ticket (``bot.routing``: brand, group, tags,
+    project, labels, fields...; ``source`` is the snapshot's own). With a router, the
+    service's rules choose the policy from it and ``policy`` is not read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +218,11 @@ class TicketService:
         thresholds: Iterable[float | Fraction] = DEFAULT_THRESHOLDS,
         retry: RetryPolicy = DEFAULT_RETRY,
         echo_window: timedelta = DEFAULT_ECHO_WINDOW,
+        router: Router | None = None,
     ) -> None:
         self.engine = engine
+        self.router = router
+        """The routing rules choosing each snapshot's policy (None: the snapshot names it)."""
         self.echo_window = echo_window
         """How long a sent write is taken as shown while its echo has not come back."""
         self.retry = retry
@@ -246,6 +254,10 @@ class TicketService:
         the snapshot applied and reports ``unchanged``.
         """
         snapshot = _normalized(snapshot)
+        rule = None
+        if self.router is not None:
+            found = self.router.route({**snapshot.routing, "source": snapshot.source})
+            snapshot, rule = replace(snapshot, policy=found.policy), found.rule
         policy = self._policy(snapshot)
         what = f"ingesting ticket {snapshot.source}:{snapshot.external_key}"
         # Two workers may insert the same new ticket at once: the loser retries as an update.
@@ -254,7 +266,7 @@ class TicketService:
             try:
                 result = with_retry(
                     self.engine,
-                    lambda session: self._ingest(session, snapshot, policy),
+                    lambda session: self._ingest(session, snapshot, policy, rule),
                     policy=self.retry,
                     what=what,
                 )
@@ -279,7 +291,9 @@ class TicketService:
             )
         return policy
 
-    def _ingest(self, session: Session, snapshot: Snapshot, policy: Policy) -> IngestResult:
+    def _ingest(
+        self, session: Session, snapshot: Snapshot, policy: Policy, rule: str | None = None
+    ) -> IngestResult:
         now = self.now()
         row = session.scalars(
             select(StoredTicket)
@@ -311,11 +325,18 @@ class TicketService:
         else:
             events.extend(_changes(row, snapshot, now, self.origin))
             outcome = "unchanged"
+            if row.policy != snapshot.policy:
+                # Another rule matches now: the clocks are recomputed under the new policy
+                # from their own starts (the ticket's instants do not move), as for a
+                # reclassification; the breach already reported keeps its cycle's key.
+                events.append(policy_changed(row.policy, snapshot.policy, rule, now))
         before = [getattr(row, name) for name in _COPIED_FIELDS]
         _apply(row, snapshot, policy)
         if outcome == "unchanged" and before != [getattr(row, n) for n in _COPIED_FIELDS]:
             outcome = "updated"
         row.shown = dict(snapshot.shown)
+        if snapshot.routing:
+            row.routing = dict(snapshot.routing)
         row.shown_at = now
         row.source_updated_at = max(filter(None, (row.source_updated_at, snapshot.updated_at)))
         row.updated_at = now
@@ -337,7 +358,7 @@ class TicketService:
             raise IngestError(
                 f"ticket {snapshot.source}:{snapshot.external_key}: {error}"
             ) from None
-        self.store_decision(session, row, policy, decision, now)
+        self.store_decision(session, row, policy, decision, now, rule=rule)
         enqueued = self.enqueue_writes(session, row, snapshot, decision, now)
         warnings = self.note_unplaced(session, row, policy, decision, now)
         enqueued.extend("add_note" for _ in warnings)
@@ -518,12 +539,24 @@ class TicketService:
         return enqueued
 
     def store_decision(
-        self, session: Session, row: StoredTicket, policy: Policy, decision: Decision, now: datetime
+        self,
+        session: Session,
+        row: StoredTicket,
+        policy: Policy,
+        decision: Decision,
+        now: datetime,
+        *,
+        rule: str | Literal[False] | None = False,
     ) -> None:
         """Store ``decision`` (evaluated at ``now``) as the ticket's current one, with the
         threshold marks the breach queries read, in the caller's transaction. ``row`` must
-        be flushed (have its id) and hold the state the decision was made from."""
-        _store_decision(session, row.id, decision, now)
+        be flushed (have its id) and hold the state the decision was made from. The policy
+        is stored with it, and ``rule``, the routing rule that chose the policy (False:
+        the one stored stays, as for a reclassification under the same policy)."""
+        stored = _store_decision(session, row.id, decision, now)
+        stored.policy = policy.name
+        if rule is not False:
+            stored.routing_rule = rule
         marks = decision_marks(engine_ticket(row), policy, decision, now, self.thresholds)
         store_marks(session, row, marks)
 
@@ -931,9 +964,12 @@ class TicketService:
     # Policy as code.
 
     def recompute(
-        self, policy_name: str, *, dry_run: bool = False, batch_size: int = 500
+        self, policy_name: str | None, *, dry_run: bool = False, batch_size: int = 500
     ) -> Iterator[Recomputed]:
-        """Re-evaluate every open ticket of the policy against the loaded version of it.
+        """Re-evaluate every open ticket of the policy against the loaded version of it
+        (``policy_name`` None: every open ticket, routed again by the service's router to
+        the policy its rules now choose; a ticket that moves gets a ``policy_changed``
+        entry, its clocks recomputed from their starts under the new policy).
 
         Yields, per ticket, what changes compared with the stored decision (judged at the
         same instant, so a clock that merely ran out is not a change), a batch at a time.
@@ -947,8 +983,10 @@ class TicketService:
         unchanged if the commit had gone through): ``DatabaseUnavailableError`` says so, and
         running recompute again applies what is still to change.
         """
-        policy = self.policies.get(policy_name)
-        if policy is None:
+        if policy_name is None and self.router is None:
+            raise PolicyNotLoadedError("recomputing by routing needs the routing rules")
+        policy = self.policies.get(policy_name) if policy_name is not None else None
+        if policy is None and policy_name is not None:
             raise PolicyNotLoadedError(
                 f"policy {policy_name!r} is not loaded "
                 f"(loaded: {', '.join(sorted(self.policies)) or 'none'})"
@@ -968,7 +1006,8 @@ class TicketService:
                     self.engine,
                     work,
                     policy=self.retry,
-                    what=f"recomputing policy {policy_name} (tickets after id {after})",
+                    what=f"recomputing {f'policy {policy_name}' if policy_name else 'routes'} "
+                    f"(tickets after id {after})",
                     retry_commit=False,
                     read_only=dry_run,
                 )
@@ -988,8 +1027,8 @@ class TicketService:
     def _recompute_batch(
         self,
         session: Session,
-        policy_name: str,
-        policy: Policy,
+        policy_name: str | None,
+        policy: Policy | None,
         after: int,
         batch_size: int,
         dry_run: bool,
@@ -1000,13 +1039,14 @@ class TicketService:
         query = (
             select(StoredTicket)
             .where(
-                StoredTicket.policy == policy_name,
                 StoredTicket.status.not_in(SOLVED_STATUSES),
                 StoredTicket.id > after,
             )
             .order_by(StoredTicket.id)
             .limit(batch_size)
         )
+        if policy_name is not None:
+            query = query.where(StoredTicket.policy == policy_name)
         batch = list(session.scalars(query if dry_run else query.with_for_update()))
         if not batch:
             return results, None
@@ -1020,16 +1060,29 @@ class TicketService:
         }
         for row in batch:
             name = f"{row.source}:{row.external_key}"
+            row_policy, rule, moved = policy, None, None
+            if row_policy is None:
+                assert self.router is not None  # recompute checked it
+                found = self.router.route({**(row.routing or {}), "source": row.source})
+                row_policy, rule = self.policies[found.policy], found.rule
+                if found.policy != row.policy:
+                    moved = policy_changed(row.policy, found.policy, rule, now)
             try:
-                decision = evaluate(engine_ticket(row), policy, now)
+                decision = evaluate(engine_ticket(row), row_policy, now)
             except SlabotError as error:
                 results.append(Recomputed(row.id, name, (), str(error)))
                 continue
             old = stored.get(row.id)
             changes = decision_changes(old, decision, now)
+            if moved is not None:
+                changes.insert(0, f"policy {row.policy} -> {row_policy.name} (rule {rule!r})")
             results.append(Recomputed(row.id, name, tuple(changes)))
             if dry_run:
                 continue
+            if moved is not None:
+                moved.ticket_id = row.id
+                session.add(moved)
+                row.policy = row_policy.name
             previous = old.priority if old is not None else None
             if previous != decision.priority:
                 entry = _event(
@@ -1040,12 +1093,13 @@ class TicketService:
                     origin="policy",
                     payload={"field": "final", "from": previous, "to": decision.priority},
                 )
-                entry.reason = f"policy {policy_name} recomputed"
+                entry.reason = f"policy {row_policy.name} recomputed"
                 entry.ticket_id = row.id
                 session.add(entry)
-            self.store_decision(session, row, policy, decision, now)
+            kept: str | Literal[False] | None = False if policy is not None else rule
+            self.store_decision(session, row, row_policy, decision, now, rule=kept)
             self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
-            self.note_unplaced(session, row, policy, decision, now)
+            self.note_unplaced(session, row, row_policy, decision, now)
         return results, batch[-1].id
 
 
@@ -1374,7 +1428,9 @@ def _latest(*instants: datetime | None) -> datetime | None:
     return max(known) if known else None
 
 
-def _store_decision(session: Session, ticket_id: int, decision: Decision, now: datetime) -> None:
+def _store_decision(
+    session: Session, ticket_id: int, decision: Decision, now: datetime
+) -> StoredDecision:
     stored = session.get(StoredDecision, ticket_id)
     if stored is None:
         stored = StoredDecision(ticket_id=ticket_id)
@@ -1390,6 +1446,25 @@ def _store_decision(session: Session, ticket_id: int, decision: Decision, now: d
     stored.tags = list(decision.tags)
     stored.notes = list(decision.notes)
     stored.evaluated_at = now
+    return stored
+
+
+def policy_changed(old: str, new: str, rule: str | None, now: datetime) -> TicketEvent:
+    """The history entry of a ticket moved from policy ``old`` to ``new`` by ``rule``."""
+    entry = _event(
+        "policy_changed",
+        now,
+        now,
+        actor="slabot",
+        origin="policy",
+        payload={"from": old, "to": new, "rule": rule},
+    )
+    entry.reason = (
+        f"routing rule {rule!r} matches: evaluated under policy {new} (was {old})"
+        if rule is not None
+        else f"evaluated under policy {new} (was {old})"
+    )
+    return entry
 
 
 def _event(

@@ -90,7 +90,7 @@ def test_a_helpdesk_policy_that_no_loaded_file_defines_is_refused(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     config = tmp_path / "slabot.yaml"
-    text = SHIPPED.read_text(encoding="utf-8").replace("policy: zoom", "policy: zooom", 1)
+    text = SHIPPED.read_text(encoding="utf-8").replace("\n  policy: zoom", "\n  policy: zooom", 1)
     config.write_text(text, encoding="utf-8")
     status, _out, err = check(capsys, str(config))
     line = 1 + text.splitlines().index("  policy: zooom")

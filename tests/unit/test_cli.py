@@ -371,7 +371,7 @@ def test_evaluate_needs_a_policy(
 ) -> None:
     status, _, err = run(capsys, monkeypatch, "evaluate", stdin=ticket(id="1"))
     assert status == 1
-    assert err == "slabot: evaluate needs --policy FILE (or --sample)\n"
+    assert err == "slabot: evaluate needs --policy FILE or --routing CONFIG (or --sample)\n"
 
 
 def test_evaluate_with_a_bad_policy_file(
