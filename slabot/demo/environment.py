@@ -1,8 +1,8 @@
 """The demo's world: fake Zendesk, Jira and Slack on loopback, and a service configured for them.
 
 ``start_systems(now)`` starts the three fakes; ``write_config(path)`` writes the slabot
-config the demo runs with (Zendesk under the ``zoom`` policy, Jira under ``cloudtalk``,
-Slack nudging ``#support``), and ``DemoSystems.environ(database_url, config)`` the
+config the demo runs with (its routing rules: Jira under ``cloudtalk``, Zendesk's Zmanda
+brand under ``zmanda``, its other tickets under ``zoom``; Slack nudging ``#support``), and ``DemoSystems.environ(database_url, config)`` the
 environment ``slabot run`` reads: the fakes' addresses and their credentials. The demo, the
 service's own tests and ``bench/webhooks.py`` all start from here.
 """
@@ -39,9 +39,22 @@ ZD_ENVIRONMENT, ZD_FIRST_RESPONSE, ZD_RESTORATION, ZD_NEXT_UPDATE = (
     360001000012,
 )
 JIRA_PLAN, JIRA_ENVIRONMENT = "customfield_10050", "customfield_10051"
+ZOOM_BRAND, ZMANDA_BRAND = 360000000001, 360000000002
+"""The demo Zendesk account's two brands: Zoom's customers and Zmanda's."""
 JIRA_CUSTOM_FIELDS = {JIRA_PLAN: "Support plan", JIRA_ENVIRONMENT: "Environment"}
 
 CONFIG: dict[str, Any] = {
+    "routing": {
+        "rules": [
+            {"name": "cloudtalk-on-jira", "policy": "cloudtalk", "when": {"source": "jira"}},
+            {
+                "name": "zmanda-brand",
+                "policy": "zmanda",
+                "when": {"source": "zendesk", "brand": ZMANDA_BRAND},
+            },
+            {"name": "zoom", "policy": "zoom", "default": True},
+        ]
+    },
     "zendesk": {
         "policy": "zoom",
         "priorities": {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"},

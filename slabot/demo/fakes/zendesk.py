@@ -224,6 +224,7 @@ class FakeZendesk:
         assignee_id: int | None = None,
         group_id: int | None = None,
         subject: str | None = None,
+        brand_id: int | None = None,
     ) -> dict[str, Any]:
         """A ticket as a customer creates it, with its creating audit (``subject``: what
         the customer typed; default ``ticket <id>``)."""
@@ -248,6 +249,7 @@ class FakeZendesk:
                 "organization_id": organization_id,
                 "assignee_id": assignee_id,
                 "group_id": group_id,
+                "brand_id": brand_id,
             }
             self.tickets[ticket_id] = ticket
             events = [
@@ -616,7 +618,7 @@ class FakeZendesk:
                 }
             )
 
-        for name in ("status", "priority", "assignee_id"):
+        for name in ("status", "priority", "assignee_id", "brand_id"):
             if name in changes:
                 change(name, changes[name])
         tags = list(ticket["tags"])
