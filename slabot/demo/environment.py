@@ -2,7 +2,8 @@
 
 ``start_systems(now)`` starts the three fakes; ``write_config(path)`` writes the slabot
 config the demo runs with (its routing rules: Jira under ``cloudtalk``, Zendesk's Zmanda
-brand under ``zmanda``, its other tickets under ``zoom``; Slack nudging ``#support``), and ``DemoSystems.environ(database_url, config)`` the
+brand under ``zmanda``, its other tickets under ``zoom``; Slack nudging ``#support``),
+and ``DemoSystems.environ(database_url, config)`` the
 environment ``slabot run`` reads: the fakes' addresses and their credentials. The demo, the
 service's own tests and ``bench/webhooks.py`` all start from here.
 """
