@@ -39,6 +39,8 @@ ZD_ENVIRONMENT, ZD_FIRST_RESPONSE, ZD_RESTORATION, ZD_NEXT_UPDATE = (
     360001000011,
     360001000012,
 )
+ZD_URGENCY, ZD_IMPACT = 360001000002, 360001000003
+"""Zmanda's matrix reads urgency and impact (drop-downs: high, medium, low)."""
 JIRA_PLAN, JIRA_ENVIRONMENT = "customfield_10050", "customfield_10051"
 ZOOM_BRAND, ZMANDA_BRAND = 360000000001, 360000000002
 """The demo Zendesk account's two brands: Zoom's customers and Zmanda's."""
@@ -74,6 +76,8 @@ CONFIG: dict[str, Any] = {
                 },
             },
             "product_stage": {"from": "tag", "prefix": "stage_"},
+            "urgency": {"from": "ticket_field", "id": ZD_URGENCY},
+            "impact": {"from": "ticket_field", "id": ZD_IMPACT},
             "customer_timezone": [
                 {"from": "organization_field", "key": "time_zone"},
                 {"from": "requester_time_zone"},
@@ -183,7 +187,14 @@ def start_systems(now: datetime) -> DemoSystems:
     jira = FakeJira(
         now=now, webhook_secret=JIRA_SECRET, custom_fields=dict(JIRA_CUSTOM_FIELDS)
     ).start()
-    for field_id in (ZD_ENVIRONMENT, ZD_FIRST_RESPONSE, ZD_RESTORATION, ZD_NEXT_UPDATE):
+    for field_id in (
+        ZD_ENVIRONMENT,
+        ZD_URGENCY,
+        ZD_IMPACT,
+        ZD_FIRST_RESPONSE,
+        ZD_RESTORATION,
+        ZD_NEXT_UPDATE,
+    ):
         zendesk.add_field("ticket", field_id)
     for key in ("support_plan", "time_zone", "country"):
         zendesk.add_field("organization", key)

@@ -4,9 +4,9 @@ It starts the service on SQLite (a temporary file unless ``--database`` names on
 fake Zendesk, Jira and Slack on loopback, then plays a support morning on an accelerated
 clock, through the real clients and the real HTTP endpoints:
 
-1. customers open tickets in Zendesk (policy ``zoom``) and Jira (policy ``cloudtalk``);
-   each helpdesk sends its signed webhook; ``zmanda``'s sample tickets are loaded as they
-   are (they have no helpdesk to write back to);
+1. customers open tickets in Zendesk and Jira; each helpdesk sends its signed webhook, and
+   the routing rules choose the policy: Jira's under ``cloudtalk``, Zendesk's Zmanda brand
+   (the bundled sample's zmanda tickets) under ``zmanda``, its Zoom brand under ``zoom``;
 2. slabot decides priorities and due dates and writes them back (what each helpdesk
    received is printed);
 3. the clock runs to 75% of a target: Slack gets a nudge;
@@ -39,8 +39,7 @@ from urllib.parse import urlencode
 import uvicorn
 from slack_sdk.signature import SignatureVerifier
 
-from bot.engine import evaluate
-from bot.ticket import Ticket, parse_instant
+from bot.ticket import parse_instant
 from slabot.demo.environment import (
     AGENT,
     JIRA_ENVIRONMENT,
@@ -48,8 +47,12 @@ from slabot.demo.environment import (
     SLACK_SIGNING_SECRET,
     ZD_ENVIRONMENT,
     ZD_FIRST_RESPONSE,
+    ZD_IMPACT,
     ZD_NEXT_UPDATE,
     ZD_RESTORATION,
+    ZD_URGENCY,
+    ZMANDA_BRAND,
+    ZOOM_BRAND,
     DemoSystems,
     start_systems,
     write_config,
@@ -62,7 +65,6 @@ from slabot.service.scheduler import make_scheduler, register_jobs
 from slabot.service.server import http_options
 from slabot.service.settings import load_settings
 from slabot.store.migrate import upgrade
-from slabot.store.services import Snapshot
 
 START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 """Monday 16 November 2026, 09:00 UTC (10:00 in Bratislava, 01:00 in Los Angeles)."""
@@ -76,7 +78,7 @@ FIELD_NAMES = {
     ZD_RESTORATION: "restoration",
     ZD_NEXT_UPDATE: "next_update",
 }
-ASSIGNEES = ("ana@example.com", "bo@example.com", "chen@example.com")
+ZMANDA_REQUESTER, ZMANDA_FIRST = 502, 1101
 
 
 class DemoClock:
@@ -393,9 +395,13 @@ class Demo:
                 priority=priority,
                 custom_fields={ZD_ENVIRONMENT: environment},
                 subject=subject,
+                brand_id=ZOOM_BRAND,
             )
             status, _ = self.post("/webhooks/zendesk", *zendesk.webhook({"ticket_id": str(number)}))
-            p.say(f"  Zendesk #{number} ({what}): webhook answered {status}")
+            p.say(f"  Zendesk #{number} ({what}, Zoom brand): webhook answered {status}")
+        for number, sample in self.zmanda_samples(now):
+            status, _ = self.post("/webhooks/zendesk", *zendesk.webhook({"ticket_id": str(number)}))
+            p.say(f"  Zendesk #{number} (Zmanda brand, sample {sample}): webhook answered {status}")
         jira.add_user(
             CUSTOMER, "Juraj Novák", account_type="customer", time_zone="Europe/Bratislava"
         )
@@ -419,55 +425,36 @@ class Demo:
         for name, helpdesk in self.runtime.helpdesks.items():
             if not helpdesk.webhook.intake.drain(30):
                 raise DemoError(f"{name}: the webhook worker did not finish in 30 s")
-        loaded = self.load_samples("zmanda", now)
-        p.say(f"  zmanda: {loaded} sample tickets loaded as they are (no helpdesk to write to)")
 
-    def load_samples(self, policy_name: str, now: datetime) -> int:
-        """The bundled sample's tickets of one policy, moved to the demo's week."""
-        policy = self.runtime.policies[policy_name]
-        shift = now - SAMPLE_NOW
+    def zmanda_samples(self, now: datetime) -> list[tuple[int, str]]:
+        """The bundled sample's zmanda tickets opened in Zendesk under the Zmanda brand (plan
+        by tag, urgency and impact in their fields, the priority asked for as Zendesk's),
+        created as long before ``now`` as before the sample's instant, each at least a
+        minute old: (Zendesk id, sample id) of each."""
+        zendesk = self.systems.zendesk
+        zendesk.add_user(ZMANDA_REQUESTER, "end-user", name="Zofia Nowak")
+        priorities = {"P1": "urgent", "P2": "high", "P3": "normal", "P4": "low"}
         text = resources.files("slabot").joinpath("samples/tickets.jsonl").read_text("utf-8")
-        tickets = self.runtime.tickets
-        count = 0
-        for index, line in enumerate(text.splitlines()):
+        opened: list[tuple[int, str]] = []
+        for line in text.splitlines():
             data = json.loads(line)
-            if data.pop("policy", None) != policy_name:
+            if data.get("policy") != "zmanda":
                 continue
-            data.pop("paused", None)
-            fields: dict[str, Any] = {}
-            for name in ("created_at", "first_response_at", "last_agent_update_at", "solved_at"):
-                if data.get(name):
-                    fields[name] = parse_instant(data[name], name) + shift
-            for name in (
-                "status",
-                "priority",
-                "plan",
-                "environment",
-                "product_stage",
-                "urgency",
-                "impact",
-                "channel",
-                "customer_timezone",
-                "customer_country",
-            ):
-                if data.get(name) is not None:
-                    fields[name] = data[name]
-            decision = evaluate(Ticket.from_mapping({"id": data["id"], **data}), policy, SAMPLE_NOW)
-            snapshot = Snapshot(
-                source="sample",
-                external_key=str(data["id"]),
-                policy=policy_name,
-                updated_at=now,
-                shown={
-                    "priority": decision.priority,
-                    "tags": list(decision.tags),
-                    "assignee_email": ASSIGNEES[index % len(ASSIGNEES)],
-                },
-                **fields,
+            number = ZMANDA_FIRST + len(opened)
+            age = max(SAMPLE_NOW - parse_instant(data["created_at"], "created_at"), timedelta())
+            fields = {ZD_URGENCY: data.get("urgency"), ZD_IMPACT: data.get("impact")}
+            zendesk.add_ticket(
+                number,
+                requester_id=ZMANDA_REQUESTER,
+                created_at=now - max(age, timedelta(minutes=1)),
+                priority=priorities.get(data.get("priority") or ""),
+                tags=[f"plan_{data['plan']}"],
+                custom_fields={key: value for key, value in fields.items() if value},
+                subject=f"Zmanda backup job ({data['id']})",
+                brand_id=ZMANDA_BRAND,
             )
-            tickets.ingest(snapshot)
-            count += 1
-        return count
+            opened.append((number, str(data["id"])))
+        return opened
 
     def flush(self) -> None:
         runtime = self.runtime
@@ -549,6 +536,14 @@ class Demo:
         ]
         if not notes:
             problems.append("Zendesk #1003 should carry an internal note on the reclassification")
+        zmanda = zendesk.tickets.get(ZMANDA_FIRST)
+        if zmanda is None or zmanda["priority"] != "urgent":
+            problems.append(
+                f"Zendesk #{ZMANDA_FIRST} (Zmanda brand, urgency and impact high) should be "
+                "urgent: zmanda's matrix gives P1"
+            )
+        elif not zendesk.shown(ZMANDA_FIRST)["fields"].get(ZD_FIRST_RESPONSE):
+            problems.append(f"Zendesk #{ZMANDA_FIRST} should show its zmanda first-response due")
         if jira.shown(2)["priority"] != "Medium":
             problems.append("Jira SUP-2 should have been capped to Medium (P3: not production)")
         texts = " ".join(self.printer.received["slack"])
