@@ -79,6 +79,8 @@ class Row:
     label: str
     url: str | None
     policy: str
+    policy_title: str
+    """The policy's title (its name when it has none)."""
     priority: str
     requested_priority: str | None
     plan: str | None
@@ -258,6 +260,7 @@ def row_of(view: TicketView, now: datetime, shown: Mapping[str, Any] | None = No
         label=view.label,
         url=view.url,
         policy=view.policy.name,
+        policy_title=view.policy_title,
         priority=decision.priority,
         requested_priority=decision.requested_priority,
         plan=decision.plan,

@@ -73,7 +73,7 @@ def card(t: Catalog, view: TicketView, zone: tzinfo | None) -> list[Block]:
     quoted = subject_text(t, view)
     if quoted:
         blocks.append(section(quoted))
-    blocks.append(section(t("card.policy", policy=escape(view.policy.name)), fields=fields))
+    blocks.append(section(t("card.policy", policy=escape(view.policy_title)), fields=fields))
     reclassified = view.ticket.reclassification
     if reclassified is not None:
         blocks.append(
@@ -112,7 +112,12 @@ def explanation(t: Catalog, view: TicketView, zone: tzinfo | None) -> list[Block
     now = view.now
     blocks: list[Block] = [
         header(t("explain.title", ticket=view.label)),
-        context(t("explain.as_of", policy=escape(view.policy.name), when=when(t, now, zone))),
+        context(t("explain.as_of", policy=escape(view.policy_title), when=when(t, now, zone))),
+        *(
+            [context(t("explain.routed", rule=escape(view.routing_rule)))]
+            if view.routing_rule
+            else []
+        ),
         section(
             t(
                 "explain.priority",

@@ -217,12 +217,13 @@ def _entries(store: SlackStore, now: datetime, channel: Digest) -> list[Entry]:
 
 def _order(entry: Entry) -> tuple[Any, ...]:
     """Most urgent first: breaches, then due soon, then waiting; within each the most severe
-    priority, then the earliest instant (the longest overdue, the soonest due), then
-    commitments with service credits."""
+    priority (policy by policy, when the digest spans several), then the earliest instant
+    (the longest overdue, the soonest due), then commitments with service credits."""
     view = entry.view
     return (
         _KIND_ORDER[entry.kind],
         view.policy.severity(view.decision.priority),
+        view.policy.name,
         entry.at,
         _COMMITMENT_ORDER.get(view.decision.commitment or "", 2),
         view.label,
@@ -232,17 +233,22 @@ def _order(entry: Entry) -> tuple[Any, ...]:
 def _groups(t: Catalog, entries: list[Entry]) -> list[tuple[str, list[str]]]:
     groups: list[tuple[str, list[str]]] = []
     current: tuple[Any, ...] | None = None
+    # Several policies (routing): each level's label is its policy's, so say whose it is.
+    several = len({entry.view.policy.name for entry in entries}) > 1
     for entry in entries:
         view = entry.view
-        key = (entry.kind, view.decision.priority)
+        key = (entry.kind, view.policy.name, view.decision.priority)
         if key != current:
             current = key
+            label = priority_text(view)
+            if several:
+                label = f"{label} · {view.policy_title}"
             groups.append(
                 (
                     t(
                         "digest.group",
                         kind=t(f"digest.kind.{entry.kind}"),
-                        priority=escape(priority_text(view)),
+                        priority=escape(label),
                     ),
                     [],
                 )

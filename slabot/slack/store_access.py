@@ -46,7 +46,14 @@ from slabot.store.breaches import (
     reaching_where,
 )
 from slabot.store.db import for_writing
-from slabot.store.models import Nudge, OutboxItem, StoredTicket, TargetMark, TicketEvent
+from slabot.store.models import (
+    Nudge,
+    OutboxItem,
+    StoredDecision,
+    StoredTicket,
+    TargetMark,
+    TicketEvent,
+)
 from slabot.store.outbox import COMPLETE_RETRY
 from slabot.store.retry import with_retry
 from slabot.store.services import engine_ticket
@@ -94,6 +101,13 @@ class TicketView:
     """The requester's organization (Zendesk) or the JSM Organizations field (Jira)."""
     assignee_name: str | None = None
     """The assignee's name; with no ``assignee_email`` either, the ticket is unassigned."""
+    routing_rule: str | None = None
+    """The routing rule that chose the ticket's policy (None: no routing, or not looked up)."""
+
+    @property
+    def policy_title(self) -> str:
+        """The policy as people know it: its title, else its name."""
+        return self.policy.spec.title or self.policy.name
 
     @property
     def unassigned(self) -> bool:
@@ -214,12 +228,12 @@ class SlackStore:
             query = query.where(StoredTicket.external_key == ref.key)
         with Session(self.engine) as session:
             row = session.scalars(query.limit(1)).first()
-            return None if row is None else self._view(row, now)
+            return None if row is None else self._view(row, now, session)
 
     def view(self, ticket_id: int, now: datetime) -> TicketView | None:
         with Session(self.engine) as session:
             row = session.get(StoredTicket, ticket_id)
-            return None if row is None else self._view(row, now)
+            return None if row is None else self._view(row, now, session)
 
     def view_by_ref(self, ref: str, now: datetime) -> TicketView | None:
         """The ticket named ``zendesk:123`` (a ``TicketView.ref``)."""
@@ -230,7 +244,7 @@ class SlackStore:
                     StoredTicket.source == source, StoredTicket.external_key == key
                 )
             ).first()
-            return None if row is None else self._view(row, now)
+            return None if row is None else self._view(row, now, session)
 
     def views(self, ticket_ids: Iterable[int], now: datetime) -> dict[int, TicketView]:
         """The readable tickets among ``ticket_ids``; unreadable ones are logged and left out."""
@@ -246,7 +260,9 @@ class SlackStore:
                         log.warning("slack: ticket left out: %s", error)
         return found
 
-    def _view(self, row: StoredTicket, now: datetime) -> TicketView:
+    def _view(self, row: StoredTicket, now: datetime, session: Session | None = None) -> TicketView:
+        """The view of ``row``; with ``session``, also the routing rule that chose its policy
+        (one ticket's card and explanation show it; lists of tickets do not need it)."""
         name = f"{row.source}:{row.external_key}"
         policy = self.policies.get(row.policy)
         if policy is None:
@@ -284,6 +300,13 @@ class SlackStore:
             requester=_text(shown.get("requester")),
             organization=_text(shown.get("organization")),
             assignee_name=_text(shown.get("assignee_name")),
+            routing_rule=(
+                session.scalar(
+                    select(StoredDecision.routing_rule).where(StoredDecision.ticket_id == row.id)
+                )
+                if session is not None
+                else None
+            ),
         )
 
     # --- breach queries ----------------------------------------------------------------------

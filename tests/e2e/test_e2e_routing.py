@@ -131,7 +131,10 @@ def test_a_zmanda_brand_ticket_is_evaluated_under_zmanda_then_moves_with_its_bra
         ).one()
     assert move.payload == {"from": "zmanda", "to": "zoom", "rule": "zoom"}
 
-    # The dashboard's page for the ticket names the policy it is under now.
-    page = service.get("/tickets/zendesk/3001", {"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
+    # The dashboard names the policy it is under now by its title, list and page alike.
+    auth = {"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
+    page = service.get("/tickets/zendesk/3001", auth)
     assert page.status == 200
-    assert "zoom" in page.text
+    assert "policy <b>Zoom support response times</b> (zoom)" in page.text
+    board = service.get("/", auth)
+    assert 'data-label="Policy" title="zoom">Zoom support response times</td>' in board.text

@@ -12,6 +12,7 @@ from slack_bolt import BoltRequest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.routing import Router, RoutingSpec
 from slabot.store.models import TicketEvent
 from tests.fakes.slack import FakeSlack
 from tests.slack.slack_support import AGENT, ASSIGNEE, LEAD, OUTSIDER, Harness, texts
@@ -71,6 +72,27 @@ def test_explain_says_why_the_due_dates_are_what_they_are(
     assert "Target: 4h of calendar customer (Mon-Fri 09:00-17:00 (America/Los_Angeles))" in shown
     assert "Clock started Mon 16 Nov 12:00 EST" in shown
     assert "open time used so far:" in shown  # the engine's own account follows
+
+
+def test_the_card_and_explain_name_the_policy_by_its_title_and_the_rule_that_chose_it(
+    harness: Harness, fake: FakeSlack
+) -> None:
+    rules = {
+        "rules": [
+            {"name": "zmanda-brand", "policy": "zmanda", "when": {"brand": "2"}},
+            {"name": "zoom-customers", "policy": "zoom", "default": True},
+        ]
+    }
+    harness.tickets.router = Router(RoutingSpec.model_validate(rules), harness.tickets.policies)
+    harness.ingest(routing={"brand": "1"})
+    harness.command("ZD-1001", user=LEAD)
+    (card,) = fake.wait_responses()
+    assert "Policy *Zoom support response times*" in texts(card["blocks"])
+    harness.command("explain ZD-1001", user=LEAD)
+    (_, answer) = fake.wait_responses(2)
+    shown = texts(answer["blocks"])
+    assert "Policy Zoom support response times, as of" in shown
+    assert "Under this policy by the routing rule *zoom-customers*" in shown
 
 
 @pytest.mark.parametrize(

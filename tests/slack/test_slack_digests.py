@@ -102,11 +102,12 @@ def test_the_digest_lists_the_most_urgent_first_with_owners_and_links(
     assert "2 breached · 2 due within 4 business hours · 1 waiting on the customer" in shown
     sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
     assert [section.splitlines()[0] for section in sections] == [
-        "*Breached · P1 Business Critical*",
-        "*Breached · P2 High*",
-        "*Due soon · P1 Business Critical*",
-        "*Due soon · P2 Degraded Service*",
-        "*Waiting on the customer · P2 High*",
+        # Two policies (as routing gives them): each level is named with its policy's title.
+        "*Breached · P1 Business Critical · CloudTalk support policy*",
+        "*Breached · P2 High · Zoom support response times*",
+        "*Due soon · P1 Business Critical · CloudTalk support policy*",
+        "*Due soon · P2 Degraded Service · CloudTalk support policy*",
+        "*Waiting on the customer · P2 High · Zoom support response times*",
     ]
     assert "ZD-6> First response: breached, was due <!date^" in sections[0]
     assert sections[0].endswith(

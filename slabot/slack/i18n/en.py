@@ -51,6 +51,7 @@ MESSAGES = {
     # /sla explain
     "explain.title": "Why {ticket}'s due dates are what they are",
     "explain.as_of": "Policy {policy}, as of {when}",
+    "explain.routed": "Under this policy by the routing rule *{rule}* (`slabot routes explain` says why)",
     "explain.priority": "*Priority* {priority} · *Plan* {plan} · *Commitment* {commitment}",
     "explain.target": "*{target}*: {due}",
     "explain.rule": "Target: {rule} ({calendar})",

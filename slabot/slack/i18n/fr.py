@@ -64,6 +64,7 @@ MESSAGES = {
     # /sla explain
     "explain.title": "Pourquoi les échéances de {ticket} sont celles-ci",
     "explain.as_of": "Politique {policy}, au {when}",
+    "explain.routed": "Sous cette politique par la règle de routage *{rule}* (`slabot routes explain` dit pourquoi)",
     "explain.priority": "*Priorité* {priority} · *Offre* {plan} · *Engagement* {commitment}",
     "explain.target": "*{target}* : {due}",
     "explain.rule": "Objectif : {rule} ({calendar})",

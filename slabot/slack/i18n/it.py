@@ -51,6 +51,7 @@ MESSAGES = {
     # /sla explain
     "explain.title": "Perché le scadenze di {ticket} sono queste",
     "explain.as_of": "Policy {policy}, al {when}",
+    "explain.routed": "Sotto questa policy per la regola di instradamento *{rule}* (`slabot routes explain` spiega perché)",
     "explain.priority": "*Priorità* {priority} · *Piano* {plan} · *Impegno* {commitment}",
     "explain.target": "*{target}*: {due}",
     "explain.rule": "Obiettivo: {rule} ({calendar})",

@@ -51,6 +51,7 @@ MESSAGES = {
     # /sla explain
     "explain.title": "Skąd się biorą terminy {ticket}",
     "explain.as_of": "Polityka {policy}, stan na {when}",
+    "explain.routed": "Pod tą polityką według reguły routingu *{rule}* (`slabot routes explain` wyjaśnia dlaczego)",
     "explain.priority": "*Priorytet* {priority} · *Plan* {plan} · *Zobowiązanie* {commitment}",
     "explain.target": "*{target}*: {due}",
     "explain.rule": "Cel: {rule} ({calendar})",
