@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import SlabotError
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from bot.compiled import Policy
+    from bot.routing import Router
 
 BACKFILLS = {
     "zendesk": "connectors.zendesk.cli:backfill",
@@ -91,6 +93,32 @@ def backfill_policies(
             f"{', '.join(sorted(policies))}; pass its file with --policy"
         )
     return policies
+
+
+def backfill_router(args: argparse.Namespace, policies: dict[str, Policy]) -> Router | None:
+    """The routing rules of the config file (``--config``), over the policies loaded; None
+    when it has no ``routing:`` section (each helpdesk's ``policy`` then applies)."""
+    import yaml
+
+    from slabot.policy_files import PolicyFileError
+    from slabot.routing_files import SECTION, parse_routing
+
+    path = str(args.config)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise BackfillError(f"{path}: cannot read the routing rules: {error}") from None
+    if not isinstance(data, dict) or SECTION not in data:
+        return None
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        return None
+    try:
+        routing = parse_routing(data[SECTION], root, path, policies)
+    except PolicyFileError as error:
+        raise BackfillError(str(error)) from None
+    return routing.router
 
 
 def migrated_engine(env: Mapping[str, str]) -> Engine:

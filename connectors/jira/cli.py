@@ -7,7 +7,14 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from connectors.cli import backfill_policies, finish_backfill, migrated_engine, parse_since
+from connectors.cli import (
+    BackfillError,
+    backfill_policies,
+    backfill_router,
+    finish_backfill,
+    migrated_engine,
+    parse_since,
+)
 
 
 def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
@@ -27,7 +34,14 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
     policies = backfill_policies(args, "jira", config.policy)
     engine = migrated_engine(env)
     try:
-        tickets = TicketService(engine, policies, lambda: datetime.now(UTC), origin="jira")
+        router = backfill_router(args, policies)
+        if router is None and config.policy is None:
+            raise BackfillError(
+                f"{args.config}: jira.policy is not set and there is no routing: section"
+            )
+        tickets = TicketService(
+            engine, policies, lambda: datetime.now(UTC), origin="jira", router=router
+        )
         client = JiraClient(settings, config)
         poller = JiraPoller(client, JiraSync(client, config, tickets))
         report = poller.backfill(since)

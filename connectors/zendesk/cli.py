@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from connectors.cli import (
     BackfillError,
     backfill_policies,
+    backfill_router,
     finish_backfill,
     migrated_engine,
     parse_since,
@@ -35,7 +36,14 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
     policies = backfill_policies(args, "zendesk", config.policy)
     engine = migrated_engine(env)
     try:
-        tickets = TicketService(engine, policies, lambda: datetime.now(UTC), origin="zendesk")
+        router = backfill_router(args, policies)
+        if router is None and config.policy is None:
+            raise BackfillError(
+                f"{args.config}: zendesk.policy is not set and there is no routing: section"
+            )
+        tickets = TicketService(
+            engine, policies, lambda: datetime.now(UTC), origin="zendesk", router=router
+        )
         client = ZendeskClient(settings)
         poller = ZendeskPoller(client, ZendeskSync(client, config, tickets))
         report = poller.backfill(since)

@@ -404,3 +404,21 @@ def test_routes_explain_names_the_rule_and_why_the_earlier_ones_did_not_match(
         "       the default: every ticket no earlier rule matched",
         "=> policy zoom (Zoom support response times), by rule 'zoom'",
     ]
+
+
+def test_a_backfill_routes_by_the_config_files_rules(tmp_path: Path) -> None:
+    import argparse
+
+    from connectors.cli import BackfillError, backfill_router
+
+    policies = load_routing(SHIPPED).policies
+    with_rules = argparse.Namespace(config=write(tmp_path, GOOD))
+    found = backfill_router(with_rules, policies)
+    assert found is not None
+    assert found.route({"source": "jira", "project": "CT"}).policy == "cloudtalk"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("zendesk: {policy: zoom}\n", encoding="utf-8")
+    assert backfill_router(argparse.Namespace(config=plain), policies) is None
+    bad = argparse.Namespace(config=write(tmp_path, GOOD.replace("policy: zmanda", "policy: x")))
+    with pytest.raises(BackfillError, match=r"routing.rules.1.policy: rule 'zmanda' names"):
+        backfill_router(bad, policies)
