@@ -533,12 +533,15 @@ def routing_attributes(fields: Mapping[str, Any], labels: Any, key: Any) -> dict
     """What routing rules read about a Jira issue (bot.routing): project key, issue type
     name, component names, labels, and custom fields by id (a select list's option value,
     a multi-select's values, a number as it is). Absent values are left out."""
+    components = fields.get("components")
     found: dict[str, Any] = {
         "project": _project_key(fields.get("project"), key),
         "issue_type": _name(fields.get("issuetype")),
         "components": sorted(
             name
-            for name in (_name(item) for item in fields.get("components") or [])
+            for name in (
+                _name(item) for item in (components if isinstance(components, list) else [])
+            )
             if name is not None
         ),
         "labels": sorted(labels),
