@@ -315,16 +315,20 @@ class Router:
 
     def route(self, attributes: Attributes) -> Route:
         """The first rule ``attributes`` match, else the default."""
-        fast = self._fast.get(attributes.get("source"), self._fast_any)
         try:
-            return fast(attributes)
-        except TypeError:
+            return self._fast.get(attributes.get("source"), self._fast_any)(attributes)
+        except TypeError:  # an unhashable value where text belongs (source, brand...)
             return self.route_checked(attributes)
 
     def route_checked(self, attributes: Attributes) -> Route:
         """``route`` through the per-condition closures (what the generated code falls back
         on; the tests compare the two)."""
-        rules = self._by_source.get(attributes.get("source"), self._any_source)
+        source = attributes.get("source")
+        rules = (
+            self._by_source.get(source, self._any_source)
+            if isinstance(source, str)
+            else self._any_source
+        )
         for matches, found in rules:
             if matches is None or matches(attributes):
                 return found

@@ -116,6 +116,13 @@ def test_each_condition_kind_matches_its_value_and_not_another(
 def test_a_value_of_the_wrong_shape_does_not_match_rather_than_fail() -> None:
     assert not routed({"brand": "1"}, {"brand": ["1"]})
     assert not routed({"field": {"id": "x", "equals": "1"}}, {"fields": {"x": {"value": "1"}}})
+    # A source that is not text: only the rules for any source apply.
+    table = router(
+        {"name": "jira", "policy": "a", "when": {"source": "jira"}},
+        {"name": "tagged", "policy": "b", "when": {"tags": ["x"]}},
+    )
+    assert table.route({"source": ["jira"], "tags": ["x"]}).rule == "tagged"
+    assert table.route({"source": {"a": 1}}).rule == "default"
 
 
 def test_the_first_matching_rule_wins_and_the_default_takes_the_rest() -> None:
