@@ -234,6 +234,11 @@ class TicketService:
         self.thresholds = thresholds_permille(thresholds)
         """Fractions of each target marked (in permille; 1000, the breach, always is)."""
         self._managed_tags = {name: _policy_tags(p) for name, p in self.policies.items()}
+        if router is not None:
+            # A routed ticket may move between the router's policies: the tags any of them
+            # sets are slabot's, so that a tag of the policy it left is taken off.
+            routed = frozenset().union(*(self._managed_tags[name] for name in router.policies))
+            self._managed_tags.update(dict.fromkeys(router.policies, routed))
 
     def now(self) -> datetime:
         instant = self.clock()

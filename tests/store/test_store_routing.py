@@ -213,3 +213,29 @@ def test_recompute_by_routing_lists_the_moves_then_applies_them(
     # Run again: nothing left to move.
     assert main(["recompute", "--routing", str(config), "--now", now]) == 0
     assert "0 changed, 2 unchanged" in capsys.readouterr().out
+
+
+def test_a_tag_of_the_policy_left_is_taken_off_the_ticket(migrated: Engine) -> None:
+    clock = FakeClock(T0)
+    service = routed_service(migrated, clock)
+    # Zoom: a P1 must be reported by phone; by e-mail it gets zoom's tag.
+    first = service.ingest(snapshot(priority="P1", channel="email", routing={"brand": "1"}))
+    assert first.decision is not None and "sla_p1_not_by_phone" in first.decision.tags
+    shown = {"priority": "P1", "tags": list(first.decision.tags)}
+    clock.now = T0 + HOUR
+    moved = service.ingest(
+        snapshot(
+            priority="P1",
+            channel="email",
+            plan="standard",
+            routing={"brand": "2"},
+            updated_at=clock.now,
+            shown=shown,
+        )
+    )
+    assert moved.decision is not None and "sla_p1_not_by_phone" not in moved.decision.tags
+    with Session(migrated) as session:
+        writes = session.scalars(
+            select(OutboxItem).where(OutboxItem.kind == "set_tags").order_by(OutboxItem.id)
+        ).all()
+    assert "sla_p1_not_by_phone" in writes[-1].payload["remove"]
