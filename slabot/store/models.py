@@ -375,6 +375,11 @@ class ClockOutcome(Base):
     """The priority of the ticket's first decision (before any agent reclassified it)."""
     reclassifications: Mapped[int] = mapped_column(Integer, default=0)
     """How many times agents reclassified the ticket (``priority_changed`` history entries)."""
+    first_cycle: Mapped[bool] = mapped_column(default=False)
+    """The ticket's first cycle of this target (reports count tickets per target by it)."""
+    lead: Mapped[bool] = mapped_column(default=False)
+    """Exactly one row per ticket: its first cycle of its first target (reports count
+    tickets and reclassifications by it)."""
     organization: Mapped[str | None] = mapped_column(String(255))
     queue: Mapped[str | None] = mapped_column(String(255))
     """The helpdesk's group or queue (``shown["queue"]``)."""

@@ -23,10 +23,10 @@ from sqlalchemy import (
     Select,
     and_,
     case,
-    distinct,
     func,
     or_,
     select,
+    text,
 )
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from bot.compiled import Policy
 from bot.credits import CreditClock, CreditStatement, attainment_percent, credit_statement
 from bot.engine import Decision
 from bot.errors import SlabotError
+from bot.policy import TARGETS
 from bot.ticket import Ticket
 from slabot.store.models import ClockOutcome, StoredTicket, TicketEvent
 
@@ -88,6 +89,7 @@ def store_outcomes(
         "queue": _text(shown.get("queue")),
         "assignee": _text(shown.get("assignee_email")) or _text(shown.get("assignee_name")),
     }
+    removed: set[int] = set()
     by_target: dict[str, list[ClockOutcome]] = {}
     for outcome in stored:
         by_target.setdefault(outcome.target, []).append(outcome)
@@ -98,6 +100,7 @@ def store_outcomes(
             # The final priority has no such target: its clocks are not counted.
             for outcome in cycles:
                 session.delete(outcome)
+                removed.add(id(outcome))
             continue
         calendar = policy.calendar(decided.calendar, ticket)
         start = decided.started_ts
@@ -109,6 +112,7 @@ def store_outcomes(
                 current = outcome
             elif began > start:
                 session.delete(outcome)  # a cycle no longer in the history (a stale reopening)
+                removed.add(id(outcome))
             else:
                 # An earlier cycle (before a reopening, an agent update). One a later cycle
                 # replaced while it ran stopped there; its due is recomputed for the target
@@ -145,7 +149,17 @@ def store_outcomes(
             None if stop is None else calendar.elapsed_ts(start, stop, decided.pauses)
         )
         current.paused_seconds = _paused(decided.pauses, start, now_ts if stop is None else stop)
-    for outcome in stored:
+    kept = [outcome for outcome in stored if id(outcome) not in removed]
+    # One row per ticket and target is its first cycle, one per ticket leads: a report counts
+    # tickets and their reclassifications from these rows, with no DISTINCT.
+    order = {name: index for index, name in enumerate(TARGETS)}
+    firsts: dict[str, ClockOutcome] = {}
+    for outcome in sorted(kept, key=lambda o: (o.cycle_started_at, order[o.target])):
+        firsts.setdefault(outcome.target, outcome)
+    lead = min(firsts.values(), key=lambda o: (o.cycle_started_at, order[o.target]), default=None)
+    for outcome in kept:
+        common["first_cycle"] = firsts.get(outcome.target) is outcome
+        common["lead"] = outcome is lead
         for key, value in common.items():
             if getattr(outcome, key) != value:
                 setattr(outcome, key, value)
@@ -333,44 +347,43 @@ def breached_clause(as_of: datetime) -> ColumnElement[bool]:
 
 
 def report_query(
-    window: Period, by: Sequence[str], as_of: datetime, priority: PriorityMode = "final"
+    window: Period,
+    by: Sequence[str],
+    as_of: datetime,
+    priority: PriorityMode = "final",
+    *,
+    percentiles: bool = False,
 ) -> Select[Any]:
-    """The report's main aggregate: one row per group (percentiles apart on SQLite)."""
-    keys = [_column(name, priority) for name in by]
-    return (
-        select(
-            *keys,
-            func.count(distinct(ClockOutcome.ticket_id)),
-            func.count(),
-            func.coalesce(func.sum(case((met_clause(), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((breached_clause(as_of), 1), else_=0)), 0),
-            func.coalesce(func.sum(ClockOutcome.paused_seconds), 0),
-            func.count(
-                distinct(case((ClockOutcome.reclassifications > 0, ClockOutcome.ticket_id)))
-            ),
-        )
-        .where(_in_period(window))
-        .group_by(*keys)
-    )
+    """The report in one aggregate: one row per group, one scan of the period's cycles.
 
-
-def _percentiles_postgresql(
-    window: Period, by: Sequence[str], priority: PriorityMode
-) -> Select[Any]:
+    Tickets and reclassifications are summed over one row per ticket (``lead``, or per
+    ticket and target, ``first_cycle``, when grouped by target), so no DISTINCT is needed;
+    ``percentiles`` adds the median and p90 as ``percentile_disc`` (PostgreSQL).
+    """
     keys = [_column(name, priority) for name in by]
-    return (
-        select(
-            *keys,
+    counted = ClockOutcome.first_cycle if "target" in by else ClockOutcome.lead
+    columns: list[Any] = [
+        *keys,
+        func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
+        func.count(),
+        func.coalesce(func.sum(case((met_clause(), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((breached_clause(as_of), 1), else_=0)), 0),
+        func.coalesce(func.sum(ClockOutcome.paused_seconds), 0),
+        func.coalesce(
+            func.sum(case((and_(counted, ClockOutcome.reclassifications > 0), 1), else_=0)), 0
+        ),
+        func.coalesce(func.sum(case((counted, ClockOutcome.reclassifications), else_=0)), 0),
+    ]
+    if percentiles:
+        columns += [
             func.percentile_disc(0.5).within_group(ClockOutcome.used_seconds),
             func.percentile_disc(0.9).within_group(ClockOutcome.used_seconds),
-        )
-        .where(_in_period(window), ClockOutcome.used_seconds.is_not(None))
-        .group_by(*keys)
-    )
+        ]
+    return select(*columns).where(_in_period(window)).group_by(*keys)
 
 
-def _percentiles_windowed(window: Period, by: Sequence[str], priority: PriorityMode) -> Select[Any]:
-    """Nearest-rank median and p90 with window functions (SQLite has no percentile
+def percentiles_query(window: Period, by: Sequence[str], priority: PriorityMode) -> Select[Any]:
+    """Nearest-rank median and p90 with window functions, for SQLite (no percentile
     aggregate): the value of rank ``ceil(p * n)`` in each group, as ``percentile_disc``."""
     keys = [_column(name, priority) for name in by]
     ranked = (
@@ -394,15 +407,9 @@ def _percentiles_windowed(window: Period, by: Sequence[str], priority: PriorityM
     ).group_by(*outer)
 
 
-def _reclassification_counts(
-    window: Period, by: Sequence[str], priority: PriorityMode
-) -> Select[Any]:
-    keys = [_column(name, priority) for name in by]
-    return (
-        select(*keys, ClockOutcome.ticket_id, func.max(ClockOutcome.reclassifications))
-        .where(_in_period(window), ClockOutcome.reclassifications > 0)
-        .group_by(*keys, ClockOutcome.ticket_id)
-    )
+REPORT_WORK_MEM = "256MB"
+"""PostgreSQL's sort memory for a report's transaction: the percentiles sort each group's
+times, which at a million tickets spills to disk with the default 4MB."""
 
 
 def compliance_report(
@@ -415,20 +422,23 @@ def compliance_report(
     """Attainment per group of the clocks that started in ``window``, judged at ``as_of``."""
     by = dimensions(by)
     width = len(by)
-    if session.get_bind().dialect.name == "postgresql":
-        spread_query = _percentiles_postgresql(window, by, priority)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    spread: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+    if postgresql:
+        session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
     else:
-        spread_query = _percentiles_windowed(window, by, priority)
-    spread = {tuple(r[:width]): (r[width], r[width + 1]) for r in session.execute(spread_query)}
-    reclassified: dict[tuple[Any, ...], int] = {}
-    for r in session.execute(_reclassification_counts(window, by, priority)):
-        key = tuple(r[:width])
-        reclassified[key] = reclassified.get(key, 0) + int(r[width + 1])
+        spread = {
+            tuple(r[:width]): (r[width], r[width + 1])
+            for r in session.execute(percentiles_query(window, by, priority))
+        }
     rows = []
-    for r in session.execute(report_query(window, by, as_of, priority)):
+    query = report_query(window, by, as_of, priority, percentiles=postgresql)
+    for r in session.execute(query):
         key = tuple(r[:width])
-        tickets, clocks, met, breached, paused, reclassified_tickets = (int(v) for v in r[width:])
-        median, p90 = spread.get(key, (None, None))
+        tickets, clocks, met, breached, paused, reclassified, reclassifications = (
+            int(v) for v in r[width : width + 7]
+        )
+        median, p90 = (r[width + 7], r[width + 8]) if postgresql else spread.get(key, (None, None))
         rows.append(
             ReportRow(
                 dict(zip(by, key, strict=True)),
@@ -440,8 +450,8 @@ def compliance_report(
                 None if median is None else int(median),
                 None if p90 is None else int(p90),
                 paused,
-                reclassified_tickets,
-                reclassified.get(key, 0),
+                reclassified,
+                reclassifications,
             )
         )
     rows.sort(key=lambda row: tuple((v is None, v or "") for v in row.group.values()))

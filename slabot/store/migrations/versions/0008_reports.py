@@ -44,6 +44,8 @@ def upgrade() -> None:
         sa.Column("priority", sa.String(length=32), nullable=False),
         sa.Column("created_priority", sa.String(length=32), nullable=False),
         sa.Column("reclassifications", sa.Integer(), nullable=False),
+        sa.Column("first_cycle", sa.Boolean(), nullable=False),
+        sa.Column("lead", sa.Boolean(), nullable=False),
         sa.Column("organization", sa.String(length=255), nullable=True),
         sa.Column("queue", sa.String(length=255), nullable=True),
         sa.Column("assignee", sa.String(length=255), nullable=True),
