@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,7 +27,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
 )
 from sqlalchemy.orm import Session
 
@@ -281,7 +281,7 @@ class ReportRow:
     running: int
     """Not stopped and not yet due at ``as_of`` (or held by an open-ended pause)."""
     median_seconds: int | None
-    """Business time to target of the stopped clocks (nearest rank)."""
+    """Business time to target of the stopped clocks (nearest rank, to the minute below)."""
     p90_seconds: int | None
     paused_seconds: int
     reclassified_tickets: int
@@ -347,69 +347,69 @@ def breached_clause(as_of: datetime) -> ColumnElement[bool]:
 
 
 def report_query(
-    window: Period,
-    by: Sequence[str],
-    as_of: datetime,
-    priority: PriorityMode = "final",
-    *,
-    percentiles: bool = False,
+    window: Period, by: Sequence[str], as_of: datetime, priority: PriorityMode = "final"
 ) -> Select[Any]:
-    """The report in one aggregate: one row per group, one scan of the period's cycles.
+    """The report's counts in one aggregate: one row per group, one scan of the period.
 
     Tickets and reclassifications are summed over one row per ticket (``lead``, or per
-    ticket and target, ``first_cycle``, when grouped by target), so no DISTINCT is needed;
-    ``percentiles`` adds the median and p90 as ``percentile_disc`` (PostgreSQL).
+    ticket and target, ``first_cycle``, when grouped by target), so no DISTINCT is needed and
+    the database can hash and parallelize it like a bare count.
     """
     keys = [_column(name, priority) for name in by]
     counted = ClockOutcome.first_cycle if "target" in by else ClockOutcome.lead
-    columns: list[Any] = [
-        *keys,
-        func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
-        func.count(),
-        func.coalesce(func.sum(case((met_clause(), 1), else_=0)), 0),
-        func.coalesce(func.sum(case((breached_clause(as_of), 1), else_=0)), 0),
-        func.coalesce(func.sum(ClockOutcome.paused_seconds), 0),
-        func.coalesce(
-            func.sum(case((and_(counted, ClockOutcome.reclassifications > 0), 1), else_=0)), 0
-        ),
-        func.coalesce(func.sum(case((counted, ClockOutcome.reclassifications), else_=0)), 0),
-    ]
-    if percentiles:
-        columns += [
-            func.percentile_disc(0.5).within_group(ClockOutcome.used_seconds),
-            func.percentile_disc(0.9).within_group(ClockOutcome.used_seconds),
-        ]
-    return select(*columns).where(_in_period(window)).group_by(*keys)
-
-
-def percentiles_query(window: Period, by: Sequence[str], priority: PriorityMode) -> Select[Any]:
-    """Nearest-rank median and p90 with window functions, for SQLite (no percentile
-    aggregate): the value of rank ``ceil(p * n)`` in each group, as ``percentile_disc``."""
-    keys = [_column(name, priority) for name in by]
-    ranked = (
+    return (
         select(
             *keys,
-            ClockOutcome.used_seconds.label("used"),
-            func.row_number()
-            .over(partition_by=keys or None, order_by=ClockOutcome.used_seconds)
-            .label("rank"),
-            func.count().over(partition_by=keys or None).label("n"),
+            func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
+            func.count(),
+            func.coalesce(func.sum(case((met_clause(), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((breached_clause(as_of), 1), else_=0)), 0),
+            func.coalesce(func.sum(ClockOutcome.paused_seconds), 0),
+            func.coalesce(
+                func.sum(case((and_(counted, ClockOutcome.reclassifications > 0), 1), else_=0)),
+                0,
+            ),
+            func.coalesce(func.sum(case((counted, ClockOutcome.reclassifications), else_=0)), 0),
         )
-        .where(_in_period(window), ClockOutcome.used_seconds.is_not(None))
-        .subquery()
+        .where(_in_period(window))
+        .group_by(*keys)
     )
-    outer = [ranked.c[name] for name in by]
-    rank, n, used = ranked.c.rank, ranked.c.n, ranked.c.used
-    return select(
-        *outer,
-        func.min(case((rank == (n * 50 + 99) // 100, used))),
-        func.min(case((rank == (n * 90 + 99) // 100, used))),
-    ).group_by(*outer)
 
 
-REPORT_WORK_MEM = "256MB"
-"""PostgreSQL's sort memory for a report's transaction: the percentiles sort each group's
-times, which at a million tickets spills to disk with the default 4MB."""
+def minutes_query(window: Period, by: Sequence[str], priority: PriorityMode) -> Select[Any]:
+    """How many stopped cycles of each group used each whole minute of business time.
+
+    The median and p90 are read from these counts (nearest rank, to the minute). The rows
+    are bounded by the minutes a target can take, not by the tickets, and the database
+    hashes them in one scan as it does a bare count; exact percentiles of seconds would
+    sort every group's values instead (measured 6-7x a bare count at a million tickets).
+    """
+    keys = [_column(name, priority) for name in by]
+    minute = (ClockOutcome.used_seconds // 60).label("minute")
+    return (
+        select(*keys, minute, func.count())
+        .where(_in_period(window), ClockOutcome.used_seconds.is_not(None))
+        .group_by(*keys, minute)
+    )
+
+
+def nearest_rank(counts: Sequence[tuple[int, int]], fraction: Fraction) -> int | None:
+    """The value at rank ``ceil(fraction * n)`` of the values counted in ``counts``
+    (``(value, how many)`` pairs); None when there are none.
+
+    >>> nearest_rank([(3, 2), (1, 1), (7, 1)], Fraction(1, 2))
+    3
+    """
+    total = sum(count for _, count in counts)
+    if total == 0:
+        return None
+    rank = -(-total * fraction.numerator // fraction.denominator)
+    seen = 0
+    for value, count in sorted(counts):
+        seen += count
+        if seen >= rank:
+            return value
+    raise AssertionError("unreachable: the ranks add up to the total")
 
 
 def compliance_report(
@@ -422,23 +422,17 @@ def compliance_report(
     """Attainment per group of the clocks that started in ``window``, judged at ``as_of``."""
     by = dimensions(by)
     width = len(by)
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    spread: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-    if postgresql:
-        session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
-    else:
-        spread = {
-            tuple(r[:width]): (r[width], r[width + 1])
-            for r in session.execute(percentiles_query(window, by, priority))
-        }
+    minutes: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+    for r in session.execute(minutes_query(window, by, priority)):
+        minutes.setdefault(tuple(r[:width]), []).append((int(r[width]), int(r[width + 1])))
     rows = []
-    query = report_query(window, by, as_of, priority, percentiles=postgresql)
-    for r in session.execute(query):
+    for r in session.execute(report_query(window, by, as_of, priority)):
         key = tuple(r[:width])
         tickets, clocks, met, breached, paused, reclassified, reclassifications = (
-            int(v) for v in r[width : width + 7]
+            int(v) for v in r[width:]
         )
-        median, p90 = (r[width + 7], r[width + 8]) if postgresql else spread.get(key, (None, None))
+        counts = minutes.get(key, [])
+        median, p90 = nearest_rank(counts, HALF), nearest_rank(counts, NINE_TENTHS)
         rows.append(
             ReportRow(
                 dict(zip(by, key, strict=True)),
@@ -447,8 +441,8 @@ def compliance_report(
                 met,
                 breached,
                 clocks - met - breached,
-                None if median is None else int(median),
-                None if p90 is None else int(p90),
+                None if median is None else median * 60,
+                None if p90 is None else p90 * 60,
                 paused,
                 reclassified,
                 reclassifications,
@@ -456,6 +450,9 @@ def compliance_report(
         )
     rows.sort(key=lambda row: tuple((v is None, v or "") for v in row.group.values()))
     return Report(window, by, priority, as_of, tuple(rows))
+
+
+HALF, NINE_TENTHS = Fraction(1, 2), Fraction(9, 10)
 
 
 # Credits.
