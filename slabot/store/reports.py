@@ -23,7 +23,6 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    case,
     func,
     or_,
     select,
@@ -349,46 +348,38 @@ def breached_clause(as_of: datetime) -> ColumnElement[bool]:
 def report_query(
     window: Period, by: Sequence[str], as_of: datetime, priority: PriorityMode = "final"
 ) -> Select[Any]:
-    """The report's counts in one aggregate: one row per group, one scan of the period.
+    """The report in one aggregate: per group and whole minute of business time used (null
+    for the cycles not stopped), the counts the report sums. One scan of the period.
 
-    Tickets and reclassifications are summed over one row per ticket (``lead``, or per
-    ticket and target, ``first_cycle``, when grouped by target), so no DISTINCT is needed and
-    the database can hash and parallelize it like a bare count.
-    """
-    keys = [_column(name, priority) for name in by]
-    counted = ClockOutcome.first_cycle if "target" in by else ClockOutcome.lead
-    return (
-        select(
-            *keys,
-            func.coalesce(func.sum(case((counted, 1), else_=0)), 0),
-            func.count(),
-            func.coalesce(func.sum(case((met_clause(), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((breached_clause(as_of), 1), else_=0)), 0),
-            func.coalesce(func.sum(ClockOutcome.paused_seconds), 0),
-            func.coalesce(
-                func.sum(case((and_(counted, ClockOutcome.reclassifications > 0), 1), else_=0)),
-                0,
-            ),
-            func.coalesce(func.sum(case((counted, ClockOutcome.reclassifications), else_=0)), 0),
-        )
-        .where(_in_period(window))
-        .group_by(*keys)
-    )
-
-
-def minutes_query(window: Period, by: Sequence[str], priority: PriorityMode) -> Select[Any]:
-    """How many stopped cycles of each group used each whole minute of business time.
-
-    The median and p90 are read from these counts (nearest rank, to the minute). The rows
-    are bounded by the minutes a target can take, not by the tickets, and the database
-    hashes them in one scan as it does a bare count; exact percentiles of seconds would
-    sort every group's values instead (measured 6-7x a bare count at a million tickets).
+    The rows are bounded by the groups times the minutes a target can take, not by the
+    tickets; the median and p90 are read from the per-minute counts (nearest rank), so no
+    group's values are sorted, and tickets and reclassifications are summed over one row per
+    ticket (``lead``, or per ticket and target, ``first_cycle``, when grouped by target), so
+    no DISTINCT is needed: the database hashes (PostgreSQL: in parallel) as for a bare count.
+    Exact percentiles of seconds (``percentile_disc``) sorted every group: 6.9x a bare
+    count at a million tickets (docs/reporting.md).
     """
     keys = [_column(name, priority) for name in by]
     minute = (ClockOutcome.used_seconds // 60).label("minute")
+    counted = ClockOutcome.first_cycle if "target" in by else ClockOutcome.lead
+    running = and_(
+        ClockOutcome.stopped_at.is_(None),
+        or_(ClockOutcome.due.is_(None), ClockOutcome.due > as_of),
+    )
     return (
-        select(*keys, minute, func.count())
-        .where(_in_period(window), ClockOutcome.used_seconds.is_not(None))
+        select(
+            *keys,
+            minute,
+            func.count(),
+            func.count().filter(counted),
+            # NULL when either is missing: not met.
+            func.count().filter(ClockOutcome.stopped_at <= ClockOutcome.due),
+            func.count().filter(running),
+            func.coalesce(func.sum(ClockOutcome.paused_seconds), 0),
+            func.count().filter(and_(counted, ClockOutcome.reclassifications > 0)),
+            func.coalesce(func.sum(ClockOutcome.reclassifications).filter(counted), 0),
+        )
+        .where(_in_period(window))
         .group_by(*keys, minute)
     )
 
@@ -422,15 +413,18 @@ def compliance_report(
     """Attainment per group of the clocks that started in ``window``, judged at ``as_of``."""
     by = dimensions(by)
     width = len(by)
+    sums: dict[tuple[Any, ...], list[int]] = {}
     minutes: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
-    for r in session.execute(minutes_query(window, by, priority)):
-        minutes.setdefault(tuple(r[:width]), []).append((int(r[width]), int(r[width + 1])))
-    rows = []
     for r in session.execute(report_query(window, by, as_of, priority)):
         key = tuple(r[:width])
-        tickets, clocks, met, breached, paused, reclassified, reclassifications = (
-            int(v) for v in r[width:]
-        )
+        minute, clocks, *counts = r[width:]
+        totals = sums.setdefault(key, [0] * 7)
+        for index, value in enumerate((clocks, *counts)):
+            totals[index] += int(value)
+        if minute is not None:
+            minutes.setdefault(key, []).append((int(minute), int(clocks)))
+    rows = []
+    for key, (clocks, tickets, met, running, paused, reclassified, times) in sums.items():
         counts = minutes.get(key, [])
         median, p90 = nearest_rank(counts, HALF), nearest_rank(counts, NINE_TENTHS)
         rows.append(
@@ -439,13 +433,13 @@ def compliance_report(
                 tickets,
                 clocks,
                 met,
-                breached,
-                clocks - met - breached,
+                clocks - met - running,
+                running,
                 None if median is None else median * 60,
                 None if p90 is None else p90 * 60,
                 paused,
                 reclassified,
-                reclassifications,
+                times,
             )
         )
     rows.sort(key=lambda row: tuple((v is None, v or "") for v in row.group.values()))
