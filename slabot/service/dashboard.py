@@ -40,7 +40,7 @@ from slabot.service.access import (
     same_origin,
 )
 from slabot.service.headers import csp_nonce
-from slabot.service.reports_page import as_text, choose, duration, reports_page
+from slabot.service.reports_page import choose, duration, reports_page
 from slabot.service.runtime import Runtime
 from slabot.store.reports import ReportError
 
@@ -79,7 +79,6 @@ def _templates(access: Access) -> Jinja2Templates:
     env.globals["SOURCE_LABELS"] = SOURCE_LABELS
     env.globals["link"] = _link
     env.filters["duration"] = duration
-    env.filters["text"] = as_text
 
     def page_context(request: Request) -> dict[str, Any]:
         return {"csp_nonce": csp_nonce(request), "signed_in": access.signed_in(request)}

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -192,7 +191,3 @@ def _bars(by_target: Report) -> tuple[Bar, ...]:
 def duration(seconds: int | None) -> str:
     """``5400`` -> ``1h30m`` (``-`` for none): the template's filter."""
     return "-" if seconds is None else format_duration(seconds)
-
-
-def as_text(value: Any) -> str:
-    return "-" if value is None else str(value)
