@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bot.credits import CreditRules
 from bot.ticket import STATUSES
 
 TARGETS = ("first_response", "restoration", "next_update")
@@ -326,6 +327,9 @@ class PlanSpec(_Model):
     """What the plan is, for people."""
     targets: dict[str, PriorityTargets] = Field(default_factory=dict)
     """Priority -> its targets; a priority left out has no targets on this plan."""
+    credits: CreditRules | None = None
+    """Service credits owed per customer organization and month (commitment ``sla`` only):
+    docs/reporting.md."""
 
 
 class MatrixRule(_Model):
@@ -543,6 +547,14 @@ class PolicySpec(_Model):
         for plan_name, plan in self.plans.items():
             if plan.calendar:
                 need_calendar(plan.calendar, f"plans.{plan_name}.calendar")
+            if plan.credits is not None:
+                if plan.commitment != "sla":
+                    raise ValueError(
+                        f"plans.{plan_name}.credits: only a plan with commitment 'sla' owes "
+                        f"service credits; this one is {plan.commitment!r}"
+                    )
+                for priority in sorted(plan.credits.priorities()):
+                    need_priority(priority, f"plans.{plan_name}.credits")
             for priority, targets in plan.targets.items():
                 need_priority(priority, f"plans.{plan_name}.targets.{priority}")
                 for target in TARGETS:

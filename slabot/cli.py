@@ -171,6 +171,10 @@ def _parser() -> argparse.ArgumentParser:
     recompute_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
     recompute_cmd.set_defaults(handler=_recompute)
 
+    from slabot.reports_cli import add_commands as add_report_commands
+
+    add_report_commands(commands)  # slabot report, slabot credits
+
     run_cmd = commands.add_parser(
         "run",
         help="serve the webhooks, Slack, the dashboard and the scheduled jobs",

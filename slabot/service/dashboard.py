@@ -40,7 +40,9 @@ from slabot.service.access import (
     same_origin,
 )
 from slabot.service.headers import csp_nonce
+from slabot.service.reports_page import choose, duration, reports_page
 from slabot.service.runtime import Runtime
+from slabot.store.reports import ReportError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ def _templates(access: Access) -> Jinja2Templates:
     env.globals["STATE_LABELS"] = STATE_LABELS
     env.globals["SOURCE_LABELS"] = SOURCE_LABELS
     env.globals["link"] = _link
+    env.filters["duration"] = duration
 
     def page_context(request: Request) -> dict[str, Any]:
         return {"csp_nonce": csp_nonce(request), "signed_in": access.signed_in(request)}
@@ -156,6 +159,19 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
             request, "ticket.html", {"row": row, "view": view, "clocks": clocks, "now": now}
         )
 
+    async def reports(request: Request) -> Response:
+        now = runtime.clock()
+        params = request.query_params
+        try:
+            window, mode = choose(params, now)
+        except ReportError as error:
+            context = {"report": None, "error": str(error), "params": params}
+            return page(request, "reports.html", context, status=400)
+        found = await run_in_threadpool(
+            reports_page, runtime.engine, runtime.policies, window, mode, now
+        )
+        return page(request, "reports.html", {"report": found, "error": None, "params": params})
+
     def login_page(request: Request, back_to: str, error: str | None, status: int) -> Response:
         return page(
             request,
@@ -210,6 +226,7 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
     return [
         Route("/", guard(index), methods=["GET"]),
         Route("/tickets/{source}/{key:path}", guard(ticket), methods=["GET"]),
+        Route("/reports", guard(reports), methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),

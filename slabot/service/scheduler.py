@@ -12,7 +12,8 @@ process was stopped collapse into one) and one instance of each job at a time.
 - ``flush:<target>``: the outbox flusher of each target system (each helpdesk, Slack), every
   flush interval;
 - ``breach-scan``: nudges and breach notices, every scan interval;
-- one ``slack-digest:...`` job per configured digest, on its cron schedule and time zone.
+- one ``slack-digest:...`` job per configured digest, on its cron schedule and time zone;
+- one ``slack-compliance:...`` job per configured compliance summary, likewise.
 
 All but ``leader`` run only in the leader (``jobs.guarded``).
 """
@@ -29,7 +30,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from slabot.service import jobs
 from slabot.service.runtime import Runtime
-from slabot.slack.config import Digest
+from slabot.slack.compliance import register_summaries
+from slabot.slack.compliance import run_summary as run_compliance
+from slabot.slack.config import ComplianceSummary, Digest
 from slabot.slack.digests import register_digests
 
 LEADER_JOB = "leader"
@@ -125,4 +128,15 @@ def register_jobs(scheduler: Any, runtime: Runtime) -> list[str]:
             return job()
 
         added.extend(register_digests(scheduler, slack.config, run_digest))
+
+        def run_summary(summary: ComplianceSummary) -> object:
+            job = jobs.guarded(
+                f"compliance:{summary.channel}",
+                functools.partial(run_compliance, slack.store, runtime.clock, summary),
+                leadership,
+                metrics,
+            )
+            return job()
+
+        added.extend(register_summaries(scheduler, slack.config, run_summary))
     return added

@@ -246,6 +246,41 @@ class Digest(_Strict):
         return cron_trigger(self.schedule, ZoneInfo(self.timezone))
 
 
+class ComplianceSummary(_Strict):
+    """A scheduled SLA compliance summary to a channel: the last whole week or month."""
+
+    channel: str
+    """The channel's id (``C0LEADS``), not its name."""
+    schedule: str
+    """Five cron fields with day names, like digests: ``"0 9 1 * *"`` (09:00 on the 1st)
+    for a monthly summary, ``"0 9 * * mon"`` for a weekly one."""
+    timezone: str = "UTC"
+    """The zone of the schedule and of the period's days."""
+    period: Literal["week", "month"] = "month"
+    """The last whole ISO week (Monday to Sunday) or calendar month before the run."""
+    language: Language | None = None
+    """Default: the channel's language (``channels:``), else ``slack.language``."""
+
+    @field_validator("channel")
+    @classmethod
+    def _check_channel(cls, value: str) -> str:
+        return _channel(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        return _zone(value)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        return Digest._check_schedule(value)
+
+    def trigger(self) -> CronTrigger:
+        """The APScheduler trigger of this summary, in its time zone."""
+        return cron_trigger(self.schedule, ZoneInfo(self.timezone))
+
+
 def cron_trigger(schedule: str, zone: tzinfo) -> CronTrigger:
     """``"0 9 * * mon-fri"`` as a CronTrigger in ``zone`` (day names only, see ``Digest``)."""
     minute, hour, day, month, day_of_week = schedule.split()
@@ -282,6 +317,9 @@ class SlackConfig(_Strict):
     """Channel id -> its settings."""
     digests: list[Digest] = Field(default_factory=list)
     """Scheduled digests, one per channel and schedule."""
+    compliance: list[ComplianceSummary] = Field(default_factory=list)
+    """Scheduled SLA compliance summaries (attainment per priority of the last week or
+    month): docs/reporting.md."""
     home: Home = Field(default_factory=Home)
     """The App Home tab."""
     user_cache_seconds: int = Field(default=3600, ge=0, le=86_400)
@@ -315,6 +353,11 @@ class SlackConfig(_Strict):
             for d in self.digests
         ]
         object.__setattr__(self, "digests", resolved)
+        summaries = [
+            c if c.language else c.model_copy(update={"language": self.channel_language(c.channel)})
+            for c in self.compliance
+        ]
+        object.__setattr__(self, "compliance", summaries)
         return self
 
     def channel_language(self, channel: str | None) -> Language:

@@ -337,3 +337,59 @@ class TargetMark(Base):
     source: Mapped[str] = mapped_column(String(32))
     """The ticket's source and key, as on the ticket."""
     external_key: Mapped[str] = mapped_column(String(255))
+
+
+class ClockOutcome(Base):
+    """One cycle of one clock of a ticket, as the compliance reports read it (revision 0008).
+
+    Written with every decision (``slabot.store.reports.store_outcomes``), like the marks:
+    the cycle the decision describes is upserted (a reclassification recomputes it from the
+    same start, so a ticket is counted once, under its final priority), a cycle a later one
+    replaced (a reopening, an agent update) is closed at the new cycle's start, and a target
+    the final priority no longer has is removed. ``used_seconds`` is the open time on the
+    target's calendar from the start to the stop outside the pauses that held the clock (the
+    business time to target); ``paused_seconds`` the real time paused. The grouping columns
+    are copied from the ticket and its decision so a report is one scan of this table.
+    """
+
+    __tablename__ = "clock_outcomes"
+    __table_args__ = (
+        CheckConstraint(_one_of("target", TARGETS), name="target"),
+        Index(None, "cycle_started_at"),
+    )
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cycle_started_at: Mapped[datetime] = mapped_column(primary_key=True)
+    """The clock's start: creation, a reopening, the last public agent update."""
+    due: Mapped[datetime | None]
+    """None while an open-ended pause holds the clock."""
+    stopped_at: Mapped[datetime | None]
+    """The reply, solve or next cycle that stopped the clock; None while it runs."""
+    used_seconds: Mapped[int | None] = mapped_column(Integer)
+    """Business seconds from start to stop outside pauses; None while it runs."""
+    paused_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    evaluated_at: Mapped[datetime]
+    policy: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(32))
+    external_key: Mapped[str] = mapped_column(String(255))
+    plan: Mapped[str | None] = mapped_column(String(100))
+    commitment: Mapped[str | None] = mapped_column(String(8))
+    priority: Mapped[str] = mapped_column(String(32))
+    """The ticket's final priority (the one its targets are computed for)."""
+    created_priority: Mapped[str] = mapped_column(String(32))
+    """The priority of the ticket's first decision (before any agent reclassified it)."""
+    reclassifications: Mapped[int] = mapped_column(Integer, default=0)
+    """How many times agents reclassified the ticket (``priority_changed`` history entries)."""
+    first_cycle: Mapped[bool] = mapped_column(default=False)
+    """The ticket's first cycle of this target (reports count tickets per target by it)."""
+    lead: Mapped[bool] = mapped_column(default=False)
+    """Exactly one row per ticket: its first cycle of its first target (reports count
+    tickets and reclassifications by it)."""
+    organization: Mapped[str | None] = mapped_column(String(255))
+    queue: Mapped[str | None] = mapped_column(String(255))
+    """The helpdesk's group or queue (``shown["queue"]``)."""
+    assignee: Mapped[str | None] = mapped_column(String(255))
+    """The assignee's e-mail address, else their name."""

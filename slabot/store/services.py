@@ -54,6 +54,7 @@ from slabot.store.models import (
     TargetMark,
     TicketEvent,
 )
+from slabot.store.reports import store_outcomes
 from slabot.store.retry import DEFAULT_RETRY, DatabaseUnavailableError, RetryPolicy, with_retry
 
 log = logging.getLogger(__name__)
@@ -562,8 +563,10 @@ class TicketService:
         stored.policy = policy.name
         if rule is not False:
             stored.routing_rule = rule
-        marks = decision_marks(engine_ticket(row), policy, decision, now, self.thresholds)
+        ticket = engine_ticket(row)
+        marks = decision_marks(ticket, policy, decision, now, self.thresholds)
         store_marks(session, row, marks)
+        store_outcomes(session, row, ticket, policy, decision, now)  # for the reports
 
     def loaded_policy(self, row: StoredTicket) -> Policy:
         """The loaded policy the stored ticket is under; ``PolicyNotLoadedError`` (naming the

@@ -630,3 +630,39 @@ def test_the_list_refreshes_itself_keeping_filters_scroll_and_focus(
     page.check("#auto-refresh")
     expect(page.locator("#updated")).to_have_text(re.compile(r"^updated "), timeout=3000)
     assert page.evaluate("() => window.localStorage.getItem('slabot.autoRefresh')") == "on"
+
+
+REPORT_PATH = "/reports?period=2026-11&tz=America%2FLos_Angeles"
+
+
+def test_the_reports_page_draws_its_charts_on_a_desktop_and_a_phone(
+    service: Service, chromium: Browser
+) -> None:
+    """The Reports page under the CSP: its SVG charts drawn (a line per priority, a bar per
+    target), its tables read, and a 375 px phone never scrolling sideways."""
+    for viewport, name in ((DESKTOP, "reports.png"), (PHONE, "reports-phone.png")):
+        page = chromium.page(viewport)
+        log_in(page, service.url, "/")
+        page.click("#nav-reports")
+        page.wait_for_url(f"{service.url}/reports")
+        page.goto(f"{service.url}{REPORT_PATH}")
+        priorities = page.eval_on_selector_all(
+            "#attainment-table tbody tr[data-priority]", "rows => rows.map(r => r.dataset.priority)"
+        )
+        assert priorities and priorities == sorted(priorities)
+        chart = page.locator("#trend-chart").bounding_box()
+        assert chart is not None and 0 < chart["width"] <= viewport["width"]
+        lines = page.eval_on_selector_all(
+            "#trend-chart polyline", "ls => ls.map(l => [l.dataset.priority, l.getTotalLength()])"
+        )
+        assert {priority for priority, _ in lines} <= set(priorities)
+        assert all(length >= 0 for _, length in lines)
+        bars = page.eval_on_selector_all(
+            "#breach-chart rect.breached", "rs => rs.map(r => r.getBBox().width)"
+        )
+        assert bars and max(bars) > 0  # the breached P1 clocks of zendesk:102
+        # The credits section is there, saying why there is nothing to credit.
+        assert page.locator("#no-credits").is_visible()
+        width = page.evaluate(NO_SIDEWAYS_SCROLL)
+        assert width["scroll"] <= width["client"] == viewport["width"], width
+        screenshot(page, name)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from slabot.demo.environment import write_config
+from slabot.demo.environment import CONFIG, write_config
 from slabot.service.runtime import Runtime, build_runtime
 from slabot.service.scheduler import make_scheduler, register_jobs
 from slabot.service.settings import load_settings
@@ -106,5 +108,27 @@ def test_without_connectors_only_the_leader_check_and_the_breach_scan_run(
     try:
         scheduler = BackgroundScheduler(timezone="UTC")
         assert register_jobs(scheduler, runtime) == ["leader", "breach-scan"]
+    finally:
+        runtime.close()
+
+
+def test_a_configured_compliance_summary_is_registered_on_its_schedule(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(CONFIG))
+    data["slack"]["compliance"] = [
+        {"channel": "C0LEADS", "schedule": "0 9 1 * *", "timezone": "Europe/Paris"}
+    ]
+    config = tmp_path / "slabot.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    settings = load_settings(
+        {**ENVIRON, "SLABOT_CONFIG": str(config), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    )
+    runtime = build_runtime(settings)
+    try:
+        scheduler = make_scheduler("Europe/Paris", 300)
+        ids = register_jobs(scheduler, runtime)
+        assert ids[-1] == "slack-compliance:C0LEADS:0_9_1_*_*"
+        job = scheduler.get_job(ids[-1])
+        assert isinstance(job.trigger, CronTrigger) and not scheduler.running
+        assert str(job.trigger.timezone) == "Europe/Paris"
     finally:
         runtime.close()

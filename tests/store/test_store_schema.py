@@ -38,6 +38,7 @@ TABLES = {
     "poll_cursors",
     "nudges",
     "target_marks",
+    "clock_outcomes",
 }
 
 
@@ -351,7 +352,7 @@ def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "shown_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
-    assert upgrade(migrated) == head_revision() == "0007"
+    assert upgrade(migrated) == head_revision() == "0008"
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.shown_at) == ("7", None)
@@ -376,7 +377,7 @@ def test_revision_0004_adds_content_digest_and_downgrades_with_deliveries_stored
         config.attributes["connection"] = connection
         command.downgrade(config, "0003")
     assert "content_digest" not in columns()
-    assert upgrade(migrated) == head_revision() == "0007"
+    assert upgrade(migrated) == head_revision() == "0008"
     with Session(migrated) as session:
         row = session.scalars(select(WebhookDelivery)).one()
         assert (row.delivery_key, row.content_digest) == ("invocation:1", None)
@@ -411,7 +412,7 @@ def test_revision_0005_adds_the_breach_button_kinds_and_still_refuses_others(
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
         )
-    assert upgrade(migrated) == head_revision() == "0007"
+    assert upgrade(migrated) == head_revision() == "0008"
     with Session(migrated) as session, session.begin():
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
@@ -516,7 +517,7 @@ def test_revision_0007_adds_routing_columns_and_policy_changed_and_downgrades(
             ),
             {"t": ticket_id, "at": T0},
         )
-    assert upgrade(migrated) == head_revision() == "0007"
+    assert upgrade(migrated) == head_revision() == "0008"
     with Session(migrated) as session, session.begin():
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="policy_changed", occurred_at=T0, recorded_at=T0)

@@ -173,4 +173,11 @@ MESSAGES = {
     "card.group": "*Group*\n{group}",
     "card.assignee": "*Assignee*\n{assignee}",
     "card.unknown": "not known",
+    # SLA compliance summaries (issue 18)
+    "compliance.title.week": "SLA compliance, week {period}",
+    "compliance.title.month": "SLA compliance, {period}",
+    "compliance.as_of": "Clocks started {first} to {last} ({zone}), judged {when}.",
+    "compliance.line": "*{priority}*: {attained}% met ({met} of {judged}) · {breached} breached · {running} running · median {median}, p90 {p90} of business time · {tickets} tickets, {reclassified} reclassified",
+    "compliance.all": "All priorities",
+    "compliance.empty": "No clock started in this period.",
 }

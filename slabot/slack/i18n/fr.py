@@ -186,4 +186,11 @@ MESSAGES = {
     "card.group": "*Groupe*\n{group}",
     "card.assignee": "*Assigné à*\n{assignee}",
     "card.unknown": "inconnu",
+    # SLA compliance summaries (issue 18)
+    "compliance.title.week": "Conformité SLA, semaine {period}",
+    "compliance.title.month": "Conformité SLA, {period}",
+    "compliance.as_of": "Délais démarrés du {first} au {last} ({zone}), jugés le {when}.",
+    "compliance.line": "*{priority}* : {attained} % respectés ({met} sur {judged}) · {breached} dépassés · {running} en cours · médiane {median}, p90 {p90} de temps ouvré · {tickets} tickets, {reclassified} reclassés",
+    "compliance.all": "Toutes priorités",
+    "compliance.empty": "Aucun délai n'a démarré sur cette période.",
 }

@@ -173,4 +173,11 @@ MESSAGES = {
     "card.group": "*Gruppo*\n{group}",
     "card.assignee": "*Assegnatario*\n{assignee}",
     "card.unknown": "non noto",
+    # SLA compliance summaries (issue 18)
+    "compliance.title.week": "Conformità SLA, settimana {period}",
+    "compliance.title.month": "Conformità SLA, {period}",
+    "compliance.as_of": "Tempi avviati dal {first} al {last} ({zone}), valutati il {when}.",
+    "compliance.line": "*{priority}*: {attained}% rispettati ({met} su {judged}) · {breached} superati · {running} in corso · mediana {median}, p90 {p90} di tempo lavorativo · {tickets} ticket, {reclassified} riclassificati",
+    "compliance.all": "Tutte le priorità",
+    "compliance.empty": "Nessun tempo è stato avviato in questo periodo.",
 }

@@ -173,4 +173,11 @@ MESSAGES = {
     "card.group": "*Grupa*\n{group}",
     "card.assignee": "*Osoba przypisana*\n{assignee}",
     "card.unknown": "nieznany",
+    # SLA compliance summaries (issue 18)
+    "compliance.title.week": "Zgodność z SLA, tydzień {period}",
+    "compliance.title.month": "Zgodność z SLA, {period}",
+    "compliance.as_of": "Terminy rozpoczęte od {first} do {last} ({zone}), ocenione {when}.",
+    "compliance.line": "*{priority}*: {attained}% dotrzymanych ({met} z {judged}) · {breached} przekroczonych · {running} w toku · mediana {median}, p90 {p90} czasu roboczego · zgłoszenia: {tickets}, przeklasyfikowane: {reclassified}",
+    "compliance.all": "Wszystkie priorytety",
+    "compliance.empty": "W tym okresie nie rozpoczął się żaden termin.",
 }
