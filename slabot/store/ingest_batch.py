@@ -24,9 +24,9 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
@@ -59,8 +59,9 @@ class _Planned:
     events: list[TicketEvent]
     decision: Decision
     now: datetime
-    needs_id: list[Any] = field(default_factory=list)
-    """New rows of other tables that take the ticket's id once it has one."""
+    needs_id: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
+    """New rows of other tables (decision, marks, owed writes) that take the ticket's id
+    once it has one."""
     writes: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
     """Owed writes (kind, payload, idempotency key), pending the check of their keys."""
     notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
@@ -286,32 +287,33 @@ def _apply_run(
     # Writes: the new tickets first (their ids), then everything that hangs on them.
     new_rows = [plan.row for plan in planned if plan.outcome == "created"]
     session.add_all(new_rows)
-    session.flush()
+    session.flush()  # the new tickets get their ids; the changed rows are updated
+    inserts: dict[Any, list[dict[str, Any]]] = {table: [] for table in _DEPENDENTS}
     results: list[tuple[_Planned, list[str], list[str]]] = []
     for plan in planned:
         row = plan.row
-        now = plan.now
         enqueued: list[str] = []
         for kind, payload, key in plan.writes:
             if key in used:
                 continue  # this very write, for this very snapshot, was already made
-            plan.needs_id.append(_owed(row, kind, payload, key, now))
+            plan.needs_id.append(_owed(row, kind, payload, key, plan.now))
             enqueued.append(kind)
         warnings: list[str] = []
         for key, note, payload in plan.notes:
             if key in used:
                 continue
-            plan.needs_id.append(_owed(row, "add_note", payload, key, now))
+            plan.needs_id.append(_owed(row, "add_note", payload, key, plan.now))
             warnings.append(note)
         enqueued.extend("add_note" for _ in warnings)
         for entry in plan.events:
-            entry.ticket_id = row.id
-        for dependent in plan.needs_id:
-            dependent.ticket_id = row.id
-        session.add_all(plan.events)
-        session.add_all(plan.needs_id)
+            inserts[_EVENTS].append(_values(entry, row.id))
+        for table, values in plan.needs_id:
+            inserts[table].append({**values, "ticket_id": row.id})
         results.append((plan, enqueued, warnings))
-    session.flush()
+    # In the order ``ingest`` writes them, so each table's ids come in the same order.
+    for table, table_rows in inserts.items():
+        if table_rows:
+            session.execute(table.insert(), table_rows)
     for plan, enqueued, warnings in results:
         done[plan.index] = IngestResult(
             plan.row.id,
@@ -324,16 +326,42 @@ def _apply_run(
     return done
 
 
-def _owed(row: StoredTicket, kind: str, payload: dict[str, Any], key: str, now: datetime) -> Any:
-    return OutboxItem(
-        target_system=row.source,
-        kind=kind,
-        payload=payload,
-        idempotency_key=key,
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
+_EVENTS = cast(Table, TicketEvent.__table__)
+_DEPENDENTS = (
+    _EVENTS,
+    cast(Table, StoredDecision.__table__),
+    cast(Table, TargetMark.__table__),
+    cast(Table, OutboxItem.__table__),
+)
+"""The tables a ticket's id is written into, inserted in bulk (multi-row statements)."""
+
+
+def _values(entry: TicketEvent, ticket_id: int) -> dict[str, Any]:
+    """A history entry built by the helpers ``ingest`` uses, as the row to insert."""
+    values = {
+        column.key: getattr(entry, column.key) for column in _EVENTS.columns if column.key != "id"
+    }
+    values["ticket_id"] = ticket_id
+    values["payload"] = values["payload"] if values["payload"] is not None else {}
+    return values
+
+
+def _owed(
+    row: StoredTicket, kind: str, payload: dict[str, Any], key: str, now: datetime
+) -> tuple[Table, dict[str, Any]]:
+    """An outbox row, as ``ingest`` owes it (not sent yet, due now)."""
+    values = {
+        "target_system": row.source,
+        "kind": kind,
+        "payload": payload,
+        "idempotency_key": key,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+        "created_at": now,
+        "done_at": None,
+    }
+    return _DEPENDENTS[3], values
 
 
 def _plan(
@@ -446,36 +474,39 @@ def _plan_decision(
     from slabot.store.services import engine_ticket
 
     row, decision, now = plan.row, plan.decision, plan.now
+    values: dict[str, Any] = {
+        "priority": decision.priority,
+        "requested_priority": decision.requested_priority,
+        "plan": decision.plan,
+        "commitment": decision.commitment,
+    }
+    for name, target in decision.targets.items():
+        values[f"{name}_due"] = target.due
+        values[f"{name}_state"] = target.state
+    values["next_change_at"] = decision.next_change_at
+    values["tags"] = list(decision.tags)
+    values["notes"] = list(decision.notes)
+    values["evaluated_at"] = now
     kept = stored.decisions.get(row.id) if row.id is not None else None
     if kept is None:
-        kept = StoredDecision()
-        plan.needs_id.append(kept)
-    kept.priority = decision.priority
-    kept.requested_priority = decision.requested_priority
-    kept.plan = decision.plan
-    kept.commitment = decision.commitment
-    for name, target in decision.targets.items():
-        setattr(kept, f"{name}_due", target.due)
-        setattr(kept, f"{name}_state", target.state)
-    kept.next_change_at = decision.next_change_at
-    kept.tags = list(decision.tags)
-    kept.notes = list(decision.notes)
-    kept.evaluated_at = now
+        plan.needs_id.append((_DEPENDENTS[1], values))
+    else:
+        for name, value in values.items():
+            setattr(kept, name, value)
     marks = decision_marks(engine_ticket(row), policy, decision, now, service.thresholds)
     existing = dict(stored.marks.get(row.id, {})) if row.id is not None else {}
     for mark in marks:
         found = existing.pop((mark.target, mark.threshold_permille), None)
         if found is None:
-            plan.needs_id.append(
-                TargetMark(
-                    target=mark.target,
-                    threshold_permille=mark.threshold_permille,
-                    at=mark.at,
-                    cycle_started_at=mark.cycle_started_at,
-                    source=row.source,
-                    external_key=row.external_key,
-                )
-            )
+            new_mark = {
+                "target": mark.target,
+                "threshold_permille": mark.threshold_permille,
+                "at": mark.at,
+                "cycle_started_at": mark.cycle_started_at,
+                "source": row.source,
+                "external_key": row.external_key,
+            }
+            plan.needs_id.append((_DEPENDENTS[2], new_mark))
             continue
         if found.at != mark.at:
             found.at = mark.at
