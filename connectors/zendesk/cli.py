@@ -13,6 +13,8 @@ from connectors.cli import (
     finish_backfill,
     migrated_engine,
     parse_since,
+    progress_bar,
+    resumed_note,
 )
 
 __all__ = ["BackfillError", "backfill", "parse_since"]
@@ -38,7 +40,12 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
         tickets = TicketService(engine, policies, lambda: datetime.now(UTC), origin="zendesk")
         client = ZendeskClient(settings)
         poller = ZendeskPoller(client, ZendeskSync(client, config, tickets))
-        report = poller.backfill(since)
+        with progress_bar("zendesk", "tickets") as update:
+            report = poller.backfill(
+                since, progress=lambda _, done: update(done.tickets, done.pages)
+            )
+        if report.resumed:
+            resumed_note("zendesk", since)
         print(
             f"zendesk: {report.tickets} tickets read in {report.pages} pages since "
             f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.failed} failed, "
