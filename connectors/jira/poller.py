@@ -167,12 +167,17 @@ class JiraPoller:
 
     def _apply_page(self, issues: list[dict[str, Any]], report: PollReport) -> datetime | None:
         """Apply a page of issues from the search: each one's changelog read, then the
-        page's issues applied together (``JiraSync.apply_many``: one transaction). The
-        newest ``updated`` time that counts for the cursor (applied now, or before)."""
+        page's issues applied together (``JiraSync.apply_many``: one transaction), each
+        counted in the page's order. The newest ``updated`` time that counts for the cursor
+        (applied now, or before). Jira or the database unreachable while reading: what was
+        read is applied, then the poll stops (the cursor stays before this page)."""
         applied = self._applied_at(_readable_ids(issues))
         newest: datetime | None = None
         bundles: list[IssueBundle] = []
-        fetched: list[tuple[str, datetime | None]] = []
+        steps: list[tuple[str, datetime | None, Exception | None]] = []
+        """Per issue read, in order: its name, ``updated``, and the error that kept it
+        out before it could be applied (None: it is among ``bundles``)."""
+        stopped: Exception | None = None
         for issue in issues:
             report.issues += 1
             try:
@@ -180,9 +185,7 @@ class JiraPoller:
                 fields = issue.get("fields") or {}
                 updated = parse_instant(fields.get("updated"), f"Jira issue {issue_id}: updated")
             except PayloadError as error:
-                report.failed += 1
-                report.errors.append(str(error))
-                log.error("Jira search returned an issue slabot cannot read: %s", error)
+                steps.append(("", None, error))
                 continue
             if updated is not None and applied.get(issue_id, datetime.min.replace(tzinfo=UTC)) >= (
                 updated
@@ -193,20 +196,30 @@ class JiraPoller:
             name = str(issue.get("key") or issue_id)
             try:
                 bundles.append(self.sync.client.fetch(issue_id, issue))
+            except (JiraUnavailableError, DatabaseUnavailableError) as error:
+                stopped = error
+                break
             except Exception as error:
-                self._count(report, name, error)
-                newest = _later(newest, updated)
+                steps.append((name, updated, error))
                 continue
-            fetched.append((name, updated))
-        if bundles:
-            outcomes = self.sync.apply_many(bundles)
-            for (name, updated), outcome in zip(fetched, outcomes, strict=True):
-                newest = _later(newest, updated)
-                if isinstance(outcome, Exception):
-                    self._count(report, name, outcome)
-                    continue
-                report.applied += 1
-                report.enqueued += len(outcome.enqueued)
+            steps.append((name, updated, None))
+        outcomes = iter(self.sync.apply_many(bundles) if bundles else ())
+        for name, updated, refused in steps:
+            if not name:
+                assert refused is not None
+                report.failed += 1
+                report.errors.append(str(refused))
+                log.error("Jira search returned an issue slabot cannot read: %s", refused)
+                continue
+            newest = _later(newest, updated)
+            outcome = refused if refused is not None else next(outcomes)
+            if isinstance(outcome, Exception):
+                self._count(report, name, outcome)
+                continue
+            report.applied += 1
+            report.enqueued += len(outcome.enqueued)
+        if stopped is not None:
+            raise stopped
         return newest
 
     def _count(self, report: PollReport, issue: str, error: Exception) -> None:

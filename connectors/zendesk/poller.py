@@ -73,6 +73,10 @@ class PollReport:
     stopped (its counts are this run's)."""
 
 
+class _NoId(Exception):
+    """A ticket of the export that cannot be read at all (reported, never raised)."""
+
+
 class ZendeskPoller:
     """Reads the export from the stored cursor and applies each ticket."""
 
@@ -145,9 +149,14 @@ class ZendeskPoller:
 
     def _apply_page(self, tickets: list[dict[str, object]], report: PollReport) -> None:
         """Read each ticket's audits and people, then apply the page's tickets together
-        (``ZendeskSync.apply_many``: one transaction for the page)."""
+        (``ZendeskSync.apply_many``: one transaction for the page), each counted in the
+        page's order. Zendesk or the database unreachable while reading: what was read is
+        applied, then the poll stops (the cursor stays before this page)."""
         bundles: list[TicketBundle] = []
-        names: list[str] = []
+        steps: list[tuple[str, Exception | None]] = []
+        """Per ticket read, in order: its id, and the error that kept it out before it
+        could be applied (None: it is among ``bundles``)."""
+        stopped: Exception | None = None
         for ticket in tickets:
             report.tickets += 1
             raw_id = ticket.get("id")
@@ -155,22 +164,27 @@ class ZendeskPoller:
                 report.skipped += 1
                 continue
             if not isinstance(raw_id, int) or isinstance(raw_id, bool):
-                self._failed(report, repr(raw_id)[:40], "the export shows no numeric ticket id")
+                steps.append((repr(raw_id)[:40], _NoId("the export shows no numeric ticket id")))
                 continue
             try:
                 bundles.append(self.sync.client.fetch(raw_id, ticket))
+            except (ZendeskUnavailableError, DatabaseUnavailableError) as error:
+                stopped = error
+                break
             except Exception as error:
-                self._count(report, str(raw_id), error)
+                steps.append((str(raw_id), error))
                 continue
-            names.append(str(raw_id))
-        if not bundles:
-            return
-        for name, outcome in zip(names, self.sync.apply_many(bundles), strict=True):
+            steps.append((str(raw_id), None))
+        outcomes = iter(self.sync.apply_many(bundles) if bundles else ())
+        for name, refused in steps:
+            outcome = refused if refused is not None else next(outcomes)
             if isinstance(outcome, Exception):
                 self._count(report, name, outcome)
                 continue
             report.applied += 1
             report.enqueued += len(outcome.enqueued)
+        if stopped is not None:
+            raise stopped
 
     def _count(self, report: PollReport, ticket: str, error: Exception) -> None:
         """Count a ticket that was not applied; raise what is not the ticket's fault."""
@@ -178,7 +192,9 @@ class ZendeskPoller:
             report.skipped += 1  # deleted between the export and the read
         elif isinstance(error, (ZendeskUnavailableError, DatabaseUnavailableError)):
             raise error  # not this ticket's fault: the poll stops and resumes from the cursor
-        elif isinstance(error, (PayloadError, IngestError, EventError, ZendeskRejectedError)):
+        elif isinstance(
+            error, (_NoId, PayloadError, IngestError, EventError, ZendeskRejectedError)
+        ):
             self._failed(report, ticket, str(error))
         else:  # one bad ticket never stops the poll; the trace is logged
             log.error("Zendesk ticket %s: unexpected error", ticket, exc_info=error)
