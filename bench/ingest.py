@@ -41,6 +41,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 import argparse
 import gc
+import logging
 import os
 import platform
 import random
@@ -244,6 +245,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.disable(logging.WARNING)  # the unknown-plan warnings, alike both ways: not timed
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=10_000, help="tickets (default 10000)")
     parser.add_argument("--page", type=int, default=EXPORT_PAGE, help="snapshots a batch")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
@@ -62,6 +62,10 @@ class _Planned:
     needs_id: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
     """New rows of other tables (decision, marks, owed writes) that take the ticket's id
     once it has one."""
+    updates: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
+    """Stored rows to change (``b_key``: the row's key), written in bulk."""
+    deletes: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
+    """Stored rows to delete (marks no longer carried), by their key."""
     writes: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
     """Owed writes (kind, payload, idempotency key), pending the check of their keys."""
     notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
@@ -162,13 +166,25 @@ def _apply_batch(
 
 
 @dataclass(slots=True)
+class _Pending:
+    """An owed write not done yet, as ``enqueue_writes`` reads it."""
+
+    id: int
+    target_system: str
+    kind: str
+    payload: Any
+
+
+@dataclass(slots=True)
 class _Stored:
     """What the store holds for the tickets of a run, read in bulk before anything moves."""
 
     rows: dict[tuple[str, str], StoredTicket]
-    decisions: dict[int, StoredDecision]
-    marks: dict[int, dict[tuple[str, int], TargetMark]]
-    pending: dict[int, list[OutboxItem]]
+    decisions: set[int]
+    """The tickets that have a stored decision."""
+    marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]]
+    """Per ticket: (target, threshold) -> (at, cycle start)."""
+    pending: dict[int, list[_Pending]]
     event_keys: set[tuple[int, str]]
     facts: dict[int, list[tuple[str, datetime, Any]]]
 
@@ -190,25 +206,38 @@ def _read(session: Session, run: list[tuple[int, Snapshot, Policy]]) -> _Stored:
             )
             rows.update(((row.source, row.external_key), row) for row in session.scalars(query))
     ids = sorted(row.id for row in rows.values())
-    decisions: dict[int, StoredDecision] = {}
-    marks: dict[int, dict[tuple[str, int], TargetMark]] = defaultdict(dict)
-    pending: dict[int, list[OutboxItem]] = defaultdict(list)
+    decisions: set[int] = set()
+    marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]] = defaultdict(dict)
+    pending: dict[int, list[_Pending]] = defaultdict(list)
+    # Plain rows, not ORM objects: what changes is written back in bulk (``_apply_run``).
     for chunk_ids in _chunks(ids):
         decisions.update(
-            (d.ticket_id, d)
-            for d in session.scalars(
-                select(StoredDecision).where(StoredDecision.ticket_id.in_(chunk_ids))
+            session.scalars(
+                select(StoredDecision.ticket_id).where(StoredDecision.ticket_id.in_(chunk_ids))
             )
         )
-        for mark in session.scalars(select(TargetMark).where(TargetMark.ticket_id.in_(chunk_ids))):
-            marks[mark.ticket_id][(mark.target, mark.threshold_permille)] = mark
-        for item in session.scalars(
-            select(OutboxItem)
+        for ticket_id, target, permille, at, cycle in session.execute(
+            select(
+                TargetMark.ticket_id,
+                TargetMark.target,
+                TargetMark.threshold_permille,
+                TargetMark.at,
+                TargetMark.cycle_started_at,
+            ).where(TargetMark.ticket_id.in_(chunk_ids))
+        ):
+            marks[ticket_id][(target, permille)] = (at, cycle)
+        for item_id, ticket_id, target_system, kind, payload in session.execute(
+            select(
+                OutboxItem.id,
+                OutboxItem.ticket_id,
+                OutboxItem.target_system,
+                OutboxItem.kind,
+                OutboxItem.payload,
+            )
             .where(OutboxItem.ticket_id.in_(chunk_ids), OutboxItem.done_at.is_(None))
             .order_by(OutboxItem.id)
         ):
-            assert item.ticket_id is not None
-            pending[item.ticket_id].append(item)
+            pending[ticket_id].append(_Pending(item_id, target_system, kind, payload))
     # Status history: the keys already stored, and the entries derive_from_history reads.
     with_history = {
         rows[(s.source, s.external_key)].id: s
@@ -285,9 +314,29 @@ def _apply_run(
                 )
             )
     # Writes: the new tickets first (their ids), then everything that hangs on them.
-    new_rows = [plan.row for plan in planned if plan.outcome == "created"]
-    session.add_all(new_rows)
-    session.flush()  # the new tickets get their ids; the changed rows are updated
+    # The stored tickets are written back in bulk, not by the ORM row by row.
+    changed = [
+        {"b_key": plan.row.id, **_row_values(plan.row)}
+        for plan in planned
+        if plan.outcome != "created"
+    ]
+    for row in stored.rows.values():
+        session.expunge(row)
+    session.add_all([plan.row for plan in planned if plan.outcome == "created"])
+    session.flush()  # the new tickets get their ids
+    updates: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+    updates[_TICKETS] = changed
+    deletes: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+    for plan in planned:
+        for table, values in plan.updates:
+            updates[table].append(values)
+        for table, keys in plan.deletes:
+            deletes[table].append(keys)
+    for table, table_rows in updates.items():
+        for same in _same_keys(table_rows):
+            session.execute(table.update().where(_where_key(table)), same)
+    for table, table_rows in deletes.items():
+        session.execute(table.delete().where(_where_key(table)), table_rows)
     inserts: dict[Any, list[dict[str, Any]]] = {table: [] for table in _DEPENDENTS}
     results: list[tuple[_Planned, list[str], list[str]]] = []
     for plan in planned:
@@ -326,6 +375,7 @@ def _apply_run(
     return done
 
 
+_TICKETS = cast(Table, StoredTicket.__table__)
 _EVENTS = cast(Table, TicketEvent.__table__)
 _DEPENDENTS = (
     _EVENTS,
@@ -334,6 +384,38 @@ _DEPENDENTS = (
     cast(Table, OutboxItem.__table__),
 )
 """The tables a ticket's id is written into, inserted in bulk (multi-row statements)."""
+
+
+def _mark_key(ticket_id: int, target: str, permille: int) -> dict[str, Any]:
+    return {"b_ticket": ticket_id, "b_target": target, "b_permille": permille}
+
+
+def _where_key(table: Table) -> Any:
+    """The row a bulk update or delete parameter set names (``b_*`` parameters)."""
+    if table is _DEPENDENTS[2]:
+        return and_(
+            table.c.ticket_id == bindparam("b_ticket"),
+            table.c.target == bindparam("b_target"),
+            table.c.threshold_permille == bindparam("b_permille"),
+        )
+    if table is _DEPENDENTS[1]:
+        return table.c.ticket_id == bindparam("b_key")
+    return table.c.id == bindparam("b_key")
+
+
+def _row_values(row: StoredTicket) -> dict[str, Any]:
+    """A stored ticket's columns as ``_apply`` and the history left them."""
+    return {
+        column.key: getattr(row, column.key) for column in _TICKETS.columns if column.key != "id"
+    }
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The rows grouped by the columns they set (one multi-row statement per group)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for values in rows:
+        groups[tuple(values)].append(values)
+    yield from groups.values()
 
 
 def _values(entry: TicketEvent, ticket_id: int) -> dict[str, Any]:
@@ -487,12 +569,10 @@ def _plan_decision(
     values["tags"] = list(decision.tags)
     values["notes"] = list(decision.notes)
     values["evaluated_at"] = now
-    kept = stored.decisions.get(row.id) if row.id is not None else None
-    if kept is None:
-        plan.needs_id.append((_DEPENDENTS[1], values))
+    if row.id is not None and row.id in stored.decisions:
+        plan.updates.append((_DEPENDENTS[1], {"b_key": row.id, **values}))
     else:
-        for name, value in values.items():
-            setattr(kept, name, value)
+        plan.needs_id.append((_DEPENDENTS[1], values))
     marks = decision_marks(engine_ticket(row), policy, decision, now, service.thresholds)
     existing = dict(stored.marks.get(row.id, {})) if row.id is not None else {}
     for mark in marks:
@@ -508,12 +588,13 @@ def _plan_decision(
             }
             plan.needs_id.append((_DEPENDENTS[2], new_mark))
             continue
-        if found.at != mark.at:
-            found.at = mark.at
-        if found.cycle_started_at != mark.cycle_started_at:
-            found.cycle_started_at = mark.cycle_started_at
-    for gone in existing.values():
-        session.delete(gone)
+        at, cycle = found
+        if at != mark.at or cycle != mark.cycle_started_at:
+            changed = {"at": mark.at, "cycle_started_at": mark.cycle_started_at}
+            keys = _mark_key(row.id, mark.target, mark.threshold_permille)
+            plan.updates.append((_DEPENDENTS[2], {**keys, **changed}))
+    for mark_target, permille in existing:
+        plan.deletes.append((_DEPENDENTS[2], _mark_key(row.id, mark_target, permille)))
 
 
 def _plan_writes(
@@ -550,13 +631,15 @@ def _plan_writes(
             if payload is not None and item.payload == payload:
                 already = True
             else:
-                item.done_at = now
-                item.next_attempt_at = None
-                item.last_error = (
-                    f"{SUPERSEDED}: the helpdesk already shows the value"
+                settled = {
+                    "b_key": item.id,
+                    "done_at": now,
+                    "next_attempt_at": None,
+                    "last_error": f"{SUPERSEDED}: the helpdesk already shows the value"
                     if payload is None
-                    else f"{SUPERSEDED} by a newer write"
-                )
+                    else f"{SUPERSEDED} by a newer write",
+                }
+                plan.updates.append((_DEPENDENTS[3], settled))
         if payload is None or already:
             continue
         owed.append((kind, payload, _idempotency_key(row, kind, payload, snapshot.updated_at)))
