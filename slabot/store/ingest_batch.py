@@ -322,16 +322,29 @@ def _apply_run(
     ]
     for row in stored.rows.values():
         session.expunge(row)
-    session.add_all([plan.row for plan in planned if plan.outcome == "created"])
-    session.flush()  # the new tickets get their ids
+    new_rows = [plan.row for plan in planned if plan.outcome == "created"]
+    if new_rows:
+        # Inserted in their order (executemany), then their ids read back by key: a RETURNING
+        # in parameter order would go row by row on SQLite.
+        session.execute(_TICKETS.insert(), [_row_values(row) for row in new_rows])
+        by_key = {(row.source, row.external_key): row for row in new_rows}
+        for source in {row.source for row in new_rows}:
+            keys = [key for (of, key) in by_key if of == source]
+            for chunk in _chunks(keys):
+                for ticket_id, key in session.execute(
+                    select(_TICKETS.c.id, _TICKETS.c.external_key).where(
+                        _TICKETS.c.source == source, _TICKETS.c.external_key.in_(chunk)
+                    )
+                ):
+                    by_key[(source, key)].id = ticket_id
     updates: dict[Table, list[dict[str, Any]]] = defaultdict(list)
     updates[_TICKETS] = changed
     deletes: dict[Table, list[dict[str, Any]]] = defaultdict(list)
     for plan in planned:
         for table, values in plan.updates:
             updates[table].append(values)
-        for table, keys in plan.deletes:
-            deletes[table].append(keys)
+        for table, key_values in plan.deletes:
+            deletes[table].append(key_values)
     for table, table_rows in updates.items():
         for same in _same_keys(table_rows):
             session.execute(table.update().where(_where_key(table)), same)
