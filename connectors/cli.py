@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,41 @@ def finish_backfill(source: str, failures: Sequence[str], stopped: str | None) -
         )
         return SOME_FAILED
     return 0
+
+
+@contextmanager
+def progress_bar(source: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar on standard error for a backfill: ``update(read, pages)`` after each page.
+    Quiet when standard error is not a terminal (a cron job, a log file): the summary line
+    says it all there. The export does not say how many tickets it holds, so the bar counts
+    and shows the rate."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        desc=f"{source} backfill",
+        unit=f" {unit}",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        dynamic_ncols=True,
+    )
+
+    def update(read: int, pages: int) -> None:
+        bar.update(read - bar.n)
+        bar.set_postfix_str(f"{pages} pages", refresh=False)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def resumed_note(source: str, since: datetime) -> None:
+    """Say on standard error that this backfill went on from where the last one stopped."""
+    print(
+        f"{source}: resumed the backfill since {since:%Y-%m-%d %H:%M} UTC where the last one "
+        "stopped; the counts below are this run's",
+        file=sys.stderr,
+    )
 
 
 def parse_since(text: str) -> datetime:
@@ -147,9 +183,10 @@ def add_backfill_command(commands: Any) -> None:
         help="import a helpdesk's ticket history into the database",
         description="Import every ticket updated since DATE through the helpdesk's "
         "incremental export (Zendesk) or JQL search (Jira) into the database named by "
-        "DATABASE_URL (run `slabot db upgrade` first), evaluating each; polling then "
-        "continues from where it ended. Credentials come from the environment "
-        "(docs/zendesk.md, docs/jira.md).",
+        "DATABASE_URL (run `slabot db upgrade` first), evaluating each, a page per "
+        "transaction; polling then continues from where it ended. An interrupted backfill "
+        "run again with the same --since resumes at the page where it stopped. Credentials "
+        "come from the environment (docs/zendesk.md, docs/jira.md).",
     )
     backfill.add_argument("source", choices=sorted(BACKFILLS), help="the helpdesk")
     backfill.add_argument(

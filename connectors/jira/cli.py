@@ -14,6 +14,8 @@ from connectors.cli import (
     finish_backfill,
     migrated_engine,
     parse_since,
+    progress_bar,
+    resumed_note,
 )
 
 
@@ -44,7 +46,12 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
         )
         client = JiraClient(settings, config)
         poller = JiraPoller(client, JiraSync(client, config, tickets))
-        report = poller.backfill(since)
+        with progress_bar("jira", "issues") as update:
+            report = poller.backfill(
+                since, progress=lambda _, done: update(done.issues, done.pages)
+            )
+        if report.resumed:
+            resumed_note("jira", since)
         print(
             f"jira: {report.issues} issues read in {report.pages} pages since "
             f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.failed} failed, "

@@ -20,6 +20,7 @@ that finds it) or by a backfill; the service's poll job shows the failures on ``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,9 +28,10 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from connectors import resume
 from connectors.common import load_cursor, save_cursor
 from connectors.jira.client import JiraClient, JiraRejectedError, JiraUnavailableError
-from connectors.jira.mapping import SOURCE, PayloadError, issue_id_of, parse_instant
+from connectors.jira.mapping import SOURCE, IssueBundle, PayloadError, issue_id_of, parse_instant
 from connectors.jira.sync import JiraSync
 from slabot.store.events import EventError
 from slabot.store.models import StoredTicket
@@ -39,6 +41,9 @@ from slabot.store.services import IngestError
 log = logging.getLogger(__name__)
 
 STREAM = "issues"
+Progress = Callable[[bool, "PollReport"], None]
+"""Called after each page is applied and the cursor stored, with whether it was the last
+(``slabot backfill``'s bar)."""
 FIRST_POLL_LOOKBACK = timedelta(hours=1)
 """Where the first poll of a fresh database starts (backfill imports anything older)."""
 
@@ -66,6 +71,9 @@ class PollReport:
     """Reached the last page (False: stopped early; the next poll resumes)."""
     error: str | None = None
     errors: list[str] = field(default_factory=list)
+    resumed: bool = False
+    """A backfill that went on from where an interrupted one since the same instant
+    stopped (its counts are this run's)."""
 
 
 def jql_since(watched: str, since: datetime, zone: Any) -> str:
@@ -96,35 +104,134 @@ class JiraPoller:
             )
         return self._run(since, cursor, max_pages)
 
-    def backfill(self, since: datetime, *, max_pages: int | None = None) -> PollReport:
+    def backfill(
+        self,
+        since: datetime,
+        *,
+        max_pages: int | None = None,
+        progress: Progress | None = None,
+    ) -> PollReport:
         """Import every watched issue updated since ``since``; polling continues from its
-        end."""
-        return self._run(since, load_cursor(self.engine, SOURCE, STREAM), max_pages)
+        end.
 
-    def _run(self, since: datetime, cursor: str | None, max_pages: int | None) -> PollReport:
+        A backfill since the same instant that stopped before the end (Jira or the database
+        unreachable, the process ended) resumes from the ``updated`` time of the newest
+        issue it applied (``connectors.resume``; what it brings back again is skipped as
+        already applied); ``PollReport.resumed`` says so."""
+        mark = resume.resumable(self.engine, SOURCE, STREAM, since)
+
+        def page_done(last: bool, report: PollReport) -> None:
+            if report.cursor is not None:
+                done = resume.BackfillMark(since, report.cursor, last)
+                resume.remember(self.engine, SOURCE, STREAM, done, self.sync.tickets.now())
+            if progress is not None:
+                progress(last, report)
+
+        cursor = load_cursor(self.engine, SOURCE, STREAM)
+        if mark is not None:
+            log.info("resuming the Jira backfill since %s from %s", since, mark.cursor)
+            report = self._run(datetime.fromisoformat(mark.cursor), cursor, max_pages, page_done)
+            report.resumed = True
+            return report
+        return self._run(since, cursor, max_pages, page_done)
+
+    def _run(
+        self,
+        since: datetime,
+        cursor: str | None,
+        max_pages: int | None,
+        progress: Progress | None = None,
+    ) -> PollReport:
         report = PollReport(cursor=cursor)
         newest = datetime.fromisoformat(cursor) if cursor else None
         try:
             report.jql = jql_since(self.config.watched_jql(), since, self.client.account_zone())
             for page in self.client.pages(report.jql, max_results=self.config.page_size):
                 report.pages += 1
-                applied = self._applied_at(_readable_ids(page.issues))
-                for issue in page.issues:
-                    report.issues += 1
-                    updated = self._apply(issue, applied, report)
-                    if updated is not None and (newest is None or updated > newest):
-                        newest = updated
+                updated = self._apply_page(page.issues, report)
+                if updated is not None and (newest is None or updated > newest):
+                    newest = updated
                 if newest is not None and newest.isoformat() != report.cursor:
                     report.cursor = newest.isoformat()
                     save_cursor(self.engine, SOURCE, STREAM, report.cursor, self.sync.tickets.now())
                 if page.next_page_token is None:
                     report.complete = True
+                if progress is not None:
+                    progress(report.complete, report)
                 if max_pages is not None and report.pages >= max_pages:
                     break
         except JiraUnavailableError as error:
             report.error = str(error)
             log.warning("Jira poll stopped: %s; the next poll resumes from the cursor", error)
         return report
+
+    def _apply_page(self, issues: list[dict[str, Any]], report: PollReport) -> datetime | None:
+        """Apply a page of issues from the search: each one's changelog read, then the
+        page's issues applied together (``JiraSync.apply_many``: one transaction), each
+        counted in the page's order. The newest ``updated`` time that counts for the cursor
+        (applied now, or before). Jira or the database unreachable while reading: what was
+        read is applied, then the poll stops (the cursor stays before this page)."""
+        applied = self._applied_at(_readable_ids(issues))
+        newest: datetime | None = None
+        bundles: list[IssueBundle] = []
+        steps: list[tuple[str, datetime | None, Exception | None]] = []
+        """Per issue read, in order: its name, ``updated``, and the error that kept it
+        out before it could be applied (None: it is among ``bundles``)."""
+        stopped: Exception | None = None
+        for issue in issues:
+            report.issues += 1
+            try:
+                issue_id = issue_id_of(issue)
+                fields = issue.get("fields") or {}
+                updated = parse_instant(fields.get("updated"), f"Jira issue {issue_id}: updated")
+            except PayloadError as error:
+                steps.append(("", None, error))
+                continue
+            if updated is not None and applied.get(issue_id, datetime.min.replace(tzinfo=UTC)) >= (
+                updated
+            ):
+                report.already += 1
+                newest = _later(newest, updated)
+                continue
+            name = str(issue.get("key") or issue_id)
+            try:
+                bundles.append(self.sync.client.fetch(issue_id, issue))
+            except (JiraUnavailableError, DatabaseUnavailableError) as error:
+                stopped = error
+                break
+            except Exception as error:
+                steps.append((name, updated, error))
+                continue
+            steps.append((name, updated, None))
+        outcomes = iter(self.sync.apply_many(bundles) if bundles else ())
+        for name, updated, refused in steps:
+            if not name:
+                assert refused is not None
+                report.failed += 1
+                report.errors.append(str(refused))
+                log.error("Jira search returned an issue slabot cannot read: %s", refused)
+                continue
+            newest = _later(newest, updated)
+            outcome = refused if refused is not None else next(outcomes)
+            if isinstance(outcome, Exception):
+                self._count(report, name, outcome)
+                continue
+            report.applied += 1
+            report.enqueued += len(outcome.enqueued)
+        if stopped is not None:
+            raise stopped
+        return newest
+
+    def _count(self, report: PollReport, issue: str, error: Exception) -> None:
+        """Count an issue that was not applied; raise what is not the issue's fault."""
+        if isinstance(error, (JiraUnavailableError, DatabaseUnavailableError)):
+            raise error  # not this issue's fault: the poll stops and resumes from the cursor
+        if isinstance(error, (PayloadError, IngestError, EventError, JiraRejectedError)):
+            self._failed(report, issue, str(error))
+            return
+        # One bad issue never stops the poll; the trace is logged.
+        log.error("Jira issue %s: unexpected error", issue, exc_info=error)
+        self._failed(report, issue, f"unexpected {type(error).__name__}: {error}")
 
     def _applied_at(self, issue_ids: list[str]) -> dict[str, datetime]:
         """The ``updated`` time the store holds for each of ``issue_ids``."""
@@ -138,45 +245,16 @@ class JiraPoller:
             ).all()
         return {key: at for key, at in rows if at is not None}
 
-    def _apply(
-        self, issue: dict[str, Any], applied: dict[str, datetime], report: PollReport
-    ) -> datetime | None:
-        """Apply one issue from the search; its ``updated`` time when it counts for the
-        cursor (applied now, or before)."""
-        try:
-            issue_id = issue_id_of(issue)
-            fields = issue.get("fields") or {}
-            updated = parse_instant(fields.get("updated"), f"Jira issue {issue_id}: updated")
-        except PayloadError as error:
-            report.failed += 1
-            report.errors.append(str(error))
-            log.error("Jira search returned an issue slabot cannot read: %s", error)
-            return None
-        if updated is not None and applied.get(issue_id, datetime.min.replace(tzinfo=UTC)) >= (
-            updated
-        ):
-            report.already += 1
-            return updated
-        name = str(issue.get("key") or issue_id)
-        try:
-            result = self.sync.sync_issue(issue_id, issue)
-        except (JiraUnavailableError, DatabaseUnavailableError):
-            raise  # not this issue's fault: the poll stops and resumes from the cursor
-        except (PayloadError, IngestError, EventError, JiraRejectedError) as error:
-            self._failed(report, name, str(error))
-            return updated
-        except Exception as error:  # one bad issue never stops the poll; the trace is logged
-            log.exception("Jira issue %s: unexpected error", name)
-            self._failed(report, name, f"unexpected {type(error).__name__}: {error}")
-            return updated
-        report.applied += 1
-        report.enqueued += len(result.enqueued)
-        return updated
-
     def _failed(self, report: PollReport, issue: str, reason: str) -> None:
         report.failed += 1
         report.errors.append(f"issue {issue}: {reason}")
         log.error("Jira issue %s not applied: %s", issue, reason)
+
+
+def _later(newest: datetime | None, updated: datetime | None) -> datetime | None:
+    if updated is None:
+        return newest
+    return updated if newest is None or updated > newest else newest
 
 
 def _readable_ids(issues: list[dict[str, Any]]) -> list[str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Any
@@ -48,7 +48,8 @@ from connectors.jira.mapping import (
 from slabot.store.db import for_writing
 from slabot.store.events import EventService
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket
-from slabot.store.services import TicketService, engine_ticket
+from slabot.store.retry import DatabaseUnavailableError
+from slabot.store.services import IngestResult, TicketService, engine_ticket
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,37 @@ class JiraSync:
         """Fetch the issue's authoritative state and apply it."""
         return self.apply(self.client.fetch(issue_id, issue))
 
+    def apply_many(self, bundles: Sequence[IssueBundle]) -> list[SyncResult | Exception]:
+        """``apply`` for a page of issues: mapped one by one, ingested together
+        (``TicketService.ingest_many``: one transaction, to the same stored state), then per
+        issue each agent's priority change not applied yet and the due fields Jira is owed.
+        Per bundle, in order, its result or the exception that kept it out (the others are
+        applied all the same); ``DatabaseUnavailableError`` is raised."""
+        outcomes: list[SyncResult | Exception | None] = [None] * len(bundles)
+        mapped_ones: list[tuple[int, Mapped]] = []
+        for index, bundle in enumerate(bundles):
+            try:
+                mapped = map_issue(bundle, self.config)
+            except Exception as error:  # this issue's outcome, as apply would raise it
+                outcomes[index] = error
+                continue
+            for warning in mapped.warnings:
+                self.warnings += 1
+                log.warning("%s", warning)
+            mapped_ones.append((index, mapped))
+        ingested = self.tickets.ingest_many([mapped.snapshot for _, mapped in mapped_ones])
+        for (index, mapped), result in zip(mapped_ones, ingested, strict=True):
+            if isinstance(result, Exception):
+                outcomes[index] = result
+                continue
+            try:
+                outcomes[index] = self._after_ingest(mapped, result)
+            except DatabaseUnavailableError:
+                raise
+            except Exception as error:
+                outcomes[index] = error
+        return [outcome for outcome in outcomes if outcome is not None]
+
     def apply(self, bundle: IssueBundle) -> SyncResult:
         """Map the issue and ingest it: one transaction stores the snapshot and the statuses
         its changelog shows (pauses, solves, reopenings, each at its changelog entry's
@@ -113,9 +145,13 @@ class JiraSync:
         for warning in mapped.warnings:
             self.warnings += 1
             log.warning("%s", warning)
+        return self._after_ingest(mapped, self.tickets.ingest(mapped.snapshot))
+
+    def _after_ingest(self, mapped: Mapped, result: IngestResult) -> SyncResult:
+        """Each agent's priority change not applied yet and the due fields owed, once the
+        snapshot is stored."""
         snapshot = mapped.snapshot
         name = f"{SOURCE}:{snapshot.external_key}"
-        result = self.tickets.ingest(snapshot)
         if result.outcome == "stale":
             return SyncResult(name, "stale", (), (), mapped.warnings)
         enqueued = list(result.enqueued)

@@ -14,6 +14,8 @@ from connectors.cli import (
     finish_backfill,
     migrated_engine,
     parse_since,
+    progress_bar,
+    resumed_note,
 )
 
 __all__ = ["BackfillError", "backfill", "parse_since"]
@@ -46,7 +48,12 @@ def backfill(args: argparse.Namespace, environ: Mapping[str, str] | None = None)
         )
         client = ZendeskClient(settings)
         poller = ZendeskPoller(client, ZendeskSync(client, config, tickets))
-        report = poller.backfill(since)
+        with progress_bar("zendesk", "tickets") as update:
+            report = poller.backfill(
+                since, progress=lambda _, done: update(done.tickets, done.pages)
+            )
+        if report.resumed:
+            resumed_note("zendesk", since)
         print(
             f"zendesk: {report.tickets} tickets read in {report.pages} pages since "
             f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.failed} failed, "

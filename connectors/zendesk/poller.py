@@ -17,12 +17,25 @@ A ticket deleted now (status ``deleted``) is not ingested: counted in ``skipped`
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from connectors import resume
 from connectors.common import load_cursor, save_cursor
-from connectors.zendesk.client import ZendeskClient, ZendeskRejectedError, ZendeskUnavailableError
-from connectors.zendesk.mapping import DELETED, SOURCE, DeletedTicketError, PayloadError
+from connectors.zendesk.client import (
+    ExportPage,
+    ZendeskClient,
+    ZendeskRejectedError,
+    ZendeskUnavailableError,
+)
+from connectors.zendesk.mapping import (
+    DELETED,
+    SOURCE,
+    DeletedTicketError,
+    PayloadError,
+    TicketBundle,
+)
 from connectors.zendesk.sync import ZendeskSync
 from slabot.store.events import EventError
 from slabot.store.retry import DatabaseUnavailableError
@@ -31,6 +44,8 @@ from slabot.store.services import IngestError
 log = logging.getLogger(__name__)
 
 STREAM = "tickets"
+Progress = Callable[[ExportPage, "PollReport"], None]
+"""Called after each page is applied and its cursor stored (``slabot backfill``'s bar)."""
 FIRST_POLL_LOOKBACK = timedelta(hours=1)
 """Where the first poll of a fresh database starts (backfill imports anything older)."""
 
@@ -53,6 +68,13 @@ class PollReport:
     """Reached the end of the stream (False: stopped early; the next poll resumes)."""
     error: str | None = None
     errors: list[str] = field(default_factory=list)
+    resumed: bool = False
+    """A backfill that went on from where an interrupted one since the same instant
+    stopped (its counts are this run's)."""
+
+
+class _NoId(Exception):
+    """A ticket of the export that cannot be read at all (reported, never raised)."""
 
 
 class ZendeskPoller:
@@ -70,24 +92,54 @@ class ZendeskPoller:
             return self._run(None, self.sync.tickets.now() - FIRST_POLL_LOOKBACK, max_pages)
         return self._run(cursor, None, max_pages)
 
-    def backfill(self, since: datetime, *, max_pages: int | None = None) -> PollReport:
-        """Import every ticket updated since ``since``; the poller continues from its end."""
-        return self._run(None, since, max_pages)
+    def backfill(
+        self,
+        since: datetime,
+        *,
+        max_pages: int | None = None,
+        progress: Progress | None = None,
+    ) -> PollReport:
+        """Import every ticket updated since ``since``; the poller continues from its end.
 
-    def _run(self, cursor: str | None, since: datetime | None, max_pages: int | None) -> PollReport:
+        A backfill since the same instant that stopped before the end (Zendesk or the
+        database unreachable, the process ended) resumes at the first page it did not
+        apply to its end (``connectors.resume``); ``PollReport.resumed`` says so."""
+        mark = resume.resumable(self.engine, SOURCE, STREAM, since)
+
+        def page_done(page: ExportPage, report: PollReport) -> None:
+            if page.after_cursor:
+                done = resume.BackfillMark(since, page.after_cursor, page.end_of_stream)
+                resume.remember(self.engine, SOURCE, STREAM, done, self.sync.tickets.now())
+            if progress is not None:
+                progress(page, report)
+
+        if mark is not None:
+            log.info("resuming the Zendesk backfill since %s from its last page", since)
+            report = self._run(mark.cursor, None, max_pages, page_done)
+            report.resumed = True
+            return report
+        return self._run(None, since, max_pages, page_done)
+
+    def _run(
+        self,
+        cursor: str | None,
+        since: datetime | None,
+        max_pages: int | None,
+        progress: Progress | None = None,
+    ) -> PollReport:
         report = PollReport(cursor=cursor)
         try:
             for page in self.client.export(cursor=cursor, start_time=since):
                 report.pages += 1
-                for ticket in page.tickets:
-                    report.tickets += 1
-                    self._apply(ticket, report)
+                self._apply_page(page.tickets, report)
                 if page.after_cursor:
                     save_cursor(
                         self.engine, SOURCE, STREAM, page.after_cursor, self.sync.tickets.now()
                     )
                     report.cursor = page.after_cursor
                 report.complete = page.end_of_stream
+                if progress is not None:
+                    progress(page, report)
                 if max_pages is not None and report.pages >= max_pages:
                     break
         except ZendeskUnavailableError as error:
@@ -95,30 +147,58 @@ class ZendeskPoller:
             log.warning("Zendesk poll stopped: %s; the next poll resumes from the cursor", error)
         return report
 
-    def _apply(self, ticket: dict[str, object], report: PollReport) -> None:
-        raw_id = ticket.get("id")
-        if str(ticket.get("status") or "").strip().lower() == DELETED:
-            report.skipped += 1
-            return
-        if not isinstance(raw_id, int) or isinstance(raw_id, bool):
-            self._failed(report, repr(raw_id)[:40], "the export shows no numeric ticket id")
-            return
-        try:
-            result = self.sync.sync_ticket(raw_id, ticket)
-        except DeletedTicketError:
+    def _apply_page(self, tickets: list[dict[str, object]], report: PollReport) -> None:
+        """Read each ticket's audits and people, then apply the page's tickets together
+        (``ZendeskSync.apply_many``: one transaction for the page), each counted in the
+        page's order. Zendesk or the database unreachable while reading: what was read is
+        applied, then the poll stops (the cursor stays before this page)."""
+        bundles: list[TicketBundle] = []
+        steps: list[tuple[str, Exception | None]] = []
+        """Per ticket read, in order: its id, and the error that kept it out before it
+        could be applied (None: it is among ``bundles``)."""
+        stopped: Exception | None = None
+        for ticket in tickets:
+            report.tickets += 1
+            raw_id = ticket.get("id")
+            if str(ticket.get("status") or "").strip().lower() == DELETED:
+                report.skipped += 1
+                continue
+            if not isinstance(raw_id, int) or isinstance(raw_id, bool):
+                steps.append((repr(raw_id)[:40], _NoId("the export shows no numeric ticket id")))
+                continue
+            try:
+                bundles.append(self.sync.client.fetch(raw_id, ticket))
+            except (ZendeskUnavailableError, DatabaseUnavailableError) as error:
+                stopped = error
+                break
+            except Exception as error:
+                steps.append((str(raw_id), error))
+                continue
+            steps.append((str(raw_id), None))
+        outcomes = iter(self.sync.apply_many(bundles) if bundles else ())
+        for name, refused in steps:
+            outcome = refused if refused is not None else next(outcomes)
+            if isinstance(outcome, Exception):
+                self._count(report, name, outcome)
+                continue
+            report.applied += 1
+            report.enqueued += len(outcome.enqueued)
+        if stopped is not None:
+            raise stopped
+
+    def _count(self, report: PollReport, ticket: str, error: Exception) -> None:
+        """Count a ticket that was not applied; raise what is not the ticket's fault."""
+        if isinstance(error, DeletedTicketError):
             report.skipped += 1  # deleted between the export and the read
-            return
-        except (ZendeskUnavailableError, DatabaseUnavailableError):
-            raise  # not this ticket's fault: the poll stops and resumes from the cursor
-        except (PayloadError, IngestError, EventError, ZendeskRejectedError) as error:
-            self._failed(report, str(raw_id), str(error))
-            return
-        except Exception as error:  # one bad ticket never stops the poll; the trace is logged
-            log.exception("Zendesk ticket %s: unexpected error", raw_id)
-            self._failed(report, str(raw_id), f"unexpected {type(error).__name__}: {error}")
-            return
-        report.applied += 1
-        report.enqueued += len(result.enqueued)
+        elif isinstance(error, (ZendeskUnavailableError, DatabaseUnavailableError)):
+            raise error  # not this ticket's fault: the poll stops and resumes from the cursor
+        elif isinstance(
+            error, (_NoId, PayloadError, IngestError, EventError, ZendeskRejectedError)
+        ):
+            self._failed(report, ticket, str(error))
+        else:  # one bad ticket never stops the poll; the trace is logged
+            log.error("Zendesk ticket %s: unexpected error", ticket, exc_info=error)
+            self._failed(report, ticket, f"unexpected {type(error).__name__}: {error}")
 
     def _failed(self, report: PollReport, ticket: str, reason: str) -> None:
         report.failed += 1

@@ -23,16 +23,17 @@ applied then is not applied again, but no longer written: the history's key says
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.common import AgentPriorityChange, AgentReclassifications
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
-from connectors.zendesk.mapping import SOURCE, TicketBundle, map_ticket
+from connectors.zendesk.mapping import SOURCE, Mapped, TicketBundle, map_ticket
 from slabot.store.events import EventService
-from slabot.store.services import SET_DUE_FIELDS, TicketService
+from slabot.store.retry import DatabaseUnavailableError
+from slabot.store.services import SET_DUE_FIELDS, IngestResult, TicketService
 
 __all__ = ["RECLASSIFICATION_SOURCE", "SET_DUE_FIELDS", "SyncResult", "ZendeskSync"]
 
@@ -88,6 +89,37 @@ class ZendeskSync:
         """Fetch the ticket's authoritative state and apply it."""
         return self.apply(self.client.fetch(ticket_id, ticket))
 
+    def apply_many(self, bundles: Sequence[TicketBundle]) -> list[SyncResult | Exception]:
+        """``apply`` for a page of tickets: mapped one by one, ingested together
+        (``TicketService.ingest_many``: one transaction, to the same stored state), then
+        each agent's priority change not applied yet. Per bundle, in order, its result or
+        the exception that kept it out (the others are applied all the same);
+        ``DatabaseUnavailableError`` is raised."""
+        outcomes: list[SyncResult | Exception | None] = [None] * len(bundles)
+        mapped_ones: list[tuple[int, Mapped]] = []
+        for index, bundle in enumerate(bundles):
+            try:
+                mapped = map_ticket(bundle, self.config)
+            except Exception as error:  # this ticket's outcome, as apply would raise it
+                outcomes[index] = error
+                continue
+            for warning in mapped.warnings:
+                self.warnings += 1
+                log.warning("%s", warning)
+            mapped_ones.append((index, mapped))
+        ingested = self.tickets.ingest_many([mapped.snapshot for _, mapped in mapped_ones])
+        for (index, mapped), result in zip(mapped_ones, ingested, strict=True):
+            if isinstance(result, Exception):
+                outcomes[index] = result
+                continue
+            try:
+                outcomes[index] = self._after_ingest(mapped, result)
+            except DatabaseUnavailableError:
+                raise
+            except Exception as error:
+                outcomes[index] = error
+        return [outcome for outcome in outcomes if outcome is not None]
+
     def apply(self, bundle: TicketBundle) -> SyncResult:
         """Map the ticket and ingest it: one transaction stores the snapshot, the statuses
         its audits show (pauses, solves, reopenings) and the writes Zendesk is owed,
@@ -96,9 +128,12 @@ class ZendeskSync:
         for warning in mapped.warnings:
             self.warnings += 1
             log.warning("%s", warning)
+        return self._after_ingest(mapped, self.tickets.ingest(mapped.snapshot))
+
+    def _after_ingest(self, mapped: Mapped, result: IngestResult) -> SyncResult:
+        """Each agent's priority change not applied yet, once the snapshot is stored."""
         snapshot = mapped.snapshot
         name = f"{SOURCE}:{snapshot.external_key}"
-        result = self.tickets.ingest(snapshot)
         if result.outcome == "stale":
             return SyncResult(name, "stale", (), (), mapped.warnings)
         reclassified = self.reclassifications.apply(

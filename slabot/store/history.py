@@ -102,6 +102,15 @@ def derive_from_history(session: Session, row: StoredTicket, policy: Policy) -> 
         .where(TicketEvent.ticket_id == row.id, TicketEvent.kind.in_(STATUS_KINDS))
         .order_by(TicketEvent.occurred_at, TicketEvent.id)
     ).all()
+    derive_from_facts(row, policy, [(kind, at, payload) for kind, at, payload in facts])
+
+
+def derive_from_facts(
+    row: StoredTicket, policy: Policy, facts: Iterable[tuple[str, datetime, Any]]
+) -> None:
+    """``derive_from_history`` over the status entries given, ``(kind, occurred_at,
+    payload)`` in time order (ties: in the order they were appended), as the database
+    returns them: what a batched ingest uses, which read the stored ones in bulk."""
     pausing = policy.spec.clocks.pausing_statuses
     spans: list[list[datetime | None]] = []
     status: str | None = None

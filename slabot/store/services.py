@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -288,6 +288,16 @@ class TicketService:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def ingest_many(self, snapshots: Sequence[Snapshot]) -> list[IngestResult | Exception]:
+        """Apply many snapshots (a page of a backfill or a poll) in one transaction, to the
+        state ``ingest`` one by one would leave: per snapshot its result, or the exception
+        that kept it out (``IngestError``...), the others stored all the same.
+        ``DatabaseUnavailableError`` is raised: then nothing of the batch was stored.
+        See ``slabot.store.ingest_batch``."""
+        from slabot.store.ingest_batch import ingest_many
+
+        return ingest_many(self, snapshots)
+
     def _policy(self, snapshot: Snapshot) -> Policy:
         policy = self.policies.get(snapshot.policy)
         if policy is None:
@@ -387,41 +397,26 @@ class TicketService:
         the outbox, so a later ingest of the same ticket (a poll, a redelivery, another
         replica, a recompute) finds it and stays quiet. Returns the notes owed now (the
         caller logs each once)."""
-        unplaced = list(decision.unknown_values)
-        if decision.unknown_plan is not None:
-            unplaced.insert(0, ("plan", decision.unknown_plan))
-        if not unplaced:
+        notes = unplaced_notes(row, policy, decision)
+        if not notes:
             return []
-        prefix = f"{row.source}:{row.external_key}:add_note:unknown-"
-        keys = {(name, value): f"{prefix}{name}:{value}"[:255] for name, value in unplaced}
         known = set(
             session.scalars(
                 select(OutboxItem.idempotency_key).where(
-                    OutboxItem.idempotency_key.in_(list(keys.values()))
+                    OutboxItem.idempotency_key.in_([key for key, _, _ in notes])
                 )
             )
         )
         owed = []
-        for (name, value), key in keys.items():
+        for key, note, payload in notes:
             if key in known:
                 continue
-            if name == "plan":
-                note, tag = decision.unknown_plan_note, policy.spec.unknown_plan_tag
-                until = "Until then"
-            else:
-                field = name.replace("_", " ")
-                note = next((n for n in decision.notes if n.startswith(f"{field} {value!r} ")), "")
-                tag = policy.spec.unknown_value_tag
-                until = "Until the value is corrected"
-            body = f"slabot: {note}." + (
-                f" {until} the ticket carries the tag {tag}." if tag else ""
-            )
             session.add(
                 OutboxItem(
                     target_system=row.source,
                     ticket_id=row.id,
                     kind="add_note",
-                    payload={"internal": True, "body": body, "unknown": {name: value}},
+                    payload=payload,
                     idempotency_key=key,
                     attempts=0,
                     next_attempt_at=now,
@@ -1174,6 +1169,34 @@ def desired_writes(
 
 
 SET_DUE_FIELDS = "set_due_fields"
+
+
+def unplaced_notes(
+    row: StoredTicket, policy: Policy, decision: Decision
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The internal notes ``TicketService.note_unplaced`` owes for what ``decision`` cannot
+    place (an unknown plan first, then each unknown value), whether or not already owed:
+    ``(idempotency key, note, outbox payload)`` each."""
+    unplaced = list(decision.unknown_values)
+    if decision.unknown_plan is not None:
+        unplaced.insert(0, ("plan", decision.unknown_plan))
+    prefix = f"{row.source}:{row.external_key}:add_note:unknown-"
+    keys = {(name, value): f"{prefix}{name}:{value}"[:255] for name, value in unplaced}
+    notes = []
+    for (name, value), key in keys.items():
+        if name == "plan":
+            note, tag = decision.unknown_plan_note, policy.spec.unknown_plan_tag
+            until = "Until then"
+        else:
+            field = name.replace("_", " ")
+            note = next((n for n in decision.notes if n.startswith(f"{field} {value!r} ")), "")
+            tag = policy.spec.unknown_value_tag
+            until = "Until the value is corrected"
+        body = f"slabot: {note}." + (f" {until} the ticket carries the tag {tag}." if tag else "")
+        notes.append((key, note, {"internal": True, "body": body, "unknown": {name: value}}))
+    return notes
+
+
 DUE_FORMATS = ("instant", "date", "local")
 
 

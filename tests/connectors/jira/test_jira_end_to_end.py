@@ -738,3 +738,43 @@ def test_a_refused_change_stays_refused_once_even_when_the_policy_would_now_allo
     assert h.sync.sync_issue("10001").reclassified == ()
     refusals = [e for e in h.history(1, "priority_changed") if e.payload["field"] == "refused"]
     assert len(refusals) == 1 and reclassified(h) == []
+
+
+def test_an_interrupted_backfill_resumes_from_the_newest_issue_it_committed(
+    harness: Harness,
+) -> None:
+    """Each page is one transaction; the process ending in the second page's ingest leaves
+    the first page stored, and the same backfill run again goes on from the newest issue
+    of that page (the overlap it brings back is skipped as already applied)."""
+    h = harness
+    h.sync.config = h.sync.config.model_copy(update={"page_size": 20})
+    for number in range(1, 46):
+        staging_p1(h.fake, number, created_at=START - timedelta(hours=number))
+    since = START - timedelta(days=3)
+    real = h.sync.apply_many
+    calls = [0]
+
+    def dies_on_the_second_page(bundles: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise Killed
+        return real(bundles)
+
+    h.sync.apply_many = dies_on_the_second_page  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        JiraPoller(h.sync.client, h.sync).backfill(since)
+    with Session(h.engine) as session:
+        assert session.scalar(select(func.count()).select_from(StoredTicket)) == 20
+
+    h.sync.apply_many = real  # type: ignore[method-assign]
+    report = JiraPoller(h.sync.client, h.sync).backfill(since)
+    assert report.resumed and report.complete
+    newest_of_first_page = START - timedelta(hours=26)
+    local = newest_of_first_page.astimezone(h.sync.client.account_zone())
+    assert f'updated >= "{local:%Y-%m-%d %H:%M}"' in report.jql
+    assert (report.applied, report.failed) == (25, 0)
+    with Session(h.engine) as session:
+        assert session.scalar(select(func.count()).select_from(StoredTicket)) == 45
+
+    again = JiraPoller(h.sync.client, h.sync).backfill(since)  # finished: from --since
+    assert not again.resumed and again.already == 45

@@ -1,0 +1,659 @@
+"""Many snapshots in one transaction: ``TicketService.ingest_many``, for backfills and polls.
+
+A page of a helpdesk's export (up to 1,000 tickets) is applied as ``TicketService.ingest``
+would apply its snapshots one after the other, to the same stored state, but with the reads
+done in bulk (the tickets locked, their decisions, marks, owed writes, status history and
+the write keys already used: one query each), the engine's decisions made in one pass over
+the page, and the rows written in a few multi-row statements. What a snapshot guarantees
+holds for each one: a stale one changes nothing, one applied twice changes nothing the
+second time, one that cannot be applied stores nothing of itself and is reported with its
+error while the others are stored.
+
+The same ticket twice in a batch: the batch is cut into runs in which each ticket appears
+once, each run reading what the runs before it wrote (same transaction). Anything the bulk
+path does not expect (a constraint violated by a concurrent writer, a bug) rolls the whole
+batch back and it is applied again one snapshot at a time through ``ingest``, so each
+snapshot gets its own outcome or error; only an unreachable database stops the batch
+(``DatabaseUnavailableError``: nothing of it was stored).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy.orm import Session
+
+from bot.compiled import Policy
+from bot.engine import Decision, evaluate
+from bot.errors import SlabotError
+from slabot.store.breaches import decision_marks
+from slabot.store.history import STATUS_KINDS, derive_from_facts, status_entries
+from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TargetMark, TicketEvent
+from slabot.store.retry import DatabaseUnavailableError, with_retry
+
+if TYPE_CHECKING:
+    from slabot.store.services import IngestResult, Snapshot, TicketService
+
+    Ingested = IngestResult | Exception
+
+log = logging.getLogger(__name__)
+
+CHUNK = 500
+"""Values per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits."""
+
+
+@dataclass(slots=True)
+class _Planned:
+    """One snapshot of a run, computed in memory, waiting for the run's writes."""
+
+    index: int
+    snapshot: Snapshot
+    row: StoredTicket
+    outcome: str
+    events: list[TicketEvent]
+    decision: Decision
+    now: datetime
+    needs_id: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
+    """New rows of other tables (decision, marks, owed writes) that take the ticket's id
+    once it has one."""
+    updates: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
+    """Stored rows to change (``b_key``: the row's key), written in bulk."""
+    deletes: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
+    """Stored rows to delete (marks no longer carried), by their key."""
+    writes: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    """Owed writes (kind, payload, idempotency key), pending the check of their keys."""
+    notes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """Unplaced-value notes (key, note, payload), pending the same check."""
+
+
+def ingest_many(service: TicketService, snapshots: Sequence[Snapshot]) -> list[Ingested]:
+    """Per snapshot, in order, its ``IngestResult`` or the exception that kept it out
+    (``IngestError`` for a snapshot that cannot be applied). ``DatabaseUnavailableError``
+    is raised, not returned: the database, not a snapshot, is at fault, and nothing of the
+    batch was stored."""
+    from slabot.store.services import IngestError, _normalized
+
+    results: list[Ingested | None] = [None] * len(snapshots)
+    ready: list[tuple[int, Snapshot, Policy]] = []
+    for index, snapshot in enumerate(snapshots):
+        try:
+            normal = _normalized(snapshot)
+            ready.append((index, normal, service._policy(normal)))
+        except IngestError as error:
+            results[index] = error
+    if ready:
+        try:
+            done = with_retry(
+                service.engine,
+                lambda session: _apply_batch(service, session, ready),
+                policy=service.retry,
+                what=f"ingesting a batch of {len(ready)} tickets",
+            )
+        except DatabaseUnavailableError:
+            raise
+        except Exception as error:
+            log.info(
+                "a batch of %d snapshots could not be applied at once (%s: %s); applying "
+                "them one by one",
+                len(ready),
+                type(error).__name__,
+                error,
+            )
+            done = _one_by_one(service, [(index, snapshot) for index, snapshot, _ in ready])
+        else:
+            for index, outcome in done.items():
+                if isinstance(outcome, Exception):
+                    continue
+                # Once per ticket and value (the note's key), after the commit, as ``ingest``.
+                for warning in outcome.warnings:
+                    shown = snapshots[index]
+                    log.warning(
+                        "ticket %s:%s stored: %s", shown.source, shown.external_key, warning
+                    )
+        for index, outcome in done.items():
+            results[index] = outcome
+    assert all(outcome is not None for outcome in results)
+    return [outcome for outcome in results if outcome is not None]
+
+
+def _one_by_one(
+    service: TicketService, snapshots: list[tuple[int, Snapshot]]
+) -> dict[int, Ingested]:
+    """The fallback: each snapshot through ``ingest`` (which logs its warnings itself)."""
+    done: dict[int, Ingested] = {}
+    for index, snapshot in snapshots:
+        try:
+            done[index] = service.ingest(snapshot)
+        except DatabaseUnavailableError:
+            raise
+        except Exception as error:  # this snapshot's outcome; the others go on
+            done[index] = error
+    return done
+
+
+def _runs(
+    ready: list[tuple[int, Snapshot, Policy]],
+) -> Iterator[list[tuple[int, Snapshot, Policy]]]:
+    """Consecutive runs in which each ticket appears at most once (order kept)."""
+    run: list[tuple[int, Snapshot, Policy]] = []
+    seen: set[tuple[str, str]] = set()
+    for item in ready:
+        key = (item[1].source, item[1].external_key)
+        if key in seen:
+            yield run
+            run, seen = [], set()
+        run.append(item)
+        seen.add(key)
+    if run:
+        yield run
+
+
+def _apply_batch(
+    service: TicketService, session: Session, ready: list[tuple[int, Snapshot, Policy]]
+) -> dict[int, Ingested]:
+    done: dict[int, Ingested] = {}
+    for run in _runs(ready):
+        done.update(_apply_run(service, session, run))
+        # The next run reads what this one wrote as ``ingest`` would: from the database.
+        session.expire_all()
+    return done
+
+
+@dataclass(slots=True)
+class _Pending:
+    """An owed write not done yet, as ``enqueue_writes`` reads it."""
+
+    id: int
+    target_system: str
+    kind: str
+    payload: Any
+
+
+@dataclass(slots=True)
+class _Stored:
+    """What the store holds for the tickets of a run, read in bulk before anything moves."""
+
+    rows: dict[tuple[str, str], StoredTicket]
+    decisions: set[int]
+    """The tickets that have a stored decision."""
+    marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]]
+    """Per ticket: (target, threshold) -> (at, cycle start)."""
+    pending: dict[int, list[_Pending]]
+    event_keys: set[tuple[int, str]]
+    facts: dict[int, list[tuple[str, datetime, Any]]]
+
+
+def _read(session: Session, run: list[tuple[int, Snapshot, Policy]]) -> _Stored:
+    """One query per table for the whole run (in chunks of ``CHUNK``): the tickets, locked
+    as ``ingest`` locks its one (``FOR UPDATE``, in id order), and what hangs on them."""
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for _, snapshot, _ in run:
+        by_source[snapshot.source].append(snapshot.external_key)
+    rows: dict[tuple[str, str], StoredTicket] = {}
+    for source, keys in by_source.items():
+        for chunk in _chunks(keys):
+            query = (
+                select(StoredTicket)
+                .where(StoredTicket.source == source, StoredTicket.external_key.in_(chunk))
+                .order_by(StoredTicket.id)
+                .with_for_update()
+            )
+            rows.update(((row.source, row.external_key), row) for row in session.scalars(query))
+    ids = sorted(row.id for row in rows.values())
+    decisions: set[int] = set()
+    marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]] = defaultdict(dict)
+    pending: dict[int, list[_Pending]] = defaultdict(list)
+    # Plain rows, not ORM objects: what changes is written back in bulk (``_apply_run``).
+    for chunk_ids in _chunks(ids):
+        decisions.update(
+            session.scalars(
+                select(StoredDecision.ticket_id).where(StoredDecision.ticket_id.in_(chunk_ids))
+            )
+        )
+        for ticket_id, target, permille, at, cycle in session.execute(
+            select(
+                TargetMark.ticket_id,
+                TargetMark.target,
+                TargetMark.threshold_permille,
+                TargetMark.at,
+                TargetMark.cycle_started_at,
+            ).where(TargetMark.ticket_id.in_(chunk_ids))
+        ):
+            marks[ticket_id][(target, permille)] = (at, cycle)
+        for item_id, ticket_id, target_system, kind, payload in session.execute(
+            select(
+                OutboxItem.id,
+                OutboxItem.ticket_id,
+                OutboxItem.target_system,
+                OutboxItem.kind,
+                OutboxItem.payload,
+            )
+            .where(OutboxItem.ticket_id.in_(chunk_ids), OutboxItem.done_at.is_(None))
+            .order_by(OutboxItem.id)
+        ):
+            pending[ticket_id].append(_Pending(item_id, target_system, kind, payload))
+    # Status history: the keys already stored, and the entries derive_from_history reads.
+    with_history = {
+        rows[(s.source, s.external_key)].id: s
+        for _, s, _ in run
+        if s.status_history and (s.source, s.external_key) in rows
+    }
+    event_keys: set[tuple[int, str]] = set()
+    facts: dict[int, list[tuple[str, datetime, Any]]] = defaultdict(list)
+    history_ids = sorted(with_history)
+    wanted = sorted({c.key for s in with_history.values() for c in s.status_history})
+    for chunk_ids in _chunks(history_ids):
+        for chunk_keys in _chunks(wanted):
+            event_keys.update(
+                (ticket_id, key)
+                for ticket_id, key in session.execute(
+                    select(TicketEvent.ticket_id, TicketEvent.event_key).where(
+                        TicketEvent.ticket_id.in_(chunk_ids),
+                        TicketEvent.event_key.in_(chunk_keys),
+                    )
+                )
+                if key
+            )
+        for ticket_id, kind, at, payload in session.execute(
+            select(
+                TicketEvent.ticket_id,
+                TicketEvent.kind,
+                TicketEvent.occurred_at,
+                TicketEvent.payload,
+            )
+            .where(TicketEvent.ticket_id.in_(chunk_ids), TicketEvent.kind.in_(STATUS_KINDS))
+            .order_by(TicketEvent.ticket_id, TicketEvent.occurred_at, TicketEvent.id)
+        ):
+            facts[ticket_id].append((kind, at, payload))
+    return _Stored(rows, decisions, marks, pending, event_keys, facts)
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield list(values[start : start + CHUNK])
+
+
+def _as_stored(at: datetime) -> datetime:
+    """An instant as the database hands it back (``UTCDateTime``: in UTC)."""
+    return at.astimezone(UTC)
+
+
+def _apply_run(
+    service: TicketService, session: Session, run: list[tuple[int, Snapshot, Policy]]
+) -> dict[int, Ingested]:
+    """``TicketService._ingest`` for each snapshot of a run (each ticket once), its reads
+    answered from ``_read``, its writes made together at the end."""
+    from slabot.store.services import IngestResult
+
+    stored = _read(session, run)
+    done: dict[int, Ingested] = {}
+    planned: list[_Planned] = []
+    with session.no_autoflush:
+        for index, snapshot, policy in run:
+            plan = _plan(service, session, stored, index, snapshot, policy)
+            if isinstance(plan, Exception):
+                done[index] = plan
+            elif isinstance(plan, _Planned):
+                planned.append(plan)
+            else:
+                done[index] = plan  # stale
+        # The write keys already used, in bulk (ingest asks once per write).
+        candidates = [key for plan in planned for _, _, key in plan.writes]
+        candidates += [key for plan in planned for key, _, _ in plan.notes]
+        used: set[str] = set()
+        for chunk in _chunks(sorted(set(candidates))):
+            used.update(
+                session.scalars(
+                    select(OutboxItem.idempotency_key).where(OutboxItem.idempotency_key.in_(chunk))
+                )
+            )
+    # Writes: the new tickets first (their ids), then everything that hangs on them.
+    # The stored tickets are written back in bulk, not by the ORM row by row.
+    changed = [
+        {"b_key": plan.row.id, **_row_values(plan.row)}
+        for plan in planned
+        if plan.outcome != "created"
+    ]
+    for row in stored.rows.values():
+        session.expunge(row)
+    new_rows = [plan.row for plan in planned if plan.outcome == "created"]
+    if new_rows:
+        # Inserted in their order (executemany), then their ids read back by key: a RETURNING
+        # in parameter order would go row by row on SQLite.
+        session.execute(_TICKETS.insert(), [_row_values(row) for row in new_rows])
+        by_key = {(row.source, row.external_key): row for row in new_rows}
+        for source in {row.source for row in new_rows}:
+            keys = [key for (of, key) in by_key if of == source]
+            for chunk in _chunks(keys):
+                for ticket_id, key in session.execute(
+                    select(_TICKETS.c.id, _TICKETS.c.external_key).where(
+                        _TICKETS.c.source == source, _TICKETS.c.external_key.in_(chunk)
+                    )
+                ):
+                    by_key[(source, key)].id = ticket_id
+    updates: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+    updates[_TICKETS] = changed
+    deletes: dict[Table, list[dict[str, Any]]] = defaultdict(list)
+    for plan in planned:
+        for table, values in plan.updates:
+            updates[table].append(values)
+        for table, key_values in plan.deletes:
+            deletes[table].append(key_values)
+    for table, table_rows in updates.items():
+        for same in _same_keys(table_rows):
+            session.execute(table.update().where(_where_key(table)), same)
+    for table, table_rows in deletes.items():
+        session.execute(table.delete().where(_where_key(table)), table_rows)
+    inserts: dict[Any, list[dict[str, Any]]] = {table: [] for table in _DEPENDENTS}
+    results: list[tuple[_Planned, list[str], list[str]]] = []
+    for plan in planned:
+        row = plan.row
+        enqueued: list[str] = []
+        for kind, payload, key in plan.writes:
+            if key in used:
+                continue  # this very write, for this very snapshot, was already made
+            plan.needs_id.append(_owed(row, kind, payload, key, plan.now))
+            enqueued.append(kind)
+        warnings: list[str] = []
+        for key, note, payload in plan.notes:
+            if key in used:
+                continue
+            plan.needs_id.append(_owed(row, "add_note", payload, key, plan.now))
+            warnings.append(note)
+        enqueued.extend("add_note" for _ in warnings)
+        for entry in plan.events:
+            inserts[_EVENTS].append(_values(entry, row.id))
+        for table, values in plan.needs_id:
+            inserts[table].append({**values, "ticket_id": row.id})
+        results.append((plan, enqueued, warnings))
+    # In the order ``ingest`` writes them, so each table's ids come in the same order.
+    for table, table_rows in inserts.items():
+        if table_rows:
+            session.execute(table.insert(), table_rows)
+    for plan, enqueued, warnings in results:
+        done[plan.index] = IngestResult(
+            plan.row.id,
+            plan.outcome,  # type: ignore[arg-type]
+            tuple(e.kind for e in plan.events),
+            plan.decision,
+            tuple(enqueued),
+            tuple(warnings),
+        )
+    return done
+
+
+_TICKETS = cast(Table, StoredTicket.__table__)
+_EVENTS = cast(Table, TicketEvent.__table__)
+_DEPENDENTS = (
+    _EVENTS,
+    cast(Table, StoredDecision.__table__),
+    cast(Table, TargetMark.__table__),
+    cast(Table, OutboxItem.__table__),
+)
+"""The tables a ticket's id is written into, inserted in bulk (multi-row statements)."""
+
+
+def _mark_key(ticket_id: int, target: str, permille: int) -> dict[str, Any]:
+    return {"b_ticket": ticket_id, "b_target": target, "b_permille": permille}
+
+
+def _where_key(table: Table) -> Any:
+    """The row a bulk update or delete parameter set names (``b_*`` parameters)."""
+    if table is _DEPENDENTS[2]:
+        return and_(
+            table.c.ticket_id == bindparam("b_ticket"),
+            table.c.target == bindparam("b_target"),
+            table.c.threshold_permille == bindparam("b_permille"),
+        )
+    if table is _DEPENDENTS[1]:
+        return table.c.ticket_id == bindparam("b_key")
+    return table.c.id == bindparam("b_key")
+
+
+def _row_values(row: StoredTicket) -> dict[str, Any]:
+    """A stored ticket's columns as ``_apply`` and the history left them."""
+    return {
+        column.key: getattr(row, column.key) for column in _TICKETS.columns if column.key != "id"
+    }
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The rows grouped by the columns they set (one multi-row statement per group)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for values in rows:
+        groups[tuple(values)].append(values)
+    yield from groups.values()
+
+
+def _values(entry: TicketEvent, ticket_id: int) -> dict[str, Any]:
+    """A history entry built by the helpers ``ingest`` uses, as the row to insert."""
+    values = {
+        column.key: getattr(entry, column.key) for column in _EVENTS.columns if column.key != "id"
+    }
+    values["ticket_id"] = ticket_id
+    values["payload"] = values["payload"] if values["payload"] is not None else {}
+    return values
+
+
+def _owed(
+    row: StoredTicket, kind: str, payload: dict[str, Any], key: str, now: datetime
+) -> tuple[Table, dict[str, Any]]:
+    """An outbox row, as ``ingest`` owes it (not sent yet, due now)."""
+    values = {
+        "target_system": row.source,
+        "kind": kind,
+        "payload": payload,
+        "idempotency_key": key,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "last_error": None,
+        "created_at": now,
+        "done_at": None,
+    }
+    return _DEPENDENTS[3], values
+
+
+def _plan(
+    service: TicketService,
+    session: Session,
+    stored: _Stored,
+    index: int,
+    snapshot: Snapshot,
+    policy: Policy,
+) -> _Planned | Ingested:
+    """What ``TicketService._ingest`` does to one snapshot, step for step, in memory: the
+    row upserted, the history appended, the decision, its marks and the owed writes; a
+    stale snapshot's result, or the ``IngestError`` of one the engine cannot evaluate (its
+    row is then left as stored)."""
+    from slabot.store.services import (
+        _COPIED_FIELDS,
+        IngestError,
+        IngestResult,
+        _apply,
+        _as_json,
+        _changes,
+        _event,
+        engine_ticket,
+        unplaced_notes,
+    )
+
+    now = service.now()
+    row = stored.rows.get((snapshot.source, snapshot.external_key))
+    if row is not None and row.source_updated_at and snapshot.updated_at < row.source_updated_at:
+        return IngestResult(row.id, "stale", (), None, ())
+    events: list[TicketEvent] = []
+    if row is None:
+        outcome = "created"
+        row = StoredTicket(
+            source=snapshot.source,
+            external_key=snapshot.external_key,
+            first_seen_at=now,
+            paused=[],
+            shown={},
+        )
+        events.append(_event("created", snapshot.created_at, now, payload=_as_json(snapshot)))
+        events.extend(_changes(None, snapshot, now, service.origin))
+    else:
+        events.extend(_changes(row, snapshot, now, service.origin))
+        outcome = "unchanged"
+    before = [getattr(row, name) for name in _COPIED_FIELDS]
+    _apply(row, snapshot, policy)
+    if outcome == "unchanged" and before != [getattr(row, n) for n in _COPIED_FIELDS]:
+        outcome = "updated"
+    row.shown = dict(snapshot.shown)
+    row.shown_at = now
+    row.source_updated_at = max(filter(None, (row.source_updated_at, snapshot.updated_at)))
+    row.updated_at = now
+    if snapshot.status_history:
+        before_history = engine_ticket(row)
+        events.extend(_status_history(stored, row, snapshot, policy, now, events))
+        if outcome == "unchanged" and engine_ticket(row) != before_history:
+            outcome = "updated"
+    try:
+        decision = evaluate(engine_ticket(row), policy, now)
+    except SlabotError as error:
+        if outcome != "created":
+            session.expire(row)  # as the rolled-back transaction of ``ingest`` leaves it
+        return IngestError(f"ticket {snapshot.source}:{snapshot.external_key}: {error}")
+    plan = _Planned(index, snapshot, row, outcome, events, decision, now)
+    _plan_decision(service, session, stored, plan, policy)
+    plan.writes = _plan_writes(service, stored, plan)
+    plan.notes = unplaced_notes(row, policy, decision)
+    return plan
+
+
+def _status_history(
+    stored: _Stored,
+    row: StoredTicket,
+    snapshot: Snapshot,
+    policy: Policy,
+    now: datetime,
+    so_far: list[TicketEvent],
+) -> list[TicketEvent]:
+    """``TicketService._apply_status_history`` over the keys and entries read in bulk: the
+    stored entries, then this snapshot's (``so_far`` and those appended here) in the order
+    ``ingest`` inserts them, which is the order of their ids."""
+    stored_id = row.id
+    known = {key for ticket_id, key in stored.event_keys if ticket_id == stored_id}
+    appended: list[TicketEvent] = []
+    for change in sorted(snapshot.status_history, key=lambda c: c.at):
+        if change.key in known or change.at < row.created_at:
+            continue
+        known.add(change.key)
+        entries = status_entries(row, "status_changed", change.to, change.at, change.actor, now)
+        entries[0].event_key = change.key
+        appended.extend(entries)
+    if appended:
+        facts = list(stored.facts.get(stored_id, ())) if stored_id is not None else []
+        facts += [
+            (entry.kind, _as_stored(entry.occurred_at), entry.payload)
+            for entry in (*so_far, *appended)
+            if entry.kind in STATUS_KINDS
+        ]
+        facts.sort(key=lambda fact: fact[1])  # stable: the stored ones first on a tie
+        derive_from_facts(row, policy, facts)
+    return appended
+
+
+def _plan_decision(
+    service: TicketService, session: Session, stored: _Stored, plan: _Planned, policy: Policy
+) -> None:
+    """``TicketService.store_decision``: the decision row and the marks, only the marks
+    that differ touched."""
+    from slabot.store.services import engine_ticket
+
+    row, decision, now = plan.row, plan.decision, plan.now
+    values: dict[str, Any] = {
+        "priority": decision.priority,
+        "requested_priority": decision.requested_priority,
+        "plan": decision.plan,
+        "commitment": decision.commitment,
+    }
+    for name, target in decision.targets.items():
+        values[f"{name}_due"] = target.due
+        values[f"{name}_state"] = target.state
+    values["next_change_at"] = decision.next_change_at
+    values["tags"] = list(decision.tags)
+    values["notes"] = list(decision.notes)
+    values["evaluated_at"] = now
+    if row.id is not None and row.id in stored.decisions:
+        plan.updates.append((_DEPENDENTS[1], {"b_key": row.id, **values}))
+    else:
+        plan.needs_id.append((_DEPENDENTS[1], values))
+    marks = decision_marks(engine_ticket(row), policy, decision, now, service.thresholds)
+    existing = dict(stored.marks.get(row.id, {})) if row.id is not None else {}
+    for mark in marks:
+        found = existing.pop((mark.target, mark.threshold_permille), None)
+        if found is None:
+            new_mark = {
+                "target": mark.target,
+                "threshold_permille": mark.threshold_permille,
+                "at": mark.at,
+                "cycle_started_at": mark.cycle_started_at,
+                "source": row.source,
+                "external_key": row.external_key,
+            }
+            plan.needs_id.append((_DEPENDENTS[2], new_mark))
+            continue
+        at, cycle = found
+        if at != mark.at or cycle != mark.cycle_started_at:
+            changed = {"at": mark.at, "cycle_started_at": mark.cycle_started_at}
+            keys = _mark_key(row.id, mark.target, mark.threshold_permille)
+            plan.updates.append((_DEPENDENTS[2], {**keys, **changed}))
+    for mark_target, permille in existing:
+        plan.deletes.append((_DEPENDENTS[2], _mark_key(row.id, mark_target, permille)))
+
+
+def _plan_writes(
+    service: TicketService, stored: _Stored, plan: _Planned
+) -> list[tuple[str, dict[str, Any], str]]:
+    """``TicketService.enqueue_writes`` for a snapshot just applied: owed writes that became
+    moot are settled as superseded now; the writes to owe are returned with their keys,
+    which ``_apply_run`` checks in bulk. (Nothing can have been sent since ``shown`` was read
+    just now, so no sent-but-not-echoed write is looked for, as in ``ingest``.)"""
+    from slabot.store.services import (
+        _WRITE_KINDS,
+        SET_DUE_FIELDS,
+        SUPERSEDED,
+        _idempotency_key,
+        desired_writes,
+    )
+
+    row, snapshot, now = plan.row, plan.snapshot, plan.now
+    wanted = desired_writes(plan.decision, snapshot.shown, service._managed_tags[snapshot.policy])
+    pending = [
+        item
+        for item in (stored.pending.get(row.id, ()) if row.id is not None else ())
+        if item.target_system == row.source
+    ]
+    owed = []
+    for kind in _WRITE_KINDS:
+        if kind == SET_DUE_FIELDS and not isinstance(snapshot.shown.get("due"), Mapping):
+            continue
+        payload = wanted.get(kind)
+        already = False
+        for item in pending:
+            if item.kind != kind:
+                continue
+            if payload is not None and item.payload == payload:
+                already = True
+            else:
+                settled = {
+                    "b_key": item.id,
+                    "done_at": now,
+                    "next_attempt_at": None,
+                    "last_error": f"{SUPERSEDED}: the helpdesk already shows the value"
+                    if payload is None
+                    else f"{SUPERSEDED} by a newer write",
+                }
+                plan.updates.append((_DEPENDENTS[3], settled))
+        if payload is None or already:
+            continue
+        owed.append((kind, payload, _idempotency_key(row, kind, payload, snapshot.updated_at)))
+    return owed
