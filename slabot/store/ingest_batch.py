@@ -32,9 +32,18 @@ from sqlalchemy.orm import Session
 from bot.compiled import Policy
 from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
+from bot.ticket import Ticket
 from slabot.store.breaches import decision_marks
 from slabot.store.history import STATUS_KINDS, derive_from_facts, status_entries
-from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TargetMark, TicketEvent
+from slabot.store.models import (
+    ClockOutcome,
+    OutboxItem,
+    StoredDecision,
+    StoredTicket,
+    TargetMark,
+    TicketEvent,
+)
+from slabot.store.reports import plan_outcomes, reclassifications
 from slabot.store.retry import DatabaseUnavailableError, with_retry
 
 if TYPE_CHECKING:
@@ -46,6 +55,10 @@ log = logging.getLogger(__name__)
 
 CHUNK = 500
 """Values per ``IN (...)`` list: well under SQLite's and PostgreSQL's parameter limits."""
+
+Ready = tuple[int, "Snapshot", Policy, str | None]
+"""A snapshot to apply: its place in the batch, itself (normalized, under the policy the
+router chose), that policy, and the routing rule that chose it (None without a router)."""
 
 
 @dataclass(slots=True)
@@ -80,11 +93,11 @@ def ingest_many(service: TicketService, snapshots: Sequence[Snapshot]) -> list[I
     from slabot.store.services import IngestError, _normalized
 
     results: list[Ingested | None] = [None] * len(snapshots)
-    ready: list[tuple[int, Snapshot, Policy]] = []
+    ready: list[Ready] = []
     for index, snapshot in enumerate(snapshots):
         try:
-            normal = _normalized(snapshot)
-            ready.append((index, normal, service._policy(normal)))
+            normal, rule = service._routed(_normalized(snapshot))
+            ready.append((index, normal, service._policy(normal), rule))
         except IngestError as error:
             results[index] = error
     if ready:
@@ -105,7 +118,7 @@ def ingest_many(service: TicketService, snapshots: Sequence[Snapshot]) -> list[I
                 type(error).__name__,
                 error,
             )
-            done = _one_by_one(service, [(index, snapshot) for index, snapshot, _ in ready])
+            done = _one_by_one(service, [(item[0], snapshots[item[0]]) for item in ready])
         else:
             for index, outcome in done.items():
                 if isinstance(outcome, Exception):
@@ -137,11 +150,9 @@ def _one_by_one(
     return done
 
 
-def _runs(
-    ready: list[tuple[int, Snapshot, Policy]],
-) -> Iterator[list[tuple[int, Snapshot, Policy]]]:
+def _runs(ready: list[Ready]) -> Iterator[list[Ready]]:
     """Consecutive runs in which each ticket appears at most once (order kept)."""
-    run: list[tuple[int, Snapshot, Policy]] = []
+    run: list[Ready] = []
     seen: set[tuple[str, str]] = set()
     for item in ready:
         key = (item[1].source, item[1].external_key)
@@ -155,7 +166,7 @@ def _runs(
 
 
 def _apply_batch(
-    service: TicketService, session: Session, ready: list[tuple[int, Snapshot, Policy]]
+    service: TicketService, session: Session, ready: list[Ready]
 ) -> dict[int, Ingested]:
     done: dict[int, Ingested] = {}
     for run in _runs(ready):
@@ -187,13 +198,17 @@ class _Stored:
     pending: dict[int, list[_Pending]]
     event_keys: set[tuple[int, str]]
     facts: dict[int, list[tuple[str, datetime, Any]]]
+    outcomes: dict[int, list[dict[str, Any]]]
+    """Per ticket: its clock cycles (``clock_outcomes`` rows, column -> value)."""
+    reclassified: dict[int, tuple[int, str | None]]
+    """Per reclassified ticket: what ``store_outcomes`` counts in its history."""
 
 
-def _read(session: Session, run: list[tuple[int, Snapshot, Policy]]) -> _Stored:
+def _read(session: Session, run: list[Ready]) -> _Stored:
     """One query per table for the whole run (in chunks of ``CHUNK``): the tickets, locked
     as ``ingest`` locks its one (``FOR UPDATE``, in id order), and what hangs on them."""
     by_source: dict[str, list[str]] = defaultdict(list)
-    for _, snapshot, _ in run:
+    for _, snapshot, _, _ in run:
         by_source[snapshot.source].append(snapshot.external_key)
     rows: dict[tuple[str, str], StoredTicket] = {}
     for source, keys in by_source.items():
@@ -209,6 +224,7 @@ def _read(session: Session, run: list[tuple[int, Snapshot, Policy]]) -> _Stored:
     decisions: set[int] = set()
     marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]] = defaultdict(dict)
     pending: dict[int, list[_Pending]] = defaultdict(list)
+    outcomes: dict[int, list[dict[str, Any]]] = defaultdict(list)
     # Plain rows, not ORM objects: what changes is written back in bulk (``_apply_run``).
     for chunk_ids in _chunks(ids):
         decisions.update(
@@ -238,10 +254,28 @@ def _read(session: Session, run: list[tuple[int, Snapshot, Policy]]) -> _Stored:
             .order_by(OutboxItem.id)
         ):
             pending[ticket_id].append(_Pending(item_id, target_system, kind, payload))
+        for stored_cycle in session.execute(
+            select(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(chunk_ids))
+        ).mappings():
+            outcomes[stored_cycle["ticket_id"]].append(dict(stored_cycle))
+    # The agents' reclassifications, for the tickets reclassified (``_reclassifications``).
+    payloads: dict[int, list[Any]] = defaultdict(list)
+    for chunk_ids in _chunks(sorted(r.id for r in rows.values() if r.reclassified_at)):
+        for ticket_id, payload in session.execute(
+            select(TicketEvent.ticket_id, TicketEvent.payload)
+            .where(TicketEvent.ticket_id.in_(chunk_ids), TicketEvent.kind == "priority_changed")
+            .order_by(TicketEvent.ticket_id, TicketEvent.occurred_at, TicketEvent.id)
+        ):
+            payloads[ticket_id].append(payload)
+    reclassified = {
+        row.id: reclassifications(payloads[row.id])
+        for row in rows.values()
+        if row.reclassified_at is not None
+    }
     # Status history: the keys already stored, and the entries derive_from_history reads.
     with_history = {
         rows[(s.source, s.external_key)].id: s
-        for _, s, _ in run
+        for _, s, _, _ in run
         if s.status_history and (s.source, s.external_key) in rows
     }
     event_keys: set[tuple[int, str]] = set()
@@ -271,7 +305,7 @@ def _read(session: Session, run: list[tuple[int, Snapshot, Policy]]) -> _Stored:
             .order_by(TicketEvent.ticket_id, TicketEvent.occurred_at, TicketEvent.id)
         ):
             facts[ticket_id].append((kind, at, payload))
-    return _Stored(rows, decisions, marks, pending, event_keys, facts)
+    return _Stored(rows, decisions, marks, pending, event_keys, facts, outcomes, reclassified)
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
@@ -284,9 +318,7 @@ def _as_stored(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def _apply_run(
-    service: TicketService, session: Session, run: list[tuple[int, Snapshot, Policy]]
-) -> dict[int, Ingested]:
+def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> dict[int, Ingested]:
     """``TicketService._ingest`` for each snapshot of a run (each ticket once), its reads
     answered from ``_read``, its writes made together at the end."""
     from slabot.store.services import IngestResult
@@ -295,8 +327,8 @@ def _apply_run(
     done: dict[int, Ingested] = {}
     planned: list[_Planned] = []
     with session.no_autoflush:
-        for index, snapshot, policy in run:
-            plan = _plan(service, session, stored, index, snapshot, policy)
+        for index, snapshot, policy, rule in run:
+            plan = _plan(service, session, stored, index, snapshot, policy, rule)
             if isinstance(plan, Exception):
                 done[index] = plan
             elif isinstance(plan, _Planned):
@@ -390,11 +422,13 @@ def _apply_run(
 
 _TICKETS = cast(Table, StoredTicket.__table__)
 _EVENTS = cast(Table, TicketEvent.__table__)
+_OUTCOMES = cast(Table, ClockOutcome.__table__)
 _DEPENDENTS = (
     _EVENTS,
     cast(Table, StoredDecision.__table__),
     cast(Table, TargetMark.__table__),
     cast(Table, OutboxItem.__table__),
+    _OUTCOMES,
 )
 """The tables a ticket's id is written into, inserted in bulk (multi-row statements)."""
 
@@ -410,6 +444,12 @@ def _where_key(table: Table) -> Any:
             table.c.ticket_id == bindparam("b_ticket"),
             table.c.target == bindparam("b_target"),
             table.c.threshold_permille == bindparam("b_permille"),
+        )
+    if table is _OUTCOMES:
+        return and_(
+            table.c.ticket_id == bindparam("b_ticket"),
+            table.c.target == bindparam("b_target"),
+            table.c.cycle_started_at == bindparam("b_cycle"),
         )
     if table is _DEPENDENTS[1]:
         return table.c.ticket_id == bindparam("b_key")
@@ -466,6 +506,7 @@ def _plan(
     index: int,
     snapshot: Snapshot,
     policy: Policy,
+    rule: str | None,
 ) -> _Planned | Ingested:
     """What ``TicketService._ingest`` does to one snapshot, step for step, in memory: the
     row upserted, the history appended, the decision, its marks and the owed writes; a
@@ -480,6 +521,7 @@ def _plan(
         _changes,
         _event,
         engine_ticket,
+        policy_changed,
         unplaced_notes,
     )
 
@@ -502,11 +544,15 @@ def _plan(
     else:
         events.extend(_changes(row, snapshot, now, service.origin))
         outcome = "unchanged"
+        if row.policy != snapshot.policy:  # another routing rule matches now, as in ingest
+            events.append(policy_changed(row.policy, snapshot.policy, rule, now))
     before = [getattr(row, name) for name in _COPIED_FIELDS]
     _apply(row, snapshot, policy)
     if outcome == "unchanged" and before != [getattr(row, n) for n in _COPIED_FIELDS]:
         outcome = "updated"
     row.shown = dict(snapshot.shown)
+    if snapshot.routing:
+        row.routing = dict(snapshot.routing)
     row.shown_at = now
     row.source_updated_at = max(filter(None, (row.source_updated_at, snapshot.updated_at)))
     row.updated_at = now
@@ -522,7 +568,7 @@ def _plan(
             session.expire(row)  # as the rolled-back transaction of ``ingest`` leaves it
         return IngestError(f"ticket {snapshot.source}:{snapshot.external_key}: {error}")
     plan = _Planned(index, snapshot, row, outcome, events, decision, now)
-    _plan_decision(service, session, stored, plan, policy)
+    _plan_decision(service, stored, plan, policy, rule)
     plan.writes = _plan_writes(service, stored, plan)
     plan.notes = unplaced_notes(row, policy, decision)
     return plan
@@ -562,10 +608,10 @@ def _status_history(
 
 
 def _plan_decision(
-    service: TicketService, session: Session, stored: _Stored, plan: _Planned, policy: Policy
+    service: TicketService, stored: _Stored, plan: _Planned, policy: Policy, rule: str | None
 ) -> None:
-    """``TicketService.store_decision``: the decision row and the marks, only the marks
-    that differ touched."""
+    """``TicketService.store_decision``: the decision row (with its policy and routing
+    rule), the marks and the clock cycles, only the marks and cycles that differ touched."""
     from slabot.store.services import engine_ticket
 
     row, decision, now = plan.row, plan.decision, plan.now
@@ -582,11 +628,14 @@ def _plan_decision(
     values["tags"] = list(decision.tags)
     values["notes"] = list(decision.notes)
     values["evaluated_at"] = now
+    values["policy"] = policy.name
+    values["routing_rule"] = rule
     if row.id is not None and row.id in stored.decisions:
         plan.updates.append((_DEPENDENTS[1], {"b_key": row.id, **values}))
     else:
         plan.needs_id.append((_DEPENDENTS[1], values))
-    marks = decision_marks(engine_ticket(row), policy, decision, now, service.thresholds)
+    ticket = engine_ticket(row)
+    marks = decision_marks(ticket, policy, decision, now, service.thresholds)
     existing = dict(stored.marks.get(row.id, {})) if row.id is not None else {}
     for mark in marks:
         found = existing.pop((mark.target, mark.threshold_permille), None)
@@ -608,6 +657,46 @@ def _plan_decision(
             plan.updates.append((_DEPENDENTS[2], {**keys, **changed}))
     for mark_target, permille in existing:
         plan.deletes.append((_DEPENDENTS[2], _mark_key(row.id, mark_target, permille)))
+    _plan_outcomes(stored, plan, ticket, policy)
+
+
+def _plan_outcomes(stored: _Stored, plan: _Planned, ticket: Ticket, policy: Policy) -> None:
+    """``store_outcomes`` over the cycles read in bulk: ``plan_outcomes`` brings detached
+    copies of them in line with the decision; the cycles it added, removed or changed are
+    written in bulk, by their key (ticket, target, start)."""
+    row = plan.row
+    read = stored.outcomes.get(row.id, []) if row.id is not None else []
+    cycles = [ClockOutcome(**values) for values in read]
+    copies = list(cycles)  # plan_outcomes appends the cycles it adds to ``cycles``
+    reclassified = stored.reclassified.get(row.id, (0, None)) if row.id is not None else (0, None)
+    added, removed = plan_outcomes(
+        cycles, reclassified, row, ticket, policy, plan.decision, plan.now
+    )
+    gone = {id(cycle) for cycle in removed}
+    for values, cycle in zip(read, copies, strict=True):
+        key = {
+            "b_ticket": row.id,
+            "b_target": values["target"],
+            "b_cycle": values["cycle_started_at"],
+        }
+        if id(cycle) in gone:
+            plan.deletes.append((_OUTCOMES, key))
+            continue
+        now_values = _cycle_values(cycle)
+        if any(now_values[name] != values[name] for name in now_values):
+            plan.updates.append((_OUTCOMES, {**key, **now_values}))
+    for cycle in added:
+        plan.needs_id.append((_OUTCOMES, _cycle_values(cycle)))
+
+
+def _cycle_values(cycle: ClockOutcome) -> dict[str, Any]:
+    """A cycle's columns, the key's ticket id left out (an update does not set it; a new
+    ticket's cycle takes its id once it has one)."""
+    return {
+        column.key: getattr(cycle, column.key)
+        for column in _OUTCOMES.columns
+        if column.key != "ticket_id"
+    }
 
 
 def _plan_writes(

@@ -11,7 +11,7 @@ the same rows for the plans whose policy sets credit rules (``bot.credits``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -71,7 +71,30 @@ def store_outcomes(
     """Make the ticket's stored clock cycles agree with ``decision``, evaluated at ``now``
     (in the caller's transaction; ``row`` flushed, ``ticket`` its engine view)."""
     stored = list(session.scalars(select(ClockOutcome).where(ClockOutcome.ticket_id == row.id)))
-    reclassifications, first_priority = _reclassifications(session, row)
+    added, removed = plan_outcomes(
+        stored, _reclassifications(session, row), row, ticket, policy, decision, now
+    )
+    for outcome in removed:
+        session.delete(outcome)
+    session.add_all(added)
+
+
+def plan_outcomes(
+    stored: list[ClockOutcome],
+    reclassified: tuple[int, str | None],
+    row: StoredTicket,
+    ticket: Ticket,
+    policy: Policy,
+    decision: Decision,
+    now: datetime,
+) -> tuple[list[ClockOutcome], list[ClockOutcome]]:
+    """``store_outcomes`` without the session, for it and the batched ingest (which reads
+    the cycles and the reclassifications in bulk): ``stored`` (the ticket's cycles) is
+    brought in line with ``decision``, in place; returns the cycles to add and those to
+    delete. ``reclassified``: what ``reclassifications`` counts in the ticket's history."""
+    times, first_priority = reclassified
+    added: list[ClockOutcome] = []
+    removed_rows: list[ClockOutcome] = []
     created_priority = stored[0].created_priority if stored else first_priority or decision.priority
     shown = row.shown or {}
     common: dict[str, Any] = {
@@ -83,7 +106,7 @@ def store_outcomes(
         "commitment": decision.commitment,
         "priority": decision.priority,
         "created_priority": created_priority,
-        "reclassifications": reclassifications,
+        "reclassifications": times,
         "organization": _text(shown.get("organization")),
         "queue": _text(shown.get("queue")),
         "assignee": _text(shown.get("assignee_email")) or _text(shown.get("assignee_name")),
@@ -98,7 +121,7 @@ def store_outcomes(
         if decided.state == "none" or decided.started_ts is None or decided.calendar is None:
             # The final priority has no such target: its clocks are not counted.
             for outcome in cycles:
-                session.delete(outcome)
+                removed_rows.append(outcome)
                 removed.add(id(outcome))
             continue
         calendar = policy.calendar(decided.calendar, ticket)
@@ -110,7 +133,7 @@ def store_outcomes(
             if began == start:
                 current = outcome
             elif began > start:
-                session.delete(outcome)  # a cycle no longer in the history (a stale reopening)
+                removed_rows.append(outcome)  # a cycle no longer in the history (stale)
                 removed.add(id(outcome))
             else:
                 # An earlier cycle (before a reopening, an agent update). One a later cycle
@@ -140,7 +163,7 @@ def store_outcomes(
             current = ClockOutcome(
                 ticket_id=row.id, target=name, cycle_started_at=decided.started_at
             )
-            session.add(current)
+            added.append(current)
             stored.append(current)
         current.due = decided.due
         current.stopped_at = decided.stopped_at
@@ -162,6 +185,7 @@ def store_outcomes(
         for key, value in common.items():
             if getattr(outcome, key) != value:
                 setattr(outcome, key, value)
+    return added, removed_rows
 
 
 def _reclassifications(session: Session, row: StoredTicket) -> tuple[int, str | None]:
@@ -174,7 +198,13 @@ def _reclassifications(session: Session, row: StoredTicket) -> tuple[int, str | 
         .where(TicketEvent.ticket_id == row.id, TicketEvent.kind == "priority_changed")
         .order_by(TicketEvent.occurred_at, TicketEvent.id)
     ).scalars()
-    agents = [p for p in entries if (p or {}).get("field") == "reclassified"]
+    return reclassifications(entries)
+
+
+def reclassifications(payloads: Iterable[Any]) -> tuple[int, str | None]:
+    """From the payloads of a ticket's ``priority_changed`` entries (in history order): how
+    many times agents reclassified it, and its priority before the first time."""
+    agents = [p for p in payloads if (p or {}).get("field") == "reclassified"]
     first = agents[0].get("from") if agents else None
     return len(agents), first if isinstance(first, str) else None
 

@@ -259,11 +259,7 @@ class TicketService:
         committing is retried too: if that commit had in fact gone through, the retry finds
         the snapshot applied and reports ``unchanged``.
         """
-        snapshot = _normalized(snapshot)
-        rule = None
-        if self.router is not None:
-            found = self.router.route({**snapshot.routing, "source": snapshot.source})
-            snapshot, rule = replace(snapshot, policy=found.policy), found.rule
+        snapshot, rule = self._routed(_normalized(snapshot))
         policy = self._policy(snapshot)
         what = f"ingesting ticket {snapshot.source}:{snapshot.external_key}"
         # Two workers may insert the same new ticket at once: the loser retries as an update.
@@ -297,6 +293,14 @@ class TicketService:
         from slabot.store.ingest_batch import ingest_many
 
         return ingest_many(self, snapshots)
+
+    def _routed(self, snapshot: Snapshot) -> tuple[Snapshot, str | None]:
+        """The snapshot under the policy the router chooses, and the rule that chose it
+        (without a router: as it is, no rule)."""
+        if self.router is None:
+            return snapshot, None
+        found = self.router.route({**snapshot.routing, "source": snapshot.source})
+        return replace(snapshot, policy=found.policy), found.rule
 
     def _policy(self, snapshot: Snapshot) -> Policy:
         policy = self.policies.get(snapshot.policy)
