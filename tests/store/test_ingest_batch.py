@@ -1,17 +1,19 @@
 """``TicketService.ingest_many`` leaves exactly the state ``ingest`` one by one leaves, on
-SQLite and PostgreSQL: the same tickets, history, decisions, marks and owed writes, the same
-outcome per snapshot, failing snapshots reported and the others stored.
+SQLite and PostgreSQL: the same tickets, history, decisions, marks, owed writes and clock
+outcomes, the same outcome per snapshot, failing snapshots reported and the others stored,
+with and without routing rules (tickets moving between policies as their attributes change).
 
 Each example ingests the same snapshots twice into one database, under two sources: one by
-one under the first, as a batch under the second; every stored row is then compared with
-the source (and the surrogate ids, which a rolled-back insert spends on PostgreSQL) taken
-out.
+one under the first, as a batch under the second; every stored row of every table is then
+compared with the source (and the surrogate ids, which a rolled-back insert spends on
+PostgreSQL) taken out.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,13 +22,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
+from bot.routing import Router, RoutingSpec
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.store import ingest_batch
-from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TargetMark, TicketEvent
+from slabot.store.models import Base, ClockOutcome, StoredDecision, StoredTicket, TicketEvent
 from slabot.store.services import IngestResult, Snapshot, StatusChange, TicketService
 
 START = datetime(2026, 11, 16, 17, 0, tzinfo=UTC)  # Monday 09:00 in Los Angeles
@@ -40,6 +43,24 @@ def policies() -> dict[str, Policy]:
         name: load_policy(BUNDLED_POLICIES / f"{name}.yaml")
         for name in ("zoom", "cloudtalk", "zmanda")
     }
+
+
+ROUTING = RoutingSpec.model_validate(
+    {
+        "rules": [
+            {"name": "zmanda-brand", "policy": "zmanda", "when": {"brand": "2"}},
+            {"name": "cloudtalk-tagged", "policy": "cloudtalk", "when": {"tags": ["ct"]}},
+            {"name": "zoom", "policy": "zoom", "default": True},
+        ]
+    }
+)
+"""Rules on attributes the generated snapshots change from one to the next (the test's
+sources are neither zendesk nor jira: rules on ``source`` would never match)."""
+
+
+@pytest.fixture(scope="module")
+def router(policies: dict[str, Policy]) -> Router:
+    return Router(ROUTING, policies)
 
 
 class TickingClock:
@@ -116,62 +137,67 @@ def snapshots(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     fields["status_history"] = tuple(history)
+    routing: dict[str, Any] = {}
+    brand = draw(st.sampled_from([None, "2", "7"]))
+    if brand is not None:
+        routing["brand"] = brand
+    tags = draw(st.lists(st.sampled_from(["ct", "vip"]), max_size=2, unique=True))
+    if tags:
+        routing["tags"] = tags
+    fields["routing"] = routing  # empty: the stored routing attributes stay
     return fields
 
 
+ORDERED = {"ticket_events", "outbox"}
+"""Tables compared per ticket in the order their rows were stored (by id)."""
+NO_TICKET_ROWS = {"alembic_version", "webhook_deliveries", "poll_cursors"}
+"""Tables that hold no row of a ticket: ingest writes nothing there."""
+
+
 def stored_state(engine: Engine, source: str) -> dict[str, Any]:
-    """Every row the source's tickets hold, ids and the source itself taken out; history and
-    owed writes per ticket in the order they were stored."""
+    """Every row the source's tickets hold, in every table, ids and the source itself taken
+    out; history and owed writes per ticket in the order they were stored. A table that is
+    neither the tickets', nor keyed by ticket, nor listed in ``NO_TICKET_ROWS`` fails the
+    comparison: a new table must be compared, or said to hold no ticket's rows."""
+    tables = set(inspect(engine).get_table_names())
+    assert tables == {*Base.metadata.tables, "alembic_version"}, "migrations and models differ"
+    left_out = ("id", "ticket_id", "source", "target_system")
 
     def plain(value: Any) -> Any:
-        return value.replace(f"{source}:", "S:") if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        # A reclassification's note is keyed by its history entry's (surrogate) id.
+        return re.sub(r":event-\d+$", ":event-N", value.replace(f"{source}:", "S:"))
 
-    def columns(row: Any, *leave_out: str) -> tuple[Any, ...]:
-        return tuple(
-            plain(getattr(row, column.key))
-            for column in row.__table__.columns
-            if column.key not in ("id", "ticket_id", "source", "target_system", *leave_out)
-        )
+    def columns(row: Any) -> tuple[Any, ...]:
+        return tuple(plain(value) for key, value in row._mapping.items() if key not in left_out)
 
-    with Session(engine) as session:
-        tickets = {
-            row.id: row
-            for row in session.scalars(select(StoredTicket).where(StoredTicket.source == source))
-        }
-        name = {ticket_id: row.external_key for ticket_id, row in tickets.items()}
-        ids = list(tickets)
-        state: dict[str, Any] = {
-            "tickets": sorted(columns(row) for row in tickets.values()),
-            "events": [
-                (name[e.ticket_id], *columns(e))
-                for e in session.scalars(
-                    select(TicketEvent)
-                    .where(TicketEvent.ticket_id.in_(ids))
-                    .order_by(TicketEvent.ticket_id, TicketEvent.id)
+    tickets = StoredTicket.__table__
+    with engine.connect() as connection:
+        stored = connection.execute(select(tickets).where(tickets.c.source == source)).all()
+        name = {row.id: row.external_key for row in stored}
+        ids = list(name)
+        state: dict[str, Any] = {"tickets": sorted((columns(row) for row in stored), key=repr)}
+        for table in Base.metadata.sorted_tables:
+            if table is tickets:
+                continue
+            if "ticket_id" not in table.c:
+                assert table.name in NO_TICKET_ROWS, (
+                    f"table {table.name} is not compared: compare it, or add it to "
+                    "NO_TICKET_ROWS if no ticket's rows are stored there"
                 )
-            ],
-            "decisions": sorted(
-                (name[d.ticket_id], *columns(d))
-                for d in session.scalars(
-                    select(StoredDecision).where(StoredDecision.ticket_id.in_(ids))
-                )
-            ),
-            "marks": sorted(
-                (name[m.ticket_id], *columns(m, "external_key"))
-                for m in session.scalars(select(TargetMark).where(TargetMark.ticket_id.in_(ids)))
-            ),
-            "outbox": [
-                (name[o.ticket_id or 0], *columns(o))
-                for o in session.scalars(
-                    select(OutboxItem)
-                    .where(OutboxItem.ticket_id.in_(ids))
-                    .order_by(OutboxItem.ticket_id, OutboxItem.id)
-                )
-            ],
-        }
-    # Per ticket in storing order, whatever order the tickets' ids came in.
-    state["events"].sort(key=lambda entry: entry[0])
-    state["outbox"].sort(key=lambda entry: entry[0])
+                continue
+            query = select(table).where(table.c.ticket_id.in_(ids))
+            if table.name in ORDERED:
+                query = query.order_by(table.c.ticket_id, table.c.id)
+            rows = [(name[row.ticket_id], *columns(row)) for row in connection.execute(query)]
+            # Per ticket in storing order, whatever order the tickets' ids came in.
+            if table.name in ORDERED:
+                rows.sort(key=lambda entry: entry[0])
+            else:
+                rows.sort(key=repr)
+            state[table.name] = rows
+    assert set(state) | NO_TICKET_ROWS == tables
     return state
 
 
@@ -201,26 +227,47 @@ def compare(
     *,
     batched: Callable[[TicketService, list[Snapshot]], list[Any]] | None = None,
     ticking: bool = True,
+    router: Router | None = None,
+    prepare: Callable[[TicketService, str], None] | None = None,
+    falls_back: bool = False,
 ) -> tuple[list[Any], list[Any]]:
-    """Ingest ``before`` one by one under two fresh sources, then ``batch`` one by one under
-    the first and with ``ingest_many`` under the second; assert both stored the same.
-    Returns both outcomes."""
+    """Ingest ``before`` one by one under two fresh sources (then ``prepare`` each), then
+    ``batch`` one by one under the first and with ``ingest_many`` under the second; assert
+    both stored the same, and that the batch was applied in bulk (unless ``falls_back``:
+    the fallback through ``ingest`` would store the same and prove nothing of the bulk
+    path). Returns both outcomes."""
     number = next(_sources)
     sources = (f"seq{number}", f"bat{number}")
     outcomes = []
+    fallbacks: list[int] = []
+    real = ingest_batch._one_by_one
+
+    def counted(service: TicketService, items: list[tuple[int, Snapshot]]) -> dict[int, Any]:
+        fallbacks.append(len(items))
+        return real(service, items)
+
     for side, source in enumerate(sources):
         clock = TickingClock(START + timedelta(days=3))
-        service = TicketService(engine, policies, clock if ticking else clock.standing)
+        service = TicketService(
+            engine, policies, clock if ticking else clock.standing, router=router
+        )
         made = [Snapshot(source=source, **fields) for fields in before]
         one_by_one(service, made)
+        if prepare is not None:
+            prepare(service, source)
         items = [Snapshot(source=source, **fields) for fields in batch]
         if side == 0:
             results = one_by_one(service, items)
         else:
-            results = (batched or TicketService.ingest_many)(service, items)
+            ingest_batch._one_by_one = counted  # type: ignore[assignment]
+            try:
+                results = (batched or TicketService.ingest_many)(service, items)
+            finally:
+                ingest_batch._one_by_one = real  # type: ignore[assignment]
         outcomes.append([outcome(result, source) for result in results])
     assert outcomes[1] == outcomes[0]
     assert stored_state(engine, sources[1]) == stored_state(engine, sources[0])
+    assert bool(fallbacks) == falls_back, f"the bulk path fell back: {fallbacks}"
     return outcomes[0], outcomes[1]
 
 
@@ -246,29 +293,88 @@ def test_a_batch_stores_what_ingesting_one_by_one_stores(
     compare(migrated, policies, before, batch)
 
 
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    before=st.lists(snapshots(), max_size=4),
+    batch=st.lists(snapshots(), max_size=10),
+    again=st.booleans(),
+)
+def test_a_batch_under_routing_rules_stores_what_ingesting_one_by_one_stores(
+    migrated: Engine,
+    policies: dict[str, Policy],
+    router: Router,
+    before: list[dict[str, Any]],
+    batch: list[dict[str, Any]],
+    again: bool,
+) -> None:
+    """The rules choose each snapshot's policy from its brand and tags, which change from
+    one snapshot of a ticket to the next: tickets move between policies (``policy_changed``,
+    the managed tags of all three policies), within the batch and from before it."""
+    if again and batch:
+        batch = [*batch, batch[0]]
+    compare(migrated, policies, before, batch, router=router)
+
+
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
 def test_the_generated_batches_hold_what_the_comparison_must_cover(
-    migrated: Engine, policies: dict[str, Policy]
+    migrated: Engine, policies: dict[str, Policy], router: Router
 ) -> None:
     """Not a vacuous property: the same kinds of snapshot, drawn once, do reach every path
-    (created, updated, unchanged, stale, refused before and by the engine, notes owed)."""
+    (created, updated, unchanged, stale, refused before and by the engine, notes owed;
+    under the rules, tickets moved to another policy; stored clock cycles added, changed
+    and removed by the bulk path)."""
     seen: set[str] = set()
     drawn = snapshots()
-    for _ in range(80):
-        before = [drawn.example() for _ in range(3)]
-        batch = [drawn.example() for _ in range(8)]
-        batch.append(batch[-1])
-        _, results = compare(migrated, policies, before, batch)
-        for result in results:
-            if isinstance(result, tuple):
-                seen.add("refused")
-            else:
-                seen.add(result.outcome)
-                if result.warnings:
-                    seen.add("note owed")
-        if len(seen) == 6:
-            break
-    assert seen == {"created", "updated", "unchanged", "stale", "refused", "note owed"}
+    wanted = {
+        "created",
+        "updated",
+        "unchanged",
+        "stale",
+        "refused",
+        "note owed",
+        "moved",
+        "cycle added",
+        "cycle changed",
+        "cycle removed",
+    }
+    real = ingest_batch._plan_outcomes
+
+    def spying(stored: Any, plan: Any, ticket: Any, policy: Policy) -> None:
+        real(stored, plan, ticket, policy)
+        for label, written in (
+            ("cycle added", plan.needs_id),
+            ("cycle changed", plan.updates),
+            ("cycle removed", plan.deletes),
+        ):
+            if any(table is ingest_batch._OUTCOMES for table, _ in written):
+                seen.add(label)
+
+    ingest_batch._plan_outcomes = spying  # type: ignore[assignment]
+    try:
+        for attempt in range(160):
+            before = [drawn.example() for _ in range(3)]
+            batch = [drawn.example() for _ in range(8)]
+            batch.append(batch[-1])
+            routed = router if attempt % 2 else None
+            _, results = compare(migrated, policies, before, batch, router=routed)
+            for result in results:
+                if isinstance(result, tuple):
+                    seen.add("refused")
+                else:
+                    seen.add(result.outcome)
+                    if result.warnings:
+                        seen.add("note owed")
+                    if "policy_changed" in result.events:
+                        seen.add("moved")
+            if seen == wanted:
+                break
+    finally:
+        ingest_batch._plan_outcomes = real  # type: ignore[assignment]
+    assert seen == wanted
 
 
 def test_the_same_ticket_twice_in_a_batch_is_applied_in_order(
@@ -291,6 +397,83 @@ def test_the_same_ticket_twice_in_a_batch_is_applied_in_order(
     ]
     results, _ = compare(migrated, policies, [], batch)
     assert [r.outcome for r in results] == ["created", "updated", "stale", "updated"]
+
+
+def test_a_ticket_the_rules_move_is_stored_under_its_new_policy_by_the_batch(
+    migrated: Engine, policies: dict[str, Policy], router: Router
+) -> None:
+    """Two snapshots of a ticket in one batch, the second with the Zmanda brand: the
+    batch stores what ingest does, and that is the move, its rule and the clock cycles."""
+    base = {
+        "external_key": "5",
+        "policy": "",  # the rules decide
+        "created_at": START,
+        "priority": "P2",
+        "plan": "standard",
+        "environment": "production",
+        "status": "open",
+    }
+    batch = [
+        {**base, "updated_at": START, "routing": {"tags": ["ct"]}},
+        {**base, "updated_at": START + timedelta(hours=1), "routing": {"brand": "2"}},
+    ]
+    results, _ = compare(migrated, policies, [], batch, router=router)
+    assert [r.events for r in results] == [("created",), ("policy_changed",)]
+    with Session(migrated) as session:
+        [row] = session.scalars(
+            select(StoredTicket)
+            .where(StoredTicket.source.like("bat%"))
+            .order_by(StoredTicket.id.desc())
+            .limit(1)
+        )
+        decision = session.get(StoredDecision, row.id)
+        assert decision is not None
+        assert (row.policy, row.routing) == ("zmanda", {"brand": "2"})
+        assert (decision.policy, decision.routing_rule) == ("zmanda", "zmanda-brand")
+        [moved] = session.scalars(
+            select(TicketEvent).where(
+                TicketEvent.ticket_id == row.id, TicketEvent.kind == "policy_changed"
+            )
+        )
+        assert moved.payload == {"from": "cloudtalk", "to": "zmanda", "rule": "zmanda-brand"}
+        cycles = session.scalars(select(ClockOutcome).where(ClockOutcome.ticket_id == row.id))
+        assert {c.policy for c in cycles} == {"zmanda"}
+
+
+def test_a_reclassified_ticket_keeps_its_count_and_first_priority_in_the_batch(
+    migrated: Engine, policies: dict[str, Policy]
+) -> None:
+    """The clock cycles count an agent's reclassifications and the priority before the
+    first one, read from the history: the batch reads them in bulk, to the same result."""
+    base = {
+        "external_key": "8",
+        "policy": "zoom",
+        "created_at": START,
+        "priority": "P3",
+        "plan": "premier",
+        "environment": "production",
+        "channel": "email",
+        "status": "open",
+    }
+
+    def reclassify(service: TicketService, source: str) -> None:
+        service.reclassify(source, "8", "P2", "agent@example.com", "outage", "slack")
+
+    results, _ = compare(
+        migrated,
+        policies,
+        [{**base, "updated_at": START}],
+        [{**base, "updated_at": START + timedelta(hours=1), "status": "pending"}],
+        prepare=reclassify,
+    )
+    assert results[0].outcome == "updated"
+    with Session(migrated) as session:
+        counted = session.execute(
+            select(ClockOutcome.reclassifications, ClockOutcome.created_priority)
+            .join(StoredTicket, StoredTicket.id == ClockOutcome.ticket_id)
+            .where(StoredTicket.source.like("bat%"), StoredTicket.external_key == "8")
+        ).all()
+    assert counted and set(counted) == {(1, "P3")}
 
 
 def test_a_snapshot_the_engine_cannot_evaluate_is_reported_and_the_others_stored(
@@ -362,7 +545,7 @@ def test_a_batch_the_bulk_path_cannot_write_is_applied_one_by_one(
     try:
         with caplog.at_level("INFO", logger="slabot.store.ingest_batch"):
             # The attempt read the clock too: a clock that stands still, for this comparison.
-            results, _ = compare(migrated, policies, [], batch, ticking=False)
+            results, _ = compare(migrated, policies, [], batch, ticking=False, falls_back=True)
     finally:
         ingest_batch._one_by_one = real  # type: ignore[assignment]
     assert calls == [3]
