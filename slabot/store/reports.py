@@ -11,12 +11,12 @@ the same rows for the plans whose policy sets credit rules (``bot.credits``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
@@ -71,30 +71,52 @@ def store_outcomes(
     """Make the ticket's stored clock cycles agree with ``decision``, evaluated at ``now``
     (in the caller's transaction; ``row`` flushed, ``ticket`` its engine view)."""
     stored = list(session.scalars(select(ClockOutcome).where(ClockOutcome.ticket_id == row.id)))
+
+    def new_cycle(target: str, started_at: datetime) -> ClockOutcome:
+        return ClockOutcome(ticket_id=row.id, target=target, cycle_started_at=started_at)
+
     added, removed = plan_outcomes(
-        stored, _reclassifications(session, row), row, ticket, policy, decision, now
+        stored, new_cycle, _reclassifications(session, row), row, ticket, policy, decision, now
     )
     for outcome in removed:
         session.delete(outcome)
     session.add_all(added)
 
 
+class Cycle(Protocol):
+    """A clock cycle as ``plan_outcomes`` reads and sets it: a ``ClockOutcome``, or the
+    batched ingest's plain copy of one (it sets the other columns by name)."""
+
+    target: str
+    cycle_started_at: datetime
+    due: datetime | None
+    stopped_at: datetime | None
+    used_seconds: int | None
+    paused_seconds: int
+    created_priority: str
+
+
+C = TypeVar("C", bound=Cycle)
+
+
 def plan_outcomes(
-    stored: list[ClockOutcome],
+    stored: list[C],
+    new_cycle: Callable[[str, datetime], C],
     reclassified: tuple[int, str | None],
     row: StoredTicket,
     ticket: Ticket,
     policy: Policy,
     decision: Decision,
     now: datetime,
-) -> tuple[list[ClockOutcome], list[ClockOutcome]]:
+) -> tuple[list[C], list[C]]:
     """``store_outcomes`` without the session, for it and the batched ingest (which reads
-    the cycles and the reclassifications in bulk): ``stored`` (the ticket's cycles) is
-    brought in line with ``decision``, in place; returns the cycles to add and those to
+    the cycles and the reclassifications in bulk and writes in bulk): ``stored`` (the
+    ticket's cycles) is brought in line with ``decision``, in place; returns the cycles to
+    add (made by ``new_cycle(target, start)``, appended to ``stored`` too) and those to
     delete. ``reclassified``: what ``reclassifications`` counts in the ticket's history."""
     times, first_priority = reclassified
-    added: list[ClockOutcome] = []
-    removed_rows: list[ClockOutcome] = []
+    added: list[C] = []
+    removed_rows: list[C] = []
     created_priority = stored[0].created_priority if stored else first_priority or decision.priority
     shown = row.shown or {}
     common: dict[str, Any] = {
@@ -112,7 +134,7 @@ def plan_outcomes(
         "assignee": _text(shown.get("assignee_email")) or _text(shown.get("assignee_name")),
     }
     removed: set[int] = set()
-    by_target: dict[str, list[ClockOutcome]] = {}
+    by_target: dict[str, list[C]] = {}
     for outcome in stored:
         by_target.setdefault(outcome.target, []).append(outcome)
     now_ts = to_timestamp(now)
@@ -127,7 +149,7 @@ def plan_outcomes(
         calendar = policy.calendar(decided.calendar, ticket)
         start = decided.started_ts
         stop = decided.stopped_ts
-        current: ClockOutcome | None = None
+        current: C | None = None
         for outcome in cycles:
             began = to_timestamp(outcome.cycle_started_at)
             if began == start:
@@ -160,9 +182,8 @@ def plan_outcomes(
                 if outcome.paused_seconds != paused:
                     outcome.paused_seconds = paused
         if current is None:
-            current = ClockOutcome(
-                ticket_id=row.id, target=name, cycle_started_at=decided.started_at
-            )
+            assert decided.started_at is not None  # started_ts is not None
+            current = new_cycle(name, decided.started_at)
             added.append(current)
             stored.append(current)
         current.due = decided.due
@@ -175,7 +196,7 @@ def plan_outcomes(
     # One row per ticket and target is its first cycle, one per ticket leads: a report counts
     # tickets and their reclassifications from these rows, with no DISTINCT.
     order = {name: index for index, name in enumerate(TARGETS)}
-    firsts: dict[str, ClockOutcome] = {}
+    firsts: dict[str, C] = {}
     for outcome in sorted(kept, key=lambda o: (o.cycle_started_at, order[o.target])):
         firsts.setdefault(outcome.target, outcome)
     lead = min(firsts.values(), key=lambda o: (o.cycle_started_at, order[o.target]), default=None)

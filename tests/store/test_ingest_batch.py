@@ -594,3 +594,13 @@ def test_a_batch_reads_in_bulk(migrated: Engine, policies: dict[str, Policy]) ->
     assert all(isinstance(r, IngestResult) for r in results)
     assert {r.events for r in results} == {("status_changed",)}
     assert len(statements) < 20, collections.Counter(s[:70] for s in statements)
+
+
+def test_the_plain_cycle_copy_has_every_column() -> None:
+    """The batch plans the clock cycles on plain copies of ``clock_outcomes`` rows: a
+    column added to the table must be added to the copy, or the batch cannot read it."""
+    from dataclasses import fields
+
+    assert [f.name for f in fields(ingest_batch._Cycle)] == [
+        column.key for column in ClockOutcome.__table__.columns
+    ]
