@@ -3,7 +3,8 @@
 ``--n`` Zendesk tickets are made as Zendesk serves them (the fake Zendesk's tickets and
 audits, in the documented shapes: customers on three plans, P1 to P4, production and
 staging, replies, waits on the customer, solves) and mapped to snapshots by the connector's
-own ``map_ticket`` with ``config/slabot.yaml``'s Zendesk section (not timed). Then, for each
+own ``map_ticket`` with ``config/slabot.yaml``'s Zendesk section (not timed), and routed by
+its ``routing:`` rules, as a deployment with that file routes them. Then, for each
 database (a SQLite file in a temporary folder; a PostgreSQL database created for the run and
 dropped after it), in one run, each way into a database of its own:
 
@@ -14,7 +15,8 @@ dropped after it), in one run, each way into a database of its own:
 
 Two passes each: ``backfill`` (every ticket new) and ``update`` (the same tickets again, a
 later state of each: a reply, a status change; what a second backfill or a poll brings).
-Both ways must store the same thing (checked: rows per table and the decisions' due dates).
+Both ways must store the same thing (checked: rows per table, clock outcomes included, and
+the decisions' due dates, policies and routing rules).
 
 The goal: batched at least 3x the fastest rate Zendesk's incremental export can deliver,
 on both databases and both passes. Zendesk documents 10 requests a minute for the
@@ -58,13 +60,22 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from bot.routing import Router
 from connectors.zendesk.config import ZendeskConfig, load_zendesk_config
 from connectors.zendesk.mapping import TicketBundle, map_ticket
 from slabot.demo.fakes.zendesk import FakeZendesk
 from slabot.policy_files import bundled_policy_paths, load_policy
+from slabot.routing_files import load_routing
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
-from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TargetMark, TicketEvent
+from slabot.store.models import (
+    ClockOutcome,
+    OutboxItem,
+    StoredDecision,
+    StoredTicket,
+    TargetMark,
+    TicketEvent,
+)
 from slabot.store.services import Snapshot, TicketService
 
 EXPORT_REQUESTS_PER_MINUTE = 30
@@ -202,12 +213,10 @@ def run_pass(service: TicketService, batch: list[Snapshot], page: int | None) ->
 
 
 def fingerprint(engine: Engine) -> tuple[Any, ...]:
-    """What both ways must have stored alike: rows per table, and the due dates."""
+    """What both ways must have stored alike: rows per table, and the decisions."""
+    tables = (StoredTicket, TicketEvent, StoredDecision, TargetMark, OutboxItem, ClockOutcome)
     with Session(engine) as session:
-        counts = tuple(
-            session.scalar(select(func.count()).select_from(model))
-            for model in (StoredTicket, TicketEvent, StoredDecision, TargetMark, OutboxItem)
-        )
+        counts = tuple(session.scalar(select(func.count()).select_from(model)) for model in tables)
         dues = tuple(
             session.execute(
                 select(
@@ -216,6 +225,8 @@ def fingerprint(engine: Engine) -> tuple[Any, ...]:
                     StoredDecision.first_response_due,
                     StoredDecision.restoration_due,
                     StoredDecision.next_update_due,
+                    StoredDecision.policy,
+                    StoredDecision.routing_rule,
                 )
                 .join(StoredDecision, StoredDecision.ticket_id == StoredTicket.id)
                 .order_by(StoredTicket.external_key)
@@ -225,14 +236,18 @@ def fingerprint(engine: Engine) -> tuple[Any, ...]:
 
 
 def measure(
-    url: str, passes: dict[str, list[Snapshot]], page: int | None, policies: dict[str, Any]
+    url: str,
+    passes: dict[str, list[Snapshot]],
+    page: int | None,
+    policies: dict[str, Any],
+    router: Router,
 ) -> tuple[dict[str, float], tuple[Any, ...]]:
     """Snapshots a second per pass, and the fingerprint of what was stored."""
     engine = make_engine(url)
     try:
         upgrade(engine)
         now = START + timedelta(days=15)
-        service = TicketService(engine, policies, lambda: now, origin="zendesk")
+        service = TicketService(engine, policies, lambda: now, origin="zendesk", router=router)
         rates = {}
         for name, batch in passes.items():
             seconds, failed = timed(lambda batch=batch: run_pass(service, batch, page))
@@ -253,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args(argv)
 
-    config = load_zendesk_config(Path(__file__).resolve().parent.parent / "config/slabot.yaml")
+    config_path = Path(__file__).resolve().parent.parent / "config/slabot.yaml"
+    config = load_zendesk_config(config_path)
     policies = {p.name: p for p in (load_policy(path) for path in bundled_policy_paths())}
+    router = load_routing(config_path).router
     fake = zendesk_account(args.n, args.seed)
     passes = {"backfill": snapshots(fake, config)}
     later_state(fake, args.seed + 1)
@@ -277,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for name, database in databases:
         with database() as url:
-            sequential, expected = measure(url, passes, None, policies)
+            sequential, expected = measure(url, passes, None, policies, router)
         with database() as url:
-            batched, got = measure(url, passes, args.page, policies)
+            batched, got = measure(url, passes, args.page, policies, router)
         same = got == expected
         ok &= same
         print(f"\n{name}: stored alike both ways: {'yes' if same else 'NO'}")
