@@ -2,12 +2,14 @@
 
 A page of a helpdesk's export (up to 1,000 tickets) is applied as ``TicketService.ingest``
 would apply its snapshots one after the other, to the same stored state, but with the reads
-done in bulk (the tickets locked, their decisions, marks, owed writes, status history and
-the write keys already used: one query each), the engine's decisions made in one pass over
-the page, and the rows written in a few multi-row statements. What a snapshot guarantees
-holds for each one: a stale one changes nothing, one applied twice changes nothing the
-second time, one that cannot be applied stores nothing of itself and is reported with its
-error while the others are stored.
+done in bulk (the tickets locked, their decisions, marks, owed writes, status history, clock
+outcomes, reclassifications and the write keys already used: one query each), each snapshot
+routed as ``ingest`` routes it (the service's router; a ticket moved gets its
+``policy_changed`` entry, the decision its policy and rule), the engine's decisions made in
+one pass over the page, and the rows written in a few multi-row statements. What a
+snapshot guarantees holds for each one: a stale one changes nothing, one applied twice
+changes nothing the second time, one that cannot be applied stores nothing of itself and is
+reported with its error while the others are stored.
 
 The same ticket twice in a batch: the batch is cut into runs in which each ticket appears
 once, each run reading what the runs before it wrote (same transaction). Anything the bulk
