@@ -30,8 +30,19 @@ _FIELD_KINDS = {
     **{name: _TEXT for name in _TEXT_FIELDS},
     **{name: _TIME for name in (*_TIME_FIELDS, "created_at", "restoration_started_at")},
 }
+_LIST_FIELDS = ("agent_replies", "customer_replies")
 KNOWN_FIELDS = frozenset(
-    ("id", "created_at", "status", "paused", "restoration_started_at", *_TEXT_FIELDS, *_TIME_FIELDS)
+    (
+        "id",
+        "created_at",
+        "status",
+        "paused",
+        "restoration_started_at",
+        "status_changes",
+        *_TEXT_FIELDS,
+        *_TIME_FIELDS,
+        *_LIST_FIELDS,
+    )
 )
 
 
@@ -68,6 +79,16 @@ class Ticket:
     restoration_started_at: datetime | None = None
     """Start of the current restoration cycle; a reopened ticket starts a new one."""
     reclassification: Reclassification | None = field(default=None)
+    agent_replies: tuple[datetime, ...] = ()
+    """Every public agent reply, oldest first (the events metrics such as ``next_reply``
+    stop on); when empty, ``first_response_at`` and ``last_agent_update_at`` stand for them."""
+    customer_replies: tuple[datetime, ...] = ()
+    """Every public comment by the requester or another non-agent after the creation, oldest
+    first (``next_reply`` starts on them)."""
+    status_changes: tuple[tuple[datetime, str], ...] = ()
+    """``(instant, status)`` the ticket entered, oldest first, the creation's status
+    included; metrics pausing on statuses and starting or stopping on ``status:<name>``
+    read them (without them, the current status stands from ``now``)."""
 
     def __post_init__(self) -> None:
         # Naive times would be read in the host's zone, and events before the ticket existed
@@ -95,6 +116,28 @@ class Ticket:
         for begin, end in self.paused:
             if begin.tzinfo is None or (end is not None and end.tzinfo is None):
                 raise TicketError(f"ticket {self.id}: paused spans need time zones")
+        if self.agent_replies or self.customer_replies or self.status_changes:
+            self._check_events(created)
+
+    def _check_events(self, created: datetime) -> None:
+        for name in _LIST_FIELDS:
+            for index, value in enumerate(getattr(self, name)):
+                if value.tzinfo is None or value < created:
+                    raise TicketError(
+                        f"ticket {self.id}: {name}[{index}] must be an aware instant at or "
+                        "after created_at"
+                    )
+        for index, (value, status) in enumerate(self.status_changes):
+            if value.tzinfo is None or value < created:
+                raise TicketError(
+                    f"ticket {self.id}: status_changes[{index}] must be an aware instant at or "
+                    "after created_at"
+                )
+            if status not in STATUSES:
+                raise TicketError(
+                    f"ticket {self.id}: status_changes[{index}] is {status!r}; expected one "
+                    f"of {', '.join(STATUSES)}"
+                )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Ticket:
@@ -119,6 +162,10 @@ class Ticket:
                 values[name] = parse_instant(value, name)
             elif name == "paused":
                 values[name] = _pauses(value)
+            elif name in _LIST_FIELDS:
+                values[name] = _instants(value, name)
+            elif name == "status_changes":
+                values[name] = _status_changes(value)
             elif name in ("id", "status"):
                 values[name] = value
             else:
@@ -179,3 +226,32 @@ def _pauses(value: Any) -> tuple[tuple[datetime, datetime | None], ...]:
                 raise TicketError(f"field 'paused'[{index}] ends before it starts")
         pauses.append((begin, end))
     return tuple(pauses)
+
+
+def _instants(value: Any, name: str) -> tuple[datetime, ...]:
+    if not isinstance(value, list):
+        raise TicketError(f"field {name!r} must be a list of ISO 8601 strings")
+    found = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise TicketError(f"field {name!r}[{index}] must be an ISO 8601 string")
+        found.append(parse_instant(item, f"{name}[{index}]"))
+    return tuple(sorted(found))
+
+
+def _status_changes(value: Any) -> tuple[tuple[datetime, str], ...]:
+    if not isinstance(value, list):
+        raise TicketError("field 'status_changes' must be a list of [instant, status] pairs")
+    changes = []
+    for index, pair in enumerate(value):
+        if (
+            not isinstance(pair, list | tuple)
+            or len(pair) != 2
+            or not all(isinstance(part, str) for part in pair)
+        ):
+            raise TicketError(
+                f"field 'status_changes'[{index}] must be an [ISO 8601 instant, status] pair"
+            )
+        changes.append((parse_instant(pair[0], f"status_changes[{index}][0]"), pair[1]))
+    # Oldest first; a stable sort keeps same-instant changes in their given order.
+    return tuple(sorted(changes, key=lambda change: change[0]))
