@@ -525,7 +525,12 @@ def _decide_targets(
             # From the last public agent update, or from the start of the current restoration
             # cycle (a reopened ticket owes its first update from the reopening).
             start = created
-            for instant in (reply, ticket.last_agent_update_at, ticket.restoration_started_at):
+            if ticket.agent_replies:
+                start = _last_update(ticket, created, now if solved is None else solved)
+                candidates: tuple[int | datetime | None, ...] = (ticket.restoration_started_at,)
+            else:
+                candidates = (reply, ticket.last_agent_update_at, ticket.restoration_started_at)
+            for instant in candidates:
                 if instant is not None:
                     at = instant if isinstance(instant, int) else _ts(instant)
                     if start < at <= now:
@@ -555,6 +560,16 @@ def _decide_targets(
             name, state, due, start, stop, target.seconds, target.calendar, tuple(clock_pauses)
         )
     return decided
+
+
+def _last_update(ticket: Ticket, created: int, until: int) -> int:
+    """The last agent reply at or before ``until`` (the solve, when solved): a comment on a
+    solved ticket starts no update clock."""
+    for instant in reversed(ticket.agent_replies):
+        at = _ts(instant)
+        if at <= until:
+            return max(at, created)
+    return created
 
 
 def _decide_metric(

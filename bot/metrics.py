@@ -143,10 +143,14 @@ def ticket_events(ticket: Ticket, now: int) -> list[Event]:
     )
     events.extend((ts(at), AGENT_REPLY) for at in agent)
     events.extend((ts(at), CUSTOMER_REPLY) for at in ticket.customer_replies)
-    if ticket.status_changes:
+    changes = ticket.status_changes
+    if changes:
         previous: str | None = None
-        for at, status in ticket.status_changes:
-            if status == previous:
+        last = len(changes) - 1
+        for index, (at, status) in enumerate(changes):
+            # Of several changes in one second, the last counts (a solve undone at once
+            # neither solves nor reopens).
+            if status == previous or (index < last and changes[index + 1][0] == at):
                 continue
             instant = ts(at)
             events.append((instant, _STATUS_CODE[status]))
