@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bot.business_time import Pause, to_timestamp
 from bot.policy import ClockRules, MetricPause, MetricSpec
-from bot.ticket import SOLVED_STATUSES, STATUSES, Ticket
+from bot.ticket import SOLVED_STATUSES, STATUSES, Ticket, net_status_changes
 
 # Event codes. Events at the same instant are taken in code order: a creation first, a
 # reopening before the status it enters, replies before a solve made with them (an agent who
@@ -143,14 +143,10 @@ def ticket_events(ticket: Ticket, now: int) -> list[Event]:
     )
     events.extend((ts(at), AGENT_REPLY) for at in agent)
     events.extend((ts(at), CUSTOMER_REPLY) for at in ticket.customer_replies)
-    changes = ticket.status_changes
-    if changes:
+    if ticket.status_changes:
         previous: str | None = None
-        last = len(changes) - 1
-        for index, (at, status) in enumerate(changes):
-            # Of several changes in one second, the last counts (a solve undone at once
-            # neither solves nor reopens).
-            if status == previous or (index < last and changes[index + 1][0] == at):
+        for at, status in net_status_changes(ticket.status_changes):
+            if status == previous:
                 continue
             instant = ts(at)
             events.append((instant, _STATUS_CODE[status]))

@@ -81,7 +81,8 @@ class Ticket:
     reclassification: Reclassification | None = field(default=None)
     agent_replies: tuple[datetime, ...] = ()
     """Every public agent reply, oldest first (the events metrics such as ``next_reply``
-    stop on); when empty, ``first_response_at`` and ``last_agent_update_at`` stand for them."""
+    stop on); when empty, ``first_response_at`` and ``last_agent_update_at`` stand for them,
+    and when those are not given they are taken from it."""
     customer_replies: tuple[datetime, ...] = ()
     """Every public comment by the requester or another non-agent after the creation, oldest
     first (``next_reply`` starts on them)."""
@@ -138,6 +139,33 @@ class Ticket:
                     f"ticket {self.id}: status_changes[{index}] is {status!r}; expected one "
                     f"of {', '.join(STATUSES)}"
                 )
+        if self.status_changes and (
+            self.restoration_started_at is None
+            or (self.solved_at is None and self.status in SOLVED_STATUSES)
+        ):
+            self._fill_from_statuses()
+        replies = self.agent_replies
+        if replies and self.first_response_at is None:
+            # The replies themselves say when the first and the last were.
+            object.__setattr__(self, "first_response_at", min(replies))
+        if replies and self.last_agent_update_at is None:
+            object.__setattr__(self, "last_agent_update_at", max(replies))
+
+    def _fill_from_statuses(self) -> None:
+        """The latest reopening and (when solved) solve, from the status history, when the
+        summary fields do not give them."""
+        previous: str | None = None
+        solved = reopened = None
+        for at, status in net_status_changes(self.status_changes):
+            if status in SOLVED_STATUSES and previous not in SOLVED_STATUSES:
+                solved = at
+            elif previous in SOLVED_STATUSES and status not in SOLVED_STATUSES:
+                reopened = at
+            previous = status
+        if self.restoration_started_at is None and reopened is not None:
+            object.__setattr__(self, "restoration_started_at", reopened)
+        if self.solved_at is None and self.status in SOLVED_STATUSES and solved is not None:
+            object.__setattr__(self, "solved_at", solved)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Ticket:
@@ -255,3 +283,16 @@ def _status_changes(value: Any) -> tuple[tuple[datetime, str], ...]:
         changes.append((parse_instant(pair[0], f"status_changes[{index}][0]"), pair[1]))
     # Oldest first; a stable sort keeps same-instant changes in their given order.
     return tuple(sorted(changes, key=lambda change: change[0]))
+
+
+def net_status_changes(
+    changes: tuple[tuple[datetime, str], ...],
+) -> list[tuple[datetime, str]]:
+    """The changes that count: of several in one second, the last (a solve undone at once
+    neither solves nor reopens)."""
+    last = len(changes) - 1
+    return [
+        change
+        for index, change in enumerate(changes)
+        if index == last or changes[index + 1][0] != change[0]
+    ]
