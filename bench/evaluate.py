@@ -308,6 +308,39 @@ def run_baseline(source: Path, target: Path) -> None:
             write(dumps(loads(line), ensure_ascii=False) + "\n")
 
 
+_CHILD = """
+import contextlib, gc, sys, time
+from slabot import cli
+source, target, *policies = sys.argv[1:]
+with open(target, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+    cli.main(["evaluate", *policies, "--now", NOW, source])  # warm-up, as in-process
+gc.collect()
+with open(target, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+    begin = time.perf_counter()
+    status = cli.main(["evaluate", *policies, "--now", NOW, source])
+    elapsed = time.perf_counter() - begin
+print(elapsed if status == 0 else -1, file=sys.stderr)
+"""
+
+
+def run_tree(tree: Path, source: Path, target: Path) -> float:
+    """``slabot evaluate`` of another checkout, timed inside a child process (its imports
+    and a first warm-up run left out, as the in-process rounds leave them out)."""
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    args = [str(source), str(target), *policy_args()]
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD.replace("NOW", repr(NOW)), *args],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = float(done.stderr.strip().splitlines()[-1]) if done.returncode == 0 else -1.0
+    if seconds < 0:
+        raise SystemExit(f"FAIL: slabot evaluate in {tree} failed: {done.stderr[-1500:]}")
+    return seconds
+
+
 def timed(run: Callable[[], object]) -> float:
     gc.collect()
     begin = time.perf_counter()
@@ -356,6 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100_000, help="tickets (100000)")
     parser.add_argument("--seed", type=int, default=20261123, help="random seed (20261123)")
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds, best kept (5)")
+    parser.add_argument(
+        "--compare-tree",
+        type=Path,
+        help="a checkout of another slabot (such as main): its slabot evaluate is timed in a "
+        "child process in the same rounds, on the same input, and must write the same output",
+    )
     args = parser.parse_args(argv)
     n = args.n
     now = int(datetime.fromisoformat(NOW).timestamp())
@@ -378,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         slabot_out, baseline_out = work / "slabot.jsonl", work / "baseline.jsonl"
         all_out = work / "slabot-all-metrics.jsonl"
+        other_out = work / "other.jsonl"
         # Warm-up: imports, the JSON modules, the file cache.
         run_baseline(tickets, baseline_out)
         run_baseline(rich, baseline_out)
@@ -394,7 +434,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             best["all_baseline"] = min(
                 best["all_baseline"], timed(lambda: run_baseline(rich, baseline_out))
             )
+            if args.compare_tree is not None:
+                other = run_tree(args.compare_tree, tickets, other_out)
+                best["other"] = min(best.get("other", float("inf")), other)
         states = check_output(tickets, slabot_out)
+        if args.compare_tree is not None and other_out.read_bytes() != slabot_out.read_bytes():
+            raise SystemExit(f"FAIL: {args.compare_tree} writes other decisions for the same input")
         all_states = check_output(
             rich, all_out, ("first_response", "restoration", "next_update", *NEW_METRICS)
         )
@@ -461,6 +506,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({n / best['all']:,.0f} vs {n / best['all_baseline']:,.0f} tickets/s)  "
         f"{'PASS' if all_ratio <= 5 else 'FAIL'}"
     )
+    if args.compare_tree is not None:
+        print(
+            f"  (not judged) {args.compare_tree}, same rounds, same input: "
+            f"{best['other'] / best['baseline']:.2f}x the baseline (this tree "
+            f"{ratio:.2f}x; every metric on {all_ratio:.2f}x); identical output"
+        )
     print(
         f"  (not judged) the command line, one run against the best baseline round: "
         f"{cli_s / best['baseline']:.2f}x with its start-up, "

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from bot.business_time import Pause, from_timestamp, merge_pauses, to_timestamp
 from bot.compiled import PlannedTarget, Policy, usable_ticket_value
 from bot.errors import ReclassificationError, TicketError
-from bot.metrics import Event, run_metric, status_pauses, ticket_events
+from bot.metrics import TicketEvents, run_metric, status_pauses, ticket_events
 from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES, Reclassification, Ticket
 
@@ -395,7 +395,9 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     commitment = None if plan is None else policy.spec.plans[plan].commitment
     if ticket.status in SOLVED_STATUSES and ticket.solved_at is None:
         raise TicketError(f"status {ticket.status!r} needs 'solved_at', the time it was solved")
-    targets = dict(_NO_TARGETS) if len(policy.metric_names) == 3 else _no_targets(policy)
+    names = policy.metric_names
+    none = _NO_TARGETS if len(names) == 3 else _no_targets(names)
+    targets = dict(none)
     if plan is not None and not classification.no_targets:
         planned = policy.planned_targets(plan, classification.priority)
         if planned:
@@ -480,10 +482,15 @@ def _unknown_plan_note(named: str, policy: Policy, plan: str | None) -> str:
 
 
 _NO_TARGETS = {name: TargetDecision(name, "none") for name in TARGETS}
+_NONE_BY_METRICS: dict[tuple[str, ...], dict[str, TargetDecision]] = {}
 
 
-def _no_targets(policy: Policy) -> dict[str, TargetDecision]:
-    return {name: TargetDecision(name, "none") for name in policy.metric_names}
+def _no_targets(names: tuple[str, ...]) -> dict[str, TargetDecision]:
+    """Each metric a policy reports, without a target: what its decisions start from."""
+    none = _NONE_BY_METRICS.get(names)
+    if none is None:
+        none = _NONE_BY_METRICS[names] = {name: TargetDecision(name, "none") for name in names}
+    return none
 
 
 def _decide_targets(
@@ -507,7 +514,7 @@ def _decide_targets(
     if ticket.paused or ticket.status in policy.spec.clocks.pausing_statuses:
         pauses = _pauses(ticket, policy, now)
     decided = {}
-    events: list[Event] | None = None
+    events: TicketEvents | None = None
     for target in planned:
         name = target.name
         if target.metric is not None:
@@ -577,19 +584,19 @@ def _decide_metric(
     policy: Policy,
     now: int,
     target: PlannedTarget,
-    events: list[Event],
+    seen: TicketEvents,
     ticket_pauses: list[Pause],
 ) -> TargetDecision:
     """A metric defined by events (docs/metrics.md): its reported cycle, pauses and due."""
     metric = target.metric
     assert metric is not None
-    cycle = run_metric(metric, events)
+    cycle = run_metric(metric, seen)
     if cycle is None:
         return TargetDecision(target.name, "none")
     start, stop, gaps = cycle
     clock_pauses: list[Pause] = []
     if target.pausable:
-        found = status_pauses(metric, ticket, now)
+        found = status_pauses(metric, ticket, seen, now) if metric.own_pauses else []
         if metric.ticket_pauses:
             found += ticket_pauses
         if gaps:

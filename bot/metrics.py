@@ -9,10 +9,11 @@ is compiled once per policy into a ``CompiledMetric`` and run over the ticket's 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
-from bot.business_time import Pause, to_timestamp
+from bot.business_time import Pause
 from bot.policy import ClockRules, MetricPause, MetricSpec
 from bot.ticket import SOLVED_STATUSES, STATUSES, Ticket, net_status_changes
 
@@ -27,6 +28,8 @@ AGENT_REPLY = CUSTOMER_REPLY + 1
 SOLVED = AGENT_REPLY + 1
 _STATUS_CODE = {status: _STATUS_BASE + index for index, status in enumerate(STATUSES)}
 _SOLVED = frozenset(SOLVED_STATUSES)
+
+_floor = math.floor
 
 Event = tuple[int, int]
 """``(POSIX second, event code)``."""
@@ -112,43 +115,75 @@ class CompiledMetric:
     pause_statuses: frozenset[str]
     ticket_pauses: bool
     pause_fields: tuple[tuple[str, frozenset[str]], ...]
+    cycle_key: tuple[Any, ...]
+    """What the reported cycle depends on: the start and stop events and the cycle."""
+    own_pauses: bool
+    """Whether statuses or fields pause it (``status_pauses`` has something to find)."""
 
 
 def compile_metric(name: str, spec: MetricSpec) -> CompiledMetric:
     # A solve stops every clock, whether the definition names it or not.
+    starts = frozenset(event_code(e) for e in spec.start)
+    stops = frozenset({SOLVED, *(event_code(e) for e in spec.stop)})
     return CompiledMetric(
         name=name,
-        starts=frozenset(event_code(e) for e in spec.start),
-        stops=frozenset({SOLVED, *(event_code(e) for e in spec.stop)}),
+        starts=starts,
+        stops=stops,
         cycle=spec.cycle,
+        cycle_key=(starts, stops, spec.cycle),
+        own_pauses=bool(spec.pause.statuses or spec.pause.fields),
         pause_statuses=frozenset(spec.pause.statuses),
         ticket_pauses=spec.pause.ticket_pauses,
-        pause_fields=tuple(
-            (field, frozenset(values)) for field, values in spec.pause.fields.items()
-        ),
+        pause_fields=tuple((name, frozenset(values)) for name, values in spec.pause.fields.items()),
     )
 
 
-def ticket_events(ticket: Ticket, now: int) -> list[Event]:
-    """The ticket's events up to ``now``, in order.
+Cycle = tuple[int, int | None, tuple[Pause, ...]]
+"""``(start, stop or None while running, gaps between cycles that do not count)``."""
+
+
+@dataclass(slots=True)
+class TicketEvents:
+    """What every metric of one evaluation reads, computed once per ticket."""
+
+    events: list[Event]
+    """The ticket's events up to ``now``, in order."""
+    statuses: list[tuple[int, str]]
+    """The status changes that count (``net_status_changes``) up to ``now``."""
+    cycles: dict[tuple[Any, ...], Cycle | None] = field(default_factory=dict)
+    """``run_metric``'s results by the metric's events and cycle."""
+
+
+def ticket_events(ticket: Ticket, now: int) -> TicketEvents:
+    """The ticket's events and status changes up to ``now``.
 
     Replies come from ``agent_replies`` (else the first response and the last agent update)
     and ``customer_replies``; solves and reopenings from ``status_changes`` when the ticket
     has them, else from ``solved_at`` (when solved) and ``restoration_started_at``.
     """
-    ts = to_timestamp
-    events: list[Event] = [(ts(ticket.created_at), CREATED)]
+    floor = _floor  # instants are aware (the ticket checked them): no to_timestamp checks
+    events: list[Event] = [(floor(ticket.created_at.timestamp()), CREATED)]
     agent = ticket.agent_replies or tuple(
         {t for t in (ticket.first_response_at, ticket.last_agent_update_at) if t is not None}
     )
-    events.extend((ts(at), AGENT_REPLY) for at in agent)
-    events.extend((ts(at), CUSTOMER_REPLY) for at in ticket.customer_replies)
+    for at in agent:
+        instant = floor(at.timestamp())
+        if instant <= now:
+            events.append((instant, AGENT_REPLY))
+    for at in ticket.customer_replies:
+        instant = floor(at.timestamp())
+        if instant <= now:
+            events.append((instant, CUSTOMER_REPLY))
+    statuses: list[tuple[int, str]] = []
     if ticket.status_changes:
         previous: str | None = None
         for at, status in net_status_changes(ticket.status_changes):
+            instant = floor(at.timestamp())
+            if instant > now:
+                break
+            statuses.append((instant, status))
             if status == previous:
                 continue
-            instant = ts(at)
             events.append((instant, _STATUS_CODE[status]))
             if status in _SOLVED and previous not in _SOLVED:
                 events.append((instant, SOLVED))
@@ -157,57 +192,65 @@ def ticket_events(ticket: Ticket, now: int) -> list[Event]:
             previous = status
     else:
         if ticket.solved_at is not None and ticket.status in _SOLVED:
-            events.append((ts(ticket.solved_at), SOLVED))
+            instant = floor(ticket.solved_at.timestamp())
+            if instant <= now:
+                events.append((instant, SOLVED))
         if ticket.restoration_started_at is not None:
-            events.append((ts(ticket.restoration_started_at), REOPENED))
+            instant = floor(ticket.restoration_started_at.timestamp())
+            if instant <= now:
+                events.append((instant, REOPENED))
     events.sort()
-    return [event for event in events if event[0] <= now]
+    return TicketEvents(events, statuses)
 
 
-Cycle = tuple[int, int | None, tuple[Pause, ...]]
-"""``(start, stop or None while running, gaps between cycles that do not count)``."""
-
-
-def run_metric(metric: CompiledMetric, events: Sequence[Event]) -> Cycle | None:
+def run_metric(metric: CompiledMetric, seen: TicketEvents) -> Cycle | None:
     """The cycle a metric reports, from the ticket's ordered events; None if never started.
 
     A start while the clock runs does not restart it; an event that stops and starts it
     ends one cycle and begins the next. While the ticket is solved nothing starts, until it
     is reopened. ``once`` reports the first cycle, ``every`` the latest, ``cumulative`` one
     clock from the first start to the latest stop with the gaps between cycles as pauses.
+    Metrics with the same events and cycle (agent work and requester wait) share the run.
     """
+    key = metric.cycle_key
+    cycles = seen.cycles
+    if key in cycles:
+        return cycles[key]
     starts, stops = metric.starts, metric.stops
-    once = metric.cycle == "once"
-    cycles: list[list[int | None]] = []
+    once, cumulative = metric.cycle == "once", metric.cycle == "cumulative"
+    first = begin = end = None
+    gaps: list[Pause] = []
     running = solved = False
-    for at, code in events:
+    for at, code in seen.events:
         if code == REOPENED:
             solved = False
         if running and code in stops:
-            cycles[-1][1] = at
+            end = at
             running = False
         if code == SOLVED:
             solved = True
-        elif not running and not solved and code in starts and not (once and cycles):
-            cycles.append([at, None])
-            running = True
-    if not cycles:
-        return None
-    if metric.cycle == "cumulative":
-        gaps = tuple(
-            (stop, cycles[index + 1][0])
-            for index, (_, stop) in enumerate(cycles[:-1])
-            if stop is not None
-        )
-        first = cycles[0][0]
-        assert first is not None
-        return first, cycles[-1][1], tuple((b, e) for b, e in gaps if e is not None)
-    begin, end = cycles[0] if once else cycles[-1]
-    assert begin is not None
-    return begin, end, ()
+        elif not running and not solved and code in starts:
+            if first is None:
+                first = at
+            elif once:
+                continue
+            if cumulative and end is not None:
+                gaps.append((end, at))
+            begin, end, running = at, None, True
+    found: Cycle | None
+    if first is None or begin is None:
+        found = None
+    elif cumulative:
+        found = (first, end, tuple(gaps))
+    else:
+        found = (begin, end, ())
+    cycles[key] = found
+    return found
 
 
-def status_pauses(metric: CompiledMetric, ticket: Ticket, now: int) -> list[Pause]:
+def status_pauses(
+    metric: CompiledMetric, ticket: Ticket, seen: TicketEvents, now: int
+) -> list[Pause]:
     """The spans, up to ``now``, the ticket spent in the metric's pausing statuses, and the
     pauses its pausing field values hold (from ``now``: fields keep no history)."""
     pauses: list[Pause] = []
@@ -215,10 +258,7 @@ def status_pauses(metric: CompiledMetric, ticket: Ticket, now: int) -> list[Paus
     if statuses:
         if ticket.status_changes:
             begun: int | None = None
-            for at, status in ticket.status_changes:
-                instant = to_timestamp(at)
-                if instant > now:
-                    break
+            for instant, status in seen.statuses:
                 if status in statuses:
                     if begun is None:
                         begun = instant
@@ -229,8 +269,8 @@ def status_pauses(metric: CompiledMetric, ticket: Ticket, now: int) -> list[Paus
                 pauses.append((begun, None))
         elif ticket.status in statuses:
             pauses.append((now, None))
-    for field, values in metric.pause_fields:
-        value = getattr(ticket, field)
+    for name, values in metric.pause_fields:
+        value = getattr(ticket, name)
         if value is not None and value.lower() in values:
             pauses.append((now, None))
     return pauses

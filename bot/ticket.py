@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from bot.business_time import FIRST_YEAR, LAST_YEAR
@@ -12,6 +13,7 @@ from bot.errors import TicketError
 
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 SOLVED_STATUSES = ("solved", "closed")
+_KNOWN_STATUSES = frozenset(STATUSES)
 
 _TEXT_FIELDS = (
     "priority",
@@ -128,18 +130,20 @@ class Ticket:
                         f"ticket {self.id}: {name}[{index}] must be an aware instant at or "
                         "after created_at"
                     )
+        solved = False
         for index, (value, status) in enumerate(self.status_changes):
             if value.tzinfo is None or value < created:
                 raise TicketError(
                     f"ticket {self.id}: status_changes[{index}] must be an aware instant at or "
                     "after created_at"
                 )
-            if status not in STATUSES:
+            if status not in _KNOWN_STATUSES:
                 raise TicketError(
                     f"ticket {self.id}: status_changes[{index}] is {status!r}; expected one "
                     f"of {', '.join(STATUSES)}"
                 )
-        if self.status_changes and (
+            solved = solved or status in SOLVED_STATUSES
+        if solved and (
             self.restoration_started_at is None
             or (self.solved_at is None and self.status in SOLVED_STATUSES)
         ):
@@ -257,32 +261,48 @@ def _pauses(value: Any) -> tuple[tuple[datetime, datetime | None], ...]:
 
 
 def _instants(value: Any, name: str) -> tuple[datetime, ...]:
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise TicketError(f"field {name!r} must be a list of ISO 8601 strings")
     found = []
     for index, item in enumerate(value):
-        if not isinstance(item, str):
-            raise TicketError(f"field {name!r}[{index}] must be an ISO 8601 string")
-        found.append(parse_instant(item, f"{name}[{index}]"))
-    return tuple(sorted(found))
+        found.append(_list_instant(item, name, index))
+    found.sort()
+    return tuple(found)
+
+
+def _list_instant(item: Any, name: str, index: int) -> datetime:
+    """``parse_instant`` for an item of a list field, naming the item only on an error
+    (lists are the bulk of a ticket with its events: this is the hot path)."""
+    if type(item) is str:
+        try:
+            parsed = _fromisoformat(item)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None and FIRST_YEAR <= parsed.year <= LAST_YEAR:
+                return parsed
+    if not isinstance(item, str):
+        raise TicketError(f"field {name!r}[{index}] must be an ISO 8601 string")
+    return parse_instant(item, f"{name}[{index}]")
 
 
 def _status_changes(value: Any) -> tuple[tuple[datetime, str], ...]:
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise TicketError("field 'status_changes' must be a list of [instant, status] pairs")
     changes = []
     for index, pair in enumerate(value):
-        if (
-            not isinstance(pair, list | tuple)
-            or len(pair) != 2
-            or not all(isinstance(part, str) for part in pair)
-        ):
+        if type(pair) is not list or len(pair) != 2 or type(pair[1]) is not str:
             raise TicketError(
                 f"field 'status_changes'[{index}] must be an [ISO 8601 instant, status] pair"
             )
-        changes.append((parse_instant(pair[0], f"status_changes[{index}][0]"), pair[1]))
+        changes.append((_list_instant(pair[0], "status_changes", index), pair[1]))
     # Oldest first; a stable sort keeps same-instant changes in their given order.
-    return tuple(sorted(changes, key=lambda change: change[0]))
+    changes.sort(key=_first)
+    return tuple(changes)
+
+
+_fromisoformat = datetime.fromisoformat
+_first = itemgetter(0)
 
 
 def net_status_changes(
