@@ -135,6 +135,11 @@ class Snapshot:
     shown: Mapping[str, Any] = field(default_factory=dict)
     actor: str | None = None
     status_history: tuple[StatusChange, ...] = ()
+    agent_replies: tuple[datetime, ...] = ()
+    """Every public agent reply the source's history shows, oldest first."""
+    customer_replies: tuple[datetime, ...] = ()
+    """Every public comment by the requester or another non-agent after the creation, oldest
+    first: the events metrics such as ``next_reply`` start on (docs/metrics.md)."""
 
 
 @dataclass(frozen=True, slots=True)
