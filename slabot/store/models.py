@@ -107,6 +107,9 @@ class StoredTicket(Base):
     restoration_started_at: Mapped[datetime | None]
     """Start of the current restoration cycle when the ticket was reopened."""
     paused: Mapped[list[Any]] = mapped_column(default=list)
+    replies: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
+    """``{"agent": [...], "customer": [...]}``: every public reply the source showed, ISO 8601
+    instants oldest first; they only ever add up (docs/metrics.md)."""
 
     reclassified_priority: Mapped[str | None] = mapped_column(String(32))
     """An agent's priority, which outranks the policy's classification (audit in history)."""

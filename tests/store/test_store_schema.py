@@ -351,7 +351,7 @@ def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "shown_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
-    assert upgrade(migrated) == head_revision() == "0005"
+    assert upgrade(migrated) == head_revision() == "0006"
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.shown_at) == ("7", None)
@@ -376,7 +376,7 @@ def test_revision_0004_adds_content_digest_and_downgrades_with_deliveries_stored
         config.attributes["connection"] = connection
         command.downgrade(config, "0003")
     assert "content_digest" not in columns()
-    assert upgrade(migrated) == head_revision() == "0005"
+    assert upgrade(migrated) == head_revision() == "0006"
     with Session(migrated) as session:
         row = session.scalars(select(WebhookDelivery)).one()
         assert (row.delivery_key, row.content_digest) == ("invocation:1", None)
@@ -411,7 +411,7 @@ def test_revision_0005_adds_the_breach_button_kinds_and_still_refuses_others(
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
         )
-    assert upgrade(migrated) == head_revision() == "0005"
+    assert upgrade(migrated) == head_revision() == "0006"
     with Session(migrated) as session, session.begin():
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
@@ -473,3 +473,28 @@ def test_postgresql_sessions_run_in_utc_unless_the_url_sets_a_zone(database_url:
     finally:
         engine.dispose()
         zoned.dispose()
+
+
+def test_revision_0006_adds_replies_and_downgrades_with_tickets_stored(migrated: Engine) -> None:
+    from alembic import command
+
+    from slabot.store.migrate import alembic_config
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(migrated).get_columns("tickets")}
+
+    assert "replies" in columns()
+    replies = {"agent": [T0.isoformat()], "customer": []}
+    with Session(migrated) as session, session.begin():
+        session.add(_ticket("9", replies=replies))
+    with Session(migrated) as session:
+        assert session.scalars(select(StoredTicket)).one().replies == replies
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    assert "replies" not in columns()
+    assert upgrade(migrated) == head_revision() == "0006"
+    with Session(migrated) as session:
+        stored = session.scalars(select(StoredTicket)).one()
+        assert (stored.external_key, stored.replies) == ("9", None)
