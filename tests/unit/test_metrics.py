@@ -489,3 +489,16 @@ def test_a_policy_metric_may_not_take_a_built_in_name() -> None:
                 "plans": {"p": {"commitment": "sla", "targets": {}}},
             }
         )
+
+
+def test_explain_explains_every_metric_the_policy_reports() -> None:
+    from bot.explain import explain
+
+    policy = policy_with({"next_reply": (120, "24x7"), "pending_total": (60, "24x7")})
+    reply = BASE + timedelta(minutes=10)
+    ticket = Ticket(id="T-1", created_at=BASE, plan="p", customer_replies=(reply,))
+    text = explain(ticket, policy, BASE + timedelta(minutes=30))
+    assert "next reply: due Mon 2026-06-08 08:10 UTC" in text
+    assert "starts at customer_reply; stops at agent_reply, solved (cycle: every)" in text
+    # Never started (the ticket was never pending): nothing is due.
+    assert "pending total: no target for this priority and plan" in text
