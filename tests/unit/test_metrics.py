@@ -502,3 +502,44 @@ def test_explain_explains_every_metric_the_policy_reports() -> None:
     assert "starts at customer_reply; stops at agent_reply, solved (cycle: every)" in text
     # Never started (the ticket was never pending): nothing is due.
     assert "pending total: no target for this priority and plan" in text
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"customer_replies": "2026-06-08T07:00:00Z"}, "'customer_replies' must be a list"),
+        ({"agent_replies": [7]}, r"'agent_replies'\[0\] must be an ISO 8601 string"),
+        ({"agent_replies": ["2026-06-08T07:00:00"]}, r"agent_replies\[0\].*has no offset"),
+        ({"customer_replies": ["2026-06-08T05:00:00Z"]}, "at or after created_at"),
+        ({"status_changes": [["2026-06-08T07:00:00Z"]]}, r"an \[ISO 8601 instant, status\] pair"),
+        ({"status_changes": [["2026-06-08T07:00:00Z", "waiting"]]}, "'waiting'; expected one"),
+    ],
+)
+def test_a_ticket_with_unreadable_events_is_refused_naming_the_field(
+    fields: dict[str, Any], message: str
+) -> None:
+    from bot.errors import TicketError
+
+    with pytest.raises(TicketError, match=message):
+        Ticket.from_mapping({"id": "T-1", "created_at": "2026-06-08T06:00:00Z", **fields})
+
+
+def test_the_summary_fields_are_taken_from_the_events_when_not_given() -> None:
+    ticket = Ticket.from_mapping(
+        {
+            "id": "T-1",
+            "created_at": "2026-06-08T06:00:00Z",
+            "status": "solved",
+            "agent_replies": ["2026-06-08T08:00:00Z", "2026-06-08T07:00:00Z"],
+            "status_changes": [
+                ["2026-06-08T06:00:00Z", "new"],
+                ["2026-06-08T09:00:00Z", "solved"],
+                ["2026-06-08T10:00:00Z", "open"],
+                ["2026-06-08T11:00:00Z", "solved"],
+            ],
+        }
+    )
+    hour = timedelta(hours=1)
+    assert ticket.agent_replies == (BASE + hour, BASE + 2 * hour)  # sorted
+    assert (ticket.first_response_at, ticket.last_agent_update_at) == (BASE + hour, BASE + 2 * hour)
+    assert (ticket.restoration_started_at, ticket.solved_at) == (BASE + 4 * hour, BASE + 5 * hour)
