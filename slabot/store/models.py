@@ -108,6 +108,9 @@ class StoredTicket(Base):
     restoration_started_at: Mapped[datetime | None]
     """Start of the current restoration cycle when the ticket was reopened."""
     paused: Mapped[list[Any]] = mapped_column(default=list)
+    replies: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
+    """``{"agent": [...], "customer": [...]}``: every public reply the source showed, ISO 8601
+    instants oldest first; they only ever add up (docs/metrics.md)."""
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     """What the routing rules read about the ticket (brand, project, tags...; bot.routing),
     as of the last snapshot (revision 0007; None before, or from a source that gives none)."""

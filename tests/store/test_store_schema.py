@@ -503,7 +503,7 @@ def test_revision_0007_adds_routing_columns_and_policy_changed_and_downgrades(
     with migrated.begin() as connection:
         config = alembic_config(migrated)
         config.attributes["connection"] = connection
-        command.downgrade(config, "0005")
+        command.downgrade(config, "0006")
     assert "routing_rule" not in columns("decisions")
     assert "routing" not in columns("tickets")
     with migrated.connect() as connection:
@@ -522,3 +522,28 @@ def test_revision_0007_adds_routing_columns_and_policy_changed_and_downgrades(
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="policy_changed", occurred_at=T0, recorded_at=T0)
         )
+
+
+def test_revision_0006_adds_replies_and_downgrades_with_tickets_stored(migrated: Engine) -> None:
+    from alembic import command
+
+    from slabot.store.migrate import alembic_config
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(migrated).get_columns("tickets")}
+
+    assert "replies" in columns()
+    replies = {"agent": [T0.isoformat()], "customer": []}
+    with Session(migrated) as session, session.begin():
+        session.add(_ticket("9", replies=replies))
+    with Session(migrated) as session:
+        assert session.scalars(select(StoredTicket)).one().replies == replies
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    assert "replies" not in columns()
+    assert upgrade(migrated) == head_revision() == "0008"
+    with Session(migrated) as session:
+        stored = session.scalars(select(StoredTicket)).one()
+        assert (stored.external_key, stored.replies) == ("9", None)
