@@ -37,6 +37,7 @@ from slabot.store.breaches import (
     breached_where,
     decision_marks,
     due_targets,
+    list_columns,
     reaching_where,
     store_marks,
     thresholds_permille,
@@ -526,6 +527,7 @@ class TicketService:
         _store_decision(session, row.id, decision, now)
         marks = decision_marks(engine_ticket(row), policy, decision, now, self.thresholds)
         store_marks(session, row, marks)
+        list_columns(row, marks)
 
     def loaded_policy(self, row: StoredTicket) -> Policy:
         """The loaded policy the stored ticket is under; ``PolicyNotLoadedError`` (naming the
