@@ -200,6 +200,7 @@ def open_tickets(
     words = chosen.words
     loose = bool(words or chosen.priority or chosen.plan) or chosen.state in (
         "at_risk",
+        "paused",
         "running",
         "met",
         "none",
