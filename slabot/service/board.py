@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, exists, or_, select
 
 from bot.business_time import OpenInterval, to_timestamp
 from bot.engine import TargetDecision, threshold_instant
 from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES
 from slabot.slack.store_access import SlackStore, TicketView
-from slabot.store.models import StoredDecision, StoredTicket
+from slabot.store.models import StoredDecision, StoredTicket, TargetMark
 
 PAGE_SIZE = 50
 """Rows a page shows; the dashboard links to the next page."""
@@ -38,9 +38,10 @@ OPTION_WINDOW = 500
 """The filters offer the values of this many tickets first in the list (and the page's)."""
 SCAN_LIMIT = 2_000
 """Tickets read at most for one page when a filter no index answers narrows it (search,
-priority, plan, at risk, running): the page ends early, its next page goes on from there."""
-LOOSE_BATCH = 200
+priority, plan, a state): the page ends early, its next page goes on from there."""
 AT_RISK_FRACTION = 0.75
+AT_RISK_PERMILLE = 750
+"""The threshold mark of ``AT_RISK_FRACTION`` (``slabot.store.breaches.to_permille``)."""
 STATE_ORDER = ("breached", "at_risk", "running", "paused", "met", "none")
 """Worst first: a ticket shows the worst state of its clocks."""
 FILTER_STATES = ("breached", "at_risk", "running", "paused")
@@ -198,18 +199,14 @@ def open_tickets(
     chosen = filters or Filters()
     start = Position.parse(after)
     words = chosen.words
-    loose = bool(words or chosen.priority or chosen.plan) or chosen.state in (
-        "at_risk",
-        "paused",
-        "running",
-        "met",
-        "none",
-    )
     found: list[tuple[Position, Row]] = []
-    cursor, scanned, exhausted = start, 0, False
+    cursor, scanned, exhausted, rounds = start, 0, False, 0
     while len(found) <= page_size and scanned < SCAN_LIMIT:
-        want = page_size + 1 - len(found)
-        batch = _candidates(engine, chosen, now, cursor, max(want, LOOSE_BATCH) if loose else want)
+        # As many as the page still needs, then twice as many each time: a filter that
+        # keeps few of the candidates reads more of them at once.
+        want = (page_size + 1 - len(found)) * 2**rounds
+        rounds += 1
+        batch = _candidates(engine, chosen, now, cursor, min(want, SCAN_LIMIT - scanned))
         if not batch:
             exhausted = True
             break
@@ -317,6 +314,16 @@ def _candidates(
         narrow.append(StoredTicket.next_due_at <= now)
     elif chosen.state in ("at_risk", "running"):
         narrow.append(StoredTicket.next_due_at > now)
+    if chosen.state == "running":
+        # A clock past its 75% mark is at risk (or breached), not running: leave out the
+        # tickets with such a mark (with no 0.75 threshold configured there is none).
+        narrow.append(
+            ~exists().where(
+                TargetMark.ticket_id == StoredTicket.id,
+                TargetMark.threshold_permille == AT_RISK_PERMILLE,
+                TargetMark.at <= now,
+            )
+        )
     columns = (StoredTicket.id, StoredTicket.next_due_at, *_SEARCH_COLUMNS)
     found: list[Candidate] = []
     with engine.connect() as connection:
