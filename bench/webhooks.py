@@ -68,20 +68,39 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.zendesk.webhook import sign
-from slabot.demo.environment import ZENDESK_SECRET, write_config
+from slabot.demo.environment import (
+    ZD_FIRST_RESPONSE,
+    ZD_NEXT_UPDATE,
+    ZD_RESTORATION,
+    ZENDESK_SECRET,
+    write_config,
+)
 
 SLABOT = Path(sys.executable).parent / "slabot"
 REQUESTER = 501
+BACKLOG_CHUNK = 800
 
 
-def serve_fake_zendesk(tickets: int, pipe: Connection) -> None:
-    """The fake Zendesk in its own process: reports its URL, serves until told to stop."""
+def serve_fake_zendesk(tickets: int, backlog: int, write_latency: float, pipe: Connection) -> None:
+    """The fake Zendesk in its own process: reports its URL, serves until told to stop.
+
+    Tickets ``1..tickets`` owe nothing once read; the ``backlog`` ones after them each owe
+    writes: an urgent ticket not reported by phone gets the tag ``sla_p1_not_by_phone``
+    (policy zoom), and its three due-date fields are filled in. Each ``update_many`` (100
+    tickets' writes) is answered ``write_latency`` seconds late, as a real Zendesk takes
+    its time (the fake answers at once otherwise, and a flush would be over in a blink)."""
     from slabot.demo.fakes.zendesk import FakeZendesk
 
     fake = FakeZendesk(now=datetime.now(UTC), webhook_secret=ZENDESK_SECRET)
     fake.add_user(REQUESTER, "end-user")
     for number in range(1, tickets + 1):
         fake.add_ticket(number, requester_id=REQUESTER, priority="normal")
+    due_fields = dict.fromkeys((ZD_FIRST_RESPONSE, ZD_RESTORATION, ZD_NEXT_UPDATE))
+    for number in range(tickets + 1, tickets + backlog + 1):
+        fake.add_ticket(
+            number, requester_id=REQUESTER, priority="urgent", custom_fields=dict(due_fields)
+        )
+    fake.slow_next(backlog, write_latency, path_contains="update_many", method="PUT")
     fake.start()
     pipe.send(fake.url)
     pipe.recv()  # stop
@@ -409,12 +428,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backlog",
         type=int,
-        default=3000,
+        default=2400,
         help="more tickets ingested before the webhooks' fixed-rate phase: their writes are "
         "flushed during it",
     )
     parser.add_argument(
-        "--flush-interval", type=float, default=20.0, help="service.flush_interval_seconds"
+        "--flush-interval",
+        type=float,
+        default=60.0,
+        help="service.flush_interval_seconds (longer than the backlog takes to ingest)",
+    )
+    parser.add_argument(
+        "--write-latency",
+        type=float,
+        default=0.3,
+        help="seconds the fake Zendesk takes to answer each update_many (100 tickets)",
     )
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     parser.add_argument(
@@ -428,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     fake = context.Process(
-        target=serve_fake_zendesk, args=(args.tickets + args.backlog, theirs), daemon=True
+        target=serve_fake_zendesk,
+        args=(args.tickets, args.backlog, args.write_latency, theirs),
+        daemon=True,
     )
     fake.start()
     zendesk_url = ours.recv()
@@ -513,18 +543,14 @@ def main(argv: list[str] | None = None) -> int:
         # The backlog: one delivery about each new ticket; their jobs ingest them, each owing
         # the fake Zendesk its writes. The phase starts once the jobs are done (``run``
         # settles first), while the flusher works through the writes.
-        backlog = Phase("/webhooks/zendesk", "backlog, 150/s")
-        asyncio.run(
-            fixed_rate(
-                port,
-                webhook_requests(port, args.backlog, first=args.tickets + 1),
-                backlog,
-                150.0,
-                args.backlog / 150.0,
-            )
-        )
+        backlog = Phase("/webhooks/zendesk", "backlog")
+        owing = webhook_requests(port, args.backlog, first=args.tickets + 1)
+        for start in range(0, args.backlog, BACKLOG_CHUNK):
+            # Fewer at once than the webhook queue holds (1,000): none is refused busy.
+            chunk = min(BACKLOG_CHUNK, args.backlog - start)
+            asyncio.run(throughput(port, owing, backlog, 4, 60.0, cap=start + chunk))
+            settle(port)
         phases.append(backlog)
-        settle(port)
         pending_before, flush_wait = wait_for_flush(port, args.flush_interval + 30)
         sent: list[str] = []
         hook_rate = Phase("/webhooks/zendesk", f"fixed {args.rate:g}/s, flushing")
