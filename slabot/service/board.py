@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, exists, or_, select
+from sqlalchemy import Boolean, ColumnElement, Engine, Select, exists, literal_column, or_, select
 
 from bot.business_time import OpenInterval, to_timestamp
 from bot.engine import TargetDecision, threshold_instant
@@ -324,6 +324,9 @@ def _candidates(
                 TargetMark.at <= now,
             )
         )
+    if chosen.state == "paused":
+        # A paused clock is held by the pause the ticket is in now: its last span is open.
+        narrow.append(_waiting_now(engine.dialect.name))
     columns = (StoredTicket.id, StoredTicket.next_due_at, *_SEARCH_COLUMNS)
     found: list[Candidate] = []
     with engine.connect() as connection:
@@ -347,6 +350,13 @@ def _candidates(
             query = query.order_by(StoredTicket.id).limit(limit - len(found))
             found.extend(_candidate(row) for row in connection.execute(_joined(query, chosen)))
     return found
+
+
+def _waiting_now(dialect: str) -> ColumnElement[bool]:
+    """The ticket's last pause (``tickets.paused``) has no end: it waits on the customer."""
+    if dialect == "postgresql":
+        return literal_column("(tickets.paused -> -1 -> 1) = 'null'::jsonb", Boolean)
+    return literal_column("json_type(tickets.paused, '$[#-1][1]') = 'null'", Boolean)
 
 
 _SEARCH_COLUMNS = (StoredTicket.source, StoredTicket.external_key, StoredTicket.shown)
