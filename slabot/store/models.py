@@ -79,6 +79,12 @@ class StoredTicket(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_key"),
         CheckConstraint(_one_of("status", STATUSES), name="status"),
+        # The dashboard's list, a page at a time in its own order (revision 0009): each
+        # filter it indexes leads an index ending in that order, so a page costs the rows
+        # it shows, however many tickets are stored.
+        Index(None, "next_due_at", "id"),
+        Index(None, "queue", "next_due_at", "id"),
+        Index(None, "assignee_email", "next_due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -131,6 +137,15 @@ class StoredTicket(Base):
     """The source's update time of the newest snapshot applied; older snapshots are stale."""
     first_seen_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    next_due_at: Mapped[datetime | None]
+    """The earliest due instant of a running or breached clock (the ticket's earliest
+    breach mark), None when no clock runs: the dashboard's order. Written with each decision
+    (``slabot.store.breaches.list_columns``), like the other two below (revision 0009)."""
+    queue: Mapped[str | None] = mapped_column(String(255))
+    """``shown["queue"]`` (the Zendesk group, the Jira project), for the group filter."""
+    assignee_email: Mapped[str | None] = mapped_column(String(255))
+    """``shown["assignee_email"]``, lower-case; None: unassigned (the filter)."""
 
 
 class TicketEvent(Base):

@@ -38,6 +38,7 @@ from slabot.store.breaches import (
     breached_where,
     decision_marks,
     due_targets,
+    list_columns,
     reaching_where,
     store_marks,
     thresholds_permille,
@@ -570,6 +571,7 @@ class TicketService:
         marks = decision_marks(ticket, policy, decision, now, self.thresholds)
         store_marks(session, row, marks)
         store_outcomes(session, row, ticket, policy, decision, now)  # for the reports
+        list_columns(row, marks)
 
     def loaded_policy(self, row: StoredTicket) -> Policy:
         """The loaded policy the stored ticket is under; ``PolicyNotLoadedError`` (naming the
