@@ -19,13 +19,22 @@ in requests:
    slows a round, not the comparison);
 2. fixed rate: ``--rate`` requests per second for ``--duration`` seconds, open loop (each
    request is due at its slot; latency is measured from the slot, so a slow answer delays
-   the requests behind it and counts against them); p50/p99 of the acknowledgement.
+   the requests behind it and counts against them); p50/p99 of the acknowledgement. The
+   webhooks' fixed-rate phase runs during a write-back flush: first one webhook about each
+   of ``--backlog`` more tickets, whose jobs fetch and ingest them and so owe the fake
+   Zendesk a tag and their due dates (the outbox); the fake answers each ``update_many``
+   ``--write-latency`` seconds late, so the flusher (every ``--flush-interval`` seconds)
+   sends the writes more slowly than the jobs make them; once the jobs are done, the phase
+   starts while the flusher still works through them (``slabot_outbox_pending`` is
+   printed at the phase's start and end: it must fall, and not to zero).
 
 Every webhook is signed as Zendesk signs (HMAC-SHA256 over timestamp + body), with its own
-invocation id, about one of the tickets in turn. Goals: the webhook's throughput at least
-40% of the no-op's, and its p99 under 50 ms at 200 requests per second. Exit status 1 if a
-goal fails or an answer is not what it should be (anything but 202 for an accepted
-delivery).
+invocation id, about one of the tickets in turn. Goals: the webhook's p99 under 50 ms at 200
+requests per second during the flush, and no loss: every signed delivery of that phase
+answered 202 and found recorded in ``webhook_deliveries`` once the service has stopped.
+Exit status 1 if a goal fails or an answer is not what it should be. The throughput against
+the no-op is printed as information: it measures the machine more than slabot (see
+docs/benchmarks.md, "Why the throughput goal was retired").
 
 Run from the repository root: ``.venv/bin/python bench/webhooks.py [--duration S]``.
 """
@@ -61,20 +70,39 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.zendesk.webhook import sign
-from slabot.demo.environment import ZENDESK_SECRET, write_config
+from slabot.demo.environment import (
+    ZD_FIRST_RESPONSE,
+    ZD_NEXT_UPDATE,
+    ZD_RESTORATION,
+    ZENDESK_SECRET,
+    write_config,
+)
 
 SLABOT = Path(sys.executable).parent / "slabot"
 REQUESTER = 501
+BACKLOG_CHUNK = 500
 
 
-def serve_fake_zendesk(tickets: int, pipe: Connection) -> None:
-    """The fake Zendesk in its own process: reports its URL, serves until told to stop."""
+def serve_fake_zendesk(tickets: int, backlog: int, write_latency: float, pipe: Connection) -> None:
+    """The fake Zendesk in its own process: reports its URL, serves until told to stop.
+
+    Tickets ``1..tickets`` owe nothing once read; the ``backlog`` ones after them each owe
+    writes: an urgent ticket not reported by phone gets the tag ``sla_p1_not_by_phone``
+    (policy zoom), and its three due-date fields are filled in. Each ``update_many`` (100
+    tickets' writes) is answered ``write_latency`` seconds late, as a real Zendesk takes
+    its time (the fake answers at once otherwise, and a flush would be over in a blink)."""
     from slabot.demo.fakes.zendesk import FakeZendesk
 
     fake = FakeZendesk(now=datetime.now(UTC), webhook_secret=ZENDESK_SECRET)
     fake.add_user(REQUESTER, "end-user")
     for number in range(1, tickets + 1):
         fake.add_ticket(number, requester_id=REQUESTER, priority="normal")
+    due_fields = dict.fromkeys((ZD_FIRST_RESPONSE, ZD_RESTORATION, ZD_NEXT_UPDATE))
+    for number in range(tickets + 1, tickets + backlog + 1):
+        fake.add_ticket(
+            number, requester_id=REQUESTER, priority="urgent", custom_fields=dict(due_fields)
+        )
+    fake.slow_next(backlog, write_latency, path_contains="update_many", method="PUT")
     fake.start()
     pipe.send(fake.url)
     pipe.recv()  # stop
@@ -132,21 +160,28 @@ def noop_requests(port: int) -> Iterator[Request]:
         yield raw, ""
 
 
-def webhook_requests(port: int, tickets: int) -> Iterator[Request]:
+def webhook_requests(
+    port: int, tickets: int, first: int = 1, sent: list[str] | None = None
+) -> Iterator[Request]:
+    """Signed deliveries about tickets ``first`` .. ``first + tickets - 1`` in turn; each
+    invocation id is appended to ``sent``."""
     number = 0
     while True:
         number += 1
+        invocation = uuid.uuid4().hex
+        if sent is not None:
+            sent.append(invocation)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         # Each delivery a change of its own (``seq``): two copies of one signed timestamp +
         # body are one delivery (answered 200 ``duplicate``), whatever their invocation ids.
         body = json.dumps(
-            {"ticket_id": str(number % tickets + 1), "updated_at": stamp, "seq": str(number)}
+            {"ticket_id": str(number % tickets + first), "updated_at": stamp, "seq": str(number)}
         ).encode()
         headers = (
             f"POST /webhooks/zendesk HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"X-Zendesk-Webhook-Id: 01HBENCH\r\n"
-            f"X-Zendesk-Webhook-Invocation-Id: {uuid.uuid4().hex}\r\n"
+            f"X-Zendesk-Webhook-Invocation-Id: {invocation}\r\n"
             f"X-Zendesk-Webhook-Signature: {sign(ZENDESK_SECRET, stamp, body)}\r\n"
             f"X-Zendesk-Webhook-Signature-Timestamp: {stamp}\r\n\r\n"
         )
@@ -187,11 +222,17 @@ def _record(phase: Phase, status: int, body: bytes, latency: float) -> None:
 
 
 async def throughput(
-    port: int, requests: Iterator[Request], phase: Phase, concurrency: int, duration: float
+    port: int,
+    requests: Iterator[Request],
+    phase: Phase,
+    concurrency: int,
+    duration: float,
+    cap: int | None = None,
 ) -> None:
-    """``concurrency`` connections, back to back, for ``duration`` seconds."""
+    """``concurrency`` connections, back to back, for ``duration`` seconds (at most ``cap``
+    requests)."""
     deadline = time.perf_counter() + duration
-    cap = int(duration * 60_000)  # a bound on requests, whatever the speed
+    cap = cap if cap is not None else int(duration * 60_000)  # a bound, whatever the speed
 
     async def worker() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -270,6 +311,43 @@ def settle(port: int, timeout: float = 60) -> None:
     time.sleep(1.0)
 
 
+def outbox_pending(port: int) -> float:
+    """Writes still to be sent, all targets (``slabot_outbox_pending``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("slabot_outbox_pending{")
+    )
+
+
+def recorded(database: str, invocations: list[str]) -> int:
+    """How many of ``invocations`` the service recorded (``webhook_deliveries``)."""
+    from sqlalchemy import select
+
+    from slabot.store.db import make_engine
+    from slabot.store.models import WebhookDelivery
+
+    keys = [f"invocation:{invocation}" for invocation in invocations]
+    engine = make_engine(database)
+    found = 0
+    try:
+        with engine.connect() as connection:
+            for start in range(0, len(keys), 500):
+                found += len(
+                    connection.execute(
+                        select(WebhookDelivery.delivery_key).where(
+                            WebhookDelivery.source == "zendesk",
+                            WebhookDelivery.delivery_key.in_(keys[start : start + 500]),
+                        )
+                    ).all()
+                )
+    finally:
+        engine.dispose()
+    return found
+
+
 CpuTimes = dict[str, float]
 
 
@@ -334,7 +412,26 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="alternating throughput rounds (best kept)"
     )
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s (fixed rate)")
-    parser.add_argument("--tickets", type=int, default=200, help="tickets in the fake Zendesk")
+    parser.add_argument("--tickets", type=int, default=200, help="tickets the webhooks name")
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=2400,
+        help="more tickets ingested before the webhooks' fixed-rate phase: their writes are "
+        "flushed during it",
+    )
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=1.0,
+        help="service.flush_interval_seconds",
+    )
+    parser.add_argument(
+        "--write-latency",
+        type=float,
+        default=3.0,
+        help="seconds the fake Zendesk takes to answer each update_many (100 tickets)",
+    )
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     parser.add_argument(
         "--webhook-worker",
@@ -346,11 +443,21 @@ def main(argv: list[str] | None = None) -> int:
 
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    fake = context.Process(target=serve_fake_zendesk, args=(args.tickets, theirs), daemon=True)
+    fake = context.Process(
+        target=serve_fake_zendesk,
+        args=(args.tickets, args.backlog, args.write_latency, theirs),
+        daemon=True,
+    )
     fake.start()
     zendesk_url = ours.recv()
     folder = tempfile.TemporaryDirectory(prefix="slabot-bench-")
-    config = write_config(Path(folder.name) / "slabot.yaml", {"noop_endpoint": True})
+    # Flushes back to back (every second); each update_many answered late (--write-latency):
+    # the writes are sent more slowly than the backlog's jobs make them, so they pile up
+    # while it is ingested, and the flush is still at them when the fixed-rate phase starts.
+    config = write_config(
+        Path(folder.name) / "slabot.yaml",
+        {"noop_endpoint": True, "flush_interval_seconds": args.flush_interval},
+    )
     database = args.database_url or f"sqlite:///{folder.name}/bench.db"
     postgres = database.startswith("postgresql")
     port = free_port()
@@ -422,7 +529,31 @@ def main(argv: list[str] | None = None) -> int:
         noop_max = max(noop_rounds, key=lambda phase: phase.rps)
         hook_max = max(hook_rounds, key=lambda phase: phase.rps)
         noop_rate = run("/noop", f"fixed {args.rate:g}/s", noop)
-        hook_rate = run("/webhooks/zendesk", f"fixed {args.rate:g}/s", webhooks)
+        # The backlog: one delivery about each new ticket; their jobs ingest them, each owing
+        # the fake Zendesk its writes. The phase starts once the jobs are done (``run``
+        # settles first), while the flusher works through the writes.
+        backlog = Phase("/webhooks/zendesk", "backlog")
+        owing = webhook_requests(port, args.backlog, first=args.tickets + 1)
+        for start in range(0, args.backlog, BACKLOG_CHUNK):
+            # Well under what the webhook queue holds (1,000): none is refused busy.
+            chunk = min(BACKLOG_CHUNK, args.backlog - start)
+            asyncio.run(throughput(port, owing, backlog, 4, 60.0, cap=start + chunk))
+            settle(port)
+        phases.append(backlog)
+        pending_before = outbox_pending(port)
+        sent: list[str] = []
+        hook_rate = Phase("/webhooks/zendesk", f"fixed {args.rate:g}/s, flushing")
+        asyncio.run(
+            fixed_rate(
+                port,
+                webhook_requests(port, args.tickets, sent=sent),
+                hook_rate,
+                args.rate,
+                args.duration,
+            )
+        )
+        pending_after = outbox_pending(port)
+        phases.append(hook_rate)
     finally:
         service.terminate()
         try:
@@ -444,20 +575,34 @@ def main(argv: list[str] | None = None) -> int:
     bad = sum(
         n for phase in hook_rounds for code, n in phase.statuses.items() if code not in (200, 202)
     )
-    bad += sum(n for code, n in hook_rate.statuses.items() if code not in (200, 202))
+    accepted = hook_rate.statuses.get(202, 0)
+    stored = recorded(database, sent)
+    lost = len(sent) - min(accepted, stored)
+    flushing = pending_before > 0 and 0 < pending_after < pending_before
+    backlog_refused = sum(n for code, n in backlog.statuses.items() if code != 202)
     print()
     print(
-        f"goal: webhook throughput >= 40% of the no-op's: {ratio:.0%} "
-        f"({hook_max.rps:.0f} vs {noop_max.rps:.0f} req/s, the best of {args.rounds} "
-        f"alternating {args.duration:g} s rounds each): {'PASS' if ratio >= 0.4 else 'FAIL'}"
+        f"information: webhook throughput {ratio:.0%} of the no-op's ({hook_max.rps:.0f} vs "
+        f"{noop_max.rps:.0f} req/s, the best of {args.rounds} alternating {args.duration:g} s "
+        "rounds each; no goal: it measures the machine, docs/benchmarks.md)"
     )
     print(
-        f"goal: webhook p99 < 50 ms at {args.rate:g} req/s: {p99:.1f} ms "
-        f"(no-op: {noop_rate.percentile(99):.1f} ms): {'PASS' if p99 < 50 else 'FAIL'}"
+        f"flush during the phase: {pending_before:.0f} writes owed at its start "
+        f"({backlog_refused} backlog deliveries not accepted), {pending_after:.0f} at its end: "
+        f"{'PASS' if flushing else 'FAIL (raise --backlog)'}"
     )
-    print(f"answers other than 200/202 to signed webhooks: {bad}")
+    print(
+        f"goal: webhook p99 < 50 ms at {args.rate:g} req/s during the flush: {p99:.1f} ms "
+        f"(no-op, no flush: {noop_rate.percentile(99):.1f} ms): {'PASS' if p99 < 50 else 'FAIL'}"
+    )
+    print(
+        f"goal: no loss: {len(sent)} signed deliveries sent, {accepted} answered 202, "
+        f"{stored} recorded: {'PASS' if lost == 0 and accepted == len(sent) else 'FAIL'}"
+    )
+    print(f"answers other than 200/202 to signed webhooks in the throughput rounds: {bad}")
     folder.cleanup()
-    return 0 if ratio >= 0.4 and p99 < 50 and bad == 0 else 1
+    passed = p99 < 50 and lost == 0 and accepted == len(sent) and flushing and bad == 0
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import holidays
 
 from bot.business_time import AlwaysOpenCalendar, BusinessCalendar, Calendar
 from bot.errors import PolicyError, TicketError
+from bot.metrics import CompiledMetric, builtin_definitions, compile_metric
 from bot.policy import (
     ALWAYS_OPEN,
     TARGETS,
@@ -78,6 +79,9 @@ class PlannedTarget:
     """Open seconds allowed; None means the close of the next business day."""
     calendar: str
     pausable: bool
+    metric: CompiledMetric | None = None
+    """The compiled definition of a metric other than the classic three (those keep the
+    engine's fast path)."""
 
 
 def _depends_on_ticket(spec: CalendarSpec) -> bool:
@@ -95,6 +99,26 @@ class Policy:
         self.levels = tuple(p.name for p in spec.priorities)
         self._severity = {name: index for index, name in enumerate(self.levels)}
         self._calendars: dict[tuple[str, str, str | None], Calendar] = {}
+        # Metric definitions, compiled once: the built-in ones beyond the classic three, then
+        # the policy's own.
+        definitions = {**builtin_definitions(spec.clocks), **spec.metrics}
+        self._metrics = {
+            name: compile_metric(name, definition)
+            for name, definition in definitions.items()
+            if name not in TARGETS
+        }
+        used = {
+            name
+            for plan in spec.plans.values()
+            for t in plan.targets.values()
+            for name in t.named()
+        }
+        self.metric_names: tuple[str, ...] = (
+            *TARGETS,
+            *(name for name in definitions if name not in TARGETS and name in used),
+        )
+        """What each decision reports: the classic three, then every other metric some plan
+        sets a target for."""
         self._planned = {
             (plan_name, level): self._plan_targets(plan_name, level)
             for plan_name in spec.plans
@@ -126,7 +150,7 @@ class Policy:
         if targets is None:
             return ()
         planned = []
-        for name in TARGETS:
+        for name in targets.named():
             spec = targets.get(name)
             if spec is None:
                 continue
@@ -134,8 +158,12 @@ class Policy:
             assert calendar is not None  # the schema guarantees it
             seconds = None if spec.next_business_day else spec.seconds
             # A next_business_day deadline is a date, not a duration: pauses do not move it.
-            pausable = name in self.spec.clocks.paused_targets and not spec.next_business_day
-            planned.append(PlannedTarget(name, seconds, calendar, pausable))
+            metric = self._metrics.get(name)
+            if metric is None:
+                pausable = name in self.spec.clocks.paused_targets and not spec.next_business_day
+            else:
+                pausable = not spec.next_business_day
+            planned.append(PlannedTarget(name, seconds, calendar, pausable, metric))
         return tuple(planned)
 
     def planned_targets(self, plan: str, priority: str) -> tuple[PlannedTarget, ...]:

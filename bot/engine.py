@@ -15,6 +15,7 @@ from typing import Any, Literal
 from bot.business_time import Pause, from_timestamp, merge_pauses, to_timestamp
 from bot.compiled import PlannedTarget, Policy, usable_ticket_value
 from bot.errors import ReclassificationError, TicketError
+from bot.metrics import TicketEvents, run_metric, status_pauses, ticket_events
 from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES, Reclassification, Ticket
 
@@ -125,28 +126,36 @@ class Decision:
         return min(dues) if dues else None
 
     def as_json(self) -> dict[str, Any]:
-        """The ``slabot evaluate`` output object."""
+        """The ``slabot evaluate`` output object (other metrics after the classic three)."""
+        targets = self.targets
         first_response, restoration, next_update = (
-            self.targets["first_response"],
-            self.targets["restoration"],
-            self.targets["next_update"],
+            targets["first_response"],
+            targets["restoration"],
+            targets["next_update"],
         )
+        due = {
+            "first_response": _iso_ts(first_response.due_ts),
+            "restoration": _iso_ts(restoration.due_ts),
+            "next_update": _iso_ts(next_update.due_ts),
+        }
+        state = {
+            "first_response": first_response.state,
+            "restoration": restoration.state,
+            "next_update": next_update.state,
+        }
+        if len(targets) > 3:
+            for name, decided in targets.items():
+                if name not in state:
+                    due[name] = _iso_ts(decided.due_ts)
+                    state[name] = decided.state
         return {
             "id": self.ticket_id,
             "priority": self.priority,
             "requested_priority": self.requested_priority,
             "plan": self.plan,
             "commitment": self.commitment,
-            "due": {
-                "first_response": _iso_ts(first_response.due_ts),
-                "restoration": _iso_ts(restoration.due_ts),
-                "next_update": _iso_ts(next_update.due_ts),
-            },
-            "state": {
-                "first_response": first_response.state,
-                "restoration": restoration.state,
-                "next_update": next_update.state,
-            },
+            "due": due,
+            "state": state,
             "tags": list(self.tags),
             "notes": list(self.notes),
         }
@@ -386,7 +395,9 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     commitment = None if plan is None else policy.spec.plans[plan].commitment
     if ticket.status in SOLVED_STATUSES and ticket.solved_at is None:
         raise TicketError(f"status {ticket.status!r} needs 'solved_at', the time it was solved")
-    targets = dict(_NO_TARGETS)
+    names = policy.metric_names
+    none = _NO_TARGETS if len(names) == 3 else _no_targets(names)
+    targets = dict(none)
     if plan is not None and not classification.no_targets:
         planned = policy.planned_targets(plan, classification.priority)
         if planned:
@@ -471,6 +482,15 @@ def _unknown_plan_note(named: str, policy: Policy, plan: str | None) -> str:
 
 
 _NO_TARGETS = {name: TargetDecision(name, "none") for name in TARGETS}
+_NONE_BY_METRICS: dict[tuple[str, ...], dict[str, TargetDecision]] = {}
+
+
+def _no_targets(names: tuple[str, ...]) -> dict[str, TargetDecision]:
+    """Each metric a policy reports, without a target: what its decisions start from."""
+    none = _NONE_BY_METRICS.get(names)
+    if none is None:
+        none = _NONE_BY_METRICS[names] = {name: TargetDecision(name, "none") for name in names}
+    return none
 
 
 def _decide_targets(
@@ -494,8 +514,14 @@ def _decide_targets(
     if ticket.paused or ticket.status in policy.spec.clocks.pausing_statuses:
         pauses = _pauses(ticket, policy, now)
     decided = {}
+    events: TicketEvents | None = None
     for target in planned:
         name = target.name
+        if target.metric is not None:
+            if events is None:
+                events = ticket_events(ticket, now)
+            decided[name] = _decide_metric(ticket, policy, now, target, events, pauses)
+            continue
         if name == "first_response":
             start = created
             stop = reply if solved is None or (reply is not None and reply < solved) else solved
@@ -506,7 +532,12 @@ def _decide_targets(
             # From the last public agent update, or from the start of the current restoration
             # cycle (a reopened ticket owes its first update from the reopening).
             start = created
-            for instant in (reply, ticket.last_agent_update_at, ticket.restoration_started_at):
+            if ticket.agent_replies:
+                start = _last_update(ticket, created, now if solved is None else solved)
+                candidates: tuple[int | datetime | None, ...] = (ticket.restoration_started_at,)
+            else:
+                candidates = (reply, ticket.last_agent_update_at, ticket.restoration_started_at)
+            for instant in candidates:
                 if instant is not None:
                     at = instant if isinstance(instant, int) else _ts(instant)
                     if start < at <= now:
@@ -536,6 +567,73 @@ def _decide_targets(
             name, state, due, start, stop, target.seconds, target.calendar, tuple(clock_pauses)
         )
     return decided
+
+
+def _last_update(ticket: Ticket, created: int, until: int) -> int:
+    """The last agent reply at or before ``until`` (the solve, when solved): a comment on a
+    solved ticket starts no update clock."""
+    for instant in reversed(ticket.agent_replies):
+        at = _ts(instant)
+        if at <= until:
+            return max(at, created)
+    return created
+
+
+def _decide_metric(
+    ticket: Ticket,
+    policy: Policy,
+    now: int,
+    target: PlannedTarget,
+    seen: TicketEvents,
+    ticket_pauses: list[Pause],
+) -> TargetDecision:
+    """A metric defined by events (docs/metrics.md): its reported cycle, pauses and due."""
+    metric = target.metric
+    assert metric is not None
+    cycle = run_metric(metric, seen)
+    if cycle is None:
+        return TargetDecision(target.name, "none")
+    start, stop, gaps = cycle
+    clock_pauses: list[Pause] = []
+    if target.pausable:
+        found = status_pauses(metric, ticket, seen, now) if metric.own_pauses else []
+        if metric.ticket_pauses:
+            found += ticket_pauses
+        if gaps:
+            found += gaps
+        if found:
+            clock_pauses = _clip(merge_pauses(found), stop)
+    elif gaps:
+        clock_pauses = list(gaps)
+    calendar = policy.calendar(target.calendar, ticket)
+    due: int | None
+    if target.seconds is None:
+        due = calendar.next_business_day_close_ts(start)
+    elif clock_pauses:
+        due = calendar.due_with_pauses_ts(start, target.seconds, clock_pauses)
+    else:
+        due = calendar.due_ts(start, target.seconds)
+    state: State
+    if stop is not None:
+        state = "met" if due is not None and stop <= due else "breached"
+    elif due is None:
+        state = "paused"
+    elif now >= due:
+        state = "breached"
+    elif clock_pauses and _paused_at(clock_pauses, now):
+        state = "paused"
+    else:
+        state = "running"
+    return TargetDecision(
+        target.name,
+        state,
+        due,
+        start,
+        stop,
+        target.seconds,
+        target.calendar,
+        tuple(clock_pauses),
+    )
 
 
 def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:
@@ -631,8 +729,9 @@ def threshold_instant(
     >>> iso_z(threshold_instant(ticket, policy, decision, "first_response", 1, now))
     '2026-11-24T08:30:00Z'
     """
-    if target not in TARGETS:
-        raise ValueError(f"target {target!r}: expected one of {', '.join(TARGETS)}")
+    if target not in decision.targets:
+        known = ", ".join(decision.targets)
+        raise ValueError(f"target {target!r}: expected one of {known}")
     ratio = Fraction(str(fraction)) if isinstance(fraction, float) else Fraction(fraction)
     if ratio <= 0:
         raise ValueError(f"fraction {fraction} must be more than 0")

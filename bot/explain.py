@@ -8,6 +8,7 @@ from datetime import datetime, tzinfo
 from bot.business_time import OpenInterval, Pause, from_timestamp, to_timestamp
 from bot.compiled import Policy
 from bot.engine import TargetDecision, evaluate, iso_z
+from bot.metrics import builtin_definitions
 from bot.policy import format_duration
 from bot.ticket import Ticket
 
@@ -17,6 +18,18 @@ _STOPS = {
     "restoration": "stops when the ticket is solved",
     "next_update": "restarts at every public agent update; stops when solved",
 }
+
+
+def _stops(name: str, policy: Policy) -> str:
+    """How a metric's clock runs, for people: the classic three in words, the others from
+    their definition (docs/metrics.md)."""
+    if name in _STOPS:
+        return _STOPS[name]
+    definition = {**builtin_definitions(policy.spec.clocks), **policy.spec.metrics}[name]
+    return (
+        f"starts at {', '.join(definition.start)}; stops at {', '.join(definition.stop)} "
+        f"(cycle: {definition.cycle})"
+    )
 
 
 def explain(ticket: Ticket, policy: Policy, now: datetime) -> str:
@@ -62,7 +75,7 @@ def _explain_target(
     lines = [
         f"{title}: {due_text}, {target.state}",
         f"  target: {target.rule} ({calendar.describe()})",
-        f"  clock: started {_local(from_timestamp(start), zone)}; {_STOPS[target.target]}",
+        f"  clock: started {_local(from_timestamp(start), zone)}; {_stops(target.target, policy)}",
     ]
     if target.stopped_at:
         lines.append(f"  stopped {_local(target.stopped_at, zone)}")

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import itertools
 import re
+from contextvars import ContextVar
 from datetime import date
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from bot.credits import CreditRules
 from bot.ticket import STATUSES
@@ -19,6 +29,12 @@ TARGETS = ("first_response", "restoration", "next_update")
 """The clocks a plan can set a target for, in the order they are reported."""
 
 TargetName = Literal["first_response", "restoration", "next_update"]
+BUILTIN_METRICS = (*TARGETS, "next_reply", "agent_work", "requester_wait")
+"""Metrics every policy has; ``metrics:`` in a policy file defines more (docs/metrics.md)."""
+METRIC_EVENTS = ("created", "customer_reply", "agent_reply", "solved", "reopened")
+"""Events a metric can start or stop on; ``status:<name>`` (entering a status) also."""
+_METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_POLICY_METRICS: ContextVar[frozenset[str]] = ContextVar("_POLICY_METRICS", default=frozenset())
 TICKET_ZONE_FIELDS = ("customer_timezone",)
 TICKET_COUNTRY_FIELDS = ("customer_country",)
 ALWAYS_OPEN = "24x7"
@@ -299,7 +315,12 @@ class TargetSpec(_Model):
 
 
 class PriorityTargets(_Model):
-    """Targets of one priority; a missing target, ``none`` or null means no target."""
+    """Targets of one priority; a missing target, ``none`` or null means no target. Besides
+    the three below, any other metric (``next_reply``, ``agent_work``, ``requester_wait``,
+    or one of the policy's ``metrics``) takes a target by its name."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, TargetSpec | None] = Field(init=False)
 
     first_response: TargetSpec | None = None
     """Time to the first public agent reply."""
@@ -308,14 +329,124 @@ class PriorityTargets(_Model):
     next_update: TargetSpec | None = None
     """Time between public agent updates (from the last one; the creation before the first)."""
 
-    @field_validator("first_response", "restoration", "next_update", mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _none_word(cls, value: Any) -> Any:
-        return None if value == "none" else value
+    def _known_metrics(cls, value: Any, handler: ModelWrapValidatorHandler[PriorityTargets]) -> Any:
+        if isinstance(value, dict):
+            # A key is a metric's name: built in, or under the policy's metrics: (which the
+            # policy's validation puts in _POLICY_METRICS). Anything else is a typo, reported
+            # at its own key like any unknown key.
+            known = _POLICY_METRICS.get()
+            unknown = [key for key in value if key not in BUILTIN_METRICS and key not in known]
+            if unknown:
+                raise ValidationError.from_exception_data(
+                    cls.__name__,
+                    [
+                        InitErrorDetails(type="extra_forbidden", loc=(key,), input=value[key])
+                        for key in unknown
+                    ],
+                )
+            value = {key: None if item == "none" else item for key, item in value.items()}
+        return handler(value)
 
     def get(self, target: str) -> TargetSpec | None:
-        value: TargetSpec | None = getattr(self, target)
-        return value
+        if target in TARGETS:
+            value: TargetSpec | None = getattr(self, target)
+            return value
+        return (self.__pydantic_extra__ or {}).get(target)
+
+    def named(self) -> tuple[str, ...]:
+        """Every metric these targets name, the three classic ones included."""
+        return (*TARGETS, *(self.__pydantic_extra__ or {}))
+
+
+class MetricPause(_Model):
+    """What holds a metric's clock."""
+
+    statuses: list[str] = Field(default_factory=list)
+    """Ticket statuses that pause it, for as long as the ticket is in them (from the
+    ticket's status history; without one, from ``now`` while the ticket is in one)."""
+    ticket_pauses: bool = False
+    """Also the ticket's recorded pauses (``paused``: the policy's ``clocks.pausing_statuses``
+    as the store records them)."""
+    fields: dict[str, list[str]] = Field(default_factory=dict)
+    """Ticket field -> values that pause it while the ticket shows one (``environment:
+    [waiting_on_vendor]``); the ticket keeps no history of fields, so the pause runs from
+    ``now``, as a status without history does."""
+
+    @field_validator("statuses")
+    @classmethod
+    def _known_statuses(cls, values: list[str]) -> list[str]:
+        for index, value in enumerate(values):
+            if value not in STATUSES:
+                raise ValueError(
+                    f"{index}: {value!r} is not a ticket status; expected one of "
+                    f"{', '.join(STATUSES)}"
+                )
+        return values
+
+    @field_validator("fields")
+    @classmethod
+    def _text_fields(cls, values: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in values:
+            if name not in METRIC_PAUSE_FIELDS:
+                raise ValueError(
+                    f"{name}: not a ticket field a pause can read; expected one of "
+                    f"{', '.join(METRIC_PAUSE_FIELDS)}"
+                )
+        return {name: [v.lower() for v in items] for name, items in values.items()}
+
+
+METRIC_PAUSE_FIELDS = (
+    "plan",
+    "environment",
+    "product_stage",
+    "urgency",
+    "impact",
+    "channel",
+)
+
+
+class MetricSpec(_Model):
+    """A metric: a clock defined by the ticket events that start and stop it, what pauses
+    it, and whether it runs once, once per cycle, or adds up over its cycles."""
+
+    description: str = ""
+    """What the metric measures, for people."""
+    start: list[str]
+    """Events that start the clock: ``created``, ``customer_reply``, ``agent_reply``,
+    ``solved``, ``reopened`` or ``status:<name>`` (the ticket enters that status). An event
+    while the clock runs does not restart it."""
+    stop: list[str]
+    """Events that stop it (same names); an event that both stops and starts it (an agent
+    reply for an update cadence) ends one cycle and begins the next."""
+    pause: MetricPause = MetricPause()
+    """What holds the clock while it runs."""
+    cycle: Literal["once", "every", "cumulative"] = "every"
+    """``once``: only the first start counts (first reply); ``every``: each start after a stop
+    begins a new cycle, and the current one is reported (next reply); ``cumulative``: the
+    open time of every cycle adds up against one target (agent work time)."""
+
+    @field_validator("start", "stop")
+    @classmethod
+    def _known_events(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("name at least one event")
+        for index, value in enumerate(values):
+            check_metric_event(value, str(index))
+        return values
+
+
+def check_metric_event(value: str, where: str) -> None:
+    if value in METRIC_EVENTS:
+        return
+    kind, _, status = value.partition(":")
+    if kind == "status" and status in STATUSES:
+        return
+    raise ValueError(
+        f"{where}: {value!r} is not an event; expected one of {', '.join(METRIC_EVENTS)} or "
+        f"status:<one of {', '.join(STATUSES)}>"
+    )
 
 
 class PlanSpec(_Model):
@@ -483,6 +614,10 @@ class PolicySpec(_Model):
     """Rules that decide or limit a ticket's priority."""
     clocks: ClockRules = ClockRules()
     """Which ticket statuses pause which clocks."""
+    metrics: dict[str, MetricSpec] = Field(default_factory=dict)
+    """Metrics of this policy besides the built-in ones (``first_response``, ``restoration``,
+    ``next_update``, ``next_reply``, ``agent_work``, ``requester_wait``): name -> its events.
+    A plan's targets name them like the built-in ones (docs/metrics.md)."""
     calendars: dict[str, CalendarSpec] = Field(default_factory=dict)
     """Named business-hours calendars (``24x7`` always exists)."""
     plans: dict[str, PlanSpec]
@@ -506,6 +641,18 @@ class PolicySpec(_Model):
     """Tag -> what an agent should do about a ticket that carries it, shown in Slack and by
     ``slabot explain`` next to the bare tag (``sla_p1_not_by_phone: "Call the customer back:
     a P1 must be reported by phone"``). Every key must be a tag this policy's rules set."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_metric_names(cls, value: Any, handler: ModelWrapValidatorHandler[PolicySpec]) -> Any:
+        # The plans' targets may name this policy's metrics: let their validation know them.
+        metrics = value.get("metrics") if isinstance(value, dict) else None
+        names = frozenset(str(k) for k in metrics) if isinstance(metrics, dict) else frozenset()
+        token = _POLICY_METRICS.set(names)
+        try:
+            return handler(value)
+        finally:
+            _POLICY_METRICS.reset(token)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> PolicySpec:
@@ -557,7 +704,7 @@ class PolicySpec(_Model):
                     need_priority(priority, f"plans.{plan_name}.credits")
             for priority, targets in plan.targets.items():
                 need_priority(priority, f"plans.{plan_name}.targets.{priority}")
-                for target in TARGETS:
+                for target in targets.named():
                     spec = targets.get(target)
                     if spec is None:
                         continue
@@ -575,6 +722,16 @@ class PolicySpec(_Model):
                             f"{where}: next_business_day needs a business calendar with opening "
                             f"hours and a time zone, not the always-open {calendar!r}"
                         )
+        for metric in self.metrics:
+            if metric in BUILTIN_METRICS:
+                raise ValueError(
+                    f"metrics.{metric}: {metric!r} is a built-in metric; give yours another name"
+                )
+            if not _METRIC_NAME.match(metric):
+                raise ValueError(
+                    f"metrics.{metric}: a metric's name is lower-case letters, digits and _, "
+                    "starting with a letter"
+                )
         for alias, plan_name in self.plan_aliases.items():
             if alias in self.plans:
                 raise ValueError(f"plan_aliases.{alias}: {alias!r} is already a plan")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from bot.business_time import FIRST_YEAR, LAST_YEAR
@@ -12,6 +13,7 @@ from bot.errors import TicketError
 
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 SOLVED_STATUSES = ("solved", "closed")
+_KNOWN_STATUSES = frozenset(STATUSES)
 
 _TEXT_FIELDS = (
     "priority",
@@ -48,8 +50,20 @@ ROUTING_ATTRIBUTES = frozenset(
     )
 )
 """What routing rules read (``bot.routing.ATTRIBUTES``); a ticket mapping may carry them."""
+
+_LIST_FIELDS = ("agent_replies", "customer_replies")
 KNOWN_FIELDS = frozenset(
-    ("id", "created_at", "status", "paused", "restoration_started_at", *_TEXT_FIELDS, *_TIME_FIELDS)
+    (
+        "id",
+        "created_at",
+        "status",
+        "paused",
+        "restoration_started_at",
+        "status_changes",
+        *_TEXT_FIELDS,
+        *_TIME_FIELDS,
+        *_LIST_FIELDS,
+    )
 )
 
 
@@ -86,6 +100,17 @@ class Ticket:
     restoration_started_at: datetime | None = None
     """Start of the current restoration cycle; a reopened ticket starts a new one."""
     reclassification: Reclassification | None = field(default=None)
+    agent_replies: tuple[datetime, ...] = ()
+    """Every public agent reply, oldest first (the events metrics such as ``next_reply``
+    stop on); when empty, ``first_response_at`` and ``last_agent_update_at`` stand for them,
+    and when those are not given they are taken from it."""
+    customer_replies: tuple[datetime, ...] = ()
+    """Every public comment by the requester or another non-agent after the creation, oldest
+    first (``next_reply`` starts on them)."""
+    status_changes: tuple[tuple[datetime, str], ...] = ()
+    """``(instant, status)`` the ticket entered, oldest first, the creation's status
+    included; metrics pausing on statuses and starting or stopping on ``status:<name>``
+    read them (without them, the current status stands from ``now``)."""
 
     def __post_init__(self) -> None:
         # Naive times would be read in the host's zone, and events before the ticket existed
@@ -113,6 +138,57 @@ class Ticket:
         for begin, end in self.paused:
             if begin.tzinfo is None or (end is not None and end.tzinfo is None):
                 raise TicketError(f"ticket {self.id}: paused spans need time zones")
+        if self.agent_replies or self.customer_replies or self.status_changes:
+            self._check_events(created)
+
+    def _check_events(self, created: datetime) -> None:
+        for name in _LIST_FIELDS:
+            for index, value in enumerate(getattr(self, name)):
+                if value.tzinfo is None or value < created:
+                    raise TicketError(
+                        f"ticket {self.id}: {name}[{index}] must be an aware instant at or "
+                        "after created_at"
+                    )
+        solved = False
+        for index, (value, status) in enumerate(self.status_changes):
+            if value.tzinfo is None or value < created:
+                raise TicketError(
+                    f"ticket {self.id}: status_changes[{index}] must be an aware instant at or "
+                    "after created_at"
+                )
+            if status not in _KNOWN_STATUSES:
+                raise TicketError(
+                    f"ticket {self.id}: status_changes[{index}] is {status!r}; expected one "
+                    f"of {', '.join(STATUSES)}"
+                )
+            solved = solved or status in SOLVED_STATUSES
+        if solved and (
+            self.restoration_started_at is None
+            or (self.solved_at is None and self.status in SOLVED_STATUSES)
+        ):
+            self._fill_from_statuses()
+        replies = self.agent_replies
+        if replies and self.first_response_at is None:
+            # The replies themselves say when the first and the last were.
+            object.__setattr__(self, "first_response_at", min(replies))
+        if replies and self.last_agent_update_at is None:
+            object.__setattr__(self, "last_agent_update_at", max(replies))
+
+    def _fill_from_statuses(self) -> None:
+        """The latest reopening and (when solved) solve, from the status history, when the
+        summary fields do not give them."""
+        previous: str | None = None
+        solved = reopened = None
+        for at, status in net_status_changes(self.status_changes):
+            if status in SOLVED_STATUSES and previous not in SOLVED_STATUSES:
+                solved = at
+            elif previous in SOLVED_STATUSES and status not in SOLVED_STATUSES:
+                reopened = at
+            previous = status
+        if self.restoration_started_at is None and reopened is not None:
+            object.__setattr__(self, "restoration_started_at", reopened)
+        if self.solved_at is None and self.status in SOLVED_STATUSES and solved is not None:
+            object.__setattr__(self, "solved_at", solved)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Ticket:
@@ -137,6 +213,10 @@ class Ticket:
                 values[name] = parse_instant(value, name)
             elif name == "paused":
                 values[name] = _pauses(value)
+            elif name in _LIST_FIELDS:
+                values[name] = _instants(value, name)
+            elif name == "status_changes":
+                values[name] = _status_changes(value)
             elif name in ("id", "status"):
                 values[name] = value
             elif name in ROUTING_ATTRIBUTES:
@@ -199,3 +279,61 @@ def _pauses(value: Any) -> tuple[tuple[datetime, datetime | None], ...]:
                 raise TicketError(f"field 'paused'[{index}] ends before it starts")
         pauses.append((begin, end))
     return tuple(pauses)
+
+
+def _instants(value: Any, name: str) -> tuple[datetime, ...]:
+    if type(value) is not list:
+        raise TicketError(f"field {name!r} must be a list of ISO 8601 strings")
+    found = []
+    for index, item in enumerate(value):
+        found.append(_list_instant(item, name, index))
+    found.sort()
+    return tuple(found)
+
+
+def _list_instant(item: Any, name: str, index: int) -> datetime:
+    """``parse_instant`` for an item of a list field, naming the item only on an error
+    (lists are the bulk of a ticket with its events: this is the hot path)."""
+    if type(item) is str:
+        try:
+            parsed = _fromisoformat(item)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None and FIRST_YEAR <= parsed.year <= LAST_YEAR:
+                return parsed
+    if not isinstance(item, str):
+        raise TicketError(f"field {name!r}[{index}] must be an ISO 8601 string")
+    return parse_instant(item, f"{name}[{index}]")
+
+
+def _status_changes(value: Any) -> tuple[tuple[datetime, str], ...]:
+    if type(value) is not list:
+        raise TicketError("field 'status_changes' must be a list of [instant, status] pairs")
+    changes = []
+    for index, pair in enumerate(value):
+        if type(pair) is not list or len(pair) != 2 or type(pair[1]) is not str:
+            raise TicketError(
+                f"field 'status_changes'[{index}] must be an [ISO 8601 instant, status] pair"
+            )
+        changes.append((_list_instant(pair[0], "status_changes", index), pair[1]))
+    # Oldest first; a stable sort keeps same-instant changes in their given order.
+    changes.sort(key=_first)
+    return tuple(changes)
+
+
+_fromisoformat = datetime.fromisoformat
+_first = itemgetter(0)
+
+
+def net_status_changes(
+    changes: tuple[tuple[datetime, str], ...],
+) -> list[tuple[datetime, str]]:
+    """The changes that count: of several in one second, the last (a solve undone at once
+    neither solves nor reopens)."""
+    last = len(changes) - 1
+    return [
+        change
+        for index, change in enumerate(changes)
+        if index == last or changes[index + 1][0] != change[0]
+    ]

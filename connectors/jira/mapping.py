@@ -182,6 +182,8 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         priority=history.requested_priority,
         first_response_at=history.first_reply_at,
         last_agent_update_at=history.last_reply_at,
+        agent_replies=tuple(history.agent_replies),
+        customer_replies=tuple(history.customer_replies),
         solved_at=solved_at,
         shown={
             "priority": shown_priority,
@@ -361,6 +363,10 @@ class _History:
     status_changes: tuple[StatusChange, ...] = ()
     reclassifications: tuple[PriorityChange, ...] = ()
     unknown_priorities: tuple[str, ...] = ()
+    agent_replies: list[datetime] = field(default_factory=list)
+    customer_replies: list[datetime] = field(default_factory=list)
+    """Public comments by the reporter or another person who is not an agent (a portal
+    customer): not by slabot, not by an app."""
 
     @classmethod
     def read(
@@ -477,14 +483,28 @@ class _History:
                 _numeric(c.get("id")),
             ),
         ):
-            if not is_public(comment) or not is_agent(_account(comment.get("author"))):
+            if not is_public(comment):
                 continue
+            author = _account(comment.get("author"))
             at = parse_instant(comment.get("created"), f"{where}: comment {comment.get('id')}")
             assert at is not None
+            if not is_agent(author):
+                if _is_customer(author, bundle.bot_account_id):
+                    history.customer_replies.append(at)
+                continue
             if history.first_reply_at is None:
                 history.first_reply_at = at
             history.last_reply_at = at
+            history.agent_replies.append(at)
         return history
+
+
+def _is_customer(author: Mapping[str, Any] | None, bot_account_id: str | None) -> bool:
+    """A person who is not an agent: the reporter, a portal customer; not slabot, not an
+    app (Automation for Jira comments as an app)."""
+    if author is None or author.get("accountType") == "app":
+        return False
+    return bot_account_id is None or str(author.get("accountId")) != bot_account_id
 
 
 def is_public(comment: Mapping[str, Any]) -> bool:

@@ -228,6 +228,8 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         actor=history.last_actor,
         status_history=_status_history(history.status_changes, status),
         routing=routing_attributes(bundle, tags, custom),
+        agent_replies=tuple(history.agent_replies),
+        customer_replies=tuple(history.customer_replies),
         **values,
     )
     return Mapped(
@@ -362,6 +364,10 @@ class _History:
     last_actor: str | None = None
     status_changes: tuple[StatusChange, ...] = ()
     reclassifications: tuple[PriorityChange, ...] = ()
+    agent_replies: list[datetime] = field(default_factory=list)
+    customer_replies: list[datetime] = field(default_factory=list)
+    """Public comments by the requester or another person who is not an agent, after the
+    ticket's creation (its first comment, the description, is not a reply)."""
 
     @classmethod
     def read(cls, bundle: TicketBundle, config: ZendeskConfig, where: str) -> _History:
@@ -389,6 +395,7 @@ class _History:
             )
             actor = f"zendesk-user:{author}" if author is not None and author != -1 else None
             history.last_actor = actor
+            creating = any(e.get("type") == "Create" for e in audit.get("events") or ())
             for event in audit.get("events") or ():
                 kind = event.get("type")
                 name = event.get("field_name")
@@ -430,6 +437,13 @@ class _History:
                         if history.first_reply_at is None:
                             history.first_reply_at = at
                         history.last_reply_at = at
+                        history.agent_replies.append(at)
+                    elif (
+                        not creating
+                        and comment_author not in (None, -1)
+                        and comment_author != bundle.bot_user_id
+                    ):
+                        history.customer_replies.append(at)
         history.status_changes = tuple(changes)
         history.reclassifications = tuple(reclassifications)
         return history

@@ -121,13 +121,15 @@ class ZendeskWriter:
                 for item in items:
                     self._settle_failed(item, str(error), report)
             return
+        updated: list[ClaimedItem] = []
         for update, items in chunk:
             failure = outcome.failures.get(update.ticket_id)
             for item in items:
                 if failure is None:
-                    self._complete(item, report)
+                    updated.append(item)
                 else:
                     self._settle_failed(item, failure, report)
+        report.sent += self.outbox.complete_all(updated)  # one commit for the whole job
 
     def _with_known_assignees(
         self, items: list[ClaimedItem], report: WriteReport

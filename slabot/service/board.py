@@ -1,9 +1,11 @@
 """What the dashboard shows, as data: open tickets by next breach, and one ticket's clocks.
 
-``open_tickets(engine, store, now, filters)`` evaluates the open tickets nearest to a breach
-(the breach marks order them; tickets with no running clock follow) and returns one ``Row``
-each: its worst state (``breached``, ``at_risk`` past 75% of a target, ``running``,
-``paused``, ``met``), the next due instant, and the fields the filters and the search use.
+``open_tickets(engine, store, now, filters, after)`` evaluates one page of the open tickets,
+nearest to a breach first (``tickets.next_due_at``; tickets with no running clock follow),
+read a page at a time from an index so a page costs what it shows however many tickets are
+stored, and returns one ``Row`` each: its worst state (``breached``, ``at_risk`` past 75% of
+a target, ``running``, ``paused``, ``met``), the next due instant, and the fields the filters
+and the search use.
 The filtering is done here, on the server, so a filtered address (``/?state=breached&q=acme``)
 is a bookmark and the page's auto-refresh asks for the same rows again. Each row also says
 what the ticket is about: its subject, requester and organization, group and assignee name.
@@ -21,18 +23,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Boolean, ColumnElement, Engine, Select, exists, literal_column, or_, select
 
 from bot.business_time import OpenInterval, to_timestamp
 from bot.engine import TargetDecision, threshold_instant
 from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES
 from slabot.slack.store_access import SlackStore, TicketView
-from slabot.store.breaches import BREACH
-from slabot.store.models import StoredTicket, TargetMark
+from slabot.store.models import StoredDecision, StoredTicket, TargetMark
 
-DEFAULT_LIMIT = 500
+PAGE_SIZE = 50
+"""Rows a page shows; the dashboard links to the next page."""
+OPTION_WINDOW = 500
+"""The filters offer the values of this many tickets first in the list (and the page's)."""
+SCAN_LIMIT = 2_000
+"""Tickets read at most for one page when a filter no index answers narrows it (search,
+priority, plan, a state): the page ends early, its next page goes on from there."""
 AT_RISK_FRACTION = 0.75
+AT_RISK_PERMILLE = 750
+"""The threshold mark of ``AT_RISK_FRACTION`` (``slabot.store.breaches.to_permille``)."""
 STATE_ORDER = ("breached", "at_risk", "running", "paused", "met", "none")
 """Worst first: a ticket shows the worst state of its clocks."""
 FILTER_STATES = ("breached", "at_risk", "running", "paused")
@@ -155,13 +164,19 @@ class Filters:
 
 @dataclass(frozen=True, slots=True)
 class Board:
-    """The rows shown, and every value each filter can take (from all open rows)."""
+    """One page of rows, and the values each filter offers (see ``_options``)."""
 
     rows: list[Row]
-    total: int
     options: dict[str, list[str]] = field(default_factory=dict)
     unknown_plans: dict[str, int] = field(default_factory=dict)
-    """Plan -> open tickets listed whose policy does not know it (the banner)."""
+    """Plan -> tickets of this page whose policy does not know it (the banner)."""
+    next: str | None = None
+    """The next page's ``after=`` (None: this is the last page)."""
+    first_page: bool = True
+    cut_short: bool = False
+    """The page ended at ``SCAN_LIMIT`` tickets read, before it was full (a rare search)."""
+    scanned: int = 0
+    """Tickets read from the list's index for this page."""
 
 
 def open_tickets(
@@ -169,32 +184,235 @@ def open_tickets(
     store: SlackStore,
     now: datetime,
     filters: Filters | None = None,
-    limit: int = DEFAULT_LIMIT,
+    after: str | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> Board:
-    """The open tickets nearest a breach (at most ``limit``), evaluated at ``now``, sorted
-    by next due instant (breached first, then soonest), filtered."""
+    """One page of the open tickets, evaluated at ``now``, filtered: by next due instant
+    (breached first, then soonest; ticket id breaking ties), then the tickets with no running
+    clock by id. ``after`` is the previous page's ``Board.next`` (None: the first page).
+
+    The page is read in that order from an index of ``tickets`` (``next_due_at``, led by the
+    group or the assignee when filtered by one), the other filters narrowing the same walk:
+    the state by ``next_due_at`` against ``now``, source, priority and plan in SQL, the search
+    on the stored texts before anything is evaluated. Each candidate is then evaluated and
+    kept by ``Filters.keep``, so a page shows exactly what the filters say. At most
+    ``SCAN_LIMIT`` candidates are read per page: a rare search ends its page early, and its
+    next page goes on from there."""
     chosen = filters or Filters()
-    ids = _nearest_open(engine, limit)
-    views = store.views(ids, now)
-    shown = shown_of(engine, ids)
-    rows = [row_of(views[i], now, shown.get(i)) for i in ids if i in views]
-    rows.sort(key=_order)
-    options = {
-        "source": sorted({r.source for r in rows}),
-        "priority": sorted({r.priority for r in rows}),
-        "plan": sorted({r.plan for r in rows if r.plan}),
-        "assignee": sorted({r.assignee for r in rows if r.assignee}),
-        "state": list(FILTER_STATES),
-        "group": sorted({r.queue for r in rows if r.queue}),
-    }
-    kept = [r for r in rows if chosen.keep(r)]
+    start = Position.parse(after)
+    words = chosen.words
+    found: list[tuple[Position, Row]] = []
+    cursor, scanned, exhausted, rounds = start, 0, False, 0
+    while len(found) <= page_size and scanned < SCAN_LIMIT:
+        # As many as the page still needs, then twice as many each time: a filter that
+        # keeps few of the candidates reads more of them at once.
+        want = (page_size + 1 - len(found)) * 2**rounds
+        rounds += 1
+        batch = _candidates(engine, chosen, now, cursor, min(want, SCAN_LIMIT - scanned))
+        if not batch:
+            exhausted = True
+            break
+        scanned += len(batch)
+        cursor = batch[-1].position
+        wanted = [c for c in batch if all(w in c.searchable for w in words)]
+        views = store.views([c.ticket_id for c in wanted], now)
+        for candidate in wanted:
+            view = views.get(candidate.ticket_id)
+            if view is None:
+                continue
+            row = row_of(view, now, candidate.shown)
+            if chosen.keep(row):
+                found.append((candidate.position, row))
+    following: Position | None = None
+    if len(found) > page_size:
+        following = found[page_size - 1][0]
+        found = found[:page_size]
+    elif not exhausted and cursor is not None:
+        following = cursor  # the scan limit ended the page: go on from the last one read
+    rows = [row for _position, row in found]
     unknown: dict[str, int] = {}
     for row in rows:
         if row.unknown_plan is not None:
             unknown[row.unknown_plan] = unknown.get(row.unknown_plan, 0) + 1
     return Board(
-        rows=kept, total=len(rows), options=options, unknown_plans=dict(sorted(unknown.items()))
+        rows=rows,
+        options=_options(engine, rows),
+        unknown_plans=dict(sorted(unknown.items())),
+        next=following.token() if following is not None else None,
+        first_page=start is None,
+        cut_short=following is not None and len(rows) < page_size,
+        scanned=scanned,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page ends in the list's order: a ticket's ``next_due_at`` (None: the part
+    with no running clock, ordered by id) and its id. ``token()`` is the address's ``after=``."""
+
+    due: datetime | None
+    ticket_id: int
+
+    def token(self) -> str:
+        if self.due is None:
+            return f"n{self.ticket_id}"
+        micros = int(self.due.timestamp()) * 1_000_000 + self.due.microsecond
+        return f"d{micros}.{self.ticket_id}"
+
+    @classmethod
+    def parse(cls, token: str | None) -> Position | None:
+        """The position in ``token``; None (the first page) for anything else: an edited
+        address shows the list from its start instead of an error."""
+        if not token:
+            return None
+        try:
+            if token[0] == "n":
+                return cls(None, int(token[1:]))
+            if token[0] == "d":
+                micros, _, ticket_id = token[1:].partition(".")
+                seconds, micro = divmod(int(micros), 1_000_000)
+                due = datetime.fromtimestamp(seconds, UTC).replace(microsecond=micro)
+                return cls(due, int(ticket_id))
+        except (ValueError, OverflowError, OSError):
+            return None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A ticket read from the list's index, before it is evaluated."""
+
+    position: Position
+    ticket_id: int
+    shown: Mapping[str, Any]
+    searchable: str
+
+
+def _candidates(
+    engine: Engine, chosen: Filters, now: datetime, after: Position | None, limit: int
+) -> list[Candidate]:
+    """Up to ``limit`` tickets after ``after`` in the list's order, narrowed in SQL by the
+    filters an index or a stored column answers (a superset of what ``Filters.keep``
+    keeps: the rows are evaluated and kept by it afterwards)."""
+    narrow: list[ColumnElement[bool]] = []
+    if chosen.source is not None:
+        narrow.append(StoredTicket.source == chosen.source)
+    if chosen.group is not None:
+        narrow.append(StoredTicket.queue == chosen.group)
+    if chosen.assignee is not None:
+        narrow.append(StoredTicket.assignee_email == chosen.assignee)
+    elif chosen.unassigned:
+        narrow.append(StoredTicket.assignee_email.is_(None))
+    if chosen.priority is not None:
+        narrow.append(StoredDecision.priority == chosen.priority)
+    if chosen.plan is not None:
+        narrow.append(StoredDecision.plan == chosen.plan)
+    # Breached: some clock's due instant has passed, so the earliest one has. Running or at
+    # risk: a clock runs, so there is a due instant, not yet passed. Paused, met or without a
+    # target: no clock runs, so none.
+    due_part = chosen.state not in ("paused", "met", "none")
+    rest_part = chosen.state not in ("breached", "at_risk", "running")
+    if chosen.state == "breached":
+        narrow.append(StoredTicket.next_due_at <= now)
+    elif chosen.state in ("at_risk", "running"):
+        narrow.append(StoredTicket.next_due_at > now)
+    if chosen.state == "running":
+        # A clock past its 75% mark is at risk (or breached), not running: leave out the
+        # tickets with such a mark (with no 0.75 threshold configured there is none).
+        narrow.append(
+            ~exists().where(
+                TargetMark.ticket_id == StoredTicket.id,
+                TargetMark.threshold_permille == AT_RISK_PERMILLE,
+                TargetMark.at <= now,
+            )
+        )
+    if chosen.state == "paused":
+        # A paused clock is held by the pause the ticket is in now: its last span is open.
+        narrow.append(_waiting_now(engine.dialect.name))
+    columns = (StoredTicket.id, StoredTicket.next_due_at, *_SEARCH_COLUMNS)
+    found: list[Candidate] = []
+    with engine.connect() as connection:
+        if due_part and (after is None or after.due is not None):
+            query = select(*columns).where(StoredTicket.next_due_at.is_not(None), *narrow)
+            if after is not None and after.due is not None:
+                query = query.where(
+                    StoredTicket.next_due_at >= after.due,
+                    or_(StoredTicket.next_due_at > after.due, StoredTicket.id > after.ticket_id),
+                )
+            query = query.order_by(StoredTicket.next_due_at, StoredTicket.id).limit(limit)
+            found.extend(_candidate(row) for row in connection.execute(_joined(query, chosen)))
+        if rest_part and len(found) < limit:
+            query = select(*columns).where(
+                StoredTicket.next_due_at.is_(None),
+                StoredTicket.status.not_in(SOLVED_STATUSES),
+                *narrow,
+            )
+            if after is not None and after.due is None:
+                query = query.where(StoredTicket.id > after.ticket_id)
+            query = query.order_by(StoredTicket.id).limit(limit - len(found))
+            found.extend(_candidate(row) for row in connection.execute(_joined(query, chosen)))
+    return found
+
+
+def _waiting_now(dialect: str) -> ColumnElement[bool]:
+    """The ticket's last pause (``tickets.paused``) has no end: it waits on the customer."""
+    if dialect == "postgresql":
+        return literal_column("(tickets.paused -> -1 -> 1) = 'null'::jsonb", Boolean)
+    return literal_column("json_type(tickets.paused, '$[#-1][1]') = 'null'", Boolean)
+
+
+_SEARCH_COLUMNS = (StoredTicket.source, StoredTicket.external_key, StoredTicket.shown)
+
+
+def _joined(query: Select[Any], chosen: Filters) -> Select[Any]:
+    if chosen.priority is None and chosen.plan is None:
+        return query
+    return query.join(StoredDecision, StoredDecision.ticket_id == StoredTicket.id)
+
+
+def _candidate(row: Any) -> Candidate:
+    ticket_id, due, source, key, shown = row
+    shown = shown if isinstance(shown, Mapping) else {}
+    # A superset of what ``_searchable`` reads from the view: the label is ZD-<key> for
+    # Zendesk, the issue key for Jira (``shown["key"]``), else the ref.
+    labels = [f"zd-{key}", f"{source}:{key}", key, shown.get("assignee_email"), shown.get("queue")]
+    texts = [text for text in labels if isinstance(text, str)]
+    for name in SEARCHED:
+        texts.extend(_texts(shown.get(name)))
+    return Candidate(Position(due, ticket_id), ticket_id, shown, "\n".join(texts).casefold())
+
+
+def _options(engine: Engine, rows: Sequence[Row]) -> dict[str, list[str]]:
+    """What each filter offers: the values of the ``OPTION_WINDOW`` tickets first in the
+    list and of the page's rows (read from stored columns: nothing is evaluated)."""
+    columns = (
+        StoredTicket.source,
+        StoredDecision.priority,
+        StoredDecision.plan,
+        StoredTicket.assignee_email,
+        StoredTicket.queue,
+    )
+    window: list[Any] = []
+    with engine.connect() as connection:
+        for part in (StoredTicket.next_due_at.is_not(None), StoredTicket.next_due_at.is_(None)):
+            if len(window) >= OPTION_WINDOW:
+                break
+            window.extend(
+                connection.execute(
+                    select(*columns)
+                    .join(StoredDecision, StoredDecision.ticket_id == StoredTicket.id)
+                    .where(part, StoredTicket.status.not_in(SOLVED_STATUSES))
+                    .order_by(StoredTicket.next_due_at, StoredTicket.id)
+                    .limit(OPTION_WINDOW - len(window))
+                )
+            )
+    values: list[tuple[str | None, ...]] = [tuple(w) for w in window]
+    values += [(r.source, r.priority, r.plan, r.assignee, r.queue) for r in rows]
+    names = ("source", "priority", "plan", "assignee", "group")
+    options: dict[str, list[str]] = {}
+    for index, name in enumerate(names):
+        options[name] = sorted({text for v in values if (text := v[index])})
+    return {**options, "state": list(FILTER_STATES)}
 
 
 def shown_of(engine: Engine, ticket_ids: Iterable[int]) -> dict[int, Mapping[str, Any]]:
@@ -210,34 +428,6 @@ def shown_of(engine: Engine, ticket_ids: Iterable[int]) -> dict[int, Mapping[str
             ):
                 found[ticket_id] = shown if isinstance(shown, Mapping) else {}
     return found
-
-
-def _nearest_open(engine: Engine, limit: int) -> list[int]:
-    with engine.connect() as connection:
-        by_breach = [
-            ticket_id
-            for ticket_id, _at in connection.execute(
-                select(TargetMark.ticket_id, func.min(TargetMark.at))
-                .where(TargetMark.threshold_permille == BREACH)
-                .group_by(TargetMark.ticket_id)
-                .order_by(func.min(TargetMark.at), TargetMark.ticket_id)
-                .limit(limit)
-            )
-        ]
-        rest: list[int] = []
-        if len(by_breach) < limit:
-            rest = list(
-                connection.execute(
-                    select(StoredTicket.id)
-                    .where(
-                        StoredTicket.status.not_in(SOLVED_STATUSES),
-                        StoredTicket.id.not_in(by_breach) if by_breach else StoredTicket.id > 0,
-                    )
-                    .order_by(StoredTicket.id)
-                    .limit(limit - len(by_breach))
-                ).scalars()
-            )
-    return [*by_breach, *rest]
 
 
 def row_of(view: TicketView, now: datetime, shown: Mapping[str, Any] | None = None) -> Row:
@@ -318,12 +508,6 @@ def _state(view: TicketView, target: TargetDecision, now: datetime) -> str:
         view.ticket, view.policy, view.decision, target.target, AT_RISK_FRACTION, now
     )
     return "at_risk" if risk is not None and risk <= now else "running"
-
-
-def _order(row: Row) -> tuple[int, float, int, str]:
-    if row.next_due is None:
-        return (1, 0.0, STATE_ORDER.index(row.state), row.label)
-    return (0, row.next_due.timestamp(), 0, row.label)
 
 
 # --- one ticket's clocks -----------------------------------------------------------------

@@ -11,7 +11,8 @@ same address again and swapping in its rows (no meta refresh: filters, scroll po
 keyboard focus stay where they were).
 
 The filters and the search are query parameters (``FILTERS``, ``unassigned=1``, ``q=``)
-applied on the server (``slabot.service.board``), so a filtered list is a bookmark.
+applied on the server (``slabot.service.board``), so a filtered list is a bookmark. The list
+comes a page at a time: ``after=`` (the "Next page" link) says where the previous one ended.
 
 Who may read it: ``slabot.service.access``.
 """
@@ -114,6 +115,16 @@ def filters_of(request: Request) -> board.Filters:
     )
 
 
+def _next_page(chosen: board.Filters, after: str | None) -> str | None:
+    """The address of the page after this one, with the same filters (None: no more)."""
+    if after is None:
+        return None
+    fields = {name: getattr(chosen, name) for name in FILTERS}
+    return _link(
+        "/", **fields, unassigned="1" if chosen.unassigned else None, q=chosen.q, after=after
+    )
+
+
 def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
     """The dashboard's routes over ``runtime`` (behind its access check)."""
     guard = Access(runtime.settings.service)
@@ -134,15 +145,22 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
     async def index(request: Request) -> Response:
         chosen = filters_of(request)
         now = runtime.clock()
+        after = request.query_params.get("after") or None
         found = await run_in_threadpool(
-            board.open_tickets, runtime.engine, runtime.store, now, chosen
+            board.open_tickets, runtime.engine, runtime.store, now, chosen, after
         )
         # The auto-refresh asks for the rows alone (a page's own script sends this header).
         name = "rows.html" if request.headers.get(PART_HEADER) == "rows" else "index.html"
         return page(
             request,
             name,
-            {"board": found, "filters": chosen, "now": now, "refresh_seconds": refresh_seconds},
+            {
+                "board": found,
+                "filters": chosen,
+                "now": now,
+                "refresh_seconds": refresh_seconds,
+                "next_page": _next_page(chosen, found.next),
+            },
         )
 
     async def ticket(request: Request) -> Response:

@@ -120,6 +120,22 @@ def store_marks(session: Session, ticket: StoredTicket, marks: Sequence[Mark]) -
         session.delete(row)
 
 
+def list_columns(ticket: StoredTicket, marks: Sequence[Mark]) -> None:
+    """Set the columns the dashboard's list is ordered and filtered by, from the ticket's
+    new marks and what its helpdesk shows: ``next_due_at`` (its earliest breach mark),
+    ``queue`` and ``assignee_email`` (as ``TicketView`` reads them from ``shown``)."""
+    breaches = [mark.at for mark in marks if mark.threshold_permille == BREACH]
+    ticket.next_due_at = min(breaches) if breaches else None
+    shown = ticket.shown or {}
+    ticket.queue = _shown_text(shown.get("queue"))
+    email = _shown_text(shown.get("assignee_email"))
+    ticket.assignee_email = email.lower() if email else None
+
+
+def _shown_text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
 class DueTarget(NamedTuple):
     """A clock at a threshold: breached, or reaching a fraction of its target.
 

@@ -79,6 +79,12 @@ class StoredTicket(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_key"),
         CheckConstraint(_one_of("status", STATUSES), name="status"),
+        # The dashboard's list, a page at a time in its own order (revision 0009): each
+        # filter it indexes leads an index ending in that order, so a page costs the rows
+        # it shows, however many tickets are stored.
+        Index(None, "next_due_at", "id"),
+        Index(None, "queue", "next_due_at", "id"),
+        Index(None, "assignee_email", "next_due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -108,6 +114,9 @@ class StoredTicket(Base):
     restoration_started_at: Mapped[datetime | None]
     """Start of the current restoration cycle when the ticket was reopened."""
     paused: Mapped[list[Any]] = mapped_column(default=list)
+    replies: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
+    """``{"agent": [...], "customer": [...]}``: every public reply the source showed, ISO 8601
+    instants oldest first; they only ever add up (docs/metrics.md)."""
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
     """What the routing rules read about the ticket (brand, project, tags...; bot.routing),
     as of the last snapshot (revision 0007; None before, or from a source that gives none)."""
@@ -128,6 +137,15 @@ class StoredTicket(Base):
     """The source's update time of the newest snapshot applied; older snapshots are stale."""
     first_seen_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    next_due_at: Mapped[datetime | None]
+    """The earliest due instant of a running or breached clock (the ticket's earliest
+    breach mark), None when no clock runs: the dashboard's order. Written with each decision
+    (``slabot.store.breaches.list_columns``), like the other two below (revision 0009)."""
+    queue: Mapped[str | None] = mapped_column(String(255))
+    """``shown["queue"]`` (the Zendesk group, the Jira project), for the group filter."""
+    assignee_email: Mapped[str | None] = mapped_column(String(255))
+    """``shown["assignee_email"]``, lower-case; None: unassigned (the filter)."""
 
 
 class TicketEvent(Base):

@@ -38,6 +38,7 @@ from slabot.store.breaches import (
     breached_where,
     decision_marks,
     due_targets,
+    list_columns,
     reaching_where,
     store_marks,
     thresholds_permille,
@@ -137,6 +138,11 @@ class Snapshot:
     shown: Mapping[str, Any] = field(default_factory=dict)
     actor: str | None = None
     status_history: tuple[StatusChange, ...] = ()
+    agent_replies: tuple[datetime, ...] = ()
+    """Every public agent reply the source's history shows, oldest first."""
+    customer_replies: tuple[datetime, ...] = ()
+    """Every public comment by the requester or another non-agent after the creation, oldest
+    first: the events metrics such as ``next_reply`` start on (docs/metrics.md)."""
     routing: Mapping[str, Any] = field(default_factory=dict)
     """What routing rules read about the ticket (``bot.routing``: brand, group, tags,
     project, labels, fields...; ``source`` is the snapshot's own). With a router, the
@@ -351,8 +357,11 @@ class TicketService:
                 # reclassification; the breach already reported keeps its cycle's key.
                 events.append(policy_changed(row.policy, snapshot.policy, rule, now))
         before = [getattr(row, name) for name in _COPIED_FIELDS]
+        before_replies = row.replies
         _apply(row, snapshot, policy)
-        if outcome == "unchanged" and before != [getattr(row, n) for n in _COPIED_FIELDS]:
+        if outcome == "unchanged" and (
+            before != [getattr(row, n) for n in _COPIED_FIELDS] or before_replies != row.replies
+        ):
             outcome = "updated"
         row.shown = dict(snapshot.shown)
         if snapshot.routing:
@@ -566,6 +575,7 @@ class TicketService:
         marks = decision_marks(ticket, policy, decision, now, self.thresholds)
         store_marks(session, row, marks)
         store_outcomes(session, row, ticket, policy, decision, now)  # for the reports
+        list_columns(row, marks)
 
     def loaded_policy(self, row: StoredTicket) -> Policy:
         """The loaded policy the stored ticket is under; ``PolicyNotLoadedError`` (naming the
@@ -1276,6 +1286,8 @@ def engine_ticket(row: StoredTicket) -> Ticket:
         restoration_started_at=row.restoration_started_at,
         paused=tuple(_pause_pairs(row.paused)),
         reclassification=reclassification,
+        agent_replies=_instants((row.replies or {}).get("agent")),
+        customer_replies=_instants((row.replies or {}).get("customer")),
         **{name: getattr(row, name) for name in _TEXT_FIELDS},
     )
 
@@ -1426,6 +1438,19 @@ def _apply(row: StoredTicket, snapshot: Snapshot, policy: Policy) -> None:
         setattr(row, name, getattr(snapshot, name))
     row.first_response_at = first_response
     row.last_agent_update_at = last_update
+    if snapshot.agent_replies or snapshot.customer_replies:
+        row.replies = _merged_replies(row.replies, snapshot)
+
+
+def _merged_replies(stored: dict[str, Any] | None, snapshot: Snapshot) -> dict[str, Any]:
+    """The replies known so far and the snapshot's: they only ever add up (a snapshot read
+    before a reply an event reported cannot take it back)."""
+    merged: dict[str, Any] = {}
+    for key, given in (("agent", snapshot.agent_replies), ("customer", snapshot.customer_replies)):
+        known = {datetime.fromisoformat(text) for text in (stored or {}).get(key, ())}
+        known.update(at.astimezone(UTC) for at in given)
+        merged[key] = [at.isoformat() for at in sorted(known)]
+    return merged
 
 
 def _reopened_at(row: StoredTicket | None, snapshot: Snapshot) -> datetime:
@@ -1529,6 +1554,10 @@ def _as_json(snapshot: Snapshot) -> dict[str, Any]:
         if value is not None:
             data[name] = value.isoformat() if isinstance(value, datetime) else value
     return data
+
+
+def _instants(texts: list[str] | None) -> tuple[datetime, ...]:
+    return tuple(datetime.fromisoformat(text) for text in texts or ())
 
 
 def _pause_pairs(spans: list[Any]) -> Iterator[tuple[datetime, datetime | None]]:

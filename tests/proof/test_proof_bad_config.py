@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,10 +163,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
             stderr=subprocess.PIPE,
             text=True,
         )
+    # One deadline for all: twenty interpreters importing at once on a loaded 2-core
+    # machine can take a minute before the first of them gets to read its config.
+    deadline = time.monotonic() + 240
     done = {}
     for name, process in started.items():
         try:
-            out, err = process.communicate(timeout=60)
+            out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()

@@ -56,6 +56,15 @@ def refs(html: str) -> list[str]:
     return re.findall(r'data-ref="([^"]+)"', html)
 
 
+def matching(count: int) -> str:
+    """The list's count of a filtered list that fits on one page."""
+    return (
+        f"{count} open ticket matches the filters"
+        if count == 1
+        else f"{count} open tickets match the filters"
+    )
+
+
 def states(html: str) -> list[str]:
     return re.findall(r'<tr class="state-(\w+)"', html)
 
@@ -71,7 +80,7 @@ def test_open_tickets_are_listed_by_next_breach_with_their_state(http: TestClien
         "jira:10001",  # waiting on the customer: no running clock
     ]
     assert states(page.text) == ["breached", "breached", "running", "running", "paused"]
-    assert "5 of 5 open tickets" in page.text
+    assert '<span id="count" role="status">5 open tickets</span>' in page.text
     assert "zendesk:104" not in page.text  # solved
     assert page.text.count("data-due=") == 4  # a live countdown per running clock
 
@@ -89,7 +98,7 @@ def test_open_tickets_are_listed_by_next_breach_with_their_state(http: TestClien
 def test_filters_narrow_the_list(http: TestClient, query: str, expected: list[str]) -> None:
     page = http.get(f"/?{query}")
     assert refs(page.text) == expected
-    assert f"{len(expected)} of 5 open tickets" in page.text
+    assert f">{matching(len(expected))}</span>" in page.text
 
 
 @pytest.mark.parametrize(
@@ -118,7 +127,7 @@ def test_state_group_unassigned_and_search_narrow_the_list_on_the_server(
     page = http.get(f"/?{query}")
     assert page.status_code == 200
     assert refs(page.text) == expected
-    assert f"{len(expected)} of 5 open tickets" in page.text
+    assert f">{matching(len(expected))}</span>" in page.text
     if not expected:
         assert "No open ticket matches these filters." in page.text
 
@@ -238,7 +247,7 @@ def test_the_auto_refresh_gets_the_filtered_rows_alone_and_no_style_or_script(
     part = http.get("/?state=breached", headers={"Slabot-Part": "rows"})
     assert part.status_code == 200 and part.headers["cache-control"] == "no-store"
     assert refs(part.text) == ["zendesk:102", "zendesk:101"]
-    assert '<span id="count">2 of 5 open tickets</span>' in part.text
+    assert '<span id="count">2 open tickets match the filters</span>' in part.text
     assert "<style" not in part.text and "<script" not in part.text
     assert re.search(r'id="fresh" data-server-now="\d+"', part.text)
     # The same rows as the page's own.

@@ -143,6 +143,25 @@ def test_a_leased_item_comes_back_when_the_lease_runs_out(
     assert (row.done_at, row.next_attempt_at, row.attempts) == (clock.now, None, 2)
 
 
+def test_complete_all_settles_the_items_whose_claim_is_still_theirs_in_one_go(
+    outbox: Outbox, migrated: Engine, clock: FakeClock
+) -> None:
+    kept, lost, settled = enqueue(migrated, count=3)
+    clock.now += timedelta(seconds=2)  # all three due
+    claimed = outbox.claim("zendesk", "w1", limit=1, lease=timedelta(minutes=10))
+    claimed += outbox.claim("zendesk", "w1", lease=timedelta(minutes=5))
+    assert [c.id for c in claimed] == [kept, lost, settled]
+    assert outbox.complete(claimed[2]) is True  # already done
+    clock.now += timedelta(minutes=5)
+    (again,) = outbox.claim("zendesk", "w2")  # the lease on ``lost`` ran out: taken over
+    assert again.id == lost
+    assert outbox.complete_all(claimed) == 1  # only the item w1 still holds
+    assert stored(migrated, kept).done_at == clock.now
+    assert stored(migrated, lost).done_at is None
+    assert outbox.complete_all([again]) == 1
+    assert outbox.complete_all([]) == 0
+
+
 def test_complete_takes_an_id_with_the_attempt(
     outbox: Outbox, migrated: Engine, clock: FakeClock
 ) -> None:

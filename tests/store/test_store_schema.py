@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, bindparam, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from slabot.store.models import (
     TicketEvent,
     WebhookDelivery,
 )
+from slabot.store.types import UTCDateTime
 
 T0 = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
 TABLES = {
@@ -352,7 +353,7 @@ def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "shown_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
-    assert upgrade(migrated) == head_revision() == "0008"
+    assert upgrade(migrated) == head_revision() == "0009"
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.shown_at) == ("7", None)
@@ -377,7 +378,7 @@ def test_revision_0004_adds_content_digest_and_downgrades_with_deliveries_stored
         config.attributes["connection"] = connection
         command.downgrade(config, "0003")
     assert "content_digest" not in columns()
-    assert upgrade(migrated) == head_revision() == "0008"
+    assert upgrade(migrated) == head_revision() == "0009"
     with Session(migrated) as session:
         row = session.scalars(select(WebhookDelivery)).one()
         assert (row.delivery_key, row.content_digest) == ("invocation:1", None)
@@ -412,7 +413,7 @@ def test_revision_0005_adds_the_breach_button_kinds_and_still_refuses_others(
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
         )
-    assert upgrade(migrated) == head_revision() == "0008"
+    assert upgrade(migrated) == head_revision() == "0009"
     with Session(migrated) as session, session.begin():
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
@@ -503,7 +504,7 @@ def test_revision_0007_adds_routing_columns_and_policy_changed_and_downgrades(
     with migrated.begin() as connection:
         config = alembic_config(migrated)
         config.attributes["connection"] = connection
-        command.downgrade(config, "0005")
+        command.downgrade(config, "0006")
     assert "routing_rule" not in columns("decisions")
     assert "routing" not in columns("tickets")
     with migrated.connect() as connection:
@@ -517,8 +518,84 @@ def test_revision_0007_adds_routing_columns_and_policy_changed_and_downgrades(
             ),
             {"t": ticket_id, "at": T0},
         )
-    assert upgrade(migrated) == head_revision() == "0008"
+    assert upgrade(migrated) == head_revision() == "0009"
     with Session(migrated) as session, session.begin():
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="policy_changed", occurred_at=T0, recorded_at=T0)
         )
+
+
+def test_revision_0006_adds_replies_and_downgrades_with_tickets_stored(migrated: Engine) -> None:
+    from alembic import command
+
+    from slabot.store.migrate import alembic_config
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(migrated).get_columns("tickets")}
+
+    assert "replies" in columns()
+    replies = {"agent": [T0.isoformat()], "customer": []}
+    with Session(migrated) as session, session.begin():
+        session.add(_ticket("9", replies=replies))
+    with Session(migrated) as session:
+        assert session.scalars(select(StoredTicket)).one().replies == replies
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    assert "replies" not in columns()
+    assert upgrade(migrated) == head_revision() == "0009"
+    with Session(migrated) as session:
+        stored = session.scalars(select(StoredTicket)).one()
+        assert (stored.external_key, stored.replies) == ("9", None)
+
+
+def test_revision_0009_fills_the_list_columns_of_tickets_stored_before_it(
+    migrated: Engine,
+) -> None:
+    from alembic import command
+
+    from slabot.store.migrate import alembic_config
+
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    assert "next_due_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
+    due = T0 + timedelta(hours=3)
+    with migrated.begin() as connection:
+        for ticket_id, key, shown in (
+            (1, "1", '{"queue": " Billing ", "assignee_email": "Ana@Example.com"}'),
+            (2, "2", '{"queue": 7, "assignee_email": "  "}'),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO tickets (id, source, external_key, policy, created_at, status, "
+                    "paused, shown, first_seen_at, updated_at) VALUES (:id, 'zendesk', :key, "
+                    "'cloudtalk', :t0, 'open', '[]', :shown, :t0, :t0)"
+                ).bindparams(bindparam("t0", type_=UTCDateTime())),
+                {"id": ticket_id, "key": key, "t0": T0, "shown": shown},
+            )
+        for target, at in (("first_response", due + timedelta(hours=1)), ("next_update", due)):
+            for permille, instant in ((750, T0), (1000, at)):
+                connection.execute(
+                    text(
+                        "INSERT INTO target_marks (ticket_id, target, threshold_permille, at, "
+                        "cycle_started_at, source, external_key) VALUES (1, :target, :permille, "
+                        ":at, :t0, 'zendesk', '1')"
+                    ).bindparams(
+                        bindparam("at", type_=UTCDateTime()), bindparam("t0", type_=UTCDateTime())
+                    ),
+                    {"target": target, "permille": permille, "at": instant, "t0": T0},
+                )
+    assert upgrade(migrated) == head_revision() == "0009"
+    with Session(migrated) as session:
+        stored = {
+            t.id: (t.next_due_at, t.queue, t.assignee_email)
+            for t in session.scalars(select(StoredTicket))
+        }
+    # The earliest breach mark (not a 75% one); a group that is no string and a blank
+    # address are read as none, as TicketView reads them.
+    assert stored == {1: (due, "Billing", "ana@example.com"), 2: (None, None, None)}
+    indexes = {i["name"] for i in inspect(migrated).get_indexes("tickets")}
+    assert {"ix_tickets_next_due_at_id", "ix_tickets_queue_next_due_at_id"} <= indexes

@@ -544,6 +544,34 @@ def test_public_replies_are_recorded_and_stop_the_first_response_clock(
     assert_stored_as_engine_says(migrated, engine_view(final), zoom, clock.now)
 
 
+def test_replies_are_stored_add_up_and_reach_the_engine(
+    service: TicketService, migrated: Engine, zoom: Policy, clock: FakeClock
+) -> None:
+    customer = MONDAY_0900_LA + timedelta(hours=1)
+    agent = customer + timedelta(minutes=30)
+    clock.now = agent
+    first = snapshot(updated_at=customer, customer_replies=(customer,))
+    service.ingest(first)
+    (ticket,) = rows(migrated, StoredTicket)
+    assert ticket.replies == {"agent": [], "customer": [customer.astimezone(UTC).isoformat()]}
+    later = snapshot(
+        updated_at=agent, first_response_at=agent, last_agent_update_at=agent,
+        agent_replies=(agent,),
+    )  # fmt: skip
+    assert service.ingest(later).outcome == "updated"
+    (ticket,) = rows(migrated, StoredTicket)
+    # The later snapshot does not repeat the customer's reply: it stays known.
+    assert ticket.replies == {
+        "agent": [agent.astimezone(UTC).isoformat()],
+        "customer": [customer.astimezone(UTC).isoformat()],
+    }
+    with Session(migrated) as session:
+        from slabot.store.services import engine_ticket
+
+        seen = engine_ticket(session.scalars(select(StoredTicket)).one())
+    assert (seen.customer_replies, seen.agent_replies) == ((customer,), (agent,))
+
+
 def test_a_ticket_first_seen_waiting_on_the_customer_is_paused_from_that_snapshot(
     service: TicketService, migrated: Engine, zoom: Policy, clock: FakeClock
 ) -> None:

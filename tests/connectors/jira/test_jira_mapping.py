@@ -141,6 +141,20 @@ def test_replies_are_public_agent_comments_only(config: JiraConfig) -> None:
     assert snapshot.last_agent_update_at == at("2026-11-16T18:30:00Z")
 
 
+def test_customer_replies_are_public_comments_by_people_who_are_not_agents(
+    config: JiraConfig,
+) -> None:
+    snapshot = map_issue(bundle(), config).snapshot
+    assert snapshot.customer_replies == (at("2026-11-16T17:00:00Z"),)  # Carl, the reporter
+    assert snapshot.agent_replies == (at("2026-11-16T17:45:00Z"), at("2026-11-16T18:30:00Z"))
+    comments = fixture(ISSUE)["fields"]["comment"]["comments"]
+    by_app = {**comments[0], "author": {**comments[0]["author"], "accountType": "app"}}
+    by_bot = {**comments[0], "author": {**comments[0]["author"], "accountId": BOT}}
+    for comment in (by_app, by_bot):
+        snapshot = map_issue(bundle(comments=[comment, *comments[1:]]), config).snapshot
+        assert snapshot.customer_replies == ()
+
+
 def test_configured_agents_are_the_only_repliers(config: JiraConfig) -> None:
     snapshot = map_issue(bundle(agent_ids=frozenset({BOB})), config).snapshot
     assert snapshot.first_response_at == at("2026-11-16T18:30:00Z")

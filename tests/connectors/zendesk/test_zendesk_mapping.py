@@ -118,6 +118,28 @@ def test_replies_and_statuses_come_from_the_audits(config: ZendeskConfig) -> Non
     assert mapped.status_changes[1].actor == f"zendesk-user:{AGENT}"
 
 
+def test_customer_and_agent_replies_come_from_the_audits_public_comments(
+    config: ZendeskConfig,
+) -> None:
+    snapshot = map_ticket(bundle(), config).snapshot
+    # The requester's voice comment created the ticket (its description, not a reply);
+    # their 19:30 comment is a reply; slabot's private note is neither.
+    assert snapshot.customer_replies == (at("2026-11-16T19:30:00Z"),)
+    assert snapshot.agent_replies == (at("2026-11-16T17:45:00Z"), at("2026-11-16T18:30:00Z"))
+
+
+def test_a_public_comment_by_slabot_or_by_zendesk_itself_is_no_customer_reply(
+    config: ZendeskConfig,
+) -> None:
+    audits = fixture("ticket_audits__reply_hold_reopen.json")["audits"]
+    last = audits[-1]
+    by_bot = {**last, "author_id": BOT, "events": [{**last["events"][0], "author_id": BOT}]}
+    by_system = {**last, "author_id": -1, "events": [{**last["events"][0], "author_id": -1}]}
+    for audit in (by_bot, by_system):
+        snapshot = map_ticket(bundle(audits=[*audits[:-1], audit]), config).snapshot
+        assert snapshot.customer_replies == ()
+
+
 def test_the_requested_priority_ignores_slabots_own_change(config: ZendeskConfig) -> None:
     mapped = map_ticket(bundle(), config)
     snapshot = mapped.snapshot
