@@ -35,7 +35,7 @@ from bot.compiled import Policy
 from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.ticket import Ticket
-from slabot.store.breaches import decision_marks
+from slabot.store.breaches import decision_marks, list_columns
 from slabot.store.history import STATUS_KINDS, derive_from_facts, status_entries
 from slabot.store.models import (
     ClockOutcome,
@@ -539,6 +539,7 @@ def _plan(
             external_key=snapshot.external_key,
             first_seen_at=now,
             paused=[],
+            replies={},  # the column's default, which ``ingest``'s ORM insert applies
             shown={},
         )
         events.append(_event("created", snapshot.created_at, now, payload=_as_json(snapshot)))
@@ -549,8 +550,11 @@ def _plan(
         if row.policy != snapshot.policy:  # another routing rule matches now, as in ingest
             events.append(policy_changed(row.policy, snapshot.policy, rule, now))
     before = [getattr(row, name) for name in _COPIED_FIELDS]
+    before_replies = row.replies
     _apply(row, snapshot, policy)
-    if outcome == "unchanged" and before != [getattr(row, n) for n in _COPIED_FIELDS]:
+    if outcome == "unchanged" and (
+        before != [getattr(row, n) for n in _COPIED_FIELDS] or before_replies != row.replies
+    ):
         outcome = "updated"
     row.shown = dict(snapshot.shown)
     if snapshot.routing:
@@ -660,6 +664,7 @@ def _plan_decision(
     for mark_target, permille in existing:
         plan.deletes.append((_DEPENDENTS[2], _mark_key(row.id, mark_target, permille)))
     _plan_outcomes(stored, plan, ticket, policy)
+    list_columns(row, marks)  # the dashboard's columns, written back with the row
 
 
 @dataclass(slots=True)

@@ -137,6 +137,9 @@ def snapshots(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     fields["status_history"] = tuple(history)
+    for replies in ("agent_replies", "customer_replies"):  # they only ever add up
+        drawn = draw(st.lists(instants(int(key) * 60 + 5, 72 * 60), max_size=2))
+        fields[replies] = tuple(sorted(drawn))
     routing: dict[str, Any] = {}
     brand = draw(st.sampled_from([None, "2", "7"]))
     if brand is not None:
@@ -604,3 +607,23 @@ def test_the_plain_cycle_copy_has_every_column() -> None:
     assert [f.name for f in fields(ingest_batch._Cycle)] == [
         column.key for column in ClockOutcome.__table__.columns
     ]
+
+
+def test_a_snapshot_that_only_adds_a_reply_is_an_update_in_the_batch(
+    migrated: Engine, policies: dict[str, Policy]
+) -> None:
+    """The same state with one more public reply: ``updated`` (the replies are stored and the
+    metrics read them), as ``ingest`` says."""
+    base = {
+        "external_key": "9",
+        "policy": "zoom",
+        "created_at": START,
+        "updated_at": START + timedelta(hours=1),
+        "priority": "P2",
+        "plan": "premier",
+        "environment": "production",
+        "status": "open",
+    }
+    reply = {"customer_replies": (START + timedelta(minutes=30),)}
+    results, _ = compare(migrated, policies, [base], [{**base, **reply}])
+    assert [r.outcome for r in results] == ["updated"]
