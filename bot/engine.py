@@ -399,6 +399,10 @@ def _undecided(ticket: Ticket, policy: Policy, now: datetime) -> tuple[Decision,
     return decision, clocks
 
 
+_BATCH_MIN = 48
+"""Fewer due dates than this on one calendar are cheaper per call than in a numpy pass."""
+
+
 def evaluate_many(
     tickets: Sequence[Ticket], policy: Policy, now: datetime
 ) -> list[Decision | SlabotError]:
@@ -406,8 +410,9 @@ def evaluate_many(
 
     Each ticket's answer is what ``evaluate`` gives (its decision, or the error it raises):
     classification and clocks are worked out per ticket, then the due dates of every clock
-    that runs a plain duration (no pause) are computed in one ``due_many_ts`` per calendar.
-    What the batch path cannot take (a next-business-day close, pauses) is computed per call.
+    that runs a plain duration (no pause) are computed in one ``due_many_ts`` per calendar
+    (when it has enough of them to pay for the pass). What the batch path cannot take (a
+    next-business-day close, pauses) is computed per call.
     """
     if now.tzinfo is None:
         raise TicketError(f"now {now.isoformat()} has no time zone; pass an aware datetime")
@@ -423,11 +428,17 @@ def evaluate_many(
             continue
         for clock in clocks:
             if clock.seconds is not None and not clock.pauses:
-                batches.setdefault(id(clock.calendar), (clock.calendar, []))[1].append(clock)
+                group = batches.get(id(clock.calendar))
+                if group is None:
+                    batches[id(clock.calendar)] = (clock.calendar, [clock])
+                else:
+                    group[1].append(clock)
         pending.append((len(answers), decision, clocks))
         answers.append(decision)
     failed: dict[int, SlabotError] = {}
     for calendar, batch in batches.values():
+        if len(batch) < _BATCH_MIN:
+            continue  # cheaper per call (in _decided) than one numpy pass
         try:
             dues = calendar.due_many_ts(
                 [c.start for c in batch], [c.seconds or 0 for c in batch]
@@ -445,10 +456,11 @@ def evaluate_many(
             clock.due = due
             clock.computed = True
     for index, decision, clocks in pending:
-        refused = next((failed[id(c)] for c in clocks if id(c) in failed), None)
-        if refused is not None:
-            answers[index] = refused
-            continue
+        if failed:
+            refused = next((failed[id(c)] for c in clocks if id(c) in failed), None)
+            if refused is not None:
+                answers[index] = refused
+                continue
         try:
             answers[index] = _decided(decision, clocks, at)
         except SlabotError as failure:
