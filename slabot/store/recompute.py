@@ -20,17 +20,19 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from bot.business_time import Calendar, from_timestamp
 from bot.compiled import Policy
-from bot.engine import Decision, evaluate_many
+from bot.engine import Decision, evaluate_many, threshold_instant
 from bot.errors import SlabotError
 from bot.ticket import SOLVED_STATUSES, Ticket
-from slabot.store.breaches import decision_marks
+from slabot.store.breaches import BREACH, Mark
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TargetMark, TicketEvent
 from slabot.store.retry import DatabaseUnavailableError, with_retry
 from slabot.store.services import (
@@ -294,9 +296,9 @@ def _store_marks(
         )
     }
     added, moved = [], []
-    for item in evaluated:
+    for item, marks in zip(evaluated, _marks(evaluated, policy, now, thresholds), strict=True):
         row = item.row
-        for mark in decision_marks(item.ticket, policy, item.decision, now, thresholds):
+        for mark in marks:
             key = (row.id, mark.target, mark.threshold_permille)
             found = stored.pop(key, None)
             if found is None:
@@ -335,6 +337,54 @@ def _store_marks(
         session.execute(update(_MARKS).where(by_key), moved)
     if added:
         session.execute(insert(_MARKS), added)
+
+
+def _marks(
+    evaluated: Sequence[_Evaluated], policy: Policy, now: datetime, thresholds: Sequence[int]
+) -> list[list[Mark]]:
+    """``decision_marks`` of each ticket, with the commonest instants through the calendar
+    batch path: a fraction of a plain duration (no pause) is ``due_ts(start, ceil(seconds x
+    fraction))``, as ``threshold_instant`` computes it; any other mark is ``decision_marks``'
+    own (``threshold_instant``)."""
+    marks: list[list[Mark]] = []
+    # calendar id -> (calendar, [(the ticket's marks, target, permille, cycle start, start,
+    # seconds)]): the marks the batch path answers, filled in below.
+    batches: dict[int, tuple[Calendar, list[tuple[list[Mark], str, int, datetime, int, int]]]]
+    batches = {}
+    partial = [p for p in thresholds if p != BREACH]
+    for item in evaluated:
+        mine: list[Mark] = []
+        marks.append(mine)
+        ticket, decision = item.ticket, item.decision
+        if ticket.status in SOLVED_STATUSES:
+            continue
+        for name, decided in decision.targets.items():
+            started = decided.started_at
+            if decided.state in ("met", "none") or started is None:
+                continue
+            if decided.due is not None and BREACH in thresholds:
+                mine.append(Mark(name, BREACH, decided.due, started))
+            if not partial:
+                continue
+            seconds = decided.target_seconds
+            if seconds is None or decided.pauses or decided.calendar is None:
+                for permille in partial:
+                    at = threshold_instant(
+                        ticket, policy, decision, name, Fraction(permille, 1000), now
+                    )
+                    if at is not None:
+                        mine.append(Mark(name, permille, at, started))
+                continue
+            calendar = policy.calendar(decided.calendar, ticket)
+            group = batches.setdefault(id(calendar), (calendar, []))[1]
+            start = cast(int, decided.started_ts)
+            for permille in partial:
+                group.append((mine, name, permille, started, start, -(-seconds * permille // 1000)))
+    for calendar, group in batches.values():
+        dues = calendar.due_many_ts([g[4] for g in group], [g[5] for g in group]).tolist()
+        for (mine, name, permille, started, _, _), due in zip(group, dues, strict=True):
+            mine.append(Mark(name, permille, from_timestamp(due), started))
+    return marks
 
 
 def _enqueue_writes(
