@@ -267,7 +267,16 @@ def _store_decisions(session: Session, evaluated: Sequence[_Evaluated], now: dat
     if inserted:
         session.execute(insert(StoredDecision), inserted)
     if rewritten:
-        session.execute(update(StoredDecision), rewritten)
+        columns = (*_DECISION_FIELDS, "evaluated_at")
+        session.execute(
+            update(_DECISIONS)
+            .where(_DECISIONS.c.ticket_id == bindparam("k_ticket"))
+            .values({name: bindparam(f"v_{name}") for name in columns}),
+            [
+                {"k_ticket": values["ticket_id"], **{f"v_{n}": values[n] for n in columns}}
+                for values in rewritten
+            ],
+        )
     if touched:
         session.execute(
             update(_DECISIONS).where(_DECISIONS.c.ticket_id.in_(touched)).values(evaluated_at=now)
