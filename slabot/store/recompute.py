@@ -59,6 +59,7 @@ _TICKETS = cast(Table, StoredTicket.__table__)
 _DECISIONS = cast(Table, StoredDecision.__table__)
 _MARKS = cast(Table, TargetMark.__table__)
 _OUTBOX = cast(Table, OutboxItem.__table__)
+_EVENTS = cast(Table, TicketEvent.__table__)
 _DECISION_FIELDS = (
     "priority",
     "requested_priority",
@@ -179,7 +180,7 @@ def _recompute_batch(
         row.ticket_id: row
         for row in session.execute(
             select(_DECISIONS).where(_DECISIONS.c.ticket_id.in_([row.id for row in batch]))
-        )
+        ).all()
     }
     # A row of the tickets table has the attributes of a StoredTicket that engine_ticket,
     # decision_changes and the idempotency key read.
@@ -232,7 +233,7 @@ def _store_history(
                 }
             )
     if entries:
-        session.execute(insert(TicketEvent), entries)
+        session.execute(insert(_EVENTS), entries)
 
 
 def _decision_values(decision: Decision) -> dict[str, Any]:
@@ -302,7 +303,7 @@ def _store_marks(
                 _MARKS.c.at,
                 _MARKS.c.cycle_started_at,
             ).where(_MARKS.c.ticket_id.in_(ids))
-        )
+        ).all()
     }
     added, moved = [], []
     for item, marks in zip(evaluated, _marks(evaluated, policy, now, thresholds), strict=True):
