@@ -1,15 +1,20 @@
-"""Recompute: every open ticket of a policy re-evaluated against the loaded version of it.
+"""Recompute: every open ticket of a policy re-evaluated against the loaded version of it,
+or every open ticket routed again by the service's routing rules.
 
 Streamed, so memory stays flat however many tickets are stored: tickets are read in keyed
 batches (``id > the last id seen``, in id order, ``batch_size`` at a time; on PostgreSQL
 locked ``FOR UPDATE``), each batch in its own transaction. A batch is evaluated with
 ``bot.engine.evaluate_many`` (the calendar batch path) and written back in a few bulk
 statements: the decisions that changed in full and the others' ``evaluated_at`` in one
-``UPDATE``, the threshold marks that differ, the ``priority_changed`` entries, and the
-helpdesk writes owed or settled as superseded.
+``UPDATE``, the threshold marks that differ, the ``policy_changed`` and ``priority_changed``
+entries and the moved tickets' policy, the helpdesk writes owed or settled as superseded;
+the clock outcomes the reports read go through ``store_outcomes`` ticket by ticket, from
+the batch's cycles read at once. When routing, a batch is evaluated once per policy its
+tickets are routed to.
 
 What it stores is what ``TicketService.store_decision``, ``enqueue_writes`` and
-``note_unplaced`` store when applied ticket by ticket, the rules of which live there; the
+``note_unplaced`` store when applied ticket by ticket (with ``policy_changed`` for a ticket
+routed elsewhere), the rules of which live there; the
 store tests run both on the same tickets and compare every table
 (``tests/store/test_store_recompute_batch.py``).
 """
@@ -21,7 +26,8 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Row
@@ -31,9 +37,18 @@ from bot.business_time import Calendar, from_timestamp
 from bot.compiled import Policy
 from bot.engine import Decision, evaluate_many, threshold_instant
 from bot.errors import SlabotError
+from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, Ticket
 from slabot.store.breaches import BREACH, Mark
-from slabot.store.models import OutboxItem, StoredDecision, StoredTicket, TargetMark, TicketEvent
+from slabot.store.models import (
+    ClockOutcome,
+    OutboxItem,
+    StoredDecision,
+    StoredTicket,
+    TargetMark,
+    TicketEvent,
+)
+from slabot.store.reports import store_outcomes
 from slabot.store.retry import DatabaseUnavailableError, with_retry
 from slabot.store.services import (
     _WRITE_KINDS,
@@ -42,10 +57,11 @@ from slabot.store.services import (
     PolicyNotLoadedError,
     Recomputed,
     _idempotency_key,
-    _policy_tags,
     decision_changes,
     desired_writes,
     engine_ticket,
+    policy_changed,
+    stored_view,
 )
 
 if TYPE_CHECKING:
@@ -74,38 +90,40 @@ _DECISION_FIELDS = (
     "next_change_at",
     "tags",
     "notes",
+    "policy",
 )
-"""The stored decision's columns besides ``ticket_id`` and ``evaluated_at``."""
+"""The stored decision's columns besides ``ticket_id``, ``evaluated_at`` and
+``routing_rule`` (written when routing)."""
 
 
-def open_tickets(engine: Engine, policy_name: str) -> int:
-    """How many open tickets are stored under the policy: what a recompute goes through."""
+def open_tickets(engine: Engine, policy_name: str | None) -> int:
+    """How many open tickets are stored under the policy (None: under any, as routing goes
+    through them): what a recompute goes through."""
+    query = (
+        select(func.count()).select_from(_TICKETS).where(_TICKETS.c.status.not_in(SOLVED_STATUSES))
+    )
+    if policy_name is not None:
+        query = query.where(_TICKETS.c.policy == policy_name)
     with engine.connect() as connection:
-        return int(
-            connection.scalar(
-                select(func.count())
-                .select_from(_TICKETS)
-                .where(_TICKETS.c.policy == policy_name, _TICKETS.c.status.not_in(SOLVED_STATUSES))
-            )
-            or 0
-        )
+        return int(connection.scalar(query) or 0)
 
 
 def recompute(
     service: TicketService,
-    policy_name: str,
+    policy_name: str | None,
     *,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Iterator[Recomputed]:
     """``TicketService.recompute``: see there for what is yielded and stored."""
-    policy = service.policies.get(policy_name)
-    if policy is None:
+    if policy_name is None and service.router is None:
+        raise PolicyNotLoadedError("recomputing by routing needs the routing rules")
+    policy = service.policies.get(policy_name) if policy_name is not None else None
+    if policy is None and policy_name is not None:
         raise PolicyNotLoadedError(
             f"policy {policy_name!r} is not loaded "
             f"(loaded: {', '.join(sorted(service.policies)) or 'none'})"
         )
-    managed_tags = _policy_tags(policy)
     after = 0
     while True:
         work = functools.partial(
@@ -113,7 +131,6 @@ def recompute(
             service,
             policy_name=policy_name,
             policy=policy,
-            managed_tags=managed_tags,
             after=after,
             batch_size=batch_size,
             dry_run=dry_run,
@@ -123,7 +140,8 @@ def recompute(
                 service.engine,
                 work,
                 policy=service.retry,
-                what=f"recomputing policy {policy_name} (tickets after id {after})",
+                what=f"recomputing {f'policy {policy_name}' if policy_name else 'routes'} "
+                f"(tickets after id {after})",
                 retry_commit=False,
                 read_only=dry_run,
             )
@@ -144,19 +162,26 @@ def recompute(
 class _Evaluated(NamedTuple):
     """One ticket of a batch the policy evaluated: what the writes are made from."""
 
-    row: Row[Any]
+    row: Any
+    """The tickets table's row (with the new ``policy`` when the ticket moved): it has the
+    attributes of a ``StoredTicket`` that the service's rules read."""
     ticket: Ticket
     decision: Decision
     stored: Row[Any] | None
+    policy: Policy
+    """The policy it was evaluated under."""
+    rule: str | Literal[False] | None
+    """The routing rule that chose it (False: not routed, the stored one stays)."""
+    moved_from: str | None
+    """The policy the ticket was stored under, when routing moved it (else None)."""
 
 
 def _recompute_batch(
     service: TicketService,
     session: Session,
     *,
-    policy_name: str,
-    policy: Policy,
-    managed_tags: frozenset[str],
+    policy_name: str | None,
+    policy: Policy | None,
     after: int,
     batch_size: int,
     dry_run: bool,
@@ -165,14 +190,12 @@ def _recompute_batch(
     now = service.now()
     query = (
         select(_TICKETS)
-        .where(
-            _TICKETS.c.policy == policy_name,
-            _TICKETS.c.status.not_in(SOLVED_STATUSES),
-            _TICKETS.c.id > after,
-        )
+        .where(_TICKETS.c.status.not_in(SOLVED_STATUSES), _TICKETS.c.id > after)
         .order_by(_TICKETS.c.id)
         .limit(batch_size)
     )
+    if policy_name is not None:
+        query = query.where(_TICKETS.c.policy == policy_name)
     batch = session.execute(query if dry_run else query.with_for_update()).all()
     if not batch:
         return [], None
@@ -185,38 +208,86 @@ def _recompute_batch(
     # A row of the tickets table has the attributes of a StoredTicket that engine_ticket,
     # decision_changes and the idempotency key read.
     tickets = [engine_ticket(cast(StoredTicket, row)) for row in batch]
+    # Each ticket's policy and the rule that chose it; evaluated a policy at a time.
+    chosen: list[tuple[Policy, str | Literal[False] | None]] = []
+    for row in batch:
+        if policy is not None:
+            chosen.append((policy, False))
+        else:
+            assert service.router is not None  # recompute checked it
+            route = service.router.route({**(row.routing or {}), "source": row.source})
+            chosen.append((service.policies[route.policy], route.rule))
+    answers: list[Decision | SlabotError | None] = [None] * len(batch)
+    by_policy: dict[str, list[int]] = defaultdict(list)
+    for index, (row_policy, _) in enumerate(chosen):
+        by_policy[row_policy.name].append(index)
+    for indexes in by_policy.values():
+        row_policy = chosen[indexes[0]][0]
+        for index, found in zip(
+            indexes, evaluate_many([tickets[i] for i in indexes], row_policy, now), strict=True
+        ):
+            answers[index] = found
     results: list[Recomputed] = []
     evaluated: list[_Evaluated] = []
-    for row, ticket, answer in zip(
-        batch, tickets, evaluate_many(tickets, policy, now), strict=True
-    ):
+    for row, ticket, maybe, (row_policy, rule) in zip(batch, tickets, answers, chosen, strict=True):
+        assert maybe is not None
+        answer = maybe
         name = f"{row.source}:{row.external_key}"
         if isinstance(answer, SlabotError):
             results.append(Recomputed(row.id, name, (), str(answer)))
             continue
         old = stored.get(row.id)
         changes = decision_changes(cast(StoredDecision | None, old), answer, now)
+        moved_from = None
+        view: Any = row
+        if row_policy.name != row.policy:
+            moved_from = row.policy
+            changes.insert(0, f"policy {row.policy} -> {row_policy.name} (rule {rule!r})")
+            view = SimpleNamespace(**{**row._mapping, "policy": row_policy.name})
         results.append(Recomputed(row.id, name, tuple(changes)))
-        evaluated.append(_Evaluated(row, ticket, answer, old))
+        evaluated.append(_Evaluated(view, ticket, answer, old, row_policy, rule, moved_from))
     if not dry_run and evaluated:
-        _store_history(session, evaluated, policy_name, now)
-        _store_decisions(session, evaluated, now)
-        _store_marks(session, evaluated, policy, now, service.thresholds)
-        _enqueue_writes(session, evaluated, managed_tags, now, service)
+        _store_history(session, evaluated, now)
+        moved = [
+            {"k_id": item.row.id, "policy": item.policy.name}
+            for item in evaluated
+            if item.moved_from is not None
+        ]
+        if moved:
+            session.execute(update(_TICKETS).where(_TICKETS.c.id == bindparam("k_id")), moved)
+        _store_decisions(session, evaluated, now, routed=policy is None)
+        _store_marks(session, evaluated, now, service.thresholds)
+        _store_outcomes(session, evaluated, now)
+        _enqueue_writes(session, evaluated, now, service)
         for item in evaluated:
             if item.decision.unknown_plan is not None or item.decision.unknown_values:
                 # Rare (a plan or value the policy cannot place): the per-ticket rule as is.
                 loaded = session.get_one(StoredTicket, item.row.id)
-                service.note_unplaced(session, loaded, policy, item.decision, now)
+                service.note_unplaced(session, loaded, item.policy, item.decision, now)
     return results, batch[-1].id
 
 
-def _store_history(
-    session: Session, evaluated: Sequence[_Evaluated], policy_name: str, now: datetime
-) -> None:
-    """A ``priority_changed`` entry (origin ``policy``) where the final priority moves."""
+def _store_history(session: Session, evaluated: Sequence[_Evaluated], now: datetime) -> None:
+    """A ``policy_changed`` entry where routing moved the ticket, then a ``priority_changed``
+    entry (origin ``policy``) where the final priority moves, ticket by ticket."""
     entries = []
     for item in evaluated:
+        if item.moved_from is not None:
+            rule = item.rule if item.rule is not False else None
+            moved = policy_changed(item.moved_from, item.policy.name, rule, now)
+            entries.append(
+                {
+                    "ticket_id": item.row.id,
+                    "kind": moved.kind,
+                    "occurred_at": moved.occurred_at,
+                    "recorded_at": moved.recorded_at,
+                    "actor": moved.actor,
+                    "origin": moved.origin,
+                    "reason": moved.reason,
+                    "event_key": None,
+                    "payload": moved.payload,
+                }
+            )
         previous = item.stored.priority if item.stored is not None else None
         if previous != item.decision.priority:
             entries.append(
@@ -227,7 +298,7 @@ def _store_history(
                     "recorded_at": now,
                     "actor": "slabot",
                     "origin": "policy",
-                    "reason": f"policy {policy_name} recomputed",
+                    "reason": f"policy {item.policy.name} recomputed",
                     "event_key": None,
                     "payload": {"field": "final", "from": previous, "to": item.decision.priority},
                 }
@@ -236,7 +307,9 @@ def _store_history(
         session.execute(insert(_EVENTS), entries)
 
 
-def _decision_values(decision: Decision) -> dict[str, Any]:
+def _decision_values(decision: Decision, policy: Policy) -> dict[str, Any]:
+    """The stored decision's columns (the classic three targets: ``stored_view``)."""
+    decision = stored_view(decision)
     values: dict[str, Any] = {
         "priority": decision.priority,
         "requested_priority": decision.requested_priority,
@@ -245,30 +318,38 @@ def _decision_values(decision: Decision) -> dict[str, Any]:
         "next_change_at": decision.next_change_at,
         "tags": list(decision.tags),
         "notes": list(decision.notes),
+        "policy": policy.name,
     }
-    for name, target in decision.targets.items():
+    for name in TARGETS:
+        target = decision.targets[name]
         values[f"{name}_due"] = target.due
         values[f"{name}_state"] = target.state
     return values
 
 
-def _store_decisions(session: Session, evaluated: Sequence[_Evaluated], now: datetime) -> None:
-    """Each decision as the ticket's current one: a decision that differs is rewritten, one
+def _store_decisions(
+    session: Session, evaluated: Sequence[_Evaluated], now: datetime, *, routed: bool
+) -> None:
+    """Each decision as the ticket's current one, with the policy it was made under (and,
+    when ``routed``, the rule that chose it): a decision that differs is rewritten, one
     that does not only gets its ``evaluated_at`` (one statement for the whole batch)."""
+    fields = (*_DECISION_FIELDS, "routing_rule") if routed else _DECISION_FIELDS
     inserted, rewritten, touched = [], [], []
     for item in evaluated:
-        values = _decision_values(item.decision)
+        values = _decision_values(item.decision, item.policy)
+        if routed:
+            values["routing_rule"] = item.rule
         old = item.stored
         if old is None:
             inserted.append({"ticket_id": item.row.id, **values, "evaluated_at": now})
-        elif any(getattr(old, name) != values[name] for name in _DECISION_FIELDS):
+        elif any(getattr(old, name) != values[name] for name in fields):
             rewritten.append({"ticket_id": item.row.id, **values, "evaluated_at": now})
         else:
             touched.append(item.row.id)
     if inserted:
         session.execute(insert(StoredDecision), inserted)
     if rewritten:
-        columns = (*_DECISION_FIELDS, "evaluated_at")
+        columns = (*fields, "evaluated_at")
         session.execute(
             update(_DECISIONS)
             .where(_DECISIONS.c.ticket_id == bindparam("k_ticket"))
@@ -285,11 +366,7 @@ def _store_decisions(session: Session, evaluated: Sequence[_Evaluated], now: dat
 
 
 def _store_marks(
-    session: Session,
-    evaluated: Sequence[_Evaluated],
-    policy: Policy,
-    now: datetime,
-    thresholds: Sequence[int],
+    session: Session, evaluated: Sequence[_Evaluated], now: datetime, thresholds: Sequence[int]
 ) -> None:
     """Make each ticket's marks exactly its decision's, touching only the rows that differ."""
     ids = [item.row.id for item in evaluated]
@@ -306,7 +383,7 @@ def _store_marks(
         ).all()
     }
     added, moved = [], []
-    for item, marks in zip(evaluated, _marks(evaluated, policy, now, thresholds), strict=True):
+    for item, marks in zip(evaluated, _marks(evaluated, now, thresholds), strict=True):
         row = item.row
         for mark in marks:
             key = (row.id, mark.target, mark.threshold_permille)
@@ -350,7 +427,7 @@ def _store_marks(
 
 
 def _marks(
-    evaluated: Sequence[_Evaluated], policy: Policy, now: datetime, thresholds: Sequence[int]
+    evaluated: Sequence[_Evaluated], now: datetime, thresholds: Sequence[int]
 ) -> list[list[Mark]]:
     """``decision_marks`` of each ticket, with the commonest instants through the calendar
     batch path: a fraction of a plain duration (no pause) is ``due_ts(start, ceil(seconds x
@@ -365,7 +442,7 @@ def _marks(
     for item in evaluated:
         mine: list[Mark] = []
         marks.append(mine)
-        ticket, decision = item.ticket, item.decision
+        ticket, decision, policy = item.ticket, stored_view(item.decision), item.policy
         if ticket.status in SOLVED_STATUSES:
             continue
         for name, decided in decision.targets.items():
@@ -397,10 +474,29 @@ def _marks(
     return marks
 
 
+def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: datetime) -> None:
+    """``store_outcomes`` of each ticket (the clock cycles the reports read), the batch's
+    stored cycles read in one query."""
+    read: dict[int, list[ClockOutcome]] = defaultdict(list)
+    for outcome in session.scalars(
+        select(ClockOutcome).where(ClockOutcome.ticket_id.in_([i.row.id for i in evaluated]))
+    ):
+        read[outcome.ticket_id].append(outcome)
+    for item in evaluated:
+        store_outcomes(
+            session,
+            cast(StoredTicket, item.row),
+            item.ticket,
+            item.policy,
+            stored_view(item.decision),
+            now,
+            read=read.get(item.row.id, ()),
+        )
+
+
 def _enqueue_writes(
     session: Session,
     evaluated: Sequence[_Evaluated],
-    managed_tags: frozenset[str],
     now: datetime,
     service: TicketService,
 ) -> None:
@@ -427,7 +523,7 @@ def _enqueue_writes(
     for item in evaluated:
         row = item.row
         shown: Mapping[str, Any] = row.shown or {}
-        wanted = desired_writes(item.decision, shown, managed_tags)
+        wanted = desired_writes(item.decision, shown, service._managed_tags[item.policy.name])
         owed = [p for p in pending.get(row.id, ()) if p.target_system == row.source]
         if not wanted and not owed:
             continue

@@ -67,10 +67,17 @@ def store_outcomes(
     policy: Policy,
     decision: Decision,
     now: datetime,
+    *,
+    read: Sequence[ClockOutcome] | None = None,
 ) -> None:
     """Make the ticket's stored clock cycles agree with ``decision``, evaluated at ``now``
-    (in the caller's transaction; ``row`` flushed, ``ticket`` its engine view)."""
-    stored = list(session.scalars(select(ClockOutcome).where(ClockOutcome.ticket_id == row.id)))
+    (in the caller's transaction; ``row`` flushed, ``ticket`` its engine view). ``read``:
+    the ticket's stored cycles when the caller read a batch's at once (the recompute)."""
+    stored = (
+        list(session.scalars(select(ClockOutcome).where(ClockOutcome.ticket_id == row.id)))
+        if read is None
+        else list(read)
+    )
     reclassifications, first_priority = _reclassifications(session, row)
     created_priority = stored[0].created_priority if stored else first_priority or decision.priority
     shown = row.shown or {}

@@ -561,6 +561,7 @@ class TicketService:
         be flushed (have its id) and hold the state the decision was made from. The policy
         is stored with it, and ``rule``, the routing rule that chose the policy (False:
         the one stored stays, as for a reclassification under the same policy)."""
+        decision = stored_view(decision)
         stored = _store_decision(session, row.id, decision, now)
         stored.policy = policy.name
         if rule is not False:
@@ -1474,12 +1475,23 @@ def _policy_tags(policy: Policy) -> frozenset[str]:
     return frozenset(found)
 
 
+def stored_view(decision: Decision) -> Decision:
+    """The decision as the store keeps it: its classic three targets. The decisions, marks
+    and clock outcomes have columns (and CHECK constraints) for those only; the other
+    metrics are computed wherever the engine runs (docs/metrics.md)."""
+    targets = decision.targets
+    if len(targets) == len(TARGETS):
+        return decision
+    return replace(decision, targets={name: targets[name] for name in TARGETS})
+
+
 def decision_changes(stored: StoredDecision | None, decision: Decision, now: datetime) -> list[str]:
     """What a new decision changes against the stored one, as lines a person can review.
 
     The stored states are taken as they stand at ``now`` (a running clock whose due instant
     has passed reads as breached), so only what the new decision itself moves is listed.
     """
+    decision = stored_view(decision)
     lines = []
     old_priority = stored.priority if stored is not None else None
     if old_priority != decision.priority:
