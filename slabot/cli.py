@@ -685,9 +685,7 @@ def _recompute(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _progress(
-    engine: Any, policy_name: str | None
-) -> Iterator[tuple[Any, Callable[[str], None]]]:
+def _progress(engine: Any, policy_name: str | None) -> Iterator[tuple[Any, Callable[[str], None]]]:
     """A progress bar on standard error over the policy's open tickets (None: every open
     ticket, as routing goes through them), and how to print a
     line to standard output under it; no bar (and no count query) when standard error is not
