@@ -402,3 +402,37 @@ def test_recompute_reads_no_more_than_one_batch_at_a_time(
     results = list(service.recompute("zoom", batch_size=4))
     assert max(sizes) == 4 and sum(sizes) == len(results) == module.open_tickets(migrated, "zoom")
     assert [r.ticket_id for r in results] == sorted(r.ticket_id for r in results)
+
+
+def test_a_policy_with_other_metrics_stores_its_classic_three(
+    migrated: Engine, tmp_path: Any
+) -> None:
+    """The decision, marks and clock outcomes hold the classic three targets (their columns
+    and CHECKs); next_reply and the others are the engine's, not stored."""
+    clock = FakeClock(MONDAY_0900_LA + timedelta(hours=2))
+    policy = edited_policy(tmp_path, with_metrics)
+    service = TicketService(migrated, {policy.name: policy}, clock)
+    replied = MONDAY_0900_LA + timedelta(minutes=30)
+    result = service.ingest(
+        snapshot(
+            policy=policy.name,
+            first_response_at=replied,
+            agent_replies=(replied,),
+            customer_replies=(MONDAY_0900_LA + timedelta(hours=1),),
+        )
+    )
+    assert result.decision is not None
+    assert result.decision.targets["next_reply"].state == "running"  # the engine has it
+    assert list(service.recompute(policy.name)) == [
+        Recomputed(result.ticket_id, "zendesk:1001", ())
+    ]
+    with Session(migrated) as session:
+        marks = {m.target for m in session.scalars(select(TargetMark))}
+        outcomes = {o.target for o in session.scalars(select(ClockOutcome))}
+        stored = session.get_one(StoredDecision, result.ticket_id)
+    assert (
+        marks
+        and outcomes
+        and (marks | outcomes) <= {"first_response", "restoration", "next_update"}
+    )
+    assert stored.first_response_state == "met"
