@@ -984,11 +984,13 @@ class TicketService:
 
         Yields, per ticket, what changes compared with the stored decision (judged at the
         same instant, so a clock that merely ran out is not a change), a batch at a time.
-        Unless ``dry_run``, each batch is then stored in one transaction: decisions, marks,
-        the helpdesk writes that differ, and a ``priority_changed`` entry (origin
-        ``policy``) where the final priority moves. A ticket the policy cannot evaluate is
-        yielded with its error and left as it was. Tickets are streamed in keyed batches
-        of ``batch_size`` and written in bulk (``slabot.store.recompute``).
+        Unless ``dry_run``, each batch is then stored in one transaction: decisions (with
+        the policy and, when routing, the rule), marks, clock outcomes, the helpdesk writes
+        that differ, a ``policy_changed`` entry where routing moves the ticket, and a
+        ``priority_changed`` entry (origin ``policy``) where the final priority moves. A
+        ticket the policy cannot evaluate is yielded with its error and left as it was.
+        Tickets are streamed in keyed batches of ``batch_size`` and written in bulk
+        (``slabot.store.recompute``).
 
         A briefly unreachable database is retried batch by batch. A connection lost while
         committing a batch is not retried (the lines listed for it would then read as
