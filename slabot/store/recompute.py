@@ -8,8 +8,8 @@ locked ``FOR UPDATE``), each batch in its own transaction. A batch is evaluated 
 statements: the decisions that changed in full and the others' ``evaluated_at`` in one
 ``UPDATE``, the threshold marks that differ, the ``policy_changed`` and ``priority_changed``
 entries and the moved tickets' policy, the helpdesk writes owed or settled as superseded;
-the clock outcomes the reports read go through ``store_outcomes`` ticket by ticket, from
-the batch's cycles read at once. When routing, a batch is evaluated once per policy its
+the clock outcomes the reports read are worked out by ``store_outcomes`` ticket by ticket
+on plain copies of the batch's cycles (read at once) and written in bulk. When routing, a batch is evaluated once per policy its
 tickets are routed to.
 
 What it stores is what ``TicketService.store_decision``, ``enqueue_writes`` and
@@ -76,6 +76,8 @@ _DECISIONS = cast(Table, StoredDecision.__table__)
 _MARKS = cast(Table, TargetMark.__table__)
 _OUTBOX = cast(Table, OutboxItem.__table__)
 _EVENTS = cast(Table, TicketEvent.__table__)
+_OUTCOMES = cast(Table, ClockOutcome.__table__)
+_OUTCOME_KEY = ("ticket_id", "target", "cycle_started_at")
 _DECISION_FIELDS = (
     "priority",
     "requested_priority",
@@ -474,14 +476,38 @@ def _marks(
     return marks
 
 
+class _Cycles:
+    """The cycles ``store_outcomes`` makes and drops for a batch: plain objects the batch
+    writes in bulk (``CycleStore``)."""
+
+    def __init__(self) -> None:
+        self.made: list[SimpleNamespace] = []
+        self.dropped: list[SimpleNamespace] = []
+
+    def make(self, ticket_id: int, target: str, started_at: datetime | None) -> SimpleNamespace:
+        cycle = SimpleNamespace(**dict.fromkeys(c.name for c in _OUTCOMES.columns))
+        cycle.ticket_id, cycle.target, cycle.cycle_started_at = ticket_id, target, started_at
+        self.made.append(cycle)
+        return cycle
+
+    def drop(self, outcome: Any) -> None:
+        self.dropped.append(outcome)
+
+
 def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: datetime) -> None:
-    """``store_outcomes`` of each ticket (the clock cycles the reports read), the batch's
-    stored cycles read in one query."""
-    read: dict[int, list[ClockOutcome]] = defaultdict(list)
-    for outcome in session.scalars(
-        select(ClockOutcome).where(ClockOutcome.ticket_id.in_([i.row.id for i in evaluated]))
-    ):
-        read[outcome.ticket_id].append(outcome)
+    """``store_outcomes`` of each ticket (the clock cycles the reports read) on plain copies
+    of the batch's stored cycles, read in one query; then written in bulk: the dropped
+    cycles deleted, ``evaluated_at`` set for the batch in one ``UPDATE``, the cycles that
+    changed otherwise rewritten, the new ones inserted."""
+    ids = [item.row.id for item in evaluated]
+    read: dict[int, list[SimpleNamespace]] = defaultdict(list)
+    before: list[tuple[SimpleNamespace, dict[str, Any]]] = []
+    for found in session.execute(select(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(ids))):
+        values = dict(found._mapping)
+        cycle = SimpleNamespace(**values)
+        read[found.ticket_id].append(cycle)
+        before.append((cycle, values))
+    cycles = _Cycles()
     for item in evaluated:
         store_outcomes(
             session,
@@ -491,7 +517,45 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
             stored_view(item.decision),
             now,
             read=read.get(item.row.id, ()),
+            writer=cycles,
         )
+    key = (
+        (_OUTCOMES.c.ticket_id == bindparam("k_ticket"))
+        & (_OUTCOMES.c.target == bindparam("k_target"))
+        & (_OUTCOMES.c.cycle_started_at == bindparam("k_start"))
+    )
+    dropped = {id(cycle) for cycle in cycles.dropped}
+    if cycles.dropped:
+        session.execute(
+            delete(_OUTCOMES).where(key),
+            [
+                {"k_ticket": c.ticket_id, "k_target": c.target, "k_start": c.cycle_started_at}
+                for c in cycles.dropped
+            ],
+        )
+    if before:
+        session.execute(
+            update(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(ids)).values(evaluated_at=now)
+        )
+    settable = [c.name for c in _OUTCOMES.columns if c.name not in _OUTCOME_KEY]
+    changed = []
+    for cycle, values in before:
+        if id(cycle) in dropped:
+            continue
+        values["evaluated_at"] = now  # set for all above
+        if vars(cycle) != values:
+            changed.append(
+                {
+                    "k_ticket": cycle.ticket_id,
+                    "k_target": cycle.target,
+                    "k_start": cycle.cycle_started_at,
+                    **{name: getattr(cycle, name) for name in settable},
+                }
+            )
+    if changed:
+        session.execute(update(_OUTCOMES).where(key), changed)
+    if cycles.made:
+        session.execute(insert(_OUTCOMES), [vars(cycle) for cycle in cycles.made])
 
 
 def _enqueue_writes(

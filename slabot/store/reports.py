@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
@@ -60,6 +60,16 @@ class ReportError(SlabotError):
 # Writing the outcomes, with each decision.
 
 
+class CycleStore(Protocol):
+    """Where ``store_outcomes`` makes and drops cycles when its caller writes them itself."""
+
+    def make(self, ticket_id: int, target: str, started_at: datetime | None) -> Any:
+        """A new cycle (every other column None), written by the caller."""
+
+    def drop(self, outcome: Any) -> None:
+        """A stored cycle to delete."""
+
+
 def store_outcomes(
     session: Session,
     row: StoredTicket,
@@ -68,11 +78,14 @@ def store_outcomes(
     decision: Decision,
     now: datetime,
     *,
-    read: Sequence[ClockOutcome] | None = None,
+    read: Sequence[Any] | None = None,
+    writer: CycleStore | None = None,
 ) -> None:
     """Make the ticket's stored clock cycles agree with ``decision``, evaluated at ``now``
     (in the caller's transaction; ``row`` flushed, ``ticket`` its engine view). ``read``:
-    the ticket's stored cycles when the caller read a batch's at once (the recompute)."""
+    the ticket's stored cycles when the caller read a batch's at once; ``writer``: how new
+    cycles are made and stale ones dropped when the caller writes them itself (the
+    recompute, in bulk), else through the session."""
     stored = (
         list(session.scalars(select(ClockOutcome).where(ClockOutcome.ticket_id == row.id)))
         if read is None
@@ -105,7 +118,10 @@ def store_outcomes(
         if decided.state == "none" or decided.started_ts is None or decided.calendar is None:
             # The final priority has no such target: its clocks are not counted.
             for outcome in cycles:
-                session.delete(outcome)
+                if writer is None:
+                    session.delete(outcome)
+                else:
+                    writer.drop(outcome)
                 removed.add(id(outcome))
             continue
         calendar = policy.calendar(decided.calendar, ticket)
@@ -117,7 +133,11 @@ def store_outcomes(
             if began == start:
                 current = outcome
             elif began > start:
-                session.delete(outcome)  # a cycle no longer in the history (a stale reopening)
+                # A cycle no longer in the history (a stale reopening).
+                if writer is None:
+                    session.delete(outcome)
+                else:
+                    writer.drop(outcome)
                 removed.add(id(outcome))
             else:
                 # An earlier cycle (before a reopening, an agent update). One a later cycle
@@ -144,10 +164,13 @@ def store_outcomes(
                 if outcome.paused_seconds != paused:
                     outcome.paused_seconds = paused
         if current is None:
-            current = ClockOutcome(
-                ticket_id=row.id, target=name, cycle_started_at=decided.started_at
-            )
-            session.add(current)
+            if writer is None:
+                current = ClockOutcome(
+                    ticket_id=row.id, target=name, cycle_started_at=decided.started_at
+                )
+                session.add(current)
+            else:
+                current = writer.make(row.id, name, decided.started_at)
             stored.append(current)
         current.due = decided.due
         current.stopped_at = decided.stopped_at
