@@ -8,7 +8,8 @@ For each database (SQLite file, PostgreSQL at 127.0.0.1) and each size in ``--si
 2. fills their decisions and marks with a recompute against the bundled policy (reported,
    not judged: that is the first run after an upgrade, not a policy edit);
 3. edits the policy (premier P2 first response 4h -> 6h, the environment cap P4 -> P3) and
-   times the recompute that applies it: decisions, marks, history and owed writes stored.
+   times the recompute that applies it: decisions, marks, clock outcomes, history and owed
+   writes stored.
 
 Steps 2 and 3 each run in a fresh child process, which reports its time and its peak
 resident memory (``VmHWM``); comparing the peaks at two sizes shows whether memory
@@ -385,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"of the filled database, best of {args.repeat}; evaluate: slabot evaluate in-process "
         "over the same tickets as JSON Lines, best of as many rounds, alternated with them; "
         "CPU time is the recompute's own process (not PostgreSQL's); fill: the first "
-        "recompute, which stores every decision and mark; peak MB: VmHWM of the recompute)"
+        "recompute, which stores every decision, mark and clock outcome; peak MB: VmHWM of "
+        "the recompute)"
     )
     print()
     print(
