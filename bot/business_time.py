@@ -15,6 +15,11 @@ A calendar compiles its open intervals for a span of local years into three sort
 (starts, ends, open seconds elapsed at each end), so every due date is two binary searches.
 The span grows on demand in both directions, so any year answers correctly; nothing is
 precomputed that could silently run out.
+
+The batch path (``due_many_ts``) answers many due dates at once with the same two binary
+searches done by numpy over the same compiled arrays; what it cannot answer from the window
+it has (a due date past its end, a start outside it) it hands to ``due_ts`` one by one, so
+its answers are the per-call ones by construction, not by a second implementation.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise
 from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
 
 from bot.errors import CalendarError
 
@@ -46,6 +54,12 @@ ClosedDates = Callable[[int], Mapping[date, str]]
 
 Pause = tuple[int, int | None]
 """A paused span ``[from, to)`` in POSIX seconds; ``to`` None while still paused."""
+
+Instants = npt.NDArray[np.int64]
+"""POSIX seconds, one per due date of a batch."""
+# A duration longer than this cannot be answered within one compiled window: the batch path
+# leaves it to due_ts (which says what is wrong with it), and int64 stays far from overflow.
+_BATCH_MAX_SECONDS = _MAX_SPAN_YEARS * 366 * DAY
 
 
 def to_timestamp(instant: datetime) -> int:
@@ -111,6 +125,33 @@ class Calendar:
 
     def next_business_day_close_ts(self, start: int) -> int:
         raise NotImplementedError
+
+    def due_many_ts(self, starts: npt.ArrayLike, seconds: npt.ArrayLike) -> Instants:
+        """``due_ts`` of each ``(starts[k], seconds[k])``, as an array: the batch path.
+
+        This base answers one by one; the calendars below answer in a few numpy passes.
+        """
+        start_array, second_array = _batch(starts, seconds)
+        return np.fromiter(
+            (
+                self.due_ts(s, d)
+                for s, d in zip(start_array.tolist(), second_array.tolist(), strict=True)
+            ),
+            dtype=np.int64,
+            count=len(start_array),
+        )
+
+    def due_many(
+        self, starts: Sequence[datetime], durations: Sequence[timedelta]
+    ) -> list[datetime]:
+        """``due`` of each ``(starts[k], durations[k])``, through the batch path."""
+        if len(starts) != len(durations):
+            raise CalendarError(
+                f"{len(starts)} starts and {len(durations)} durations: pass one duration per start"
+            )
+        start_ts = [to_timestamp(start) for start in starts]
+        seconds = [d.days * DAY + d.seconds for d in durations]
+        return [_fromtimestamp(ts, UTC) for ts in self.due_many_ts(start_ts, seconds).tolist()]
 
     def open_intervals(self, start: int, end: int) -> list[OpenInterval]:
         raise NotImplementedError
@@ -187,6 +228,10 @@ class AlwaysOpenCalendar(Calendar):
 
     def due_ts(self, start: int, seconds: int) -> int:
         return start + seconds if seconds > 0 else start
+
+    def due_many_ts(self, starts: npt.ArrayLike, seconds: npt.ArrayLike) -> Instants:
+        start_array, second_array = _batch(starts, seconds)
+        return np.where(second_array > 0, start_array + second_array, start_array)
 
     def next_business_day_close_ts(self, start: int) -> int:
         local_day = datetime.fromtimestamp(start, self.zone).date()
@@ -358,6 +403,11 @@ class BusinessCalendar(Calendar):
             business_days=business_days,
             business_day_closes=business_day_closes,
             closed=closed,
+            arrays=(
+                np.asarray(starts, dtype=np.int64),
+                np.asarray(ends, dtype=np.int64),
+                np.asarray(cum_ends, dtype=np.int64),
+            ),
         )
 
     def _year_of(self, ts: int) -> int:
@@ -465,6 +515,64 @@ class BusinessCalendar(Calendar):
             compiled = self._covering(start, years_after=seconds // (DAY * 365) + 1)
         raise CalendarError(f"calendar {self.name!r} never reaches the due time")
 
+    def due_many_ts(self, starts: npt.ArrayLike, seconds: npt.ArrayLike) -> Instants:
+        """``due_ts`` of each pair, vectorized: the same searches over the same arrays.
+
+        The window is first grown to cover every start; a pair whose start it still does not
+        cover, or whose due date lies past its end, is answered by ``due_ts`` (which grows
+        the window or says why it cannot), so every answer is the per-call one.
+        """
+        start_array, second_array = _batch(starts, seconds)
+        due = start_array.copy()
+        if not len(start_array):
+            return due
+        work = second_array > 0
+        if not work.any():
+            return due
+        compiled: _Compiled | None
+        try:
+            compiled = self._covering(int(start_array.min()), int(start_array.max()))
+        except CalendarError:
+            compiled = self._compiled  # too wide a spread, or a bad year: per call below
+        if compiled is None or not compiled.starts:
+            return self._due_each(start_array, second_array, due, work)
+        starts_a, ends_a, cum_a = compiled.arrays
+        start_w, seconds_w = start_array[work], second_array[work]
+        i = np.searchsorted(starts_a, start_w, side="right") - 1
+        at = np.maximum(i, 0)
+        end = ends_a[at]
+        done_before = np.where(start_w < end, end - start_w, 0)
+        target = np.where(i < 0, seconds_w, cum_a[at] - done_before + seconds_w)
+        j = np.searchsorted(cum_a, target, side="left")
+        found = j < len(cum_a)
+        at_j = np.minimum(j, len(cum_a) - 1)
+        answered = ends_a[at_j] - (cum_a[at_j] - target)
+        due[work] = answered
+        # What the window cannot answer: outside it, past its end, or too long to compute.
+        rest = (
+            ~found
+            | (start_w < compiled.cover_start)
+            | (start_w >= compiled.cover_end)
+            | (seconds_w > _BATCH_MAX_SECONDS)
+        )
+        if rest.any():
+            leftover = np.zeros_like(work)
+            leftover[np.flatnonzero(work)[rest]] = True
+            self._due_each(start_array, second_array, due, leftover)
+        return due
+
+    def _due_each(
+        self,
+        starts: Instants,
+        seconds: Instants,
+        due: Instants,
+        which: npt.NDArray[np.bool_],
+    ) -> Instants:
+        """Fill ``due`` where ``which`` holds, one ``due_ts`` call at a time."""
+        for k in np.flatnonzero(which).tolist():
+            due[k] = self.due_ts(int(starts[k]), int(seconds[k]))
+        return due
+
     def next_business_day_close_ts(self, start: int) -> int:
         compiled = self._covering(start)
         local_ordinal = datetime.fromtimestamp(start, self.zone).date().toordinal()
@@ -519,6 +627,8 @@ class _Compiled:
     business_days: list[int]
     business_day_closes: list[int]
     closed: dict[date, str]
+    arrays: tuple[Instants, Instants, Instants]
+    """``starts``, ``ends`` and ``cum_ends`` as int64 arrays: what the batch path searches."""
 
     def cum(self, ts: int) -> int:
         """Open seconds from the start of the span up to ``ts``."""
@@ -527,6 +637,23 @@ class _Compiled:
             return 0
         end = self.ends[i]
         return self.cum_ends[i] - (end - ts if ts < end else 0)
+
+
+def _batch(starts: npt.ArrayLike, seconds: npt.ArrayLike) -> tuple[Instants, Instants]:
+    """The batch path's inputs as equal-length int64 arrays (POSIX seconds, open seconds)."""
+    try:
+        start_array = np.asarray(starts, dtype=np.int64)
+        second_array = np.asarray(seconds, dtype=np.int64)
+    except OverflowError:
+        raise CalendarError(
+            "a start or a duration does not fit in 64 bits; pass POSIX seconds and seconds"
+        ) from None
+    if start_array.ndim != 1 or start_array.shape != second_array.shape:
+        raise CalendarError(
+            f"{start_array.shape} starts and {second_array.shape} durations: pass two flat "
+            "sequences of the same length, one duration per start"
+        )
+    return start_array, second_array
 
 
 def _hhmm(seconds: int) -> str:

@@ -5,6 +5,7 @@ Pure and synchronous: no I/O, no clock reads. Callers pass ``now``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -12,9 +13,9 @@ from time import gmtime as _gmtime
 from time import strftime as _strftime
 from typing import Any, Literal
 
-from bot.business_time import Pause, from_timestamp, merge_pauses, to_timestamp
+from bot.business_time import Calendar, Pause, from_timestamp, merge_pauses, to_timestamp
 from bot.compiled import PlannedTarget, Policy, usable_ticket_value
-from bot.errors import ReclassificationError, TicketError
+from bot.errors import ReclassificationError, SlabotError, TicketError
 from bot.metrics import TicketEvents, run_metric, status_pauses, ticket_events
 from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES, Reclassification, Ticket
@@ -356,17 +357,9 @@ def _matrix_priority(ticket: Ticket, policy: Policy) -> str | None:
     return priority
 
 
-def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
-    """Classify the ticket and compute each target's due instant and state at ``now``.
-
-    >>> import yaml
-    >>> policy = Policy.from_mapping(yaml.safe_load(open("config/policies/cloudtalk.yaml")))
-    >>> ticket = Ticket(id="1", created_at=datetime(2026, 11, 20, 15, 30, tzinfo=UTC),
-    ...                 plan="professional", environment="production")
-    >>> decision = evaluate(ticket, policy, now=datetime(2026, 11, 20, 16, tzinfo=UTC))
-    >>> decision.priority, iso_z(decision.targets["first_response"].due)
-    ('P3', '2026-11-24T08:30:00Z')
-    """
+def _undecided(ticket: Ticket, policy: Policy, now: datetime) -> tuple[Decision, list[_Clock]]:
+    """Everything ``evaluate`` decides but the due instants: the decision without targets,
+    and the clocks whose due instants and states are still to compute."""
     if now.tzinfo is None:
         raise TicketError(f"now {now.isoformat()} has no time zone; pass an aware datetime")
     unknown_values = _unknown_values(ticket, policy)
@@ -397,23 +390,116 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
         raise TicketError(f"status {ticket.status!r} needs 'solved_at', the time it was solved")
     names = policy.metric_names
     none = _NO_TARGETS if len(names) == 3 else _no_targets(names)
-    targets = dict(none)
+    clocks: list[_Clock] = []
     if plan is not None and not classification.no_targets:
         planned = policy.planned_targets(plan, classification.priority)
         if planned:
-            targets.update(_decide_targets(ticket, policy, _ts(now), planned))
-    return Decision(
+            clocks = _clocks(ticket, policy, _ts(now), planned)
+    decision = Decision(
         ticket_id=ticket.id,
         priority=classification.priority,
         requested_priority=classification.requested_priority,
         plan=plan,
         commitment=commitment,
-        targets=targets,
+        targets=dict(none),
         tags=tags,
         notes=notes,
         unknown_plan=unknown_plan,
         unknown_values=unknown_values,
     )
+    return decision, clocks
+
+
+_BATCH_MIN = 48
+"""Fewer due dates than this on one calendar are cheaper per call than in a numpy pass."""
+
+
+def evaluate_many(
+    tickets: Sequence[Ticket], policy: Policy, now: datetime
+) -> list[Decision | SlabotError]:
+    """``evaluate`` of each ticket at ``now``, the due dates through the calendar batch path.
+
+    Each ticket's answer is what ``evaluate`` gives (its decision, or the error it raises):
+    classification and clocks are worked out per ticket, then the due dates of every clock
+    that runs a plain duration (no pause) are computed in one ``due_many_ts`` per calendar
+    (when it has enough of them to pay for the pass). What the batch path cannot take (a
+    next-business-day close, pauses) is computed per call.
+    """
+    if now.tzinfo is None:
+        raise TicketError(f"now {now.isoformat()} has no time zone; pass an aware datetime")
+    at = _ts(now)
+    answers: list[Decision | SlabotError] = []
+    pending: list[tuple[int, Decision, list[_Clock]]] = []
+    batches: dict[int, tuple[Calendar, list[_Clock]]] = {}
+    for ticket in tickets:
+        try:
+            decision, clocks = _undecided(ticket, policy, now)
+        except SlabotError as error:
+            answers.append(error)
+            continue
+        for clock in clocks:
+            if clock.seconds is not None and not clock.pauses:
+                group = batches.get(id(clock.calendar))
+                if group is None:
+                    batches[id(clock.calendar)] = (clock.calendar, [clock])
+                else:
+                    group[1].append(clock)
+        pending.append((len(answers), decision, clocks))
+        answers.append(decision)
+    failed: dict[int, SlabotError] = {}
+    for calendar, batch in batches.values():
+        if len(batch) < _BATCH_MIN:
+            continue  # cheaper per call (in _decided) than one numpy pass
+        try:
+            dues = calendar.due_many_ts(
+                [c.start for c in batch], [c.seconds or 0 for c in batch]
+            ).tolist()
+        except SlabotError:
+            # One bad instant fails only its own ticket, as evaluate would: per call.
+            dues = []
+            for clock in batch:
+                try:
+                    dues.append(clock.calendar.due_ts(clock.start, clock.seconds or 0))
+                except SlabotError as error:
+                    failed[id(clock)] = error
+                    dues.append(None)
+        for clock, due in zip(batch, dues, strict=True):
+            clock.due = due
+            clock.computed = True
+    for index, decision, clocks in pending:
+        if failed:
+            refused = next((failed[id(c)] for c in clocks if id(c) in failed), None)
+            if refused is not None:
+                answers[index] = refused
+                continue
+        try:
+            answers[index] = _decided(decision, clocks, at)
+        except SlabotError as failure:
+            answers[index] = failure
+    return answers
+
+
+def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
+    """Classify the ticket and compute each target's due instant and state at ``now``.
+
+    >>> import yaml
+    >>> policy = Policy.from_mapping(yaml.safe_load(open("config/policies/cloudtalk.yaml")))
+    >>> ticket = Ticket(id="1", created_at=datetime(2026, 11, 20, 15, 30, tzinfo=UTC),
+    ...                 plan="professional", environment="production")
+    >>> decision = evaluate(ticket, policy, now=datetime(2026, 11, 20, 16, tzinfo=UTC))
+    >>> decision.priority, iso_z(decision.targets["first_response"].due)
+    ('P3', '2026-11-24T08:30:00Z')
+    """
+    decision, clocks = _undecided(ticket, policy, now)
+    return _decided(decision, clocks, _ts(now)) if clocks else decision
+
+
+def _decided(decision: Decision, clocks: list[_Clock], now: int) -> Decision:
+    """The decision with each clock's due instant and state at ``now`` filled in."""
+    targets = decision.targets  # this decision's own dict, not shared yet
+    for clock in clocks:
+        targets[clock.target.name] = clock.decide(now)
+    return decision
 
 
 def _unknown_values(ticket: Ticket, policy: Policy) -> tuple[tuple[str, str], ...]:
@@ -493,10 +579,68 @@ def _no_targets(names: tuple[str, ...]) -> dict[str, TargetDecision]:
     return none
 
 
-def _decide_targets(
+class _Clock:
+    """One target's clock worked out up to its due instant: what the due date takes."""
+
+    __slots__ = ("calendar", "computed", "due", "pauses", "seconds", "start", "stop", "target")
+
+    def __init__(
+        self,
+        target: PlannedTarget,
+        calendar: Calendar,
+        start: int,
+        stop: int | None,
+        pauses: list[Pause],
+    ) -> None:
+        self.target = target
+        self.calendar = calendar
+        self.start = start
+        self.stop = stop
+        self.pauses = pauses
+        self.seconds = target.seconds
+        self.due: int | None = None
+        self.computed = False
+
+    def decide(self, now: int) -> TargetDecision:
+        """The due instant (computed here unless the batch path did) and the state at now."""
+        if not self.computed:
+            calendar, seconds = self.calendar, self.seconds
+            if seconds is None:
+                self.due = calendar.next_business_day_close_ts(self.start)
+            elif self.pauses:
+                self.due = calendar.due_with_pauses_ts(self.start, seconds, self.pauses)
+            else:
+                self.due = calendar.due_ts(self.start, seconds)
+            self.computed = True
+        due, stop, clock_pauses = self.due, self.stop, self.pauses
+        state: State
+        if stop is not None:
+            state = "met" if due is not None and stop <= due else "breached"
+        elif due is None:
+            state = "paused"
+        elif now >= due:
+            state = "breached"
+        elif clock_pauses and _paused_at(clock_pauses, now):
+            state = "paused"
+        else:
+            state = "running"
+        target = self.target
+        return TargetDecision(
+            target.name,
+            state,
+            due,
+            self.start,
+            stop,
+            self.seconds,
+            target.calendar,
+            tuple(clock_pauses),
+        )
+
+
+def _clocks(
     ticket: Ticket, policy: Policy, now: int, planned: tuple[PlannedTarget, ...]
-) -> dict[str, TargetDecision]:
-    """Start, stop, pauses and due instant of each clock the plan sets for this priority.
+) -> list[_Clock]:
+    """Start, stop, pauses and calendar of each clock the plan sets for this priority.
 
     The ticket is read as of ``now``: a reply, update, solve or pause recorded after ``now``
     has not happened yet (what-if evaluations at an earlier instant stay consistent).
@@ -513,14 +657,17 @@ def _decide_targets(
     pauses: list[Pause] = []
     if ticket.paused or ticket.status in policy.spec.clocks.pausing_statuses:
         pauses = _pauses(ticket, policy, now)
-    decided = {}
+    clocks = []
     events: TicketEvents | None = None
     for target in planned:
         name = target.name
         if target.metric is not None:
             if events is None:
                 events = ticket_events(ticket, now)
-            decided[name] = _decide_metric(ticket, policy, now, target, events, pauses)
+            clock = _metric_clock(ticket, policy, now, target, events, pauses)
+            if clock is not None:
+                clocks.append(clock)
+            # else the metric reports no cycle: its "none" decision stands
             continue
         if name == "first_response":
             start = created
@@ -545,28 +692,8 @@ def _decide_targets(
             stop = solved
         clock_pauses = _clip(pauses, stop) if target.pausable and pauses else []
         calendar = policy.calendar(target.calendar, ticket)
-        due: int | None
-        if target.seconds is None:
-            due = calendar.next_business_day_close_ts(start)
-        elif clock_pauses:
-            due = calendar.due_with_pauses_ts(start, target.seconds, clock_pauses)
-        else:
-            due = calendar.due_ts(start, target.seconds)
-        state: State
-        if stop is not None:
-            state = "met" if due is not None and stop <= due else "breached"
-        elif due is None:
-            state = "paused"
-        elif now >= due:
-            state = "breached"
-        elif clock_pauses and _paused_at(clock_pauses, now):
-            state = "paused"
-        else:
-            state = "running"
-        decided[name] = TargetDecision(
-            name, state, due, start, stop, target.seconds, target.calendar, tuple(clock_pauses)
-        )
-    return decided
+        clocks.append(_Clock(target, calendar, start, stop, clock_pauses))
+    return clocks
 
 
 def _last_update(ticket: Ticket, created: int, until: int) -> int:
@@ -579,20 +706,21 @@ def _last_update(ticket: Ticket, created: int, until: int) -> int:
     return created
 
 
-def _decide_metric(
+def _metric_clock(
     ticket: Ticket,
     policy: Policy,
     now: int,
     target: PlannedTarget,
     seen: TicketEvents,
     ticket_pauses: list[Pause],
-) -> TargetDecision:
-    """A metric defined by events (docs/metrics.md): its reported cycle, pauses and due."""
+) -> _Clock | None:
+    """A metric defined by events (docs/metrics.md): its reported cycle and pauses, as a
+    clock whose due date is still to compute; None when the metric reports no cycle."""
     metric = target.metric
     assert metric is not None
     cycle = run_metric(metric, seen)
     if cycle is None:
-        return TargetDecision(target.name, "none")
+        return None
     start, stop, gaps = cycle
     clock_pauses: list[Pause] = []
     if target.pausable:
@@ -605,35 +733,7 @@ def _decide_metric(
             clock_pauses = _clip(merge_pauses(found), stop)
     elif gaps:
         clock_pauses = list(gaps)
-    calendar = policy.calendar(target.calendar, ticket)
-    due: int | None
-    if target.seconds is None:
-        due = calendar.next_business_day_close_ts(start)
-    elif clock_pauses:
-        due = calendar.due_with_pauses_ts(start, target.seconds, clock_pauses)
-    else:
-        due = calendar.due_ts(start, target.seconds)
-    state: State
-    if stop is not None:
-        state = "met" if due is not None and stop <= due else "breached"
-    elif due is None:
-        state = "paused"
-    elif now >= due:
-        state = "breached"
-    elif clock_pauses and _paused_at(clock_pauses, now):
-        state = "paused"
-    else:
-        state = "running"
-    return TargetDecision(
-        target.name,
-        state,
-        due,
-        start,
-        stop,
-        target.seconds,
-        target.calendar,
-        tuple(clock_pauses),
-    )
+    return _Clock(target, policy.calendar(target.calendar, ticket), start, stop, clock_pauses)
 
 
 def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:

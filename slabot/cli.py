@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from importlib import resources
 from pathlib import Path
@@ -657,15 +658,17 @@ def _recompute(args: argparse.Namespace) -> int:
         service = TicketService(engine, policies, lambda: now, router=router)
         tickets = changed = failed = 0
         try:
-            for result in service.recompute(policy_name, dry_run=args.dry_run):
-                tickets += 1
-                if result.error is not None:
-                    failed += 1
-                    print(f"{result.ticket}  error: {result.error}")
-                elif result.changes:
-                    changed += 1
-                    for line in result.changes:
-                        print(f"{result.ticket}  {line}")
+            with _progress(engine, policy_name) as (bar, say):
+                for result in service.recompute(policy_name, dry_run=args.dry_run):
+                    tickets += 1
+                    bar.update()
+                    if result.error is not None:
+                        failed += 1
+                        say(f"{result.ticket}  error: {result.error}")
+                    elif result.changes:
+                        changed += 1
+                        for line in result.changes:
+                            say(f"{result.ticket}  {line}")
         except SQLAlchemyError as error:
             raise DatabaseError(
                 f"database {redact(engine.url)}: {describe(error, engine)}"
@@ -679,6 +682,38 @@ def _recompute(args: argparse.Namespace) -> int:
         f"{tickets - changed - failed} unchanged, {failed} failed; {outcome}"
     )
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _progress(engine: Any, policy_name: str | None) -> Iterator[tuple[Any, Callable[[str], None]]]:
+    """A progress bar on standard error over the policy's open tickets (None: every open
+    ticket, as routing goes through them), and how to print a
+    line to standard output under it; no bar (and no count query) when standard error is not
+    a terminal, so piped and logged output stays the lines alone."""
+    from tqdm import tqdm
+
+    shown = sys.stderr.isatty()
+    total = None
+    if shown:
+        from slabot.store.recompute import open_tickets
+
+        total = open_tickets(engine, policy_name)
+    with tqdm(
+        total=total,
+        disable=not shown,
+        desc=f"recompute {policy_name or 'routes'}",
+        unit=" tickets",
+        mininterval=0.5,
+        file=sys.stderr,
+    ) as bar:
+
+        def say(line: str) -> None:
+            if shown:
+                bar.write(line, file=sys.stdout)  # above the bar, which is redrawn
+            else:
+                print(line)
+
+        yield bar, say
 
 
 def _config_docs(args: argparse.Namespace) -> int:

@@ -618,9 +618,9 @@ def _plan_decision(
 ) -> None:
     """``TicketService.store_decision``: the decision row (with its policy and routing
     rule), the marks and the clock cycles, only the marks and cycles that differ touched."""
-    from slabot.store.services import engine_ticket
+    from slabot.store.services import engine_ticket, stored_view
 
-    row, decision, now = plan.row, plan.decision, plan.now
+    row, decision, now = plan.row, stored_view(plan.decision), plan.now
     values: dict[str, Any] = {
         "priority": decision.priority,
         "requested_priority": decision.requested_priority,
@@ -663,7 +663,7 @@ def _plan_decision(
             plan.updates.append((_DEPENDENTS[2], {**keys, **changed}))
     for mark_target, permille in existing:
         plan.deletes.append((_DEPENDENTS[2], _mark_key(row.id, mark_target, permille)))
-    _plan_outcomes(stored, plan, ticket, policy)
+    _plan_outcomes(stored, plan, ticket, policy, decision)
     list_columns(row, marks)  # the dashboard's columns, written back with the row
 
 
@@ -701,7 +701,9 @@ _CYCLE_COLUMNS = tuple(column.key for column in _OUTCOMES.columns if column.key 
 takes its id once it has one)."""
 
 
-def _plan_outcomes(stored: _Stored, plan: _Planned, ticket: Ticket, policy: Policy) -> None:
+def _plan_outcomes(
+    stored: _Stored, plan: _Planned, ticket: Ticket, policy: Policy, decision: Decision
+) -> None:
     """``store_outcomes`` over the cycles read in bulk: ``plan_outcomes`` brings plain
     copies of them in line with the decision; the cycles it added, removed or changed are
     written in bulk, by their key (ticket, target, start)."""
@@ -716,7 +718,7 @@ def _plan_outcomes(stored: _Stored, plan: _Planned, ticket: Ticket, policy: Poli
         return _Cycle(ticket_id, target, started_at)
 
     added, removed = plan_outcomes(
-        cycles, new_cycle, reclassified, row, ticket, policy, plan.decision, plan.now
+        cycles, new_cycle, reclassified, row, ticket, policy, decision, plan.now
     )
     gone = {id(cycle) for cycle in removed}
     for values, cycle in zip(read, copies, strict=True):

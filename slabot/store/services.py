@@ -7,7 +7,6 @@ one transaction, so a failure leaves the state as it was.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -567,6 +566,7 @@ class TicketService:
         be flushed (have its id) and hold the state the decision was made from. The policy
         is stored with it, and ``rule``, the routing rule that chose the policy (False:
         the one stored stays, as for a reclassification under the same policy)."""
+        decision = stored_view(decision)
         stored = _store_decision(session, row.id, decision, now)
         stored.policy = policy.name
         if rule is not False:
@@ -981,7 +981,7 @@ class TicketService:
     # Policy as code.
 
     def recompute(
-        self, policy_name: str | None, *, dry_run: bool = False, batch_size: int = 500
+        self, policy_name: str | None, *, dry_run: bool = False, batch_size: int = 1000
     ) -> Iterator[Recomputed]:
         """Re-evaluate every open ticket of the policy against the loaded version of it
         (``policy_name`` None: every open ticket, routed again by the service's router to
@@ -990,134 +990,23 @@ class TicketService:
 
         Yields, per ticket, what changes compared with the stored decision (judged at the
         same instant, so a clock that merely ran out is not a change), a batch at a time.
-        Unless ``dry_run``, each batch is then stored in one transaction: decisions, marks,
-        the helpdesk writes that differ, and a ``priority_changed`` entry (origin
-        ``policy``) where the final priority moves. A ticket the policy cannot evaluate is
-        yielded with its error and left as it was.
+        Unless ``dry_run``, each batch is then stored in one transaction: decisions (with
+        the policy and, when routing, the rule), marks, clock outcomes, the helpdesk writes
+        that differ, a ``policy_changed`` entry where routing moves the ticket, and a
+        ``priority_changed`` entry (origin ``policy``) where the final priority moves. A
+        ticket the policy cannot evaluate is yielded with its error and left as it was.
+        Tickets are streamed in keyed batches of ``batch_size`` and written in bulk
+        (``slabot.store.recompute``).
 
         A briefly unreachable database is retried batch by batch. A connection lost while
         committing a batch is not retried (the lines listed for it would then read as
         unchanged if the commit had gone through): ``DatabaseUnavailableError`` says so, and
         running recompute again applies what is still to change.
         """
-        if policy_name is None and self.router is None:
-            raise PolicyNotLoadedError("recomputing by routing needs the routing rules")
-        policy = self.policies.get(policy_name) if policy_name is not None else None
-        if policy is None and policy_name is not None:
-            raise PolicyNotLoadedError(
-                f"policy {policy_name!r} is not loaded "
-                f"(loaded: {', '.join(sorted(self.policies)) or 'none'})"
-            )
-        after = 0
-        while True:
-            work = functools.partial(
-                self._recompute_batch,
-                policy_name=policy_name,
-                policy=policy,
-                after=after,
-                batch_size=batch_size,
-                dry_run=dry_run,
-            )
-            try:
-                results, last = with_retry(
-                    self.engine,
-                    work,
-                    policy=self.retry,
-                    what=f"recomputing {f'policy {policy_name}' if policy_name else 'routes'} "
-                    f"(tickets after id {after})",
-                    retry_commit=False,
-                    read_only=dry_run,
-                )
-            except DatabaseUnavailableError as error:
-                if "may or may not" not in str(error):
-                    raise
-                raise DatabaseUnavailableError(
-                    f"{error}; the batches listed before it were applied: run slabot "
-                    "recompute again, it lists and applies what is still to change",
-                    attempts=error.attempts,
-                ) from None
-            if last is None:
-                return
-            after = last
-            yield from results
+        # Imported here: slabot.store.recompute builds on this module's rules.
+        from slabot.store.recompute import recompute
 
-    def _recompute_batch(
-        self,
-        session: Session,
-        policy_name: str | None,
-        policy: Policy | None,
-        after: int,
-        batch_size: int,
-        dry_run: bool,
-    ) -> tuple[list[Recomputed], int | None]:
-        """One batch of ``recompute``: the results and the last ticket id (None: done)."""
-        results: list[Recomputed] = []
-        now = self.now()
-        query = (
-            select(StoredTicket)
-            .where(
-                StoredTicket.status.not_in(SOLVED_STATUSES),
-                StoredTicket.id > after,
-            )
-            .order_by(StoredTicket.id)
-            .limit(batch_size)
-        )
-        if policy_name is not None:
-            query = query.where(StoredTicket.policy == policy_name)
-        batch = list(session.scalars(query if dry_run else query.with_for_update()))
-        if not batch:
-            return results, None
-        stored = {
-            d.ticket_id: d
-            for d in session.scalars(
-                select(StoredDecision).where(
-                    StoredDecision.ticket_id.in_([row.id for row in batch])
-                )
-            )
-        }
-        for row in batch:
-            name = f"{row.source}:{row.external_key}"
-            row_policy, rule, moved = policy, None, None
-            if row_policy is None:
-                assert self.router is not None  # recompute checked it
-                found = self.router.route({**(row.routing or {}), "source": row.source})
-                row_policy, rule = self.policies[found.policy], found.rule
-                if found.policy != row.policy:
-                    moved = policy_changed(row.policy, found.policy, rule, now)
-            try:
-                decision = evaluate(engine_ticket(row), row_policy, now)
-            except SlabotError as error:
-                results.append(Recomputed(row.id, name, (), str(error)))
-                continue
-            old = stored.get(row.id)
-            changes = decision_changes(old, decision, now)
-            if moved is not None:
-                changes.insert(0, f"policy {row.policy} -> {row_policy.name} (rule {rule!r})")
-            results.append(Recomputed(row.id, name, tuple(changes)))
-            if dry_run:
-                continue
-            if moved is not None:
-                moved.ticket_id = row.id
-                session.add(moved)
-                row.policy = row_policy.name
-            previous = old.priority if old is not None else None
-            if previous != decision.priority:
-                entry = _event(
-                    "priority_changed",
-                    now,
-                    now,
-                    actor="slabot",
-                    origin="policy",
-                    payload={"field": "final", "from": previous, "to": decision.priority},
-                )
-                entry.reason = f"policy {row_policy.name} recomputed"
-                entry.ticket_id = row.id
-                session.add(entry)
-            kept: str | Literal[False] | None = False if policy is not None else rule
-            self.store_decision(session, row, row_policy, decision, now, rule=kept)
-            self.enqueue_writes(session, row, row_snapshot(row, now), decision, now)
-            self.note_unplaced(session, row, row_policy, decision, now)
-        return results, batch[-1].id
+        return recompute(self, policy_name, dry_run=dry_run, batch_size=batch_size)
 
 
 _WRITE_KINDS = ("set_priority", "set_tags", "set_due_fields")
@@ -1594,12 +1483,23 @@ def _policy_tags(policy: Policy) -> frozenset[str]:
     return frozenset(found)
 
 
+def stored_view(decision: Decision) -> Decision:
+    """The decision as the store keeps it: its classic three targets. The decisions, marks
+    and clock outcomes have columns (and CHECK constraints) for those only; the other
+    metrics are computed wherever the engine runs (docs/metrics.md)."""
+    targets = decision.targets
+    if len(targets) == len(TARGETS):
+        return decision
+    return replace(decision, targets={name: targets[name] for name in TARGETS})
+
+
 def decision_changes(stored: StoredDecision | None, decision: Decision, now: datetime) -> list[str]:
     """What a new decision changes against the stored one, as lines a person can review.
 
     The stored states are taken as they stand at ``now`` (a running clock whose due instant
     has passed reads as breached), so only what the new decision itself moves is listed.
     """
+    decision = stored_view(decision)
     lines = []
     old_priority = stored.priority if stored is not None else None
     if old_priority != decision.priority:

@@ -346,8 +346,8 @@ def test_the_generated_batches_hold_what_the_comparison_must_cover(
     }
     real = ingest_batch._plan_outcomes
 
-    def spying(stored: Any, plan: Any, ticket: Any, policy: Policy) -> None:
-        real(stored, plan, ticket, policy)
+    def spying(stored: Any, plan: Any, ticket: Any, policy: Policy, decision: Any) -> None:
+        real(stored, plan, ticket, policy, decision)
         for label, written in (
             ("cycle added", plan.needs_id),
             ("cycle changed", plan.updates),

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -298,3 +300,32 @@ def test_a_sent_write_whose_echo_never_came_is_owed_again_after_the_echo_window(
     clock.now += timedelta(minutes=2)
     list(service.recompute("zoom"))
     assert [item.done_at is None for item in _priority_writes(migrated)] == [False, True]
+
+
+# --- the progress bar ---------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    """Standard error as a terminal would be: what makes the progress bar show."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_shows_a_progress_bar_and_the_lines_stay_the_same(
+    stored: TicketService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = policy_file(tmp_path, slower_first_response_and_a_milder_cap)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["recompute", "--policy", path, "--dry-run", "--now", NOW]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        *EXPECTED_DIFF,
+        "policy zoom: 3 open tickets, 3 would change, 0 unchanged, 0 failed; "
+        "dry run: nothing stored",
+    ]
+    bar = terminal.getvalue()
+    assert "recompute zoom" in bar and "3/3" in bar and "tickets" in bar

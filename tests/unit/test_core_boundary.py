@@ -13,6 +13,8 @@ import bot
 
 CORE_DIR = Path(bot.__file__).resolve().parent
 CORE_FILES = sorted(CORE_DIR.glob("*.py"))
+# A deny-list: computation libraries stay allowed (numpy, for the calendar batch path, does
+# no I/O and reads no clock; pydantic, holidays and zoneinfo data are pure lookups).
 FORBIDDEN_IMPORTS = frozenset(
     {
         "connectors",
