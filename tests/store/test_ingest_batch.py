@@ -627,3 +627,47 @@ def test_a_snapshot_that_only_adds_a_reply_is_an_update_in_the_batch(
     reply = {"customer_replies": (START + timedelta(minutes=30),)}
     results, _ = compare(migrated, policies, [base], [{**base, **reply}])
     assert [r.outcome for r in results] == ["updated"]
+
+
+def test_a_policy_with_metrics_beyond_the_classic_three_is_ingested_in_bulk(
+    migrated: Engine, tmp_path: Any
+) -> None:
+    """A policy whose plans also set next_reply, agent_work and requester_wait: the batch
+    stores what ``ingest`` stores (the classic three targets, which the store's columns and
+    CHECKs hold) without falling back to one snapshot at a time."""
+    import yaml
+
+    data = yaml.safe_load((BUNDLED_POLICIES / "zoom.yaml").read_text(encoding="utf-8"))
+    data["name"] = "zoom-metrics"
+    for plan in data["plans"].values():
+        for targets in plan.get("targets", {}).values():
+            targets["next_reply"] = "2h"
+            targets["agent_work"] = {"after": "6h", "calendar": "24x7"}
+            targets["requester_wait"] = "16h"
+    path = tmp_path / "zoom-metrics.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    metrics = load_policy(path)
+    base = {
+        "policy": "zoom-metrics",
+        "created_at": START,
+        "updated_at": START + timedelta(hours=1),
+        "priority": "P2",
+        "plan": "premier",
+        "environment": "production",
+        "status": "open",
+    }
+    batch = [
+        {**base, "external_key": "1", "customer_replies": (START + timedelta(minutes=30),)},
+        {
+            **base,
+            "external_key": "2",
+            "first_response_at": START + timedelta(minutes=20),
+            "agent_replies": (START + timedelta(minutes=20),),
+            "customer_replies": (START + timedelta(minutes=40),),
+        },
+    ]
+    results, _ = compare(migrated, {"zoom-metrics": metrics}, [], batch)
+    assert [r.outcome for r in results] == ["created", "created"]
+    with Session(migrated) as session:
+        targets = set(session.scalars(select(ClockOutcome.target)))
+    assert targets and targets <= {"first_response", "restoration", "next_update"}
