@@ -396,7 +396,9 @@ def test_the_dashboard_works_with_the_keyboard_alone(service: Service, chromium:
     page = chromium.page()
     page.goto(f"{service.url}/")
     page.wait_for_url("**/login")
-    # The token field has the focus; Enter submits.
+    # The token field takes the focus (autofocus runs at the browser's next rendering
+    # step, after "load": wait for it rather than type into nothing); Enter submits.
+    expect(page.locator("#login-token")).to_be_focused()
     page.keyboard.type(TOKEN)
     page.keyboard.press("Enter")
     page.wait_for_url(f"{service.url}/")
