@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connectors.common import IntakeJob, WebhookIntake
+from connectors.intake import IntakeJob, WebhookIntake
 from slabot.store.db import DatabaseError
 
 MAX_BODY_BYTES = 1_000_000

@@ -29,17 +29,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from connectors.common import (
-    IntakeJob,
-    WebhookIntake,
-    content_digest,
-    signature_hex,
-    signatures_match,
-    store_intake,
-)
+from connectors.intake import IntakeJob, WebhookIntake, store_intake
 from connectors.jira.client import JiraRejectedError
 from connectors.jira.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
 from connectors.jira.sync import JiraSync
+from connectors.signatures import content_digest, signature_hex, signatures_match
 from connectors.webhook import Delivery, SignedWebhook, create_app
 
 log = logging.getLogger(__name__)

@@ -24,14 +24,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from connectors.common import (
-    IntakeJob,
-    WebhookIntake,
-    content_digest,
-    signature_base64,
-    signatures_match,
-    store_intake,
-)
+from connectors.intake import IntakeJob, WebhookIntake, store_intake
+from connectors.signatures import content_digest, signature_base64, signatures_match
 from connectors.webhook import Delivery, SignedWebhook, create_app
 from connectors.zendesk.client import ZendeskRejectedError
 from connectors.zendesk.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
