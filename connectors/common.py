@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -94,6 +94,7 @@ class AgentPriorityChange:
     """slabot's priority for it (None: not in the connector's priority mapping)."""
 
 
+@dataclass(frozen=True, slots=True, eq=False)
 class AgentReclassifications:
     """Applies the priority changes agents make in one helpdesk, each exactly once.
 
@@ -106,28 +107,17 @@ class AgentReclassifications:
     that source, and still count as applied.
     """
 
-    def __init__(
-        self,
-        tickets: Any,
-        *,
-        source: str,
-        helpdesk: str,
-        key_prefix: str,
-        legacy_source: str,
-        priorities: Mapping[str, str],
-        priorities_setting: str,
-        helpdesk_name: Callable[[str], str | None],
-    ) -> None:
-        self.tickets = tickets
-        """The connector's ``TicketService``."""
-        self.source = source
-        self.helpdesk = helpdesk
-        """How people name the helpdesk in messages: ``Zendesk``, ``Jira``."""
-        self.key_prefix = key_prefix
-        self.legacy_source = legacy_source
-        self.priorities = priorities
-        self.priorities_setting = priorities_setting
-        self.helpdesk_name = helpdesk_name
+    tickets: Any
+    """The connector's ``TicketService``."""
+    _: KW_ONLY
+    source: str
+    helpdesk: str
+    """How people name the helpdesk in messages: ``Zendesk``, ``Jira``."""
+    key_prefix: str
+    legacy_source: str
+    priorities: Mapping[str, str]
+    priorities_setting: str
+    helpdesk_name: Callable[[str], str | None]
 
     def apply(self, external_key: str, changes: Sequence[AgentPriorityChange]) -> list[str]:
         """Apply the changes not applied or refused yet, in order; what happened to each

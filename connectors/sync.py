@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
+from connectors.common import AgentReclassifications
+from slabot.store.events import EventService
 from slabot.store.retry import DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -50,11 +52,39 @@ class SyncResult:
 
 
 class HelpdeskSync(ABC, Generic[BundleT, MappedT]):
-    """Applies one helpdesk's tickets to the store through the store's services."""
+    """Applies one helpdesk's tickets to the store through the store's services; the
+    priorities its agents set are applied once each (``reclassifications``)."""
 
-    tickets: TicketService
+    source: ClassVar[str]
+    helpdesk: ClassVar[str]
+    """How people name the helpdesk in messages: ``Zendesk``, ``Jira``."""
+    change_key_prefix: ClassVar[str]
+    """The request keys of the agents' priority changes: ``zendesk:audit``."""
+    legacy_source: ClassVar[str]
+    """The deliveries that recorded such changes before request keys did."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        tickets: TicketService,
+        events: EventService | None,
+        *,
+        priorities: Mapping[str, str],
+        helpdesk_name: Callable[[str], str | None],
+    ) -> None:
+        """``priorities``: the connector's priority mapping (``<source>.priorities``);
+        ``helpdesk_name``: the helpdesk's name of one of slabot's priorities."""
+        self.tickets = tickets
+        self.events = events or EventService(tickets)
+        self.reclassifications = AgentReclassifications(
+            tickets,
+            source=self.source,
+            helpdesk=self.helpdesk,
+            key_prefix=self.change_key_prefix,
+            legacy_source=self.legacy_source,
+            priorities=priorities,
+            priorities_setting=f"{self.source}.priorities",
+            helpdesk_name=helpdesk_name,
+        )
         self.warnings = 0
         """Mapping warnings seen (unknown time zones, priorities...), for metrics."""
 

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.policy import ALWAYS_OPEN
-from connectors.common import AgentPriorityChange, AgentReclassifications
+from connectors.common import AgentPriorityChange
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
@@ -59,6 +59,11 @@ longer written."""
 class JiraSync(HelpdeskSync[IssueBundle, Mapped]):
     """Applies Jira issues to the store through the store's services."""
 
+    source = SOURCE
+    helpdesk = "Jira"
+    change_key_prefix = "jira:changelog"
+    legacy_source = RECLASSIFICATION_SOURCE
+
     def __init__(
         self,
         client: JiraClient,
@@ -66,21 +71,11 @@ class JiraSync(HelpdeskSync[IssueBundle, Mapped]):
         tickets: TicketService,
         events: EventService | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            tickets, events, priorities=config.priorities, helpdesk_name=config.jira_priority
+        )
         self.client = client
         self.config = config
-        self.tickets = tickets
-        self.events = events or EventService(tickets)
-        self.reclassifications = AgentReclassifications(
-            tickets,
-            source=SOURCE,
-            helpdesk="Jira",
-            key_prefix="jira:changelog",
-            legacy_source=RECLASSIFICATION_SOURCE,
-            priorities=config.priorities,
-            priorities_setting="jira.priorities",
-            helpdesk_name=config.jira_priority,
-        )
 
     def sync_issue(self, issue_id: str, issue: Mapping[str, Any] | None = None) -> SyncResult:
         """Fetch the issue's authoritative state and apply it."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.common import AgentPriorityChange, AgentReclassifications
+from connectors.common import AgentPriorityChange
 from connectors.sync import HelpdeskSync, SyncResult
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
@@ -44,6 +44,11 @@ written."""
 class ZendeskSync(HelpdeskSync[TicketBundle, Mapped]):
     """Applies Zendesk tickets to the store through the store's services."""
 
+    source = SOURCE
+    helpdesk = "Zendesk"
+    change_key_prefix = "zendesk:audit"
+    legacy_source = RECLASSIFICATION_SOURCE
+
     def __init__(
         self,
         client: ZendeskClient,
@@ -51,21 +56,11 @@ class ZendeskSync(HelpdeskSync[TicketBundle, Mapped]):
         tickets: TicketService,
         events: EventService | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            tickets, events, priorities=config.priorities, helpdesk_name=config.zendesk_priority
+        )
         self.client = client
         self.config = config
-        self.tickets = tickets
-        self.events = events or EventService(tickets)
-        self.reclassifications = AgentReclassifications(
-            tickets,
-            source=SOURCE,
-            helpdesk="Zendesk",
-            key_prefix="zendesk:audit",
-            legacy_source=RECLASSIFICATION_SOURCE,
-            priorities=config.priorities,
-            priorities_setting="zendesk.priorities",
-            helpdesk_name=config.zendesk_priority,
-        )
 
     def sync_ticket(self, ticket_id: int, ticket: Mapping[str, Any] | None = None) -> SyncResult:
         """Fetch the ticket's authoritative state and apply it."""
