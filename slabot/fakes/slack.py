@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from slabot.demo.fakes.chaos import Chaos, reset
-from slabot.demo.fakes.slack_blocks import message_problems, view_problems
+from slabot.fakes.chaos import Chaos, reset
+from slabot.fakes.slack_blocks import message_problems, view_problems
 
 _REFERENCE_CANDIDATES = (
     Path(__file__).resolve().parent / "slack_web_api_methods.json",
-    Path(__file__).resolve().parents[4] / "shared" / "reference" / "slack_web_api_methods.json",
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "slack_web_api_methods.json",
 )
 
 

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from slabot.demo.fakes.chaos import Chaos, reset
+from slabot.fakes.chaos import Chaos, reset
 
 PRIORITIES = (None, "urgent", "high", "normal", "low")
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")

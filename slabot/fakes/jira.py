@@ -36,7 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
-from slabot.demo.fakes.chaos import Chaos, reset
+from slabot.fakes.chaos import Chaos, reset
 
 BOT = "5f0c0a5e1b2c3d0070a1b0b0"
 PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
