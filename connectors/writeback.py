@@ -170,11 +170,12 @@ class OutboxWriter(ABC):
     def flush(
         self, worker_id: str, *, limit: int | None = None, max_rounds: int = 100
     ) -> WriteReport:
-        """Claim due items (``limit`` at a time) and send them until none is due, or the
-        helpdesk asks slabot to back off."""
+        """Claim due items (``limit`` at a time, default ``batch_limit``) and send them until
+        none is due, or the helpdesk asks slabot to back off."""
         report = WriteReport()
         for _ in range(max_rounds):
-            claimed = self.outbox.claim(self.source, worker_id, limit or self.batch_limit)
+            batch = self.batch_limit if limit is None else limit
+            claimed = self.outbox.claim(self.source, worker_id, batch)
             if not claimed:
                 break
             report.items += len(claimed)
