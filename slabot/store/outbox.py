@@ -85,8 +85,8 @@ longer than ``DEFAULT_RETRY``'s 1.4 s, and each completion lost is a write sent 
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedItem:
-    """An outbox item leased to one worker until ``lease_until``, at attempt ``attempt``."""
+class _Item:
+    """What every view of an outbox item shows first: which write it is, and to whom."""
 
     id: int
     target_system: str
@@ -94,6 +94,12 @@ class ClaimedItem:
     kind: str
     payload: dict[str, Any]
     idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItem(_Item):
+    """An outbox item leased to one worker until ``lease_until``, at attempt ``attempt``."""
+
     attempt: int
     """This claim's attempt number (1 for the first); pass it to ``complete`` and ``fail``."""
     lease_until: datetime
@@ -101,15 +107,9 @@ class ClaimedItem:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(_Item):
     """An item given up on: not done, not scheduled, with the error that stopped it."""
 
-    id: int
-    target_system: str
-    ticket_id: int | None
-    kind: str
-    payload: dict[str, Any]
-    idempotency_key: str
     attempts: int
     last_error: str | None
     created_at: datetime
