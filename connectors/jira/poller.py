@@ -36,7 +36,7 @@ from connectors.jira.sync import JiraSync
 from slabot.store.events import EventError
 from slabot.store.models import StoredTicket
 from slabot.store.retry import DatabaseUnavailableError
-from slabot.store.services import IngestError
+from slabot.store.snapshot import IngestError
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,8 @@ from slabot.store.db import for_writing
 from slabot.store.events import EventService
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket
 from slabot.store.retry import DatabaseUnavailableError
-from slabot.store.services import IngestResult, TicketService, engine_ticket
+from slabot.store.services import TicketService, engine_ticket
+from slabot.store.snapshot import IngestResult
 
 log = logging.getLogger(__name__)
 

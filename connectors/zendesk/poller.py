@@ -39,7 +39,7 @@ from connectors.zendesk.mapping import (
 from connectors.zendesk.sync import ZendeskSync
 from slabot.store.events import EventError
 from slabot.store.retry import DatabaseUnavailableError
-from slabot.store.services import IngestError
+from slabot.store.snapshot import IngestError
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from slabot.slack.sender import SlackSender
 from slabot.slack.settings import SlackSettings
 from slabot.store.models import Nudge, OutboxItem
 from slabot.store.outbox import FlushReport, Outbox
-from slabot.store.services import Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import Snapshot
 from tests.fakes.slack import FakeSlack
 
 SIGNING_SECRET = "test-signing-secret"
