@@ -20,7 +20,7 @@ from bot.ticket import SOLVED_STATUSES
 from slabot.store.models import StoredTicket, TicketEvent
 
 if TYPE_CHECKING:
-    from slabot.store.snapshot import StatusChange
+    from slabot.store.snapshot import Snapshot, StatusChange
 
 StatusKind = Literal["status_changed", "solved", "reopened"]
 STATUS_KINDS: tuple[StatusKind, ...] = ("status_changed", "solved", "reopened")
@@ -257,3 +257,28 @@ def policy_changed(old: str, new: str, rule: str | None, now: datetime) -> Ticke
         else f"evaluated under policy {new} (was {old})"
     )
     return entry
+
+
+def reopened_at(row: StoredTicket | None, snapshot: Snapshot) -> datetime:
+    """When a ticket stored as solved and now shown open was reopened: the source's own
+    history says so when it holds the move out of ``solved``/``closed`` (after the solve
+    stored, at or before the snapshot); else the snapshot's ``updated_at``, the earliest
+    instant known to follow it. A ticket seen hours after its reopening thus keeps the
+    reopening's instant (issue 14), whether its history came with this snapshot or before.
+    """
+    solved_at = row.solved_at if row is not None else None
+    reopened: datetime | None = None
+    status: str | None = None
+    for change in sorted(snapshot.status_history, key=lambda c: c.at):
+        if change.to == DELETED:
+            continue  # no working status: neither solves nor reopens
+        if status in SOLVED_STATUSES and change.to not in SOLVED_STATUSES:
+            reopened = change.at
+        status = change.to
+    if (
+        reopened is not None
+        and reopened <= snapshot.updated_at
+        and (solved_at is None or reopened >= solved_at)
+    ):
+        return reopened
+    return snapshot.updated_at

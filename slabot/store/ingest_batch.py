@@ -36,6 +36,7 @@ from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.ticket import Ticket
 from slabot.store.breaches import decision_marks, list_columns
+from slabot.store.decisions import decision_values, stored_view
 from slabot.store.history import STATUS_KINDS, derive_from_facts, new_status_entries
 from slabot.store.models import (
     ClockOutcome,
@@ -47,7 +48,7 @@ from slabot.store.models import (
 )
 from slabot.store.reports import plan_outcomes, reclassifications
 from slabot.store.retry import DatabaseUnavailableError, with_retry
-from slabot.store.services import decision_values, engine_ticket, stored_view, upsert
+from slabot.store.services import engine_ticket, upsert
 from slabot.store.snapshot import IngestError, IngestResult, Snapshot, normalized
 from slabot.store.writes import desired_writes, idempotency_key, outbox_row, settle, unplaced_notes
 

@@ -41,6 +41,7 @@ from bot.errors import SlabotError
 from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, Ticket
 from slabot.store.breaches import BREACH, Mark, list_columns
+from slabot.store.decisions import stored_view
 from slabot.store.history import policy_changed
 from slabot.store.models import (
     ClockOutcome,
@@ -52,7 +53,7 @@ from slabot.store.models import (
 )
 from slabot.store.reports import _reclassifications, plan_outcomes
 from slabot.store.retry import DatabaseUnavailableError, with_retry
-from slabot.store.services import PolicyNotLoadedError, engine_ticket, stored_view
+from slabot.store.services import PolicyNotLoadedError, engine_ticket
 from slabot.store.writes import SET_DUE_FIELDS, SUPERSEDED, desired_writes
 from slabot.store.writes import WRITE_KINDS as _WRITE_KINDS
 from slabot.store.writes import idempotency_key as _idempotency_key
@@ -705,7 +706,22 @@ def _latest_sent(
 
 @dataclass(frozen=True, slots=True)
 class Recomputed:
-    """One open ticket re-evaluated against a policy: what changes, or why it cannot be."""
+    """One open ticket re-evaluated against a policy: what changes, or why it cannot be.
+
+    ``TicketService.recompute`` yields, per ticket, what changes compared with the stored
+    decision (judged at the same instant, so a clock that merely ran out is not a change),
+    a batch at a time. Unless ``dry_run``, each batch is then stored in one transaction:
+    decisions (with the policy and, when routing, the rule), marks, clock outcomes, the
+    helpdesk writes that differ, a ``policy_changed`` entry where routing moves the ticket,
+    and a ``priority_changed`` entry (origin ``policy``) where the final priority moves. A
+    ticket the policy cannot evaluate is yielded with its error and left as it was.
+    Tickets are streamed in keyed batches of ``batch_size`` and written in bulk.
+
+    A briefly unreachable database is retried batch by batch. A connection lost while
+    committing a batch is not retried (the lines listed for it would then read as
+    unchanged if the commit had gone through): ``DatabaseUnavailableError`` says so, and
+    running recompute again applies what is still to change.
+    """
 
     ticket_id: int
     ticket: str

@@ -25,23 +25,20 @@ from sqlalchemy.orm import Session
 from bot.compiled import Policy
 from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
-from bot.policy import TARGETS
 from bot.routing import Router
 from bot.ticket import SOLVED_STATUSES, Reclassification, Ticket
 from bot.ticket import TEXT_FIELDS as _TEXT_FIELDS
 from slabot.store import breaches, writes
-from slabot.store.breaches import (
-    DEFAULT_THRESHOLDS,
-    DueTarget,
-    decision_marks,
-    list_columns,
-    store_marks,
-    thresholds_permille,
-)
+from slabot.store.breaches import DEFAULT_THRESHOLDS, DueTarget, thresholds_permille
 from slabot.store.db import for_writing
-from slabot.store.history import DELETED, apply_status_history, history_entry, policy_changed
-from slabot.store.models import StoredDecision, StoredTicket, TicketEvent
-from slabot.store.reports import store_outcomes
+from slabot.store.decisions import store_decision
+from slabot.store.history import (
+    apply_status_history,
+    history_entry,
+    policy_changed,
+    reopened_at,
+)
+from slabot.store.models import StoredTicket, TicketEvent
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
 from slabot.store.snapshot import (
     COPIED_FIELDS,
@@ -268,16 +265,8 @@ class TicketService:
         be flushed (have its id) and hold the state the decision was made from. The policy
         is stored with it, and ``rule``, the routing rule that chose the policy (False:
         the one stored stays, as for a reclassification under the same policy)."""
-        decision = stored_view(decision)
-        stored = _store_decision(session, row.id, decision, now)
-        stored.policy = policy.name
-        if rule is not False:
-            stored.routing_rule = rule
         ticket = engine_ticket(row)
-        marks = decision_marks(ticket, policy, decision, now, self.thresholds)
-        store_marks(session, row, marks)
-        store_outcomes(session, row, ticket, policy, decision, now)  # for the reports
-        list_columns(row, marks)
+        store_decision(session, row, ticket, policy, decision, now, self.thresholds, rule=rule)
 
     def loaded_policy(self, row: StoredTicket) -> Policy:
         """The loaded policy the stored ticket is under; ``PolicyNotLoadedError`` (naming the
@@ -380,20 +369,9 @@ class TicketService:
         the policy its rules now choose; a ticket that moves gets a ``policy_changed``
         entry, its clocks recomputed from their starts under the new policy).
 
-        Yields, per ticket, what changes compared with the stored decision (judged at the
-        same instant, so a clock that merely ran out is not a change), a batch at a time.
-        Unless ``dry_run``, each batch is then stored in one transaction: decisions (with
-        the policy and, when routing, the rule), marks, clock outcomes, the helpdesk writes
-        that differ, a ``policy_changed`` entry where routing moves the ticket, and a
-        ``priority_changed`` entry (origin ``policy``) where the final priority moves. A
-        ticket the policy cannot evaluate is yielded with its error and left as it was.
-        Tickets are streamed in keyed batches of ``batch_size`` and written in bulk
-        (``slabot.store.recompute``).
-
-        A briefly unreachable database is retried batch by batch. A connection lost while
-        committing a batch is not retried (the lines listed for it would then read as
-        unchanged if the commit had gone through): ``DatabaseUnavailableError`` says so, and
-        running recompute again applies what is still to change.
+        Yields a ``Recomputed`` per ticket, a batch at a time, and unless ``dry_run`` stores
+        each batch in one transaction (``slabot.store.recompute``, where ``Recomputed``
+        says what is yielded, stored and retried).
         """
         from slabot.store import recompute
 
@@ -466,7 +444,7 @@ def _changes(
             assert snapshot.solved_at is not None  # checked by normalized
             yield history_entry("solved", snapshot.solved_at, now)
         elif was_solved and new_status not in SOLVED_STATUSES:
-            yield history_entry("reopened", _reopened_at(row, snapshot), now)
+            yield history_entry("reopened", reopened_at(row, snapshot), now)
     old_priority = row.priority if row is not None else None
     if row is not None and old_priority != snapshot.priority:
         yield history_entry(
@@ -504,7 +482,7 @@ def _apply(row: StoredTicket, snapshot: Snapshot, policy: Policy) -> None:
     at = snapshot.updated_at
     if old_status in SOLVED_STATUSES and snapshot.status not in SOLVED_STATUSES:
         # A reopened ticket starts a new restoration cycle.
-        row.restoration_started_at = _reopened_at(row, snapshot)
+        row.restoration_started_at = reopened_at(row, snapshot)
     pausing = policy.spec.clocks.pausing_statuses
     was_paused = old_status in pausing
     is_paused = snapshot.status in pausing
@@ -535,31 +513,6 @@ def _merged_replies(stored: dict[str, Any] | None, snapshot: Snapshot) -> dict[s
     return merged
 
 
-def _reopened_at(row: StoredTicket | None, snapshot: Snapshot) -> datetime:
-    """When a ticket stored as solved and now shown open was reopened: the source's own
-    history says so when it holds the move out of ``solved``/``closed`` (after the solve
-    stored, at or before the snapshot); else the snapshot's ``updated_at``, the earliest
-    instant known to follow it. A ticket seen hours after its reopening thus keeps the
-    reopening's instant (issue 14), whether its history came with this snapshot or before.
-    """
-    solved_at = row.solved_at if row is not None else None
-    reopened: datetime | None = None
-    status: str | None = None
-    for change in sorted(snapshot.status_history, key=lambda c: c.at):
-        if change.to == DELETED:
-            continue  # no working status: neither solves nor reopens
-        if status in SOLVED_STATUSES and change.to not in SOLVED_STATUSES:
-            reopened = change.at
-        status = change.to
-    if (
-        reopened is not None
-        and reopened <= snapshot.updated_at
-        and (solved_at is None or reopened >= solved_at)
-    ):
-        return reopened
-    return snapshot.updated_at
-
-
 def _earliest(*instants: datetime | None) -> datetime | None:
     known = [instant for instant in instants if instant is not None]
     return min(known) if known else None
@@ -568,37 +521,6 @@ def _earliest(*instants: datetime | None) -> datetime | None:
 def _latest(*instants: datetime | None) -> datetime | None:
     known = [instant for instant in instants if instant is not None]
     return max(known) if known else None
-
-
-def _store_decision(
-    session: Session, ticket_id: int, decision: Decision, now: datetime
-) -> StoredDecision:
-    stored = session.get(StoredDecision, ticket_id)
-    if stored is None:
-        stored = StoredDecision(ticket_id=ticket_id)
-        session.add(stored)
-    for name, value in decision_values(decision, now).items():
-        setattr(stored, name, value)
-    return stored
-
-
-def decision_values(decision: Decision, now: datetime) -> dict[str, Any]:
-    """The ``decisions`` row's columns for ``decision`` (its stored view) evaluated at
-    ``now``, but the ticket, the policy and the routing rule."""
-    values: dict[str, Any] = {
-        "priority": decision.priority,
-        "requested_priority": decision.requested_priority,
-        "plan": decision.plan,
-        "commitment": decision.commitment,
-    }
-    for name, target in decision.targets.items():
-        values[f"{name}_due"] = target.due
-        values[f"{name}_state"] = target.state
-    values["next_change_at"] = decision.next_change_at
-    values["tags"] = list(decision.tags)
-    values["notes"] = list(decision.notes)
-    values["evaluated_at"] = now
-    return values
 
 
 def _as_json(snapshot: Snapshot) -> dict[str, Any]:
@@ -618,16 +540,6 @@ def _instants(texts: list[str] | None) -> tuple[datetime, ...]:
 def _pause_pairs(spans: list[Any]) -> Iterator[tuple[datetime, datetime | None]]:
     for begin, end in spans:
         yield datetime.fromisoformat(begin), None if end is None else datetime.fromisoformat(end)
-
-
-def stored_view(decision: Decision) -> Decision:
-    """The decision as the store keeps it: its classic three targets. The decisions, marks
-    and clock outcomes have columns (and CHECK constraints) for those only; the other
-    metrics are computed wherever the engine runs (docs/metrics.md)."""
-    targets = decision.targets
-    if len(targets) == len(TARGETS):
-        return decision
-    return replace(decision, targets={name: targets[name] for name in TARGETS})
 
 
 def engine_ticket(row: StoredTicket) -> Ticket:
