@@ -194,7 +194,8 @@ def _second(instant: datetime) -> datetime:
 
 
 def decision_row(ticket_id: int, decision: Decision) -> dict[str, Any]:
-    """The ``decisions`` row ``TicketService`` stores for ``decision`` (see _store_decision)."""
+    """The ``decisions`` row ``TicketService`` stores for ``decision`` (see
+    ``slabot.store.decisions``)."""
     row: dict[str, Any] = {
         "ticket_id": ticket_id,
         "priority": decision.priority,

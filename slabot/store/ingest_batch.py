@@ -535,7 +535,7 @@ def _status_history(
     now: datetime,
     so_far: list[TicketEvent],
 ) -> list[TicketEvent]:
-    """``TicketService._apply_status_history`` over the keys and entries read in bulk: the
+    """``slabot.store.history.apply_status_history`` over the keys and entries read in bulk: the
     stored entries, then this snapshot's (``so_far`` and those appended here) in the order
     ``ingest`` inserts them, which is the order of their ids."""
     stored_id = row.id
