@@ -20,14 +20,14 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bot.compiled import Policy
-from connectors.common import RequestBudget
+from connectors.polling import RequestBudget
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig, parse_zendesk_config
 from connectors.zendesk.settings import ZendeskSettings
+from slabot.fakes.zendesk import FakeZendesk
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
-from tests.fakes.zendesk import FakeZendesk
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "fake-webhook-secret"

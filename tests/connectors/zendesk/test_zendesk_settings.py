@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.common import (
-    ConnectorSettingsError,
-    RequestBudget,
-    Secret,
-    signature_base64,
-    signature_hex,
-    signatures_match,
-)
+from connectors.common import ConnectorSettingsError, Secret
+from connectors.polling import RequestBudget
+from connectors.signatures import signature_base64, signature_hex, signatures_match
 from connectors.zendesk.settings import ZendeskSettings
 from connectors.zendesk.webhook import sign
 
