@@ -76,7 +76,8 @@ from slabot.store.models import (
     TargetMark,
     TicketEvent,
 )
-from slabot.store.services import Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import Snapshot
 
 EXPORT_REQUESTS_PER_MINUTE = 30
 """Zendesk's incremental exports with the High Volume API add-on (10 without it)."""

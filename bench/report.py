@@ -53,7 +53,8 @@ from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.models import ClockOutcome, StoredTicket
 from slabot.store.reports import Period, compliance_report, period
-from slabot.store.services import Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import Snapshot
 
 GOAL = 3.0
 LINEAR_GOAL = 1.3

@@ -79,7 +79,8 @@ from slabot.store.breaches import (
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.models import StoredDecision, StoredTicket, TargetMark
-from slabot.store.services import Snapshot, TicketService, engine_ticket
+from slabot.store.services import TicketService, engine_ticket
+from slabot.store.snapshot import Snapshot
 from slabot.store.types import UTCDateTime
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday afternoon in Europe
@@ -193,7 +194,8 @@ def _second(instant: datetime) -> datetime:
 
 
 def decision_row(ticket_id: int, decision: Decision) -> dict[str, Any]:
-    """The ``decisions`` row ``TicketService`` stores for ``decision`` (see _store_decision)."""
+    """The ``decisions`` row ``TicketService`` stores for ``decision`` (see
+    ``slabot.store.decisions``)."""
     row: dict[str, Any] = {
         "ticket_id": ticket_id,
         "priority": decision.priority,

@@ -15,7 +15,7 @@ STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 SOLVED_STATUSES = ("solved", "closed")
 _KNOWN_STATUSES = frozenset(STATUSES)
 
-_TEXT_FIELDS = (
+TEXT_FIELDS = (
     "priority",
     "plan",
     "environment",
@@ -26,10 +26,11 @@ _TEXT_FIELDS = (
     "customer_timezone",
     "customer_country",
 )
+"""The text fields of a ticket (the store copies them as a snapshot gives them)."""
 _TIME_FIELDS = ("first_response_at", "last_agent_update_at", "solved_at")
 _TEXT, _TIME = "text", "time"
 _FIELD_KINDS = {
-    **{name: _TEXT for name in _TEXT_FIELDS},
+    **{name: _TEXT for name in TEXT_FIELDS},
     **{name: _TIME for name in (*_TIME_FIELDS, "created_at", "restoration_started_at")},
 }
 ROUTING_ATTRIBUTES = frozenset(
@@ -60,7 +61,7 @@ KNOWN_FIELDS = frozenset(
         "paused",
         "restoration_started_at",
         "status_changes",
-        *_TEXT_FIELDS,
+        *TEXT_FIELDS,
         *_TIME_FIELDS,
         *_LIST_FIELDS,
     )

@@ -144,7 +144,7 @@ class AgentReclassifications:
         their request key or their refusal's event key, or a legacy delivery records them.
         A shortcut only: the reclassification and the refusal check their own key again
         under the ticket's lock."""
-        from slabot.store.services import reclassify_event_key
+        from slabot.store.reclassify import reclassify_event_key
 
         if not changes:
             return set()

@@ -21,7 +21,8 @@ from slabot.store.events import EventService
 from slabot.store.retry import DatabaseUnavailableError
 
 if TYPE_CHECKING:
-    from slabot.store.services import IngestResult, Snapshot, TicketService
+    from slabot.store.services import TicketService
+    from slabot.store.snapshot import IngestResult, Snapshot
 
 
 class MappedTicket(Protocol):

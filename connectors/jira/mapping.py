@@ -27,8 +27,8 @@ from typing import Any
 
 from bot.errors import SlabotError
 from connectors.jira.config import JiraConfig
-from slabot.store.services import Snapshot
-from slabot.store.services import StatusChange as StoredStatusChange
+from slabot.store.snapshot import Snapshot
+from slabot.store.snapshot import StatusChange as StoredStatusChange
 
 SOURCE = "jira"
 ENGINE_FIELDS = (

@@ -38,7 +38,7 @@ from slabot.store.events import EventError
 from slabot.store.models import StoredTicket
 from slabot.store.queries import load_cursor, save_cursor
 from slabot.store.retry import DatabaseUnavailableError
-from slabot.store.services import IngestError
+from slabot.store.snapshot import IngestError
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from typing import Any
 from bot.errors import SlabotError
 from connectors.zendesk.config import DueField, ZendeskConfig
 from connectors.zendesk.timezones import to_iana
-from slabot.store.services import Snapshot, due_text
-from slabot.store.services import StatusChange as StoredStatusChange
+from slabot.store.snapshot import Snapshot
+from slabot.store.snapshot import StatusChange as StoredStatusChange
+from slabot.store.writes import due_text
 
 SOURCE = "zendesk"
 

@@ -31,7 +31,9 @@ from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import SOURCE, Mapped, TicketBundle, map_ticket
 from slabot.store.events import EventService
-from slabot.store.services import SET_DUE_FIELDS, IngestResult, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import IngestResult
+from slabot.store.writes import SET_DUE_FIELDS
 
 __all__ = ["RECLASSIFICATION_SOURCE", "SET_DUE_FIELDS", "SyncResult", "ZendeskSync"]
 

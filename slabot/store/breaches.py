@@ -11,20 +11,34 @@ stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Connection, Executable, Select, and_, event, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Executable,
+    Select,
+    Table,
+    and_,
+    event,
+    exists,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
-from bot.engine import Decision, threshold_instant
+from bot.engine import Decision, iso_z, threshold_instant
 from bot.errors import SlabotError
 from bot.ticket import SOLVED_STATUSES, Ticket
-from slabot.store.models import StoredTicket, TargetMark
+from slabot.store.models import Nudge, StoredTicket, TargetMark
+from slabot.store.writes import owe
 
 BREACH = 1000
 """The threshold of the due instant itself, in permille."""
@@ -230,3 +244,94 @@ def explain(session: Session, statement: Executable) -> list[str]:
     prefix = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
     rows = connection.exec_driver_sql(prefix + sql, parameters).all()
     return [str(row[-1]) for row in rows]
+
+
+# The breach queries (``TicketService.breached``, ``reaching``, ``record_breaches``).
+
+_NUDGES = cast(Table, Nudge.__table__)
+
+
+def breached(engine: Engine, at: datetime, limit: int | None = 100) -> list[DueTarget]:
+    """Clocks of open tickets past due at ``at``, earliest due first.
+
+    Answered from the ``target_marks`` index: the cost follows the rows returned.
+    """
+    with engine.connect() as connection:
+        return due_targets(connection, breached_where(at), limit)
+
+
+def reaching(
+    engine: Engine,
+    thresholds: Sequence[int],
+    fraction: float | Fraction,
+    at: datetime,
+    horizon: timedelta = timedelta(hours=1),
+    limit: int | None = 100,
+) -> list[DueTarget]:
+    """Clocks of open tickets that reach ``fraction`` of their target in ``(at, at +
+    horizon]``, earliest first: ``reaching(1.0)`` is "due within the next hour".
+
+    ``fraction`` must be one of the ``thresholds`` marked (in permille: what is stored).
+    """
+    permille = to_permille(fraction)
+    if permille not in thresholds:
+        marked = ", ".join(f"{p / 1000:g}" for p in thresholds)
+        raise ThresholdError(
+            f"threshold {fraction} is not marked (marked: {marked}); add it to the "
+            "service's thresholds and run slabot recompute to mark stored tickets"
+        )
+    with engine.connect() as connection:
+        return due_targets(connection, reaching_where(permille, at, horizon), limit)
+
+
+def record_breaches(
+    writer: Engine, clock: Callable[[], datetime], limit: int | None = 100
+) -> list[DueTarget]:
+    """Record each breach not reported yet at ``clock()`` (read in the transaction) and owe
+    Slack a notice of it; return those. ``writer``: the engine for writing (``for_writing``).
+
+    A breach is reported once per ticket, target and clock cycle: the nudge row's unique
+    key (ticket, target, threshold 100, cycle start) settles it, even between concurrent
+    callers. A reclassification keeps the cycle start, so a target breached, then given
+    a later due date, then breached again is not reported twice; a new cycle (a new agent
+    update, a reopening) is a new breach.
+    """
+    with Session(writer, expire_on_commit=False) as session, session.begin():
+        at = clock()
+        reported = exists().where(
+            Nudge.ticket_id == TargetMark.ticket_id,
+            Nudge.target == TargetMark.target,
+            Nudge.threshold == BREACH // 10,
+            Nudge.cycle_started_at == TargetMark.cycle_started_at,
+        )
+        found = due_targets(session, and_(breached_where(at), ~reported), limit)
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else None
+        recorded = []
+        for breach in found:
+            values = {
+                "ticket_id": breach.ticket_id,
+                "target": breach.target,
+                "threshold": BREACH // 10,
+                "cycle_started_at": breach.cycle_started_at,
+                "sent_at": at,
+                "payload": {"due": iso_z(breach.at)},
+            }
+            statement = (insert or sqlite.insert)(_NUDGES).values(**values)
+            inserted = session.execute(
+                statement.on_conflict_do_nothing(
+                    index_elements=["ticket_id", "target", "threshold", "cycle_started_at"]
+                ).returning(_NUDGES.c.id)
+            ).first()
+            if inserted is None:
+                continue  # another worker reported it first
+            cycle = int(breach.cycle_started_at.timestamp())
+            payload = {
+                "ticket": breach.ticket,
+                "target": breach.target,
+                "due": iso_z(breach.at),
+                "cycle_started_at": iso_z(breach.cycle_started_at),
+            }
+            key = f"slack:breach:{breach.ticket}:{breach.target}:{cycle}"
+            owe(session, "slack", breach.ticket_id, "breach_notice", payload, key, at)
+            recorded.append(breach)
+        return recorded

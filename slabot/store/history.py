@@ -8,9 +8,9 @@ whole history in time order, so a late change still opens or closes the pause it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +18,9 @@ from sqlalchemy.orm import Session
 from bot.compiled import Policy
 from bot.ticket import SOLVED_STATUSES
 from slabot.store.models import StoredTicket, TicketEvent
+
+if TYPE_CHECKING:
+    from slabot.store.snapshot import Snapshot, StatusChange
 
 StatusKind = Literal["status_changed", "solved", "reopened"]
 STATUS_KINDS: tuple[StatusKind, ...] = ("status_changed", "solved", "reopened")
@@ -170,10 +173,112 @@ def history_entry(
     kind: str,
     at: datetime,
     now: datetime,
-    actor: str | None,
+    actor: str | None = None,
     payload: dict[str, Any] | None = None,
+    *,
+    origin: str | None = None,
 ) -> TicketEvent:
-    """A history entry (not yet added to a session or tied to a ticket)."""
+    """A history entry (not yet added to a session or tied to a ticket); ``origin``: where
+    a priority change was made (``PRIORITY_ORIGINS``)."""
     return TicketEvent(
-        kind=kind, occurred_at=at, recorded_at=now, actor=actor, payload=payload or {}
+        kind=kind,
+        occurred_at=at,
+        recorded_at=now,
+        actor=actor,
+        origin=origin,
+        payload=payload or {},
     )
+
+
+def apply_status_history(
+    session: Session,
+    row: StoredTicket,
+    changes: Sequence[StatusChange],
+    policy: Policy,
+    now: datetime,
+) -> list[TicketEvent]:
+    """Append a snapshot's status changes the history does not hold yet (by key), in time
+    order, as ``EventService.status_changed`` would; then derive the pauses and the
+    restoration cycle from the whole history. Returns the entries appended (``ingest``;
+    ``ingest_many`` reads the keys and entries in bulk)."""
+    keys = sorted({change.key for change in changes})
+    known: set[str] = set()
+    for start in range(0, len(keys), 500):
+        known.update(
+            key
+            for key in session.scalars(
+                select(TicketEvent.event_key).where(
+                    TicketEvent.ticket_id == row.id,
+                    TicketEvent.event_key.in_(keys[start : start + 500]),
+                )
+            )
+            if key
+        )
+    appended = new_status_entries(row, changes, known, now)
+    for entry in appended:
+        entry.ticket_id = row.id
+    session.add_all(appended)
+    if appended:
+        session.flush()
+        derive_from_history(session, row, policy)
+    return appended
+
+
+def new_status_entries(
+    row: StoredTicket, changes: Iterable[StatusChange], known: set[str], now: datetime
+) -> list[TicketEvent]:
+    """The history entries of the status changes not held yet, the row moved by them: in
+    time order, those whose key is not in ``known`` (added to it) and not dated before the
+    ticket was created; each change's first entry keyed by it (not tied to the row yet)."""
+    appended: list[TicketEvent] = []
+    for change in sorted(changes, key=lambda c: c.at):
+        if change.key in known or change.at < row.created_at:
+            continue
+        known.add(change.key)
+        entries = status_entries(row, "status_changed", change.to, change.at, change.actor, now)
+        entries[0].event_key = change.key
+        appended.extend(entries)
+    return appended
+
+
+def policy_changed(old: str, new: str, rule: str | None, now: datetime) -> TicketEvent:
+    """The history entry of a ticket moved from policy ``old`` to ``new`` by ``rule``."""
+    entry = history_entry(
+        "policy_changed",
+        now,
+        now,
+        actor="slabot",
+        origin="policy",
+        payload={"from": old, "to": new, "rule": rule},
+    )
+    entry.reason = (
+        f"routing rule {rule!r} matches: evaluated under policy {new} (was {old})"
+        if rule is not None
+        else f"evaluated under policy {new} (was {old})"
+    )
+    return entry
+
+
+def reopened_at(row: StoredTicket | None, snapshot: Snapshot) -> datetime:
+    """When a ticket stored as solved and now shown open was reopened: the source's own
+    history says so when it holds the move out of ``solved``/``closed`` (after the solve
+    stored, at or before the snapshot); else the snapshot's ``updated_at``, the earliest
+    instant known to follow it. A ticket seen hours after its reopening thus keeps the
+    reopening's instant (issue 14), whether its history came with this snapshot or before.
+    """
+    solved_at = row.solved_at if row is not None else None
+    reopened: datetime | None = None
+    status: str | None = None
+    for change in sorted(snapshot.status_history, key=lambda c: c.at):
+        if change.to == DELETED:
+            continue  # no working status: neither solves nor reopens
+        if status in SOLVED_STATUSES and change.to not in SOLVED_STATUSES:
+            reopened = change.at
+        status = change.to
+    if (
+        reopened is not None
+        and reopened <= snapshot.updated_at
+        and (solved_at is None or reopened >= solved_at)
+    ):
+        return reopened
+    return snapshot.updated_at

@@ -36,7 +36,8 @@ from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.ticket import Ticket
 from slabot.store.breaches import decision_marks, list_columns
-from slabot.store.history import STATUS_KINDS, derive_from_facts, status_entries
+from slabot.store.decisions import decision_values, stored_view
+from slabot.store.history import STATUS_KINDS, derive_from_facts, new_status_entries
 from slabot.store.models import (
     ClockOutcome,
     OutboxItem,
@@ -47,11 +48,14 @@ from slabot.store.models import (
 )
 from slabot.store.reports import plan_outcomes, reclassifications
 from slabot.store.retry import DatabaseUnavailableError, with_retry
+from slabot.store.services import engine_ticket, upsert
+from slabot.store.snapshot import IngestError, IngestResult, Snapshot, normalized
+from slabot.store.writes import desired_writes, idempotency_key, outbox_row, settle, unplaced_notes
 
 if TYPE_CHECKING:
-    from slabot.store.services import IngestResult, Snapshot, TicketService
+    from slabot.store.services import TicketService
 
-    Ingested = IngestResult | Exception
+Ingested = IngestResult | Exception
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +96,11 @@ def ingest_many(service: TicketService, snapshots: Sequence[Snapshot]) -> list[I
     (``IngestError`` for a snapshot that cannot be applied). ``DatabaseUnavailableError``
     is raised, not returned: the database, not a snapshot, is at fault, and nothing of the
     batch was stored."""
-    from slabot.store.services import IngestError, _normalized
-
     results: list[Ingested | None] = [None] * len(snapshots)
     ready: list[Ready] = []
     for index, snapshot in enumerate(snapshots):
         try:
-            normal, rule = service._routed(_normalized(snapshot))
+            normal, rule = service._routed(normalized(snapshot))
             ready.append((index, normal, service._policy(normal), rule))
         except IngestError as error:
             results[index] = error
@@ -323,8 +325,6 @@ def _as_stored(at: datetime) -> datetime:
 def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> dict[int, Ingested]:
     """``TicketService._ingest`` for each snapshot of a run (each ticket once), its reads
     answered from ``_read``, its writes made together at the end."""
-    from slabot.store.services import IngestResult
-
     stored = _read(session, run)
     done: dict[int, Ingested] = {}
     planned: list[_Planned] = []
@@ -486,19 +486,9 @@ def _values(entry: TicketEvent, ticket_id: int) -> dict[str, Any]:
 def _owed(
     row: StoredTicket, kind: str, payload: dict[str, Any], key: str, now: datetime
 ) -> tuple[Table, dict[str, Any]]:
-    """An outbox row, as ``ingest`` owes it (not sent yet, due now)."""
-    values = {
-        "target_system": row.source,
-        "kind": kind,
-        "payload": payload,
-        "idempotency_key": key,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "last_error": None,
-        "created_at": now,
-        "done_at": None,
-    }
-    return _DEPENDENTS[3], values
+    """An outbox row, as ``ingest`` owes it (not sent yet, due now); its ticket id is set
+    with the others' (``needs_id``)."""
+    return _DEPENDENTS[3], outbox_row(row.source, row.id, kind, payload, key, now)
 
 
 def _plan(
@@ -514,54 +504,11 @@ def _plan(
     row upserted, the history appended, the decision, its marks and the owed writes; a
     stale snapshot's result, or the ``IngestError`` of one the engine cannot evaluate (its
     row is then left as stored)."""
-    from slabot.store.services import (
-        _COPIED_FIELDS,
-        IngestError,
-        IngestResult,
-        _apply,
-        _as_json,
-        _changes,
-        _event,
-        engine_ticket,
-        policy_changed,
-        unplaced_notes,
-    )
-
     now = service.now()
     row = stored.rows.get((snapshot.source, snapshot.external_key))
     if row is not None and row.source_updated_at and snapshot.updated_at < row.source_updated_at:
         return IngestResult(row.id, "stale", (), None, ())
-    events: list[TicketEvent] = []
-    if row is None:
-        outcome = "created"
-        row = StoredTicket(
-            source=snapshot.source,
-            external_key=snapshot.external_key,
-            first_seen_at=now,
-            paused=[],
-            replies={},  # the column's default, which ``ingest``'s ORM insert applies
-            shown={},
-        )
-        events.append(_event("created", snapshot.created_at, now, payload=_as_json(snapshot)))
-        events.extend(_changes(None, snapshot, now, service.origin))
-    else:
-        events.extend(_changes(row, snapshot, now, service.origin))
-        outcome = "unchanged"
-        if row.policy != snapshot.policy:  # another routing rule matches now, as in ingest
-            events.append(policy_changed(row.policy, snapshot.policy, rule, now))
-    before = [getattr(row, name) for name in _COPIED_FIELDS]
-    before_replies = row.replies
-    _apply(row, snapshot, policy)
-    if outcome == "unchanged" and (
-        before != [getattr(row, n) for n in _COPIED_FIELDS] or before_replies != row.replies
-    ):
-        outcome = "updated"
-    row.shown = dict(snapshot.shown)
-    if snapshot.routing:
-        row.routing = dict(snapshot.routing)
-    row.shown_at = now
-    row.source_updated_at = max(filter(None, (row.source_updated_at, snapshot.updated_at)))
-    row.updated_at = now
+    row, outcome, events = upsert(row, snapshot, policy, rule, now, service.origin)
     if snapshot.status_history:
         before_history = engine_ticket(row)
         events.extend(_status_history(stored, row, snapshot, policy, now, events))
@@ -588,19 +535,12 @@ def _status_history(
     now: datetime,
     so_far: list[TicketEvent],
 ) -> list[TicketEvent]:
-    """``TicketService._apply_status_history`` over the keys and entries read in bulk: the
+    """``slabot.store.history.apply_status_history`` over the keys and entries read in bulk: the
     stored entries, then this snapshot's (``so_far`` and those appended here) in the order
     ``ingest`` inserts them, which is the order of their ids."""
     stored_id = row.id
     known = {key for ticket_id, key in stored.event_keys if ticket_id == stored_id}
-    appended: list[TicketEvent] = []
-    for change in sorted(snapshot.status_history, key=lambda c: c.at):
-        if change.key in known or change.at < row.created_at:
-            continue
-        known.add(change.key)
-        entries = status_entries(row, "status_changed", change.to, change.at, change.actor, now)
-        entries[0].event_key = change.key
-        appended.extend(entries)
+    appended = new_status_entries(row, snapshot.status_history, known, now)
     if appended:
         facts = list(stored.facts.get(stored_id, ())) if stored_id is not None else []
         facts += [
@@ -618,24 +558,8 @@ def _plan_decision(
 ) -> None:
     """``TicketService.store_decision``: the decision row (with its policy and routing
     rule), the marks and the clock cycles, only the marks and cycles that differ touched."""
-    from slabot.store.services import engine_ticket, stored_view
-
     row, decision, now = plan.row, stored_view(plan.decision), plan.now
-    values: dict[str, Any] = {
-        "priority": decision.priority,
-        "requested_priority": decision.requested_priority,
-        "plan": decision.plan,
-        "commitment": decision.commitment,
-    }
-    for name, target in decision.targets.items():
-        values[f"{name}_due"] = target.due
-        values[f"{name}_state"] = target.state
-    values["next_change_at"] = decision.next_change_at
-    values["tags"] = list(decision.tags)
-    values["notes"] = list(decision.notes)
-    values["evaluated_at"] = now
-    values["policy"] = policy.name
-    values["routing_rule"] = rule
+    values = {**decision_values(decision, now), "policy": policy.name, "routing_rule": rule}
     if row.id is not None and row.id in stored.decisions:
         plan.updates.append((_DEPENDENTS[1], {"b_key": row.id, **values}))
     else:
@@ -744,14 +668,6 @@ def _plan_writes(
     moot are settled as superseded now; the writes to owe are returned with their keys,
     which ``_apply_run`` checks in bulk. (Nothing can have been sent since ``shown`` was read
     just now, so no sent-but-not-echoed write is looked for, as in ``ingest``.)"""
-    from slabot.store.services import (
-        _WRITE_KINDS,
-        SET_DUE_FIELDS,
-        SUPERSEDED,
-        _idempotency_key,
-        desired_writes,
-    )
-
     row, snapshot, now = plan.row, plan.snapshot, plan.now
     wanted = desired_writes(plan.decision, snapshot.shown, service._managed_tags[snapshot.policy])
     pending = [
@@ -759,28 +675,11 @@ def _plan_writes(
         for item in (stored.pending.get(row.id, ()) if row.id is not None else ())
         if item.target_system == row.source
     ]
-    owed = []
-    for kind in _WRITE_KINDS:
-        if kind == SET_DUE_FIELDS and not isinstance(snapshot.shown.get("due"), Mapping):
-            continue
-        payload = wanted.get(kind)
-        already = False
-        for item in pending:
-            if item.kind != kind:
-                continue
-            if payload is not None and item.payload == payload:
-                already = True
-            else:
-                settled = {
-                    "b_key": item.id,
-                    "done_at": now,
-                    "next_attempt_at": None,
-                    "last_error": f"{SUPERSEDED}: the helpdesk already shows the value"
-                    if payload is None
-                    else f"{SUPERSEDED} by a newer write",
-                }
-                plan.updates.append((_DEPENDENTS[3], settled))
-        if payload is None or already:
-            continue
-        owed.append((kind, payload, _idempotency_key(row, kind, payload, snapshot.updated_at)))
-    return owed
+    moot, owing = settle(wanted, pending, isinstance(snapshot.shown.get("due"), Mapping))
+    for item, why in moot:
+        settled = {"b_key": item.id, "done_at": now, "next_attempt_at": None, "last_error": why}
+        plan.updates.append((_DEPENDENTS[3], settled))
+    return [
+        (kind, payload, idempotency_key(row, kind, payload, snapshot.updated_at))
+        for kind, payload in owing
+    ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 from types import SimpleNamespace
@@ -35,11 +36,13 @@ from sqlalchemy.orm import Session
 
 from bot.business_time import Calendar, from_timestamp
 from bot.compiled import Policy
-from bot.engine import Decision, evaluate_many, threshold_instant
+from bot.engine import Decision, evaluate_many, iso_z, threshold_instant
 from bot.errors import SlabotError
 from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, Ticket
 from slabot.store.breaches import BREACH, Mark, list_columns
+from slabot.store.decisions import stored_view
+from slabot.store.history import policy_changed
 from slabot.store.models import (
     ClockOutcome,
     OutboxItem,
@@ -50,19 +53,10 @@ from slabot.store.models import (
 )
 from slabot.store.reports import _reclassifications, plan_outcomes
 from slabot.store.retry import DatabaseUnavailableError, with_retry
-from slabot.store.services import (
-    _WRITE_KINDS,
-    SET_DUE_FIELDS,
-    SUPERSEDED,
-    PolicyNotLoadedError,
-    Recomputed,
-    _idempotency_key,
-    decision_changes,
-    desired_writes,
-    engine_ticket,
-    policy_changed,
-    stored_view,
-)
+from slabot.store.services import PolicyNotLoadedError, engine_ticket
+from slabot.store.writes import SET_DUE_FIELDS, SUPERSEDED, desired_writes
+from slabot.store.writes import WRITE_KINDS as _WRITE_KINDS
+from slabot.store.writes import idempotency_key as _idempotency_key
 
 if TYPE_CHECKING:
     from slabot.store.services import TicketService
@@ -705,3 +699,63 @@ def _latest_sent(
         if key not in latest or latest[key][0] < order:
             latest[key] = (order, item.payload)
     return {key: payload for key, (_, payload) in latest.items()}
+
+
+# What a recompute yields (``TicketService.recompute``).
+
+
+@dataclass(frozen=True, slots=True)
+class Recomputed:
+    """One open ticket re-evaluated against a policy: what changes, or why it cannot be.
+
+    ``TicketService.recompute`` yields, per ticket, what changes compared with the stored
+    decision (judged at the same instant, so a clock that merely ran out is not a change),
+    a batch at a time. Unless ``dry_run``, each batch is then stored in one transaction:
+    decisions (with the policy and, when routing, the rule), marks, clock outcomes, the
+    helpdesk writes that differ, a ``policy_changed`` entry where routing moves the ticket,
+    and a ``priority_changed`` entry (origin ``policy``) where the final priority moves. A
+    ticket the policy cannot evaluate is yielded with its error and left as it was.
+    Tickets are streamed in keyed batches of ``batch_size`` and written in bulk.
+
+    A briefly unreachable database is retried batch by batch. A connection lost while
+    committing a batch is not retried (the lines listed for it would then read as
+    unchanged if the commit had gone through): ``DatabaseUnavailableError`` says so, and
+    running recompute again applies what is still to change.
+    """
+
+    ticket_id: int
+    ticket: str
+    """``zendesk:123``."""
+    changes: tuple[str, ...]
+    """Readable lines, e.g. ``first_response due 2026-11-24T08:30:00Z -> ...``."""
+    error: str | None = None
+
+
+def decision_changes(stored: StoredDecision | None, decision: Decision, now: datetime) -> list[str]:
+    """What a new decision changes against the stored one, as lines a person can review.
+
+    The stored states are taken as they stand at ``now`` (a running clock whose due instant
+    has passed reads as breached), so only what the new decision itself moves is listed.
+    """
+    decision = stored_view(decision)
+    lines = []
+    old_priority = stored.priority if stored is not None else None
+    if old_priority != decision.priority:
+        lines.append(f"priority {old_priority or 'none'} -> {decision.priority}")
+    for name, target in decision.targets.items():
+        old_due: datetime | None = getattr(stored, f"{name}_due") if stored is not None else None
+        old_state = getattr(stored, f"{name}_state") if stored is not None else "none"
+        if old_state == "running" and old_due is not None and old_due <= now:
+            old_state = "breached"
+        parts = []
+        if old_due != target.due:
+            parts.append(f"due {iso_z(old_due) or 'none'} -> {iso_z(target.due) or 'none'}")
+        if old_state != target.state:
+            parts.append(f"state {old_state} -> {target.state}")
+        if parts:
+            lines.append(f"{name} {', '.join(parts)}")
+    old_tags = set(stored.tags) if stored is not None else set()
+    added, removed = sorted(set(decision.tags) - old_tags), sorted(old_tags - set(decision.tags))
+    if added or removed:
+        lines.append("tags " + " ".join([*(f"+{t}" for t in added), *(f"-{t}" for t in removed)]))
+    return lines

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import holidays
 
 from slabot.service.runtime import Runtime
-from slabot.store.services import Snapshot, StatusChange
+from slabot.store.snapshot import Snapshot, StatusChange
 
 LA = ZoneInfo("America/Los_Angeles")
 

@@ -22,7 +22,7 @@ from slabot.service.app import create_app
 from slabot.service.runtime import Runtime, build_runtime
 from slabot.service.settings import load_settings
 from slabot.store.migrate import upgrade
-from slabot.store.services import StatusChange
+from slabot.store.snapshot import StatusChange
 
 LOOPBACK = ("127.0.0.1", 50000)
 EXTRA = 118

@@ -14,7 +14,7 @@ from slabot.service import jobs
 from slabot.service.runtime import Runtime, build_runtime
 from slabot.service.settings import load_settings
 from slabot.store.migrate import upgrade
-from slabot.store.services import Snapshot
+from slabot.store.snapshot import Snapshot
 
 
 @pytest.fixture

@@ -32,7 +32,8 @@ from slabot.slack.sender import SlackSender
 from slabot.slack.settings import SlackSettings
 from slabot.store.models import Nudge, OutboxItem
 from slabot.store.outbox import FlushReport, Outbox
-from slabot.store.services import Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import Snapshot
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-fake-token"

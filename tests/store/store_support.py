@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from slabot.store.models import Base
-from slabot.store.services import Snapshot
+from slabot.store.snapshot import Snapshot
 
 # Zoom's premier plan, P2: first response 4h and restoration 8h on the customer's calendar
 # (Los Angeles, weekdays 09:00-17:00, US holidays), next update 24h elapsed. Monday

@@ -27,7 +27,8 @@ from slabot.store.models import (
     TicketEvent,
     WebhookDelivery,
 )
-from slabot.store.services import Snapshot, TicketService, UnknownTicketError
+from slabot.store.services import TicketService, UnknownTicketError
+from slabot.store.snapshot import Snapshot
 
 T0 = MONDAY_0900_LA  # Monday 2026-11-16 09:00 in Los Angeles
 NOON_MONDAY = T0 + timedelta(hours=3)
@@ -549,7 +550,7 @@ def test_an_older_snapshot_after_a_newer_reply_event_keeps_the_reply_times(
 def test_a_snapshots_status_history_is_applied_in_one_ingest_as_events_would(
     events: EventService, tickets: TicketService, migrated: Engine, zoom: Policy, clock: FakeClock
 ) -> None:
-    from slabot.store.services import StatusChange
+    from slabot.store.snapshot import StatusChange
 
     went_pending, back = NOON_MONDAY, TUESDAY_1000
     on_hold = TUESDAY_1000 + timedelta(hours=2)
@@ -606,7 +607,7 @@ def test_a_snapshots_status_history_is_applied_in_one_ingest_as_events_would(
 def test_a_status_history_that_reveals_a_solve_and_a_reopening(
     tickets: TicketService, migrated: Engine, clock: FakeClock
 ) -> None:
-    from slabot.store.services import StatusChange
+    from slabot.store.snapshot import StatusChange
 
     known(tickets)
     solved_at = T0 + timedelta(hours=2)
@@ -634,7 +635,7 @@ def test_a_status_history_that_reveals_a_solve_and_a_reopening(
 def test_a_malformed_status_history_stores_nothing(
     tickets: TicketService, migrated: Engine
 ) -> None:
-    from slabot.store.services import IngestError, StatusChange
+    from slabot.store.snapshot import IngestError, StatusChange
 
     for change, message in [
         (StatusChange(T0, "waiting", "k"), "status change 'k' to 'waiting'"),

@@ -30,7 +30,8 @@ from bot.routing import Router, RoutingSpec
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.store import ingest_batch
 from slabot.store.models import Base, ClockOutcome, StoredDecision, StoredTicket, TicketEvent
-from slabot.store.services import IngestResult, Snapshot, StatusChange, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import IngestResult, Snapshot, StatusChange
 
 START = datetime(2026, 11, 16, 17, 0, tzinfo=UTC)  # Monday 09:00 in Los Angeles
 PARIS_WINTER = timezone(timedelta(hours=1))

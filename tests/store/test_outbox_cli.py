@@ -15,7 +15,8 @@ from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.outbox import Outbox
-from slabot.store.services import Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import Snapshot
 
 NOW = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 

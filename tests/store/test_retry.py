@@ -28,7 +28,8 @@ from slabot.store.retry import (
     is_transient,
     with_retry,
 )
-from slabot.store.services import Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import Snapshot
 
 T0 = datetime(2026, 11, 16, 17, 0, tzinfo=UTC)
 POSTGRESQL_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -15,7 +15,8 @@ from bot.compiled import Policy
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.store.events import EventService
 from slabot.store.models import StoredTicket, TicketEvent
-from slabot.store.services import IngestError, StatusChange, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import IngestError, StatusChange
 
 CREATED = MONDAY_0900_LA
 DONE = CREATED + timedelta(hours=1)

@@ -22,13 +22,8 @@ from slabot.store.models import (
     TargetMark,
     TicketEvent,
 )
-from slabot.store.services import (
-    ActorRequiredError,
-    ReclassifyResult,
-    TicketService,
-    UnknownOriginError,
-    UnknownTicketError,
-)
+from slabot.store.reclassify import ActorRequiredError, ReclassifyResult, UnknownOriginError
+from slabot.store.services import TicketService, UnknownTicketError
 
 FIRST_RESPONSE_P2 = MONDAY_0900_LA + timedelta(hours=4)  # Monday 13:00 in Los Angeles
 # P4: first response by the close of the next business day, Tuesday 17:00 in Los Angeles.

@@ -26,6 +26,7 @@ from bot.routing import Router, RoutingSpec
 from bot.ticket import SOLVED_STATUSES
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.store.db import for_writing
+from slabot.store.history import policy_changed
 from slabot.store.models import (
     Base,
     ClockOutcome,
@@ -35,14 +36,8 @@ from slabot.store.models import (
     TicketEvent,
 )
 from slabot.store.outbox import Outbox
-from slabot.store.services import (
-    Recomputed,
-    TicketService,
-    decision_changes,
-    engine_ticket,
-    policy_changed,
-    row_snapshot,
-)
+from slabot.store.recompute import Recomputed, decision_changes
+from slabot.store.services import TicketService, engine_ticket, row_snapshot
 
 ZONES = ("America/Los_Angeles", "Europe/Paris", "Asia/Kolkata", "Mars/Olympus_Mons", None)
 PLANS = ("standard", "premier", "premier", "premier_elite", "premier_plus", "gold", None)

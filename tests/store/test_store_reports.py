@@ -31,7 +31,8 @@ from slabot.store.reports import (
     date_range,
     period,
 )
-from slabot.store.services import Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import Snapshot
 
 NEW_YORK = ZoneInfo("America/New_York")
 HOLIDAYS = {date(2026, 11, 11), date(2026, 11, 26)}  # Veterans Day, Thanksgiving

@@ -18,7 +18,8 @@ from bot.engine import evaluate
 from bot.ticket import Ticket
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.store.models import Base, OutboxItem, StoredDecision, StoredTicket, TicketEvent
-from slabot.store.services import IngestError, Snapshot, TicketService
+from slabot.store.services import TicketService
+from slabot.store.snapshot import IngestError, Snapshot
 
 # Zoom's premier plan: P2 restoration 8h on the customer's calendar (Los Angeles, 09:00-17:00
 # on weekdays, US holidays). Monday 2026-11-16 09:00 in Los Angeles is 17:00 UTC.
@@ -680,7 +681,7 @@ def due_items(engine: Engine) -> list[OutboxItem]:
 def test_due_fields_are_owed_like_the_priority_and_the_tags(
     service: TicketService, migrated: Engine, clock: FakeClock
 ) -> None:
-    from slabot.store.services import due_text
+    from slabot.store.writes import due_text
 
     first = service.ingest(snapshot(shown=shown_due()))
     assert first.enqueued == ("set_due_fields",)
@@ -718,7 +719,7 @@ def test_due_fields_are_owed_like_the_priority_and_the_tags(
 def test_a_reclassification_owes_the_due_fields_it_moves(
     service: TicketService, migrated: Engine, clock: FakeClock
 ) -> None:
-    from slabot.store.services import due_text
+    from slabot.store.writes import due_text
 
     created = service.ingest(snapshot(shown=shown_due()))
     assert created.decision is not None

@@ -33,9 +33,17 @@ FAKES_THIRD_PARTY = frozenset({"websockets"})  # FakeSocketMode's server (slabot
 # time. Not fixed by the change that wrote this test (issue 19); remove an entry with its fix.
 KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
     {
-        # TicketService delegates ingest_many and recompute to the two modules, which build
-        # on services' rules (recompute at module level, ingest_batch inside functions).
-        frozenset({"slabot.store.ingest_batch", "slabot.store.recompute", "slabot.store.services"}),
+        # TicketService (the facade) delegates ingest_many, recompute and reclassify to their
+        # modules inside its methods; they build on services' engine_ticket, row_snapshot,
+        # upsert and errors at module level. Closes when those move below services.py.
+        frozenset(
+            {
+                "slabot.store.ingest_batch",
+                "slabot.store.reclassify",
+                "slabot.store.recompute",
+                "slabot.store.services",
+            }
+        ),
     }
 )
 
