@@ -19,35 +19,34 @@ Jira quirks this module handles:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from bot.errors import SlabotError
 from connectors.jira.config import JiraConfig
+from connectors.mapping import (
+    ENGINE_FIELDS,
+    PayloadError,
+    StatusChange,
+    customer_country,
+    customer_zone,
+    first_value,
+    json_object,
+    one_line,
+    status_history,
+    string_set,
+)
+from connectors.mapping import parse_instant as parse_instant
+from connectors.mapping import text as plain_text
 from slabot.store.services import Snapshot
-from slabot.store.services import StatusChange as StoredStatusChange
 
 SOURCE = "jira"
-ENGINE_FIELDS = (
-    "plan",
-    "environment",
-    "product_stage",
-    "urgency",
-    "impact",
-    "customer_timezone",
-    "customer_country",
-    "channel",
-)
+FIELDS = (*ENGINE_FIELDS, "channel")
+"""What ``jira.fields`` can say where to read: the engine's fields and the channel."""
 NOT_PEOPLE = frozenset({"app", "customer"})
 """``accountType`` of accounts that are never agents: apps (Automation for Jira, other
 integrations) and Jira Service Management portal customers."""
-
-
-class PayloadError(SlabotError):
-    """A Jira payload lacks what slabot needs, or carries a value it cannot read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +69,6 @@ class IssueBundle:
     status_categories: Mapping[str, str] = field(default_factory=dict)
     site_url: str | None = None
     """The Jira site (``https://acme.atlassian.net``): links go to ``/browse/<key>``."""
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A status the issue took, from its changelog (the key makes a repeat harmless)."""
-
-    event_key: str
-    at: datetime
-    to: str
-    actor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,27 +125,13 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
     assert created_at is not None
     updated_at = parse_instant(fields.get("updated"), f"{where}: updated") or created_at
     status = _current_status(fields.get("status"), config, where)
-    labels = _labels(fields.get("labels"), where)
+    labels = string_set(fields.get("labels"), f"{where}: labels")
     reporter = _account(fields.get("reporter"))
 
     history = _History.read(bundle, config, reporter, created_at, where)
-    values: dict[str, Any] = {
-        name: _read_field(name, config, fields, labels) for name in ENGINE_FIELDS
-    }
-    zone = values["customer_timezone"]
-    if zone is not None and not _known_zone(zone):
-        warnings.append(f"{where}: unknown time zone {zone!r}; the policy's default applies")
-        values["customer_timezone"] = None
-    country = values["customer_country"]
-    if country is not None:
-        code = country.strip().upper()
-        if len(code) != 2 or not code.isalpha():
-            warnings.append(
-                f"{where}: customer country {country!r} is not a two-letter ISO code; the "
-                "policy's default applies"
-            )
-            code = ""
-        values["customer_country"] = code or None
+    values: dict[str, Any] = {name: _read_field(name, config, fields, labels) for name in FIELDS}
+    values["customer_timezone"] = customer_zone(values["customer_timezone"], where, warnings)
+    values["customer_country"] = customer_country(values["customer_country"], where, warnings)
     for unknown in history.unknown_priorities:
         warnings.append(
             f"{where}: Jira priority {unknown!r} is not in jira.priorities; it is ignored"
@@ -194,7 +169,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
             "queue": _project_key(fields.get("project"), key),
             "url": _browse_url(bundle.site_url, key),
             # Ticket context (customer data: never logged): docs/jira.md.
-            "subject": _plain_text(fields.get("summary")),
+            "subject": one_line(fields.get("summary")),
             "requester": _display_name(fields.get("reporter")),
             "organization": _organizations(fields, config),
             "assignee_name": _display_name(fields.get("assignee")),
@@ -202,7 +177,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         actor=history.last_actor,
         # Applied with the snapshot, in one transaction: the reopening, pauses and solve come
         # from the changelog entries, never from the ``updated`` time (issue 14).
-        status_history=_status_history(history.status_changes, status),
+        status_history=status_history(history.status_changes, status),
         routing=routing_attributes(fields, labels, key),
         **values,
     )
@@ -217,20 +192,6 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         history.reclassifications,
         due_shown,
         tuple(warnings),
-    )
-
-
-_PLAIN_STATUSES = frozenset({"new", "open"})
-
-
-def _status_history(changes: Sequence[StatusChange], status: str) -> tuple[StoredStatusChange, ...]:
-    """The changelog's statuses for the store, which derives pauses, solves and reopenings
-    from them; none for an issue that was only ever new or open (nothing to derive)."""
-    if status in _PLAIN_STATUSES and all(change.to in _PLAIN_STATUSES for change in changes):
-        return ()
-    return tuple(
-        StoredStatusChange(change.at, change.to, change.event_key, change.actor)
-        for change in changes
     )
 
 
@@ -284,14 +245,7 @@ def parse_webhook(body: bytes) -> WebhookNotice:
     Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it). Events
     about no issue (projects, versions, users...) are read with ``issue_id`` None.
     """
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PayloadError(f"the body is not JSON: {error}") from None
-    except RecursionError:  # found by tests/proof/test_proof_fuzz.py: a 500 before
-        raise PayloadError("the body is JSON nested too deeply to be a webhook") from None
-    if not isinstance(data, dict):
-        raise PayloadError("the body must be a JSON object")
+    data = json_object(body)
     event = data.get("webhookEvent")
     if not isinstance(event, str) or not event.strip():
         keys = ", ".join(sorted(data)[:12]) or "none"
@@ -532,23 +486,6 @@ def issue_id_of(issue: Mapping[str, Any], name: str = "issue id") -> str:
     raise PayloadError(f"{name} {repr(value)[:60]} is not an issue id")
 
 
-def parse_instant(value: Any, name: str, *, required: bool = False) -> datetime | None:
-    """Jira's ``2026-11-16T17:45:00.000+0000`` (or any ISO 8601 instant) in UTC."""
-    if value is None or value == "":
-        if required:
-            raise PayloadError(f"{name} is missing")
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant")
-    try:
-        instant = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant") from None
-    if instant.tzinfo is None:
-        raise PayloadError(f"{name} {value!r} has no time zone")
-    return instant.astimezone(UTC)
-
-
 def routing_attributes(fields: Mapping[str, Any], labels: Any, key: Any) -> dict[str, Any]:
     """What routing rules read about a Jira issue (bot.routing): project key, issue type
     name, component names, labels, and custom fields by id (a select list's option value,
@@ -617,14 +554,6 @@ def _status_by_name(
     return status
 
 
-def _labels(value: Any, where: str) -> set[str]:
-    if value is None:
-        return set()
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise PayloadError(f"{where}: labels must be a list of strings")
-    return set(value)
-
-
 def _account(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) and value.get("accountId") else None
 
@@ -648,18 +577,11 @@ def _assignee_email(value: Any) -> str | None:
     return None
 
 
-def _plain_text(value: Any) -> str | None:
-    """A text field (the summary) as one trimmed line, or None when empty."""
-    if not isinstance(value, str):
-        return None
-    return " ".join(value.split()) or None
-
-
 def _display_name(value: Any) -> str | None:
     """A user's ``displayName`` (the reporter, the assignee); None for nobody."""
     if not isinstance(value, Mapping):
         return None
-    return _plain_text(value.get("displayName"))
+    return one_line(value.get("displayName"))
 
 
 def _organizations(fields: Mapping[str, Any], config: JiraConfig) -> str | None:
@@ -671,9 +593,7 @@ def _organizations(fields: Mapping[str, Any], config: JiraConfig) -> str | None:
     value = fields.get(config.organizations_field)
     items = value if isinstance(value, list) else [value] if value is not None else []
     names = [
-        name
-        for item in items
-        if isinstance(item, Mapping) and (name := _plain_text(item.get("name")))
+        name for item in items if isinstance(item, Mapping) and (name := one_line(item.get("name")))
     ]
     return ", ".join(names) or None
 
@@ -705,45 +625,31 @@ def _numeric(value: Any) -> int:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, list):
-        return _text(value[0]) if value else None
+    """A field's value as text: an option, a user or a component by its value, name,
+    display name or key; a list by its first item."""
     if isinstance(value, Mapping):
         for key in ("value", "name", "displayName", "key"):
             if value.get(key):
                 return _text(value[key])
         return None
-    text = str(value).strip()
-    return text or None
-
-
-def _known_zone(name: str) -> bool:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    if isinstance(value, list):
+        return _text(value[0]) if value else None
+    return plain_text(value)
 
 
 def _read_field(
     name: str, config: JiraConfig, fields: Mapping[str, Any], labels: Iterable[str]
 ) -> str | None:
-    for source in config.sources(name):
-        raw: Any = None
+    def raw(source: Any) -> Any:
         kind = source.source
         if kind == "field":
-            raw = fields.get(source.id)
-        elif kind == "label":
+            return fields.get(source.id)
+        if kind == "label":
             found = sorted(label for label in labels if label.startswith(source.prefix))
-            raw = found[0][len(source.prefix) :] if found else None
-        elif kind == "reporter_time_zone":
+            return found[0][len(source.prefix) :] if found else None
+        if kind == "reporter_time_zone":
             reporter = fields.get("reporter")
-            raw = reporter.get("timeZone") if isinstance(reporter, Mapping) else None
-        value = _text(raw)
-        if value is not None:
-            renamed: str = source.values.get(value, value)
-            return renamed
-    return None
+            return reporter.get("timeZone") if isinstance(reporter, Mapping) else None
+        return None
+
+    return first_value(config.sources(name), raw, _text)

@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session
 from connectors import resume
 from connectors.common import load_cursor, save_cursor
 from connectors.jira.client import JiraClient, JiraRejectedError, JiraUnavailableError
-from connectors.jira.mapping import SOURCE, IssueBundle, PayloadError, issue_id_of, parse_instant
+from connectors.jira.mapping import SOURCE, IssueBundle, issue_id_of, parse_instant
 from connectors.jira.sync import JiraSync
+from connectors.mapping import PayloadError
 from slabot.store.events import EventError
 from slabot.store.models import StoredTicket
 from slabot.store.retry import DatabaseUnavailableError

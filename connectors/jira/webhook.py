@@ -41,8 +41,9 @@ from connectors.common import (
     store_intake,
 )
 from connectors.jira.client import JiraRejectedError
-from connectors.jira.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
+from connectors.jira.mapping import SOURCE, WebhookNotice, parse_webhook
 from connectors.jira.sync import JiraSync
+from connectors.mapping import PayloadError
 from slabot.store.db import DatabaseError
 
 log = logging.getLogger(__name__)

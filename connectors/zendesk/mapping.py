@@ -9,17 +9,28 @@ nobody knows) is dropped and reported in ``Mapped.warnings``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from bot.errors import SlabotError
+from connectors.mapping import (
+    ENGINE_FIELDS,
+    PayloadError,
+    StatusChange,
+    customer_country,
+    customer_zone,
+    first_value,
+    json_object,
+    one_line,
+    parse_instant,
+    status_history,
+    string_set,
+    text,
+)
 from connectors.zendesk.config import DueField, ZendeskConfig
 from connectors.zendesk.timezones import to_iana
 from slabot.store.services import Snapshot, due_text
-from slabot.store.services import StatusChange as StoredStatusChange
 
 SOURCE = "zendesk"
 
@@ -34,10 +45,6 @@ STATUSES = {
     "closed": "closed",
 }
 """Zendesk status -> engine status (Zendesk says ``hold``; event payloads say ``HOLD``)."""
-
-
-class PayloadError(SlabotError):
-    """A Zendesk payload lacks what slabot needs, or carries a value it cannot read."""
 
 
 class DeletedTicketError(PayloadError):
@@ -71,16 +78,6 @@ class TicketBundle:
     """The ticket's group (``ticket.group_id``): its name is the queue."""
     agent_url: str | None = None
     """The ticket's page for agents: ``https://acme.zendesk.com/agent/tickets/123``."""
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A status the ticket took, from its audits (the key makes a repeat harmless)."""
-
-    event_key: str
-    at: datetime
-    to: str
-    actor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,16 +128,16 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
     ticket_id = _ticket_id(ticket.get("id"))
     where = f"Zendesk ticket {ticket_id}"
     warnings: list[str] = []
-    created_at = _instant(ticket.get("created_at"), f"{where}: created_at", required=True)
+    created_at = parse_instant(ticket.get("created_at"), f"{where}: created_at", required=True)
     assert created_at is not None
-    updated_at = _instant(ticket.get("updated_at"), f"{where}: updated_at") or created_at
+    updated_at = parse_instant(ticket.get("updated_at"), f"{where}: updated_at") or created_at
     if str(ticket.get("status") or "").strip().lower() == DELETED:
         raise DeletedTicketError(
             f"{where} is deleted in Zendesk: not ingested (slabot keeps what it stored; "
             "restore the ticket to have it followed again)"
         )
     status = _status(ticket.get("status"), where)
-    tags = _tags(ticket.get("tags"), where)
+    tags = string_set(ticket.get("tags"), f"{where}: tags")
     custom = _custom_fields(ticket.get("custom_fields"), where)
 
     history = _History.read(bundle, config, where)
@@ -149,33 +146,13 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         requested = ticket.get("priority")
     priority = config.slabot_priority(requested) if requested else None
 
-    values: dict[str, Any] = {}
-    for name in (
-        "plan",
-        "environment",
-        "product_stage",
-        "urgency",
-        "impact",
-        "customer_timezone",
-        "customer_country",
-    ):
-        values[name] = _read_field(name, config, ticket, tags, custom, bundle)
-    zone = values["customer_timezone"]
-    if zone is not None:
-        iana = to_iana(zone)
-        if iana is None:
-            warnings.append(f"{where}: unknown time zone {zone!r}; the policy's default applies")
-        values["customer_timezone"] = iana
-    country = values["customer_country"]
-    if country is not None:
-        code = country.strip().upper()
-        if len(code) != 2 or not code.isalpha():
-            warnings.append(
-                f"{where}: customer country {country!r} is not a two-letter ISO code; the "
-                "policy's default applies"
-            )
-            code = ""
-        values["customer_country"] = code or None
+    values: dict[str, Any] = {
+        name: _read_field(name, config, ticket, tags, custom, bundle) for name in ENGINE_FIELDS
+    }
+    values["customer_timezone"] = customer_zone(
+        values["customer_timezone"], where, warnings, to_iana
+    )
+    values["customer_country"] = customer_country(values["customer_country"], where, warnings)
 
     via = ticket.get("via") or {}
     channel = via.get("channel") if isinstance(via, Mapping) else None
@@ -191,7 +168,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
 
     shown_priority = config.slabot_priority(ticket.get("priority"))
     due_shown: dict[str, str | None] = {
-        target: _text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
+        target: text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
     }
     shown: dict[str, Any] = {
         "priority": shown_priority,
@@ -199,13 +176,13 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         # What Slack and the dashboard read (not written back): docs/slack.md.
         "key": f"ZD-{ticket_id}",
         "assignee_email": _email(bundle.assignee),
-        "queue": _text((bundle.group or {}).get("name")),
+        "queue": text((bundle.group or {}).get("name")),
         "url": bundle.agent_url,
         # Ticket context (customer data: never logged): docs/zendesk.md.
-        "subject": _line(ticket.get("subject")),
-        "requester": _line((bundle.requester or {}).get("name")),
-        "organization": _line((bundle.organization or {}).get("name")),
-        "assignee_name": _line((bundle.assignee or {}).get("name")),
+        "subject": one_line(ticket.get("subject")),
+        "requester": one_line((bundle.requester or {}).get("name")),
+        "organization": one_line((bundle.organization or {}).get("name")),
+        "assignee_name": one_line((bundle.assignee or {}).get("name")),
     }
     if due_shown:
         shown["due"] = due_shown
@@ -226,7 +203,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         solved_at=solved_at if status in ("solved", "closed") else None,
         shown=shown,
         actor=history.last_actor,
-        status_history=_status_history(history.status_changes, status),
+        status_history=status_history(history.status_changes, status),
         routing=routing_attributes(bundle, tags, custom),
         agent_replies=tuple(history.agent_replies),
         customer_replies=tuple(history.customer_replies),
@@ -238,20 +215,6 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         history.reclassifications,
         due_shown,
         tuple(warnings),
-    )
-
-
-_PLAIN_STATUSES = frozenset({"new", "open"})
-
-
-def _status_history(changes: Sequence[StatusChange], status: str) -> tuple[StoredStatusChange, ...]:
-    """The audits' statuses for the store, which derives pauses, solves and reopenings from
-    them; none for a ticket that was only ever new or open (nothing to derive)."""
-    if status in _PLAIN_STATUSES and all(change.to in _PLAIN_STATUSES for change in changes):
-        return ()
-    return tuple(
-        StoredStatusChange(change.at, change.to, change.event_key, change.actor)
-        for change in changes
     )
 
 
@@ -295,14 +258,7 @@ def parse_webhook(body: bytes) -> WebhookNotice:
 
     Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it).
     """
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PayloadError(f"the body is not JSON: {error}") from None
-    except RecursionError:  # found by tests/proof/test_proof_fuzz.py: a 500 before
-        raise PayloadError("the body is JSON nested too deeply to be a webhook") from None
-    if not isinstance(data, dict):
-        raise PayloadError("the body must be a JSON object")
+    data = json_object(body)
     event_type = data.get("type")
     if event_type is not None:
         return _parse_event(data, event_type)
@@ -381,7 +337,7 @@ class _History:
         )
         for audit in audits:
             audit_id = audit.get("id")
-            at = _instant(
+            at = parse_instant(
                 audit.get("created_at"), f"{where}: audit {audit_id} created_at", required=True
             )
             assert at is not None
@@ -506,26 +462,10 @@ def _ticket_id(value: Any, name: str = "id") -> int:
     raise PayloadError(f"{name} {shown} is not a ticket id{hint}")
 
 
-def _instant(value: Any, name: str, *, required: bool = False) -> datetime | None:
-    if value is None or value == "":
-        if required:
-            raise PayloadError(f"{name} is missing")
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant")
-    try:
-        instant = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant") from None
-    if instant.tzinfo is None:
-        raise PayloadError(f"{name} {value!r} has no time zone")
-    return instant.astimezone(UTC)
-
-
 def _webhook_instant(value: Any, name: str) -> datetime | None:
     if isinstance(value, str) and "{{" in value:
         raise PayloadError(f"{name} {value!r}: the placeholder was not rendered")
-    return _instant(value, name)
+    return parse_instant(value, name)
 
 
 def _status(value: Any, where: str, *, deleted: bool = False) -> str:
@@ -542,14 +482,6 @@ def _status(value: Any, where: str, *, deleted: bool = False) -> str:
     return status
 
 
-def _tags(value: Any, where: str) -> set[str]:
-    if value is None:
-        return set()
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise PayloadError(f"{where}: tags must be a list of strings")
-    return set(value)
-
-
 def routing_attributes(
     bundle: TicketBundle, tags: Iterable[str], custom: Mapping[int, Any]
 ) -> dict[str, Any]:
@@ -560,8 +492,8 @@ def routing_attributes(
     found: dict[str, Any] = {
         "brand": _id_text(ticket.get("brand_id")),
         "form": _id_text(ticket.get("ticket_form_id")),
-        "group": _line((bundle.group or {}).get("name")),
-        "organization": _line((bundle.organization or {}).get("name")),
+        "group": one_line((bundle.group or {}).get("name")),
+        "organization": one_line((bundle.organization or {}).get("name")),
         "tags": sorted(tags),
         "custom_fields": {str(key): value for key, value in custom.items() if value is not None},
     }
@@ -591,25 +523,8 @@ def _custom_fields(value: Any, where: str) -> dict[int, Any]:
 
 
 def _email(user: Mapping[str, Any] | None) -> str | None:
-    email = _text((user or {}).get("email"))
+    email = text((user or {}).get("email"))
     return email.lower() if email else None
-
-
-def _line(value: Any) -> str | None:
-    """A subject or a name as one trimmed line (Zendesk keeps what was typed, line breaks
-    included); None when empty or not a text."""
-    if not isinstance(value, str):
-        return None
-    return " ".join(value.split()) or None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, list):
-        return _text(value[0]) if value else None
-    text = str(value).strip()
-    return text or None
 
 
 def _read_field(
@@ -620,25 +535,22 @@ def _read_field(
     custom: Mapping[int, Any],
     bundle: TicketBundle,
 ) -> str | None:
-    for source in config.sources(name):
-        raw: Any = None
+    def raw(source: Any) -> Any:
         kind = source.source
         if kind == "ticket_field":
-            raw = custom.get(source.id)
-        elif kind == "organization_field":
+            return custom.get(source.id)
+        if kind == "organization_field":
             fields = (bundle.organization or {}).get("organization_fields") or {}
-            raw = fields.get(source.key)
-        elif kind == "user_field":
+            return fields.get(source.key)
+        if kind == "user_field":
             fields = (bundle.requester or {}).get("user_fields") or {}
-            raw = fields.get(source.key)
-        elif kind == "tag":
+            return fields.get(source.key)
+        if kind == "tag":
             found = sorted(t for t in tags if t.startswith(source.prefix))
-            raw = found[0][len(source.prefix) :] if found else None
-        elif kind == "requester_time_zone":
+            return found[0][len(source.prefix) :] if found else None
+        if kind == "requester_time_zone":
             requester = bundle.requester or {}
-            raw = requester.get("iana_time_zone") or requester.get("time_zone")
-        value = _text(raw)
-        if value is not None:
-            renamed: str = source.values.get(value, value)
-            return renamed
-    return None
+            return requester.get("iana_time_zone") or requester.get("time_zone")
+        return None
+
+    return first_value(config.sources(name), raw)

@@ -23,19 +23,14 @@ from datetime import datetime, timedelta
 
 from connectors import resume
 from connectors.common import load_cursor, save_cursor
+from connectors.mapping import PayloadError
 from connectors.zendesk.client import (
     ExportPage,
     ZendeskClient,
     ZendeskRejectedError,
     ZendeskUnavailableError,
 )
-from connectors.zendesk.mapping import (
-    DELETED,
-    SOURCE,
-    DeletedTicketError,
-    PayloadError,
-    TicketBundle,
-)
+from connectors.zendesk.mapping import DELETED, SOURCE, DeletedTicketError, TicketBundle
 from connectors.zendesk.sync import ZendeskSync
 from slabot.store.events import EventError
 from slabot.store.retry import DatabaseUnavailableError

@@ -36,8 +36,9 @@ from connectors.common import (
     signatures_match,
     store_intake,
 )
+from connectors.mapping import PayloadError
 from connectors.zendesk.client import ZendeskRejectedError
-from connectors.zendesk.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
+from connectors.zendesk.mapping import SOURCE, WebhookNotice, parse_webhook
 from connectors.zendesk.sync import ZendeskSync
 from slabot.store.db import DatabaseError
 
