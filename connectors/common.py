@@ -1,7 +1,7 @@
-"""What every helpdesk connector shares: settings, webhook signatures, intake, a request budget.
+"""What every helpdesk connector shares: webhook signatures, intake, a request budget.
 
-- Settings come from an environment mapping (tests pass a dict; the service passes
-  ``os.environ``); ``Secret`` keeps a credential out of every repr, log line and message.
+(Settings and ``Secret`` live in ``slabot.configuration``, shared with Slack.)
+
 - Signatures are HMAC-SHA256, compared in constant time.
 - ``WebhookIntake`` is the "acknowledge fast, process off the request path" pattern: the
   handler records the delivery (repeats are dropped: the same id, or the same signed
@@ -43,65 +43,12 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Engine
 
-from bot.errors import SlabotError
 from slabot.store import queries
 from slabot.store.db import DatabaseError
 from slabot.store.deliveries import DeliveryWriter, delivery_key
 from slabot.store.events import EventService
 
 log = logging.getLogger(__name__)
-
-
-class ConnectorSettingsError(SlabotError):
-    """A connector's settings are missing or malformed; the message names the setting."""
-
-
-class Secret:
-    """A credential: shown as ``'********'`` everywhere; ``reveal()`` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    def __str__(self) -> str:
-        return "********"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(
-            self._value.encode(), other._value.encode()
-        )
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-def setting(environ: Mapping[str, str], name: str) -> str | None:
-    """The setting's value, stripped; None when unset or blank."""
-    value = environ.get(name)
-    if value is None:
-        return None
-    return value.strip() or None
-
-
-def secret_setting(environ: Mapping[str, str], name: str) -> Secret | None:
-    value = setting(environ, name)
-    return None if value is None else Secret(value)
-
-
-def missing_settings_error(connector: str, missing: list[str], why: str) -> ConnectorSettingsError:
-    """``Zendesk is half-configured: set ZENDESK_API_TOKEN (...)`` -- never a value."""
-    names = " and ".join(missing)
-    return ConnectorSettingsError(f"{connector} is half-configured: set {names} ({why})")
 
 
 # --- signatures -------------------------------------------------------------------------------

@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -58,6 +59,24 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+def environment(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The mapping settings are read from: the one given (tests pass a dict), else
+    ``os.environ``."""
+    return os.environ if environ is None else environ
+
+
+def any_setting(environ: Mapping[str, str] | None, names: Iterable[str]) -> bool:
+    """Whether any of the settings is given (the part is then enabled, and its settings
+    must be complete)."""
+    env = environment(environ)
+    return any(setting(env, name) for name in names)
+
+
+def unset(*read: tuple[str, object | None]) -> list[str]:
+    """The names, in order, of the ``(name, value)`` settings read as None."""
+    return [name for name, value in read if value is None]
 
 
 def setting(environ: Mapping[str, str], name: str) -> str | None:

@@ -12,23 +12,21 @@ from datetime import tzinfo
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-import yaml
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from bot.errors import SlabotError
 from bot.policy import TARGETS
+from slabot.configuration import (
+    DEFAULT_CONFIG_PATH,
+    StrictModel,
+    load_section,
+    parse_section,
+    time_zone,
+)
 
-DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
 LANGUAGES = ("en", "fr", "it", "pl")
 Language = Literal["en", "fr", "it", "pl"]
 DEFAULT_THRESHOLDS = (0.75, 1.0)
@@ -43,10 +41,6 @@ class SlackConfigError(SlabotError):
     """The ``slack:`` section is missing or invalid; the message names the key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _channel(value: str) -> str:
     if not _CHANNEL_ID.match(value):
         raise ValueError(
@@ -56,17 +50,7 @@ def _channel(value: str) -> str:
     return value
 
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
-        ) from None
-    return value
-
-
-class Reclassifiers(_Strict):
+class Reclassifiers(StrictModel):
     """Who may reclassify: members of any of the user groups, or the users listed."""
 
     user_groups: list[str] = Field(default_factory=list)
@@ -103,7 +87,7 @@ def _default_thresholds() -> dict[str, list[float]]:
     return {target: list(DEFAULT_THRESHOLDS) for target in TARGETS}
 
 
-class Nudges(_Strict):
+class Nudges(StrictModel):
     """Reminders before a target breaches, and notices when it does."""
 
     enabled: bool = True
@@ -181,14 +165,14 @@ class Nudges(_Strict):
         )
 
 
-class ChannelSettings(_Strict):
+class ChannelSettings(StrictModel):
     """Per channel: the language its messages are written in."""
 
     language: Language
     """``en``, ``fr``, ``it`` or ``pl``."""
 
 
-class Digest(_Strict):
+class Digest(StrictModel):
     """One channel's scheduled digest."""
 
     channel: str
@@ -217,7 +201,7 @@ class Digest(_Strict):
     @field_validator("timezone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
-        return _zone(value)
+        return time_zone(value, example=" like Europe/Paris")
 
     @field_validator("schedule")
     @classmethod
@@ -246,7 +230,7 @@ class Digest(_Strict):
         return cron_trigger(self.schedule, ZoneInfo(self.timezone))
 
 
-class ComplianceSummary(_Strict):
+class ComplianceSummary(StrictModel):
     """A scheduled SLA compliance summary to a channel: the last whole week or month."""
 
     channel: str
@@ -269,7 +253,7 @@ class ComplianceSummary(_Strict):
     @field_validator("timezone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
-        return _zone(value)
+        return time_zone(value, example=" like Europe/Paris")
 
     @field_validator("schedule")
     @classmethod
@@ -294,7 +278,7 @@ def cron_trigger(schedule: str, zone: tzinfo) -> CronTrigger:
     )
 
 
-class Home(_Strict):
+class Home(StrictModel):
     """The App Home tab: the viewer's own tickets at risk."""
 
     horizon_hours: float = Field(default=24, gt=0, le=720)
@@ -303,7 +287,7 @@ class Home(_Strict):
     """At most this many tickets are shown."""
 
 
-class SlackConfig(_Strict):
+class SlackConfig(StrictModel):
     """The ``slack:`` section."""
 
     language: Language = "en"
@@ -367,28 +351,19 @@ class SlackConfig(_Strict):
 
 def parse_slack_config(data: Any, where: str = "config") -> SlackConfig:
     """Validate the ``slack:`` section given as data; errors name ``slack.<key>``."""
-    if not isinstance(data, dict) or "slack" not in data:
-        raise SlackConfigError(f"{where}: no 'slack:' section (see docs/slack.md)")
-    try:
-        return SlackConfig.model_validate(data["slack"] or {})
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            path = ".".join(str(part) for part in ("slack", *item["loc"]))
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {path}: {message}")
-        raise SlackConfigError("\n".join(problems)) from None
+    return parse_section(
+        SlackConfig,
+        "slack",
+        data,
+        where,
+        SlackConfigError,
+        blank_is_empty=True,
+        plain_messages=True,
+    )
 
 
 def load_slack_config(path: str | Path = DEFAULT_CONFIG_PATH) -> SlackConfig:
     """Read and validate the ``slack:`` section of a config file."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SlackConfigError(f"{file}: cannot read: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise SlackConfigError(f"{file}: not valid YAML: {error}") from None
-    return parse_slack_config(data, str(file))
+    return load_section(
+        SlackConfig, "slack", path, SlackConfigError, blank_is_empty=True, plain_messages=True
+    )
