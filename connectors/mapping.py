@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, TypeVar, get_args
+from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import SlabotError
+from slabot.store.services import Snapshot
 from slabot.store.services import StatusChange as StoredStatusChange
 
 EngineField = Literal[
@@ -45,6 +46,51 @@ class StatusChange:
     at: datetime
     to: str
     actor: str | None
+
+
+Change = TypeVar("Change")
+"""A helpdesk's own record of an agent's priority change (``PriorityChange``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped(Generic[Change]):
+    """One ticket in slabot's terms: what a helpdesk's ``map_*`` returns."""
+
+    snapshot: Snapshot
+    status_changes: tuple[StatusChange, ...]
+    """Every status the history shows, oldest first (creation included): pauses come from
+    these, not from guesses."""
+    reclassifications: tuple[Change, ...]
+    """Priority changes made by agents, oldest first."""
+    due_shown: dict[str, str | None]
+    """What the helpdesk's due fields show now, by the names its write-back uses."""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class History(Generic[Change]):
+    """What a ticket's history says (audits, a changelog, comments): replies, statuses,
+    priorities. A helpdesk's mapping fills it in as it reads."""
+
+    first_reply_at: datetime | None = None
+    last_reply_at: datetime | None = None
+    solved_at: datetime | None = None
+    requested_priority: str | None = None
+    last_actor: str | None = None
+    status_changes: tuple[StatusChange, ...] = ()
+    reclassifications: tuple[Change, ...] = ()
+    agent_replies: list[datetime] = field(default_factory=list)
+    """Public comments by agents, oldest first."""
+    customer_replies: list[datetime] = field(default_factory=list)
+    """Public comments by the requester or another person who is not an agent, not by
+    slabot nor an app, after the ticket's creation (its description is not a reply)."""
+
+    def agent_replied(self, at: datetime) -> None:
+        """An agent's public comment at ``at``: the first response, the last update."""
+        if self.first_reply_at is None:
+            self.first_reply_at = at
+        self.last_reply_at = at
+        self.agent_replies.append(at)
 
 
 _PLAIN_STATUSES = frozenset({"new", "open"})

@@ -8,7 +8,8 @@
   ``StrictModel``: unknown keys are refused, so a typo cannot silently do nothing.
   ``parse_section`` validates it and ``load_section`` reads it from its file; every error
   names the file and the key (``config/slabot.yaml: jira.projects.0: ...``), never a value
-  of a secret (secrets come from the environment, not from the file).
+  of a secret (secrets come from the environment, not from the file). The other sections
+  of the file belong to other parts of slabot and are not read with it.
 """
 
 from __future__ import annotations

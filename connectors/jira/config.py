@@ -1,9 +1,8 @@
 """The ``jira:`` section of ``config/slabot.yaml``: what to watch and how Jira fields map to
 slabot's.
 
-Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
-Other top-level sections of the file belong to other parts of slabot and are not read here.
-See docs/jira.md for every key.
+Read with ``slabot.configuration.parse_section``: unknown keys are refused, errors name the
+file and ``jira.<key>``. docs/jira.md describes every key.
 """
 
 from __future__ import annotations

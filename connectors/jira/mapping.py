@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from connectors import mapping
 from connectors.jira.config import JiraConfig
 from connectors.mapping import (
     ENGINE_FIELDS,
+    History,
     PayloadError,
     StatusChange,
     customer_country,
@@ -87,18 +89,10 @@ class PriorityChange:
 
 
 @dataclass(frozen=True, slots=True)
-class Mapped:
-    """One issue in slabot's terms."""
-
-    snapshot: Snapshot
-    status_changes: tuple[StatusChange, ...]
-    """Every status the changelog shows, oldest first (creation included)."""
-    reclassifications: tuple[PriorityChange, ...]
-    """Priority changes made by agents, oldest first."""
-    due_shown: dict[str, str | None]
-    """What the due fields show now: ``duedate`` (``2026-11-24``) and, when configured,
-    ``instant`` (the custom date-time field, as a UTC ``...Z`` instant)."""
-    warnings: tuple[str, ...] = ()
+class Mapped(mapping.Mapped[PriorityChange]):
+    """One issue in slabot's terms; ``due_shown``: what the due fields show now, ``duedate``
+    (``2026-11-24``) and, when configured, ``instant`` (the custom date-time field, as a UTC
+    ``...Z`` instant)."""
 
 
 def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
@@ -306,21 +300,10 @@ def parse_webhook(body: bytes) -> WebhookNotice:
 
 
 @dataclass(slots=True)
-class _History:
+class _History(History[PriorityChange]):
     """What the changelog and the comments say: replies, statuses, priorities."""
 
-    first_reply_at: datetime | None = None
-    last_reply_at: datetime | None = None
-    solved_at: datetime | None = None
-    requested_priority: str | None = None
-    last_actor: str | None = None
-    status_changes: tuple[StatusChange, ...] = ()
-    reclassifications: tuple[PriorityChange, ...] = ()
     unknown_priorities: tuple[str, ...] = ()
-    agent_replies: list[datetime] = field(default_factory=list)
-    customer_replies: list[datetime] = field(default_factory=list)
-    """Public comments by the reporter or another person who is not an agent (a portal
-    customer): not by slabot, not by an app."""
 
     @classmethod
     def read(
@@ -446,10 +429,7 @@ class _History:
                 if _is_customer(author, bundle.bot_account_id):
                     history.customer_replies.append(at)
                 continue
-            if history.first_reply_at is None:
-                history.first_reply_at = at
-            history.last_reply_at = at
-            history.agent_replies.append(at)
+            history.agent_replied(at)
         return history
 
 

@@ -1,8 +1,7 @@
 """The ``zendesk:`` section of ``config/slabot.yaml``: how Zendesk fields map to slabot's.
 
-Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
-Other top-level sections of the file belong to other parts of slabot and are not read here.
-See docs/zendesk.md for every key.
+Read with ``slabot.configuration.parse_section``: unknown keys are refused, errors name the
+file and ``zendesk.<key>``. docs/zendesk.md describes every key.
 """
 
 from __future__ import annotations

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from connectors import mapping
 from connectors.mapping import (
     ENGINE_FIELDS,
+    History,
     PayloadError,
     StatusChange,
     customer_country,
@@ -98,18 +100,9 @@ class PriorityChange:
 
 
 @dataclass(frozen=True, slots=True)
-class Mapped:
-    """One ticket in slabot's terms."""
-
-    snapshot: Snapshot
-    status_changes: tuple[StatusChange, ...]
-    """Every status the audits show, oldest first (creation included): pauses come from
-    these, not from guesses."""
-    reclassifications: tuple[PriorityChange, ...]
-    """Priority changes made by agents, oldest first."""
-    due_shown: dict[str, str | None]
-    """Due target -> what its configured custom field shows now."""
-    warnings: tuple[str, ...] = field(default=())
+class Mapped(mapping.Mapped[PriorityChange]):
+    """One ticket in slabot's terms; ``due_shown``: due target -> what its configured custom
+    field shows now."""
 
 
 def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
@@ -309,21 +302,10 @@ def _parse_event(data: Mapping[str, Any], event_type: Any) -> WebhookNotice:
 
 
 @dataclass(slots=True)
-class _History:
+class _History(History[PriorityChange]):
     """What the audits say: replies, statuses, the requested priority, agents' priorities."""
 
-    first_reply_at: datetime | None = None
-    last_reply_at: datetime | None = None
-    solved_at: datetime | None = None
-    requested_priority: str | None = None
     priority_seen: bool = False
-    last_actor: str | None = None
-    status_changes: tuple[StatusChange, ...] = ()
-    reclassifications: tuple[PriorityChange, ...] = ()
-    agent_replies: list[datetime] = field(default_factory=list)
-    customer_replies: list[datetime] = field(default_factory=list)
-    """Public comments by the requester or another person who is not an agent, after the
-    ticket's creation (its first comment, the description, is not a reply)."""
 
     @classmethod
     def read(cls, bundle: TicketBundle, config: ZendeskConfig, where: str) -> _History:
@@ -390,10 +372,7 @@ class _History:
                         and comment_author != bundle.bot_user_id
                         and comment_author != requester_id
                     ):
-                        if history.first_reply_at is None:
-                            history.first_reply_at = at
-                        history.last_reply_at = at
-                        history.agent_replies.append(at)
+                        history.agent_replied(at)
                     elif (
                         not creating
                         and comment_author not in (None, -1)

@@ -1,8 +1,7 @@
 """The ``slack:`` section of ``config/slabot.yaml``: who may reclassify, nudges, digests, languages.
 
-Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
-Other top-level sections of the file belong to other parts of slabot and are not read here.
-See docs/slack.md for every key.
+Read with ``slabot.configuration.parse_section``: unknown keys are refused, errors name the
+file and ``slack.<key>``. docs/slack.md describes every key.
 """
 
 from __future__ import annotations
@@ -172,26 +171,15 @@ class ChannelSettings(StrictModel):
     """``en``, ``fr``, ``it`` or ``pl``."""
 
 
-class Digest(StrictModel):
-    """One channel's scheduled digest."""
+class _Scheduled(StrictModel):
+    """A message posted to a channel on a schedule (a digest, a compliance summary)."""
 
     channel: str
-    """The channel's id (``C0SUPPORT``), not its name."""
+    """The channel's id, not its name."""
     schedule: str
-    """Five cron fields, minute hour day month day-of-week, with day names:
-    ``"0 9 * * mon-fri"`` is 09:00 on weekdays in ``timezone``."""
+    """Five cron fields, minute hour day month day-of-week, with day names."""
     timezone: str = "UTC"
-    """The IANA zone the schedule and the digest's times are in."""
-    due_within_business_hours: float = Field(default=4, gt=0, le=720)
-    """List the clocks due within this many business hours (on each target's calendar)."""
-    paused_longer_than_hours: float = Field(default=72, gt=0)
-    """List the tickets waiting on the customer for longer than this (elapsed hours)."""
-    when_empty: Literal["say", "skip"] = "say"
-    """``say``: a one-line digest says there is nothing to report; ``skip``: none is sent."""
-    language: Language | None = None
-    """Default: the channel's language (``channels:``), else ``slack.language``."""
-    max_tickets: int = Field(default=30, ge=1, le=40)
-    """At most this many tickets are listed; the digest says how many more there are."""
+    """The IANA zone of the schedule."""
 
     @field_validator("channel")
     @classmethod
@@ -226,11 +214,33 @@ class Digest(StrictModel):
         return value
 
     def trigger(self) -> CronTrigger:
-        """The APScheduler trigger of this digest, in its time zone."""
+        """The APScheduler trigger of this schedule, in its time zone."""
         return cron_trigger(self.schedule, ZoneInfo(self.timezone))
 
 
-class ComplianceSummary(StrictModel):
+class Digest(_Scheduled):
+    """One channel's scheduled digest."""
+
+    channel: str
+    """The channel's id (``C0SUPPORT``), not its name."""
+    schedule: str
+    """Five cron fields, minute hour day month day-of-week, with day names:
+    ``"0 9 * * mon-fri"`` is 09:00 on weekdays in ``timezone``."""
+    timezone: str = "UTC"
+    """The IANA zone the schedule and the digest's times are in."""
+    due_within_business_hours: float = Field(default=4, gt=0, le=720)
+    """List the clocks due within this many business hours (on each target's calendar)."""
+    paused_longer_than_hours: float = Field(default=72, gt=0)
+    """List the tickets waiting on the customer for longer than this (elapsed hours)."""
+    when_empty: Literal["say", "skip"] = "say"
+    """``say``: a one-line digest says there is nothing to report; ``skip``: none is sent."""
+    language: Language | None = None
+    """Default: the channel's language (``channels:``), else ``slack.language``."""
+    max_tickets: int = Field(default=30, ge=1, le=40)
+    """At most this many tickets are listed; the digest says how many more there are."""
+
+
+class ComplianceSummary(_Scheduled):
     """A scheduled SLA compliance summary to a channel: the last whole week or month."""
 
     channel: str
@@ -244,25 +254,6 @@ class ComplianceSummary(StrictModel):
     """The last whole ISO week (Monday to Sunday) or calendar month before the run."""
     language: Language | None = None
     """Default: the channel's language (``channels:``), else ``slack.language``."""
-
-    @field_validator("channel")
-    @classmethod
-    def _check_channel(cls, value: str) -> str:
-        return _channel(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str) -> str:
-        return time_zone(value, example=" like Europe/Paris")
-
-    @field_validator("schedule")
-    @classmethod
-    def _check_schedule(cls, value: str) -> str:
-        return Digest._check_schedule(value)
-
-    def trigger(self) -> CronTrigger:
-        """The APScheduler trigger of this summary, in its time zone."""
-        return cron_trigger(self.schedule, ZoneInfo(self.timezone))
 
 
 def cron_trigger(schedule: str, zone: tzinfo) -> CronTrigger:
