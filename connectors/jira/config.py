@@ -15,13 +15,8 @@ from pydantic import Field, field_validator, model_validator
 
 from bot.errors import SlabotError
 from connectors.mapping import EngineField, sources_in_order
-from slabot.configuration import (
-    DEFAULT_CONFIG_PATH,
-    StrictModel,
-    load_section,
-    parse_section,
-    time_zone,
-)
+from slabot import configuration
+from slabot.configuration import StrictModel
 
 _FIELD_ID = re.compile(r"^(customfield_\d+|[a-z][A-Za-z]*)$")
 _PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
@@ -115,7 +110,7 @@ class DueDate(StrictModel):
     @field_validator("zone")
     @classmethod
     def _check_zone(cls, value: str | None) -> str | None:
-        return None if value is None else time_zone(value)
+        return None if value is None else configuration.time_zone(value)
 
 
 class DueInstantField(StrictModel):
@@ -272,9 +267,9 @@ class JiraConfig(StrictModel):
 
 def parse_jira_config(data: Any, where: str = "config") -> JiraConfig:
     """Validate the ``jira:`` section given as data; errors name ``jira.<key>``."""
-    return parse_section(JiraConfig, "jira", data, where, JiraConfigError)
+    return configuration.parse_section(JiraConfig, "jira", data, where, JiraConfigError)
 
 
-def load_jira_config(path: str | Path = DEFAULT_CONFIG_PATH) -> JiraConfig:
+def load_jira_config(path: str | Path = configuration.DEFAULT_CONFIG_PATH) -> JiraConfig:
     """Read and validate the ``jira:`` section of a config file."""
-    return load_section(JiraConfig, "jira", path, JiraConfigError)
+    return configuration.load_section(JiraConfig, "jira", path, JiraConfigError)

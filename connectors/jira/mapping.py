@@ -26,19 +26,7 @@ from typing import Any
 
 from connectors import mapping
 from connectors.jira.config import JiraConfig
-from connectors.mapping import (
-    ENGINE_FIELDS,
-    History,
-    PayloadError,
-    StatusChange,
-    customer_country,
-    customer_zone,
-    first_value,
-    json_object,
-    one_line,
-    status_history,
-    string_set,
-)
+from connectors.mapping import ENGINE_FIELDS, History, PayloadError, StatusChange
 from connectors.mapping import parse_instant as parse_instant
 from connectors.mapping import text as plain_text
 from slabot.store.services import Snapshot
@@ -119,13 +107,17 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
     assert created_at is not None
     updated_at = parse_instant(fields.get("updated"), f"{where}: updated") or created_at
     status = _current_status(fields.get("status"), config, where)
-    labels = string_set(fields.get("labels"), f"{where}: labels")
+    labels = mapping.string_set(fields.get("labels"), f"{where}: labels")
     reporter = _account(fields.get("reporter"))
 
     history = _History.read(bundle, config, reporter, created_at, where)
     values: dict[str, Any] = {name: _read_field(name, config, fields, labels) for name in FIELDS}
-    values["customer_timezone"] = customer_zone(values["customer_timezone"], where, warnings)
-    values["customer_country"] = customer_country(values["customer_country"], where, warnings)
+    values["customer_timezone"] = mapping.customer_zone(
+        values["customer_timezone"], where, warnings
+    )
+    values["customer_country"] = mapping.customer_country(
+        values["customer_country"], where, warnings
+    )
     for unknown in history.unknown_priorities:
         warnings.append(
             f"{where}: Jira priority {unknown!r} is not in jira.priorities; it is ignored"
@@ -163,7 +155,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
             "queue": _project_key(fields.get("project"), key),
             "url": _browse_url(bundle.site_url, key),
             # Ticket context (customer data: never logged): docs/jira.md.
-            "subject": one_line(fields.get("summary")),
+            "subject": mapping.one_line(fields.get("summary")),
             "requester": _display_name(fields.get("reporter")),
             "organization": _organizations(fields, config),
             "assignee_name": _display_name(fields.get("assignee")),
@@ -171,7 +163,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         actor=history.last_actor,
         # Applied with the snapshot, in one transaction: the reopening, pauses and solve come
         # from the changelog entries, never from the ``updated`` time (issue 14).
-        status_history=status_history(history.status_changes, status),
+        status_history=mapping.status_history(history.status_changes, status),
         routing=routing_attributes(fields, labels, key),
         **values,
     )
@@ -239,7 +231,7 @@ def parse_webhook(body: bytes) -> WebhookNotice:
     Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it). Events
     about no issue (projects, versions, users...) are read with ``issue_id`` None.
     """
-    data = json_object(body)
+    data = mapping.json_object(body)
     event = data.get("webhookEvent")
     if not isinstance(event, str) or not event.strip():
         keys = ", ".join(sorted(data)[:12]) or "none"
@@ -561,7 +553,7 @@ def _display_name(value: Any) -> str | None:
     """A user's ``displayName`` (the reporter, the assignee); None for nobody."""
     if not isinstance(value, Mapping):
         return None
-    return one_line(value.get("displayName"))
+    return mapping.one_line(value.get("displayName"))
 
 
 def _organizations(fields: Mapping[str, Any], config: JiraConfig) -> str | None:
@@ -573,7 +565,9 @@ def _organizations(fields: Mapping[str, Any], config: JiraConfig) -> str | None:
     value = fields.get(config.organizations_field)
     items = value if isinstance(value, list) else [value] if value is not None else []
     names = [
-        name for item in items if isinstance(item, Mapping) and (name := one_line(item.get("name")))
+        name
+        for item in items
+        if isinstance(item, Mapping) and (name := mapping.one_line(item.get("name")))
     ]
     return ", ".join(names) or None
 
@@ -632,4 +626,4 @@ def _read_field(
             return reporter.get("timeZone") if isinstance(reporter, Mapping) else None
         return None
 
-    return first_value(config.sources(name), raw, _text)
+    return mapping.first_value(config.sources(name), raw, _text)

@@ -13,13 +13,8 @@ from pydantic import Field, field_validator
 
 from bot.errors import SlabotError
 from connectors.mapping import EngineField, sources_in_order
-from slabot.configuration import (
-    DEFAULT_CONFIG_PATH,
-    StrictModel,
-    load_section,
-    parse_section,
-    time_zone,
-)
+from slabot import configuration
+from slabot.configuration import StrictModel
 
 
 class ZendeskConfigError(SlabotError):
@@ -111,7 +106,7 @@ class DueField(StrictModel):
     @field_validator("zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        return time_zone(value)
+        return configuration.time_zone(value)
 
 
 ZendeskPriority = Literal["urgent", "high", "normal", "low"]
@@ -177,9 +172,9 @@ class ZendeskConfig(StrictModel):
 
 def parse_zendesk_config(data: Any, where: str = "config") -> ZendeskConfig:
     """Validate the ``zendesk:`` section given as data; errors name ``zendesk.<key>``."""
-    return parse_section(ZendeskConfig, "zendesk", data, where, ZendeskConfigError)
+    return configuration.parse_section(ZendeskConfig, "zendesk", data, where, ZendeskConfigError)
 
 
-def load_zendesk_config(path: str | Path = DEFAULT_CONFIG_PATH) -> ZendeskConfig:
+def load_zendesk_config(path: str | Path = configuration.DEFAULT_CONFIG_PATH) -> ZendeskConfig:
     """Read and validate the ``zendesk:`` section of a config file."""
-    return load_section(ZendeskConfig, "zendesk", path, ZendeskConfigError)
+    return configuration.load_section(ZendeskConfig, "zendesk", path, ZendeskConfigError)

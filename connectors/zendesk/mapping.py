@@ -15,21 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors import mapping
-from connectors.mapping import (
-    ENGINE_FIELDS,
-    History,
-    PayloadError,
-    StatusChange,
-    customer_country,
-    customer_zone,
-    first_value,
-    json_object,
-    one_line,
-    parse_instant,
-    status_history,
-    string_set,
-    text,
-)
+from connectors.mapping import History, PayloadError, StatusChange, parse_instant, text
 from connectors.zendesk.config import DueField, ZendeskConfig
 from connectors.zendesk.timezones import to_iana
 from slabot.store.services import Snapshot, due_text
@@ -130,7 +116,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
             "restore the ticket to have it followed again)"
         )
     status = _status(ticket.get("status"), where)
-    tags = string_set(ticket.get("tags"), f"{where}: tags")
+    tags = mapping.string_set(ticket.get("tags"), f"{where}: tags")
     custom = _custom_fields(ticket.get("custom_fields"), where)
 
     history = _History.read(bundle, config, where)
@@ -140,12 +126,15 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
     priority = config.slabot_priority(requested) if requested else None
 
     values: dict[str, Any] = {
-        name: _read_field(name, config, ticket, tags, custom, bundle) for name in ENGINE_FIELDS
+        name: _read_field(name, config, ticket, tags, custom, bundle)
+        for name in mapping.ENGINE_FIELDS
     }
-    values["customer_timezone"] = customer_zone(
+    values["customer_timezone"] = mapping.customer_zone(
         values["customer_timezone"], where, warnings, to_iana
     )
-    values["customer_country"] = customer_country(values["customer_country"], where, warnings)
+    values["customer_country"] = mapping.customer_country(
+        values["customer_country"], where, warnings
+    )
 
     via = ticket.get("via") or {}
     channel = via.get("channel") if isinstance(via, Mapping) else None
@@ -172,10 +161,10 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         "queue": text((bundle.group or {}).get("name")),
         "url": bundle.agent_url,
         # Ticket context (customer data: never logged): docs/zendesk.md.
-        "subject": one_line(ticket.get("subject")),
-        "requester": one_line((bundle.requester or {}).get("name")),
-        "organization": one_line((bundle.organization or {}).get("name")),
-        "assignee_name": one_line((bundle.assignee or {}).get("name")),
+        "subject": mapping.one_line(ticket.get("subject")),
+        "requester": mapping.one_line((bundle.requester or {}).get("name")),
+        "organization": mapping.one_line((bundle.organization or {}).get("name")),
+        "assignee_name": mapping.one_line((bundle.assignee or {}).get("name")),
     }
     if due_shown:
         shown["due"] = due_shown
@@ -196,7 +185,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         solved_at=solved_at if status in ("solved", "closed") else None,
         shown=shown,
         actor=history.last_actor,
-        status_history=status_history(history.status_changes, status),
+        status_history=mapping.status_history(history.status_changes, status),
         routing=routing_attributes(bundle, tags, custom),
         agent_replies=tuple(history.agent_replies),
         customer_replies=tuple(history.customer_replies),
@@ -251,7 +240,7 @@ def parse_webhook(body: bytes) -> WebhookNotice:
 
     Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it).
     """
-    data = json_object(body)
+    data = mapping.json_object(body)
     event_type = data.get("type")
     if event_type is not None:
         return _parse_event(data, event_type)
@@ -471,8 +460,8 @@ def routing_attributes(
     found: dict[str, Any] = {
         "brand": _id_text(ticket.get("brand_id")),
         "form": _id_text(ticket.get("ticket_form_id")),
-        "group": one_line((bundle.group or {}).get("name")),
-        "organization": one_line((bundle.organization or {}).get("name")),
+        "group": mapping.one_line((bundle.group or {}).get("name")),
+        "organization": mapping.one_line((bundle.organization or {}).get("name")),
         "tags": sorted(tags),
         "custom_fields": {str(key): value for key, value in custom.items() if value is not None},
     }
@@ -532,4 +521,4 @@ def _read_field(
             return requester.get("iana_time_zone") or requester.get("time_zone")
         return None
 
-    return first_value(config.sources(name), raw)
+    return mapping.first_value(config.sources(name), raw)

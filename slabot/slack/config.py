@@ -18,13 +18,8 @@ from pydantic import Field, field_validator, model_validator
 
 from bot.errors import SlabotError
 from bot.policy import TARGETS
-from slabot.configuration import (
-    DEFAULT_CONFIG_PATH,
-    StrictModel,
-    load_section,
-    parse_section,
-    time_zone,
-)
+from slabot import configuration
+from slabot.configuration import StrictModel
 
 LANGUAGES = ("en", "fr", "it", "pl")
 Language = Literal["en", "fr", "it", "pl"]
@@ -189,7 +184,7 @@ class _Scheduled(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
-        return time_zone(value, example=" like Europe/Paris")
+        return configuration.time_zone(value, example=" like Europe/Paris")
 
     @field_validator("schedule")
     @classmethod
@@ -342,7 +337,7 @@ class SlackConfig(StrictModel):
 
 def parse_slack_config(data: Any, where: str = "config") -> SlackConfig:
     """Validate the ``slack:`` section given as data; errors name ``slack.<key>``."""
-    return parse_section(
+    return configuration.parse_section(
         SlackConfig,
         "slack",
         data,
@@ -353,8 +348,8 @@ def parse_slack_config(data: Any, where: str = "config") -> SlackConfig:
     )
 
 
-def load_slack_config(path: str | Path = DEFAULT_CONFIG_PATH) -> SlackConfig:
+def load_slack_config(path: str | Path = configuration.DEFAULT_CONFIG_PATH) -> SlackConfig:
     """Read and validate the ``slack:`` section of a config file."""
-    return load_section(
+    return configuration.load_section(
         SlackConfig, "slack", path, SlackConfigError, blank_is_empty=True, plain_messages=True
     )
