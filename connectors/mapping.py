@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar, get_args
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import SlabotError
@@ -65,6 +65,19 @@ class Mapped(Generic[Change]):
     due_shown: dict[str, str | None]
     """What the helpdesk's due fields show now, by the names its write-back uses."""
     warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def read(
+        cls,
+        snapshot: Snapshot,
+        history: History[Change],
+        due_shown: dict[str, str | None],
+        warnings: Iterable[str],
+    ) -> Self:
+        """The ticket as its snapshot and its history show it."""
+        return cls(
+            snapshot, history.status_changes, history.reclassifications, due_shown, tuple(warnings)
+        )
 
 
 @dataclass(slots=True)

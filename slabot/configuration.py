@@ -93,6 +93,13 @@ def secret_setting(environ: Mapping[str, str], name: str) -> Secret | None:
     return None if value is None else Secret(value)
 
 
+def not_configured_error(part: str, required: list[str]) -> SettingsError:
+    """``Jira is not configured: set JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN (see
+    docs/jira.md)``: what a part needs, for when it was asked for but nothing is set."""
+    names = ", ".join(required[:-1]) + " and " + required[-1] if len(required) > 1 else required[0]
+    return SettingsError(f"{part} is not configured: set {names} (see docs/{part.lower()}.md)")
+
+
 def missing_settings_error(part: str, missing: list[str], why: str) -> SettingsError:
     """``Zendesk is half-configured: set ZENDESK_API_TOKEN (...)`` -- never a value."""
     names = " and ".join(missing)

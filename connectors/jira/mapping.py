@@ -172,13 +172,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         raw = fields.get(config.due_instant_field.id)
         shown_instant = parse_instant(raw, f"{where}: {config.due_instant_field.id}")
         due_shown["instant"] = iso_z(shown_instant) if shown_instant else None
-    return Mapped(
-        snapshot,
-        history.status_changes,
-        history.reclassifications,
-        due_shown,
-        tuple(warnings),
-    )
+    return Mapped.read(snapshot, history, due_shown, warnings)
 
 
 # --- write-back values ----------------------------------------------------------------------

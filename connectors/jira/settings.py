@@ -6,16 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from slabot.configuration import (
-    Secret,
-    SettingsError,
-    any_setting,
-    environment,
-    missing_settings_error,
-    secret_setting,
-    setting,
-    unset,
-)
+from slabot import configuration
+from slabot.configuration import Secret, SettingsError
 
 SETTINGS = ("JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_WEBHOOK_SECRET")
 
@@ -42,21 +34,22 @@ class JiraSettings:
 
         ``webhooks=False`` (backfill, polling only) does not require the webhook secret.
         """
-        env = environment(environ)
+        env = configuration.environment(environ)
         if not JiraSettings.configured(env):
-            raise SettingsError(
-                "Jira is not configured: set JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN "
-                "(see docs/jira.md)"
+            raise configuration.not_configured_error(
+                "Jira", ["JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN"]
             )
-        url = setting(env, "JIRA_URL")
-        email = setting(env, "JIRA_EMAIL")
-        api_token = secret_setting(env, "JIRA_API_TOKEN")
-        webhook_secret = secret_setting(env, "JIRA_WEBHOOK_SECRET")
-        missing = unset(("JIRA_URL", url), ("JIRA_EMAIL", email), ("JIRA_API_TOKEN", api_token))
+        url = configuration.setting(env, "JIRA_URL")
+        email = configuration.setting(env, "JIRA_EMAIL")
+        api_token = configuration.secret_setting(env, "JIRA_API_TOKEN")
+        webhook_secret = configuration.secret_setting(env, "JIRA_WEBHOOK_SECRET")
+        missing = configuration.unset(
+            ("JIRA_URL", url), ("JIRA_EMAIL", email), ("JIRA_API_TOKEN", api_token)
+        )
         if webhooks and webhook_secret is None:
             missing.append("JIRA_WEBHOOK_SECRET")
         if missing:
-            raise missing_settings_error(
+            raise configuration.missing_settings_error(
                 "Jira",
                 missing,
                 "see docs/jira.md; leave every JIRA_* setting unset to disable Jira",
@@ -70,7 +63,7 @@ class JiraSettings:
     def configured(environ: Mapping[str, str] | None = None) -> bool:
         """Whether any ``JIRA_*`` setting is given (the connector is then enabled and its
         settings must be complete)."""
-        return any_setting(environ, SETTINGS)
+        return configuration.any_setting(environ, SETTINGS)
 
 
 def _base_url(text: str) -> str:

@@ -191,13 +191,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         customer_replies=tuple(history.customer_replies),
         **values,
     )
-    return Mapped(
-        snapshot,
-        history.status_changes,
-        history.reclassifications,
-        due_shown,
-        tuple(warnings),
-    )
+    return Mapped.read(snapshot, history, due_shown, warnings)
 
 
 def _due_format(due: DueField) -> dict[str, str]:

@@ -6,15 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from slabot.configuration import (
-    Secret,
-    SettingsError,
-    any_setting,
-    environment,
-    missing_settings_error,
-    secret_setting,
-    setting,
-)
+from slabot import configuration
+from slabot.configuration import Secret, SettingsError
 
 SETTINGS = (
     "ZENDESK_SUBDOMAIN",
@@ -53,18 +46,17 @@ class ZendeskSettings:
 
         ``webhooks=False`` (backfill, polling only) does not require the signing secret.
         """
-        env = environment(environ)
-        subdomain = setting(env, "ZENDESK_SUBDOMAIN")
-        url = setting(env, "ZENDESK_URL")
-        email = setting(env, "ZENDESK_EMAIL")
-        api_token = secret_setting(env, "ZENDESK_API_TOKEN")
-        oauth_token = secret_setting(env, "ZENDESK_OAUTH_TOKEN")
-        webhook_secret = secret_setting(env, "ZENDESK_WEBHOOK_SECRET")
+        env = configuration.environment(environ)
+        subdomain = configuration.setting(env, "ZENDESK_SUBDOMAIN")
+        url = configuration.setting(env, "ZENDESK_URL")
+        email = configuration.setting(env, "ZENDESK_EMAIL")
+        api_token = configuration.secret_setting(env, "ZENDESK_API_TOKEN")
+        oauth_token = configuration.secret_setting(env, "ZENDESK_OAUTH_TOKEN")
+        webhook_secret = configuration.secret_setting(env, "ZENDESK_WEBHOOK_SECRET")
 
         if not ZendeskSettings.configured(env):
-            raise SettingsError(
-                "Zendesk is not configured: set ZENDESK_SUBDOMAIN, ZENDESK_EMAIL and "
-                "ZENDESK_API_TOKEN (see docs/zendesk.md)"
+            raise configuration.not_configured_error(
+                "Zendesk", ["ZENDESK_SUBDOMAIN", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN"]
             )
         missing = []
         if subdomain is None and url is None:
@@ -84,7 +76,7 @@ class ZendeskSettings:
         if webhooks and webhook_secret is None:
             missing.append("ZENDESK_WEBHOOK_SECRET")
         if missing:
-            raise missing_settings_error(
+            raise configuration.missing_settings_error(
                 "Zendesk",
                 missing,
                 "see docs/zendesk.md; leave every ZENDESK_* setting unset to disable Zendesk",
@@ -103,7 +95,7 @@ class ZendeskSettings:
     def configured(environ: Mapping[str, str] | None = None) -> bool:
         """Whether any ``ZENDESK_*`` setting is given (the connector is then enabled and its
         settings must be complete)."""
-        return any_setting(environ, SETTINGS)
+        return configuration.any_setting(environ, SETTINGS)
 
 
 def _subdomain(text: str) -> str:

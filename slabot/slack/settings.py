@@ -6,16 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from slabot.configuration import (
-    Secret,
-    SettingsError,
-    any_setting,
-    environment,
-    missing_settings_error,
-    secret_setting,
-    setting,
-    unset,
-)
+from slabot import configuration
+from slabot.configuration import Secret, SettingsError
 
 SETTINGS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_API_URL", "SLACK_APP_TOKEN")
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -48,18 +40,19 @@ class SlackSettings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> SlackSettings:
         """Read the ``SLACK_*`` settings; a missing one is named in the error."""
-        env = environment(environ)
+        env = configuration.environment(environ)
         if not cls.configured(env):
-            raise SettingsError(
-                "Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET "
-                "(see docs/slack.md)"
+            raise configuration.not_configured_error(
+                "Slack", ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"]
             )
-        bot_token = secret_setting(env, "SLACK_BOT_TOKEN")
-        signing_secret = secret_setting(env, "SLACK_SIGNING_SECRET")
-        app_token = secret_setting(env, "SLACK_APP_TOKEN")
-        missing = unset(("SLACK_BOT_TOKEN", bot_token), ("SLACK_SIGNING_SECRET", signing_secret))
+        bot_token = configuration.secret_setting(env, "SLACK_BOT_TOKEN")
+        signing_secret = configuration.secret_setting(env, "SLACK_SIGNING_SECRET")
+        app_token = configuration.secret_setting(env, "SLACK_APP_TOKEN")
+        missing = configuration.unset(
+            ("SLACK_BOT_TOKEN", bot_token), ("SLACK_SIGNING_SECRET", signing_secret)
+        )
         if missing:
-            raise missing_settings_error(
+            raise configuration.missing_settings_error(
                 "Slack",
                 missing,
                 "see docs/slack.md; leave every SLACK_* setting unset to disable Slack",
@@ -75,14 +68,14 @@ class SlackSettings:
                 "SLACK_APP_TOKEN must be an app-level token with connections:write (it starts "
                 "with xapp-; Basic Information > App-Level Tokens), or unset for HTTP mode"
             )
-        api_url = _api_url(setting(env, "SLACK_API_URL") or DEFAULT_API_URL)
+        api_url = _api_url(configuration.setting(env, "SLACK_API_URL") or DEFAULT_API_URL)
         return cls(bot_token, signing_secret, api_url, app_token)
 
     @staticmethod
     def configured(environ: Mapping[str, str] | None = None) -> bool:
         """Whether any ``SLACK_*`` setting is given (Slack is then enabled and its settings
         must be complete)."""
-        return any_setting(environ, SETTINGS)
+        return configuration.any_setting(environ, SETTINGS)
 
 
 def _api_url(text: str) -> str:

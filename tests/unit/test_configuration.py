@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,12 @@ from pydantic import BaseModel
 
 from bot.errors import SlabotError
 from connectors.jira.config import JiraConfig, JiraConfigError
+from connectors.jira.settings import JiraSettings
 from connectors.zendesk.config import ZendeskConfig, ZendeskConfigError
+from connectors.zendesk.settings import ZendeskSettings
 from slabot.configuration import (
     Secret,
+    SettingsError,
     any_setting,
     load_section,
     parse_section,
@@ -19,6 +23,7 @@ from slabot.configuration import (
     unset,
 )
 from slabot.slack.config import SlackConfig, SlackConfigError, parse_slack_config
+from slabot.slack.settings import SlackSettings
 
 SECTIONS = [
     (ZendeskConfig, "zendesk", ZendeskConfigError),
@@ -77,3 +82,31 @@ def test_settings_are_read_from_the_mapping_given_blank_ones_as_unset() -> None:
     assert setting(environ, "A_TOKEN") is None
     assert any_setting(environ, ("A_URL", "A_TOKEN")) and not any_setting(environ, ("A_TOKEN",))
     assert unset(("A_URL", "x"), ("A_TOKEN", None), ("A_EMAIL", None)) == ["A_TOKEN", "A_EMAIL"]
+
+
+@pytest.mark.parametrize(
+    ("read", "message"),
+    [
+        (
+            ZendeskSettings.from_environ,
+            "Zendesk is not configured: set ZENDESK_SUBDOMAIN, ZENDESK_EMAIL and "
+            "ZENDESK_API_TOKEN (see docs/zendesk.md)",
+        ),
+        (
+            JiraSettings.from_environ,
+            "Jira is not configured: set JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN "
+            "(see docs/jira.md)",
+        ),
+        (
+            SlackSettings.from_environ,
+            "Slack is not configured: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET "
+            "(see docs/slack.md)",
+        ),
+    ],
+)
+def test_a_part_asked_for_with_nothing_set_says_what_to_set(
+    read: Callable[[dict[str, str]], object], message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        read({})
+    assert str(caught.value) == message
