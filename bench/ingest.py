@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session
 from bot.routing import Router
 from connectors.zendesk.config import ZendeskConfig, load_zendesk_config
 from connectors.zendesk.mapping import TicketBundle, map_ticket
-from slabot.demo.fakes.zendesk import FakeZendesk
+from slabot.fakes.zendesk import FakeZendesk
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.routing_files import load_routing
 from slabot.store.db import make_engine

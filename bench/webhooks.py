@@ -91,7 +91,7 @@ def serve_fake_zendesk(tickets: int, backlog: int, write_latency: float, pipe: C
     (policy zoom), and its three due-date fields are filled in. Each ``update_many`` (100
     tickets' writes) is answered ``write_latency`` seconds late, as a real Zendesk takes
     its time (the fake answers at once otherwise, and a flush would be over in a blink)."""
-    from slabot.demo.fakes.zendesk import FakeZendesk
+    from slabot.fakes.zendesk import FakeZendesk
 
     fake = FakeZendesk(now=datetime.now(UTC), webhook_secret=ZENDESK_SECRET)
     fake.add_user(REQUESTER, "end-user")

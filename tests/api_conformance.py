@@ -25,7 +25,7 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest
 from openapi_core.validation.request.exceptions import RequestValidationError
 
 from slabot.demo.environment import DemoSystems
-from slabot.demo.fakes.jira import Call
+from slabot.fakes.jira import Call
 
 SPEC = Path(__file__).parent / "fixtures" / "real" / "openapi" / "jira-platform-v3.subset.json"
 SITE = "https://your-domain.atlassian.net"

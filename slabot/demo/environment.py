@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from slabot.demo.fakes.jira import FakeJira
-from slabot.demo.fakes.slack import FakeSlack
-from slabot.demo.fakes.zendesk import FakeZendesk
+from slabot.fakes.jira import FakeJira
+from slabot.fakes.slack import FakeSlack
+from slabot.fakes.zendesk import FakeZendesk
 
 ZENDESK_SECRET = "demo-zendesk-signing-secret"
 ZENDESK_TOKEN = "demo-zendesk-api-token"

@@ -10,8 +10,10 @@ the drain on SIGTERM stay in the parent (``connectors.common.WebhookIntake``), w
 one job at a time and waits for its outcome.
 
 The child is started with ``spawn`` (a clean interpreter: no copied threads, locks or
-database connections), builds its own runtime from the same settings (the environment and
-config file as they are when it starts), ignores SIGINT (the parent decides when to stop: it
+database connections), builds its processor with the ``ProcessorFactory`` it is given (this
+module knows no runtime: ``slabot run``'s factory, ``slabot.service.runtime.service_intake``,
+builds a runtime of its own from the same settings, the environment and config file as they
+are when it starts), ignores SIGINT (the parent decides when to stop: it
 drains its queue, then closes the pipe) and exits when the pipe closes, the parent's death
 included. It runs at a lower scheduling
 priority (``nice`` +``WORKER_NICENESS``): on a machine whose cores are all busy, the
@@ -24,14 +26,13 @@ starts a new child.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
@@ -40,10 +41,12 @@ from connectors.common import IntakeJob
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "WORKER_NICENESS",
     "IntakeProcess",
     "IntakeProcessError",
+    "Processor",
+    "ProcessorFactory",
     "RemoteJobError",
-    "service_intake",
 ]
 
 WORKER_NICENESS = 10
@@ -264,26 +267,3 @@ def _serve(connection: Connection, factory: ProcessorFactory, niceness: int) -> 
             connection.send(reply)
         except (EOFError, OSError):
             return
-
-
-def service_intake(
-    source: str, environ: Mapping[str, str] | None, *, niceness: int = WORKER_NICENESS
-) -> IntakeProcess:
-    """The child process for ``slabot run``'s ``source`` intake: it reads the same settings
-    (``environ``, else its inherited environment) and processes jobs as the parent would."""
-    environment = dict(environ) if environ is not None else None
-    return IntakeProcess(
-        source, functools.partial(_service_processor, source, environment), niceness=niceness
-    )
-
-
-def _service_processor(source: str, environ: dict[str, str] | None) -> Processor:
-    from slabot.service.logs import SecretMasker, configure_logging
-    from slabot.service.runtime import build_runtime
-    from slabot.service.settings import load_settings
-
-    settings = load_settings(environ)
-    masker = SecretMasker(settings.secrets())
-    configure_logging(masker, level=settings.service.log_level, form=settings.service.log_format)
-    runtime = build_runtime(settings)
-    return runtime.helpdesks[source].webhook.intake.process_job

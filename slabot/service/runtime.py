@@ -5,11 +5,14 @@ each enabled connector its client, sync, webhook intake, poller and writer (Zend
 or its Bolt app and outbox sender (Slack). Nothing here makes a network call: the clients
 connect on first use. The HTTP app (``slabot.service.app``), the scheduler
 (``slabot.service.scheduler``) and ``slabot run`` (``slabot.service.server``) all start
-from a ``Runtime``.
+from a ``Runtime``. ``service_intake`` is the child process of a webhook intake
+(``slabot.service.intake_process.IntakeProcess``), with a factory that builds the child's own
+``Runtime`` here: this is the one place that wires the parts, in the parent and the child.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -30,9 +33,11 @@ from bot.routing import Router
 from connectors.common import WebhookIntake
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.service.health import Health
+from slabot.service.intake_process import WORKER_NICENESS, IntakeProcess, Processor
 from slabot.service.leader import Leadership
+from slabot.service.logs import SecretMasker, configure_logging
 from slabot.service.metrics import Metrics, StateCollector
-from slabot.service.settings import Settings
+from slabot.service.settings import Settings, load_settings
 from slabot.slack.config import SlackConfig
 from slabot.slack.store_access import SlackStore
 from slabot.slack.transport import SocketMode
@@ -251,8 +256,6 @@ def build_runtime(
         slack = _slack(settings, service("slack"), clock, options)
         store = slack.store
     if webhook_processes is not None and not is_in_memory(engine):
-        from slabot.service.intake_process import WORKER_NICENESS, service_intake
-
         # On SQLite a descheduled child holding the one write lock would hold up every
         # acknowledgement: no lower priority there.
         niceness = 0 if engine.dialect.name == "sqlite" else WORKER_NICENESS
@@ -296,6 +299,26 @@ def build_runtime(
         )
     )
     return runtime
+
+
+def service_intake(
+    source: str, environ: Mapping[str, str] | None, *, niceness: int = WORKER_NICENESS
+) -> IntakeProcess:
+    """The child process for ``slabot run``'s ``source`` intake: it reads the same settings
+    (``environ``, else its inherited environment) and processes jobs as the parent would."""
+    environment = dict(environ) if environ is not None else None
+    return IntakeProcess(
+        source, functools.partial(_service_processor, source, environment), niceness=niceness
+    )
+
+
+def _service_processor(source: str, environ: dict[str, str] | None) -> Processor:
+    """In the child: its own logging and runtime, and the ``source`` intake's job processing."""
+    settings = load_settings(environ)
+    masker = SecretMasker(settings.secrets())
+    configure_logging(masker, level=settings.service.log_level, form=settings.service.log_format)
+    runtime = build_runtime(settings)
+    return runtime.helpdesks[source].webhook.intake.process_job
 
 
 def _policy_missing(

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from connectors.jira.webhook import HANDLED, IGNORED, sign
 from slabot.demo.environment import JIRA_SECRET, DemoSystems
-from slabot.demo.fakes.jira import FakeJira, jira_time
+from slabot.fakes.jira import FakeJira, jira_time
 from slabot.store.models import StoredTicket
 from tests.e2e.harness import RunningService, start_service, wait_until
 

@@ -56,7 +56,7 @@ from slabot.demo.environment import (
     DemoSystems,
     start_systems,
 )
-from slabot.demo.fakes.chaos import Chaos
+from slabot.fakes.chaos import Chaos
 from tests.e2e.databases import ADMIN_URL, fresh_postgres
 from tests.e2e.harness import (
     Expected,

@@ -9,7 +9,7 @@ from pathlib import Path
 from processes import free_port, start, stop, wait_ready
 
 from slabot.demo.environment import AGENT, DemoSystems, write_config
-from slabot.demo.fakes.slack import FakeSocketMode
+from slabot.fakes.slack import FakeSocketMode
 
 
 def test_slabot_run_answers_a_slash_command_over_socket_mode(

@@ -20,11 +20,11 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bot.compiled import Policy
+from slabot.fakes.slack import FakeSlack
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.slack.config import SlackConfig, parse_slack_config
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
-from tests.fakes.slack import FakeSlack
 from tests.slack.slack_support import (
     CONFIG,
     MONDAY_0900_LA,

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
+from slabot.fakes.slack import FakeSlack
 from slabot.slack.app import SlackServices, build_app, make_client
 from slabot.slack.config import SlackConfig, parse_slack_config
 from slabot.slack.digests import run_digest
@@ -32,7 +33,6 @@ from slabot.slack.settings import SlackSettings
 from slabot.store.models import Nudge, OutboxItem
 from slabot.store.outbox import FlushReport, Outbox
 from slabot.store.services import Snapshot, TicketService
-from tests.fakes.slack import FakeSlack
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-fake-token"

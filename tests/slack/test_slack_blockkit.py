@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from slabot.fakes.slack_blocks import block_problems, view_problems
 from slabot.slack import cards
 from slabot.slack.blocks import MAX_BLOCKS, cut, fit, sections
 from slabot.slack.digests import digest
@@ -16,7 +17,6 @@ from slabot.slack.i18n import CATALOGS, LANGUAGES, catalog, language_of
 from slabot.slack.modals import notice_modal, reclassify_modal, snooze_modal
 from slabot.slack.nudge_messages import NudgeSubject, nudge_message
 from slabot.slack.store_access import TicketView
-from tests.fakes.slack_blocks import block_problems, view_problems
 from tests.slack.slack_support import MONDAY_0900_LA, Harness
 from tests.slack.test_slack_digests import channel
 

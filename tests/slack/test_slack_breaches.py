@@ -20,11 +20,11 @@ from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import parse_zendesk_config
 from connectors.zendesk.settings import ZendeskSettings
 from connectors.zendesk.writeback import ZendeskWriter
+from slabot.fakes.jira import FakeJira
+from slabot.fakes.slack import FakeSlack
+from slabot.fakes.zendesk import FakeZendesk
 from slabot.slack import ids
 from slabot.store.models import OutboxItem, TicketEvent
-from tests.fakes.jira import FakeJira
-from tests.fakes.slack import FakeSlack
-from tests.fakes.zendesk import FakeZendesk
 from tests.slack.slack_support import (
     ASSIGNEE,
     ASSIGNEE_EMAIL,

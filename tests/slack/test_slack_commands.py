@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.routing import Router, RoutingSpec
+from slabot.fakes.slack import FakeSlack
 from slabot.store.models import TicketEvent
-from tests.fakes.slack import FakeSlack
 from tests.slack.slack_support import AGENT, ASSIGNEE, LEAD, OUTSIDER, Harness, texts
 
 POLISH = "U0PIOTR"

@@ -15,7 +15,7 @@ from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import IssueBundle, map_issue
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import TicketBundle, map_ticket
-from tests.fakes.slack import FakeSlack
+from slabot.fakes.slack import FakeSlack
 from tests.slack.slack_support import ASSIGNEE_EMAIL, LEAD, MONDAY_0900_LA, Harness, texts
 
 FIRST_RESPONSE_ONLY = {"thresholds": {"restoration": [], "next_update": []}}

@@ -12,9 +12,9 @@ import holidays
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
+from slabot.fakes.slack import FakeSlack
 from slabot.slack.config import Digest
 from slabot.slack.digests import digest, register_digests
-from tests.fakes.slack import FakeSlack
 from tests.slack.slack_support import Harness, config, texts
 
 # Friday 2026-11-20 and the Monday after: no public holiday in Slovakia (checked below).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.fakes.slack import FakeSlack
+from slabot.fakes.slack import FakeSlack
 from tests.slack.slack_support import ASSIGNEE, LEAD, MONDAY_0900_LA, Harness, texts
 
 

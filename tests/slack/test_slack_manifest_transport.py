@@ -12,8 +12,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from slabot.fakes.slack import FakeSlack, reference_methods
 from slabot.slack.transport import EVENTS_PATH, slack_events_endpoint, socket_mode_handler
-from tests.fakes.slack import FakeSlack, reference_methods
 from tests.slack.slack_support import LEAD, SIGNING_SECRET, Harness
 
 MANIFEST = Path(__file__).parents[2] / "slack" / "manifest.yaml"

@@ -11,7 +11,7 @@ import holidays
 import pytest
 from sqlalchemy import Engine
 
-from tests.fakes.slack import FakeSlack
+from slabot.fakes.slack import FakeSlack
 from tests.slack.slack_support import ASSIGNEE, MONDAY_0900_LA, Clock, Harness, texts
 
 LA_OFFSET = timedelta(hours=8)  # Los Angeles in November (PST)

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from slabot.fakes.slack import FakeSlack
 from slabot.store.models import TicketEvent
-from tests.fakes.slack import FakeSlack
 from tests.slack.slack_support import AGENT, LEAD, OUTSIDER, Harness, texts
 
 RECLASSIFY = "sla_reclassify_modal"

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from slabot.fakes.slack import FakeSlack
 from slabot.store.outbox import ClaimedItem, PermanentWriteError, RetryableWriteError
-from tests.fakes.slack import FakeSlack
 from tests.slack.slack_support import Harness
 
 

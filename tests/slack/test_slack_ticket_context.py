@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from slabot.fakes.slack import FakeSlack
 from slabot.slack.blocks import ELLIPSIS
 from slabot.slack.texts import MAX_SUBJECT
-from tests.fakes.slack import FakeSlack
 from tests.slack.slack_support import (
     AGENT,
     ASSIGNEE,

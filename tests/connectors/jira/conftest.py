@@ -10,8 +10,8 @@ from jira_support import CONFIG, CUSTOM_FIELDS, SECRET, START, settings_for
 
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig, parse_jira_config
+from slabot.fakes.jira import FakeJira
 from tests.api_conformance import jira_problems
-from tests.fakes.jira import FakeJira
 
 
 @pytest.fixture

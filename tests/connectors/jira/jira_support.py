@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.jira.settings import JiraSettings
-from tests.fakes.jira import FakeJira
+from slabot.fakes.jira import FakeJira
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "fake-jira-secret"

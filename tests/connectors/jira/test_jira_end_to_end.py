@@ -37,6 +37,7 @@ from connectors.jira.poller import STREAM, JiraPoller, load_cursor
 from connectors.jira.sync import RECLASSIFICATION_SOURCE, JiraSync
 from connectors.jira.webhook import JiraWebhook, create_app, make_intake
 from connectors.jira.writeback import JiraWriter
+from slabot.fakes.jira import BOT, FakeJira
 from slabot.store.db import make_engine
 from slabot.store.events import EventService
 from slabot.store.migrate import upgrade
@@ -50,8 +51,7 @@ from slabot.store.models import (
 from slabot.store.outbox import Outbox
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import TicketService
-from tests.fakes.faults import Killed, answer_lost_on_first_call, dies_on_first_call
-from tests.fakes.jira import BOT, FakeJira
+from tests.support.faults import Killed, answer_lost_on_first_call, dies_on_first_call
 
 CARL, ANA = "qm:carl", "ana"
 

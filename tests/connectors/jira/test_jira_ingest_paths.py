@@ -32,11 +32,11 @@ from connectors.jira.config import JiraConfig
 from connectors.jira.poller import STREAM, JiraPoller, load_cursor
 from connectors.jira.sync import JiraSync
 from connectors.jira.webhook import JiraWebhook, create_app, make_intake
+from slabot.fakes.jira import FakeJira
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.models import StoredDecision, StoredTicket
 from slabot.store.services import TicketService
-from tests.fakes.jira import FakeJira
 
 ISSUE = "10043"
 CREATED = datetime(2026, 11, 16, 17, 0, tzinfo=UTC)

@@ -24,10 +24,10 @@ from connectors.common import RequestBudget
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig, parse_zendesk_config
 from connectors.zendesk.settings import ZendeskSettings
+from slabot.fakes.zendesk import FakeZendesk
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
-from tests.fakes.zendesk import FakeZendesk
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "fake-webhook-secret"

@@ -30,9 +30,9 @@ from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.poller import STREAM, ZendeskPoller
 from connectors.zendesk.sync import ZendeskSync
+from slabot.fakes.zendesk import FakeZendesk
 from slabot.store.models import StoredTicket
 from slabot.store.services import TicketService
-from tests.fakes.zendesk import FakeZendesk
 
 REQUESTER, ORG = 501, 701
 SINCE = START - timedelta(days=1)

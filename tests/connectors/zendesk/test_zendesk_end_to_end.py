@@ -26,6 +26,7 @@ from connectors.zendesk.poller import STREAM, ZendeskPoller, load_cursor
 from connectors.zendesk.sync import RECLASSIFICATION_SOURCE, ZendeskSync
 from connectors.zendesk.webhook import ZendeskWebhook, create_app, make_intake
 from connectors.zendesk.writeback import ZendeskWriter
+from slabot.fakes.zendesk import FakeZendesk
 from slabot.store.db import make_engine
 from slabot.store.events import EventService
 from slabot.store.migrate import upgrade
@@ -39,8 +40,7 @@ from slabot.store.models import (
 from slabot.store.outbox import Outbox
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import TicketService
-from tests.fakes.faults import Killed, answer_lost_on_first_call, dies_on_first_call
-from tests.fakes.zendesk import FakeZendesk
+from tests.support.faults import Killed, answer_lost_on_first_call, dies_on_first_call
 
 REQUESTER, AGENT, ORG = 501, 601, 701
 ENV_FIELD, FIRST_RESPONSE_FIELD, RESTORATION_FIELD, NEXT_UPDATE_FIELD = 27642, 27650, 27651, 27652

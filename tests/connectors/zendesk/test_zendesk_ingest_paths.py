@@ -29,11 +29,11 @@ from connectors.zendesk.mapping import DeletedTicketError, TicketBundle, map_tic
 from connectors.zendesk.poller import STREAM, ZendeskPoller, load_cursor
 from connectors.zendesk.sync import ZendeskSync
 from connectors.zendesk.webhook import ZendeskWebhook, create_app, make_intake
+from slabot.fakes.zendesk import FakeZendesk
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.models import StoredDecision, StoredTicket
 from slabot.store.services import TicketService
-from tests.fakes.zendesk import FakeZendesk
 
 TICKET = 35440
 CREATED = datetime(2026, 11, 16, 17, 0, tzinfo=UTC)

@@ -24,17 +24,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from slabot.demo.fakes.chaos import Chaos, reset
-from slabot.demo.fakes.slack_blocks import message_problems, view_problems
+from slabot.fakes.base import LoopbackFake
+from slabot.fakes.chaos import Chaos, reset
+from slabot.fakes.slack_blocks import message_problems, view_problems
 
 _REFERENCE_CANDIDATES = (
     Path(__file__).resolve().parent / "slack_web_api_methods.json",
-    Path(__file__).resolve().parents[4] / "shared" / "reference" / "slack_web_api_methods.json",
+    Path(__file__).resolve().parents[3] / "shared" / "reference" / "slack_web_api_methods.json",
 )
 
 
@@ -65,8 +66,10 @@ class Fault:
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(LoopbackFake):
     """The fake's state; ``start()`` serves it."""
+
+    verbs: ClassVar[tuple[str, ...]] = ("GET", "POST")
 
     token: str = "xoxb-fake-token"
     team_id: str = "T0FAKE"
@@ -107,41 +110,8 @@ class FakeSlack:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._ts = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
 
     # --- serving ---
-
-    def start(self) -> FakeSlack:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._serve(self)
-
-            def do_POST(self) -> None:
-                fake._serve(self)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def api_url(self) -> str:
@@ -233,7 +203,7 @@ class FakeSlack:
 
     # --- the protocol ---
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+    def _serve(self, handler: BaseHTTPRequestHandler, verb: str) -> None:
         if self.down:
             handler.close_connection = True
             with self._changed:

@@ -22,16 +22,14 @@ import hmac
 import itertools
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
 
-from slabot.demo.fakes.chaos import Chaos, reset
+from slabot.fakes.base import Call, Fault, HelpdeskFake
+from slabot.fakes.chaos import Chaos
 
 PRIORITIES = (None, "urgent", "high", "normal", "low")
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
@@ -42,28 +40,17 @@ def iso(instant: datetime) -> str:
 
 
 @dataclass
-class Fault:
-    status: int
-    """The answer; 0: the real answer, as of the request's arrival, sent ``stall`` seconds
-    late (a slow but good request: what changes meanwhile is not in it)."""
-    retry_after: int | None = None
-    stall: float = 0.0
-    path_contains: str = ""
-    method: str = ""
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: Any
-    status: int = 0
-
-
-@dataclass
-class FakeZendesk:
+class FakeZendesk(HelpdeskFake):
     """The fake's state; ``start()`` serves it. Times come from ``now`` (advance it)."""
+
+    OFFLINE_URL: ClassVar[str] = "https://fake.zendesk.com"
+    CONTENT_TYPE: ClassVar[str] = "application/json; charset=utf-8"
+    AUTH_SCHEMES: ClassVar[tuple[str, ...]] = ("Basic ", "Bearer ")
+    UNAUTHENTICATED: ClassVar[dict[str, Any]] = {"error": "Couldn't authenticate you"}
+    NOT_FOUND: ClassVar[dict[str, Any]] = {"error": "RecordNotFound", "description": "Not found"}
+    RATE_LIMITED: ClassVar[dict[str, Any]] = {"error": "TooManyRequests"}
+    UNAVAILABLE: ClassVar[dict[str, Any]] = {"error": "ServiceUnavailable"}
+    INTERNAL_ERROR: ClassVar[dict[str, Any]] = {"error": "InternalError"}
 
     now: datetime = field(default_factory=lambda: datetime(2026, 11, 16, 17, 0, tzinfo=UTC))
     bot_user_id: int = 900
@@ -91,8 +78,6 @@ class FakeZendesk:
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
         self._ids = itertools.count(10_000)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.users[self.bot_user_id] = {
             "id": self.bot_user_id,
             "name": "slabot",
@@ -102,61 +87,7 @@ class FakeZendesk:
             "role": "admin",
         }
 
-    # --- serving ---
-
-    def start(self) -> FakeZendesk:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._serve(self, "GET")
-
-            def do_PUT(self) -> None:
-                fake._serve(self, "PUT")
-
-            def do_POST(self) -> None:
-                fake._serve(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
     # --- test controls ---
-
-    def fail_next(
-        self,
-        count: int,
-        status: int = 503,
-        *,
-        retry_after: int | None = None,
-        stall: float = 0.0,
-        path_contains: str = "",
-        method: str = "",
-    ) -> None:
-        """The next ``count`` matching requests answer ``status`` (after ``stall`` seconds:
-        longer than the client's time-out makes a time-out)."""
-        with self._lock:
-            for _ in range(count):
-                self.faults.append(Fault(status, retry_after, stall, path_contains, method))
 
     def slow_next(
         self, count: int, seconds: float, *, path_contains: str = "", method: str = ""
@@ -166,19 +97,6 @@ class FakeZendesk:
         with self._lock:
             for _ in range(count):
                 self.faults.append(Fault(0, None, seconds, path_contains, method))
-
-    def count(self, method: str | None = None, contains: str = "") -> int:
-        with self._lock:
-            return sum(
-                1
-                for call in self.calls
-                if (method is None or call.method == method) and contains in call.path
-            )
-
-    @property
-    def write_calls(self) -> int:
-        """Requests that change something (PUT and POST), failed ones included."""
-        return self.count("PUT") + self.count("POST")
 
     def add_field(self, kind: str, key: int | str, field_type: str = "text") -> None:
         """A custom field: ``ticket`` (by numeric id), ``organization`` or ``user`` (by key)."""
@@ -331,93 +249,6 @@ class FakeZendesk:
             }
 
     # --- the API ---
-
-    def _base(self) -> str:
-        return self.url if self._server is not None else "https://fake.zendesk.com"
-
-    def _serve(self, request: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        raw = request.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else None
-        call = Call(method, parts.path, parse_qs(parts.query), body)
-        with self._lock:
-            self.calls.append(call)
-        chaos = self.chaos
-        kind = chaos.pick(method, parts.path) if chaos is not None else None
-        if kind is not None and chaos is not None:
-            self._chaos(request, call, kind, chaos)
-            return
-        with self._lock:
-            fault = self._take_fault(method, parts.path)
-        late = 0.0
-        if fault is not None and fault.status == 0:
-            late, fault = fault.stall, None
-        if fault is not None:
-            if fault.stall:
-                time.sleep(fault.stall)
-            headers = {}
-            if fault.retry_after is not None:
-                headers["Retry-After"] = str(fault.retry_after)
-            error = {"error": "TooManyRequests" if fault.status == 429 else "ServiceUnavailable"}
-            self._reply(request, call, fault.status, error, headers)
-            return
-        if not self._authorized(request):
-            self._reply(request, call, 401, {"error": "Couldn't authenticate you"})
-            return
-        try:
-            with self._lock:
-                status, payload = self._route(method, parts.path, call.query, body)
-        except KeyError:
-            status, payload = 404, {"error": "RecordNotFound", "description": "Not found"}
-        if late:
-            payload = json.loads(json.dumps(payload))  # as of now, whatever changes meanwhile
-            time.sleep(late)
-        self._reply(request, call, status, payload)
-
-    def _chaos(self, request: BaseHTTPRequestHandler, call: Call, kind: str, chaos: Chaos) -> None:
-        if kind == "reset":
-            call.status = -1
-            reset(request)
-        elif kind == "429":
-            headers = {"Retry-After": str(chaos.retry_after)}
-            self._reply(request, call, 429, {"error": "TooManyRequests"}, headers)
-        elif kind == "timeout":
-            time.sleep(chaos.stall)
-            self._reply(request, call, 503, {"error": "ServiceUnavailable"})
-        else:
-            self._reply(request, call, 500, {"error": "InternalError"})
-
-    def _authorized(self, request: BaseHTTPRequestHandler) -> bool:
-        header = request.headers.get("Authorization") or ""
-        return header.startswith(("Basic ", "Bearer "))
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        for index, fault in enumerate(self.faults):
-            if fault.path_contains in path and (not fault.method or fault.method == method):
-                return self.faults.pop(index)
-        return None
-
-    def _reply(
-        self,
-        request: BaseHTTPRequestHandler,
-        call: Call,
-        status: int,
-        payload: Any,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        call.status = status
-        data = json.dumps(payload).encode()
-        try:
-            request.send_response(status)
-            request.send_header("Content-Type", "application/json; charset=utf-8")
-            request.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                request.send_header(name, value)
-            request.end_headers()
-            request.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client timed out and went away
 
     def _route(
         self, method: str, path: str, query: dict[str, list[str]], body: Any

@@ -27,16 +27,14 @@ import itertools
 import json
 import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from slabot.demo.fakes.chaos import Chaos, reset
+from slabot.fakes.base import Call, Fault, HelpdeskFake
+from slabot.fakes.chaos import Chaos
 
 BOT = "5f0c0a5e1b2c3d0070a1b0b0"
 PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
@@ -68,26 +66,20 @@ def jira_time(instant: datetime) -> str:
 
 
 @dataclass
-class Fault:
-    status: int
-    retry_after: int | None = None
-    stall: float = 0.0
-    path_contains: str = ""
-    method: str = ""
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: Any
-    status: int = 0
-
-
-@dataclass
-class FakeJira:
+class FakeJira(HelpdeskFake):
     """The fake's state; ``start()`` serves it. Times come from ``now`` (advance it)."""
+
+    OFFLINE_URL: ClassVar[str] = "https://fake.atlassian.net"
+    CONTENT_TYPE: ClassVar[str] = "application/json;charset=UTF-8"
+    AUTH_SCHEMES: ClassVar[tuple[str, ...]] = ("Basic ",)
+    UNAUTHENTICATED: ClassVar[dict[str, Any]] = {"errorMessages": ["You are not authenticated."]}
+    NOT_FOUND: ClassVar[dict[str, Any]] = {
+        "errorMessages": ["Issue does not exist or you do not have permission to see it."],
+        "errors": {},
+    }
+    RATE_LIMITED: ClassVar[dict[str, Any]] = {"errorMessages": ["Rate limit exceeded"]}
+    UNAVAILABLE: ClassVar[dict[str, Any]] = {"errorMessages": ["Service unavailable"]}
+    INTERNAL_ERROR: ClassVar[dict[str, Any]] = {"errorMessages": ["Internal server error"]}
 
     now: datetime = field(default_factory=lambda: datetime(2026, 11, 16, 17, 0, tzinfo=UTC))
     webhook_secret: str = "fake-jira-secret"
@@ -118,77 +110,9 @@ class FakeJira:
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
         self._ids = itertools.count(10_000)
-        self._server: ThreadingHTTPServer | None = None
         self.add_user(BOT, "slabot", time_zone=self.bot_time_zone)
 
-    # --- serving ---
-
-    def start(self) -> FakeJira:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._serve(self, "GET")
-
-            def do_PUT(self) -> None:
-                fake._serve(self, "PUT")
-
-            def do_POST(self) -> None:
-                fake._serve(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
     # --- test controls ---
-
-    def fail_next(
-        self,
-        count: int,
-        status: int = 503,
-        *,
-        retry_after: int | None = None,
-        stall: float = 0.0,
-        path_contains: str = "",
-        method: str = "",
-    ) -> None:
-        """The next ``count`` matching requests answer ``status`` (after ``stall`` seconds:
-        longer than the client's time-out makes a time-out)."""
-        with self._lock:
-            for _ in range(count):
-                self.faults.append(Fault(status, retry_after, stall, path_contains, method))
-
-    def count(self, method: str | None = None, contains: str = "") -> int:
-        with self._lock:
-            return sum(
-                1
-                for call in self.calls
-                if (method is None or call.method == method) and contains in call.path
-            )
-
-    @property
-    def write_calls(self) -> int:
-        """Requests that change something (PUT and POST), failed ones included."""
-        return self.count("PUT") + self.count("POST")
 
     def add_user(
         self,
@@ -333,91 +257,6 @@ class FakeJira:
             return copy.deepcopy(self.comments[str(10_000 + number)])
 
     # --- the API ---
-
-    def _base(self) -> str:
-        return self.url if self._server is not None else "https://fake.atlassian.net"
-
-    def _serve(self, request: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(request.path)
-        length = int(request.headers.get("Content-Length") or 0)
-        raw = request.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else None
-        call = Call(method, parts.path, parse_qs(parts.query), body)
-        with self._lock:
-            self.calls.append(call)
-        chaos = self.chaos
-        kind = chaos.pick(method, parts.path) if chaos is not None else None
-        if kind is not None and chaos is not None:
-            self._chaos(request, call, kind, chaos)
-            return
-        with self._lock:
-            fault = self._take_fault(method, parts.path)
-        if fault is not None:
-            if fault.stall:
-                time.sleep(fault.stall)
-            headers = {}
-            if fault.retry_after is not None:
-                headers["Retry-After"] = str(fault.retry_after)
-            message = "Rate limit exceeded" if fault.status == 429 else "Service unavailable"
-            self._reply(request, call, fault.status, {"errorMessages": [message]}, headers)
-            return
-        if not (request.headers.get("Authorization") or "").startswith("Basic "):
-            self._reply(request, call, 401, {"errorMessages": ["You are not authenticated."]})
-            return
-        try:
-            with self._lock:
-                status, payload = self._route(method, parts.path, call.query, body)
-        except KeyError:
-            status, payload = (
-                404,
-                {
-                    "errorMessages": [
-                        "Issue does not exist or you do not have permission to see it."
-                    ],
-                    "errors": {},
-                },
-            )
-        self._reply(request, call, status, payload)
-
-    def _chaos(self, request: BaseHTTPRequestHandler, call: Call, kind: str, chaos: Chaos) -> None:
-        if kind == "reset":
-            call.status = -1
-            reset(request)
-        elif kind == "429":
-            headers = {"Retry-After": str(chaos.retry_after)}
-            self._reply(request, call, 429, {"errorMessages": ["Rate limit exceeded"]}, headers)
-        elif kind == "timeout":
-            time.sleep(chaos.stall)
-            self._reply(request, call, 503, {"errorMessages": ["Service unavailable"]})
-        else:
-            self._reply(request, call, 500, {"errorMessages": ["Internal server error"]})
-
-    def _take_fault(self, method: str, path: str) -> Fault | None:
-        for index, fault in enumerate(self.faults):
-            if fault.path_contains in path and (not fault.method or fault.method == method):
-                return self.faults.pop(index)
-        return None
-
-    def _reply(
-        self,
-        request: BaseHTTPRequestHandler,
-        call: Call,
-        status: int,
-        payload: Any,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        call.status = status
-        data = b"" if status == 204 else json.dumps(payload).encode()
-        try:
-            request.send_response(status)
-            request.send_header("Content-Type", "application/json;charset=UTF-8")
-            request.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                request.send_header(name, value)
-            request.end_headers()
-            request.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client timed out and went away
 
     def _route(
         self, method: str, path: str, query: dict[str, list[str]], body: Any
