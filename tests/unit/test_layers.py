@@ -235,6 +235,26 @@ def test_the_intake_process_does_not_know_the_runtime(sources: dict[str, ast.AST
     assert "slabot.service.intake_process" in graph["slabot.service.runtime"]
 
 
+def test_slack_and_the_connectors_are_siblings(sources: dict[str, ast.AST]) -> None:
+    """Neither imports the other: what both need (settings, ``Secret``, the parse of a config
+    section) lives in ``slabot.configuration``, which imports neither."""
+    graph = import_graph(sources, with_local=True)
+
+    def crossing(importers: str, imported: str) -> list[str]:
+        return sorted(
+            f"{name} -> {other}"
+            for name, others in graph.items()
+            if name == importers or name.startswith(f"{importers}.")
+            for other in others
+            if other == imported or other.startswith(f"{imported}.")
+        )
+
+    assert crossing("slabot.slack", "connectors") == []
+    assert crossing("connectors", "slabot.slack") == []
+    assert crossing("slabot.configuration", "connectors") == []
+    assert crossing("slabot.configuration", "slabot.slack") == []
+
+
 # --- the scans themselves catch what they are meant to catch ---
 
 
