@@ -255,6 +255,25 @@ def test_slack_and_the_connectors_are_siblings(sources: dict[str, ast.AST]) -> N
     assert crossing("slabot.configuration", "slabot.slack") == []
 
 
+MAPPINGS = sorted([ROOT / "connectors" / "mapping.py", *ROOT.glob("connectors/*/mapping.py")])
+NETWORK = frozenset({"httpx", "requests", "urllib3", "socket", "zenpy", "jira", "sqlalchemy"})
+
+
+def test_there_are_mappings_to_check() -> None:
+    assert {path.parent.name for path in MAPPINGS} >= {"connectors", "zendesk", "jira"}
+
+
+@pytest.mark.parametrize("path", MAPPINGS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_a_mapping_imports_no_client_sdk_or_database(
+    path: Path, sources: dict[str, ast.AST]
+) -> None:
+    """The mappings are pure: payload in, snapshot out (the clients do the network)."""
+    tree = sources[module_name(path)]
+    assert sorted(imported_modules(tree) & NETWORK) == []
+    graph = import_graph(sources, with_local=True)
+    assert sorted(name for name in graph[module_name(path)] if name.endswith(".client")) == []
+
+
 # --- the scans themselves catch what they are meant to catch ---
 
 
