@@ -177,10 +177,14 @@ def load_section(
         text = file.read_text(encoding="utf-8")
     except OSError as failure:
         raise error(f"{file}: cannot read: {failure.strerror}") from None
+    except UnicodeDecodeError:  # was a traceback; the words of the service's settings
+        raise error(f"{file}: is not UTF-8 text; save the config file as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as failure:
         raise error(f"{file}: not valid YAML: {failure}") from None
+    except RecursionError:  # likewise
+        raise error(f"{file}: not valid YAML: nested too deeply") from None
     return parse_section(
         model,
         name,

@@ -70,6 +70,23 @@ def test_a_file_that_cannot_be_read_or_parsed_is_named(tmp_path: Path) -> None:
         load_section(JiraConfig, "jira", broken, JiraConfigError)
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("plan: caf\xe9\n".encode("latin-1"), "is not UTF-8 text; save the config file as UTF-8"),
+        (b"jira: " + b"[" * 5_000, "not valid YAML: nested too deeply"),
+    ],
+)
+def test_a_file_that_is_not_utf8_or_nests_too_deeply_is_named_not_a_traceback(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(content)
+    with pytest.raises(JiraConfigError) as caught:
+        load_section(JiraConfig, "jira", path, JiraConfigError)
+    assert str(caught.value) == f"{path}: {problem}"
+
+
 def test_a_secret_never_shows_its_value() -> None:
     token = Secret("xoxb-123")
     assert (repr(token), str(token), f"{token}") == ("Secret('********')", "********", "********")
