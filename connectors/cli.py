@@ -1,19 +1,25 @@
-"""``slabot backfill SOURCE --since DATE``: the connectors' command-line entries.
+"""``slabot backfill SOURCE --since DATE``: one backfill driver over each helpdesk's description.
 
 Each source names the module and function that run it, imported only when called, so the
-engine-only commands never load an SDK.
+engine-only commands never load an SDK. That function hands ``run_backfill`` its
+``HelpdeskBackfill``: how to read the helpdesk's settings and config, and how to build its
+poller and writer over a ``TicketService``; the driver does the rest alike for every
+helpdesk (the policies and routing, the migrated database, the progress bar, resuming, the
+summary lines and the exit status).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.errors import SlabotError
 
@@ -22,6 +28,9 @@ if TYPE_CHECKING:
 
     from bot.compiled import Policy
     from bot.routing import Router
+    from connectors.writeback import WriteReport
+    from slabot.store.outbox import Outbox
+    from slabot.store.services import TicketService
 
 BACKFILLS = {
     "zendesk": "connectors.zendesk.cli:backfill",
@@ -37,6 +46,108 @@ ticket was applied (or skipped as deleted)."""
 
 class BackfillError(SlabotError):
     """The backfill cannot start (a bad date, a database not migrated)."""
+
+
+class BackfillReport(Protocol):
+    """What a connector's poller reports of a backfill (its ``PollReport``)."""
+
+    pages: int
+    applied: int
+    failed: int
+    skipped: int
+    enqueued: int
+    error: str | None
+    errors: list[str]
+    resumed: bool
+
+
+class BackfillPoller(Protocol):
+    def backfill(
+        self, since: datetime, *, progress: Callable[[Any, Any], None] | None = None
+    ) -> Any: ...
+
+
+class BackfillWriter(Protocol):
+    def flush(self, worker_id: str) -> WriteReport: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillParts:
+    """A helpdesk's poller over the backfill's ``TicketService``, and how to build its
+    writer over an outbox (``--write``)."""
+
+    poller: BackfillPoller
+    writer: Callable[[Outbox], BackfillWriter]
+
+
+@dataclass(frozen=True, slots=True)
+class HelpdeskBackfill:
+    """What ``run_backfill`` needs to know of one helpdesk (``connectors/<name>/cli.py``)."""
+
+    source: str
+    """``zendesk``: the command's SOURCE, the config section, the store's source."""
+    unit: str
+    """What the helpdesk calls a ticket, plural: ``tickets``, ``issues``."""
+    settings: Callable[[Mapping[str, str]], Any]
+    """The credentials from the environment (webhooks not needed)."""
+    config: Callable[[str], Any]
+    """The helpdesk's section of the config file (it has a ``policy``)."""
+    connect: Callable[[Any, Any, TicketService], BackfillParts]
+    """The poller and the writer, from the settings, the config and the tickets."""
+    read: Callable[[Any], int]
+    """The tickets a report says were read (``report.tickets``, ``report.issues``)."""
+    skipped: str | None = None
+    """How the summary names the tickets the report skips (None: the helpdesk skips none)."""
+
+
+def run_backfill(
+    helpdesk: HelpdeskBackfill, args: argparse.Namespace, environ: Mapping[str, str] | None
+) -> int:
+    """``slabot backfill <helpdesk.source>``: import every ticket updated since ``--since``,
+    a page per transaction, then (``--write``) send the writes owed; the exit status."""
+    from slabot.store.outbox import Outbox
+    from slabot.store.services import TicketService
+
+    source, unit = helpdesk.source, helpdesk.unit
+    env = os.environ if environ is None else environ
+    since = parse_since(args.since)
+    settings = helpdesk.settings(env)
+    config = helpdesk.config(args.config)
+    policies = backfill_policies(args, source, config.policy)
+    engine = migrated_engine(env)
+    try:
+        router = backfill_router(args, policies)
+        if router is None and config.policy is None:
+            raise BackfillError(
+                f"{args.config}: {source}.policy is not set and there is no routing: section"
+            )
+        tickets = TicketService(
+            engine, policies, lambda: datetime.now(UTC), origin=source, router=router
+        )
+        parts = helpdesk.connect(settings, config, tickets)
+        with progress_bar(source, unit) as update:
+            report: BackfillReport = parts.poller.backfill(
+                since, progress=lambda _, done: update(helpdesk.read(done), done.pages)
+            )
+        if report.resumed:
+            resumed_note(source, since)
+        skipped = "" if helpdesk.skipped is None else f"{report.skipped} {helpdesk.skipped}, "
+        print(
+            f"{source}: {helpdesk.read(report)} {unit} read in {report.pages} pages since "
+            f"{since:%Y-%m-%d %H:%M} UTC, {report.applied} applied, {report.failed} failed, "
+            f"{skipped}{report.enqueued} writes owed"
+        )
+        status = finish_backfill(source, report.errors, report.error)
+        if args.write:
+            outbox = Outbox(engine, lambda: datetime.now(UTC))
+            written = parts.writer(outbox).flush("backfill")
+            print(
+                f"{source}: {written.sent} writes sent to {written.tickets} {unit} in "
+                f"{written.write_calls} calls, {written.retrying} to retry, {written.dead} refused"
+            )
+    finally:
+        engine.dispose()
+    return status
 
 
 def finish_backfill(source: str, failures: Sequence[str], stopped: str | None) -> int:

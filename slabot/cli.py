@@ -20,14 +20,11 @@ from bot.errors import SlabotError
 from bot.explain import explain
 from bot.routing import Router
 from bot.ticket import Ticket, parse_instant
+from slabot.cli_support import UsageError, add_command, database_errors, require_schema
 from slabot.policy_files import PolicyFileError, bundled_policy_paths, load_policy
 
 SAMPLE_NOW = "2026-11-23T12:00:00Z"
 """The instant the bundled sample is evaluated at, so its states read the same every day."""
-
-
-class UsageError(SlabotError):
-    """The command line is wrong; the message says how to call it."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,8 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    evaluate_cmd = commands.add_parser(
+    evaluate_cmd = add_command(
+        commands,
         "evaluate",
+        _evaluate,
         help="evaluate tickets (JSON Lines) against a policy",
         description="Read one ticket per line (JSON) and print one decision per line.",
     )
@@ -66,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         help="route each ticket by the routing: rules of this config file (config/slabot.yaml) "
         "to one of the policies it loads, instead of --policy",
     )
-    evaluate_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
+    _now_option(evaluate_cmd)
     evaluate_cmd.add_argument(
         "--format", choices=("jsonl", "table"), default="jsonl", help="output format"
     )
@@ -82,18 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         help=f"evaluate the bundled sample tickets with the bundled policies (at {SAMPLE_NOW})",
     )
     evaluate_cmd.add_argument("input", nargs="?", default="-", help="JSON Lines file, or - (stdin)")
-    evaluate_cmd.set_defaults(handler=_evaluate)
 
-    explain_cmd = commands.add_parser("explain", help="explain a ticket's due dates for a person")
-    explain_cmd.add_argument("--policy", required=True, metavar="FILE", help="policy file")
-    explain_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
-    explain_cmd.add_argument(
-        "ticket", metavar="TICKET_JSON", help="the ticket as JSON text, a file holding it, or -"
+    explain_cmd = add_command(
+        commands, "explain", _explain, help="explain a ticket's due dates for a person"
     )
-    explain_cmd.set_defaults(handler=_explain)
+    explain_cmd.add_argument("--policy", required=True, metavar="FILE", help="policy file")
+    _now_option(explain_cmd)
+    _ticket_argument(explain_cmd)
 
-    check_cmd = commands.add_parser(
+    check_cmd = add_command(
+        commands,
         "check-config",
+        _check_config,
         help="validate policy files and service config files (config/slabot.yaml)",
         description="Validate each file: a policy, or the service's config (its top-level keys "
         "are among service, zendesk, jira, slack). Problems are printed as "
@@ -106,16 +105,17 @@ def _parser() -> argparse.ArgumentParser:
         help="what the files are (default: told apart by their top-level keys)",
     )
     check_cmd.add_argument("files", nargs="+", metavar="FILE")
-    check_cmd.set_defaults(handler=_check_config)
 
-    routes_cmd = commands.add_parser(
+    routes = add_command(
+        commands,
         "routes",
         help="the routing rules of config/slabot.yaml",
         description="Which policy routing: gives a ticket, and why.",
-    )
-    routes_commands = routes_cmd.add_subparsers(dest="routes_command", required=True)
-    routes_explain_cmd = routes_commands.add_parser(
+    ).add_subparsers(dest="routes_command", required=True)
+    routes_explain_cmd = add_command(
+        routes,
         "explain",
+        _routes_explain,
         help="say which rule a ticket matches and why the earlier ones do not",
         description="Walk the routing rules in order for one ticket (the JSON Lines input of "
         "slabot evaluate, with its routing fields: source, brand, project...).",
@@ -126,32 +126,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the config file whose routing: section is read (default config/slabot.yaml)",
     )
-    routes_explain_cmd.add_argument(
-        "ticket", metavar="TICKET_JSON", help="the ticket as JSON text, a file holding it, or -"
-    )
-    routes_explain_cmd.set_defaults(handler=_routes_explain)
+    _ticket_argument(routes_explain_cmd)
 
     from connectors.cli import add_backfill_command
 
     add_backfill_command(commands)
 
-    db_cmd = commands.add_parser(
+    db = _actions(
+        commands,
         "db",
         help="manage slabot's database",
         description="Manage the database named by DATABASE_URL "
         "(default: sqlite:///slabot.db, a SQLite file in the working directory).",
     )
-    db_commands = db_cmd.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    upgrade_cmd = db_commands.add_parser(
+    add_command(
+        db,
         "upgrade",
+        _db_upgrade,
         help="apply the database migrations (safe to repeat)",
         description="Create or migrate the database to the newest schema; a database "
         "already there is left as it is.",
     )
-    upgrade_cmd.set_defaults(handler=_db_upgrade)
 
-    recompute_cmd = commands.add_parser(
+    recompute_cmd = add_command(
+        commands,
         "recompute",
+        _recompute,
         help="re-evaluate stored open tickets against a changed policy",
         description="Re-evaluate every open ticket of the policy's name stored in the database "
         "named by DATABASE_URL against the policy file; print per ticket what changes (priority, "
@@ -169,15 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     recompute_cmd.add_argument(
         "--dry-run", action="store_true", help="print the changes, store nothing"
     )
-    recompute_cmd.add_argument("--now", help="ISO 8601 instant for states (default: now)")
-    recompute_cmd.set_defaults(handler=_recompute)
+    _now_option(recompute_cmd)
 
     from slabot.reports_cli import add_commands as add_report_commands
 
     add_report_commands(commands)  # slabot report, slabot credits
 
-    run_cmd = commands.add_parser(
+    run_cmd = add_command(
+        commands,
         "run",
+        _run,
         help="serve the webhooks, Slack, the dashboard and the scheduled jobs",
         description="Run the service: migrate the database named by DATABASE_URL, then serve "
         "POST /webhooks/zendesk, /webhooks/jira and /slack/events, /healthz, /readyz, "
@@ -185,8 +186,17 @@ def _parser() -> argparse.ArgumentParser:
         "several on PostgreSQL). Settings: the environment and config/slabot.yaml "
         "(SLABOT_CONFIG names another file); see docs/deploy.md.",
     )
-    doctor_cmd = commands.add_parser(
+    run_cmd.add_argument(
+        "--host",
+        help="address to listen on (default: service.host, 127.0.0.1); any address but a "
+        "loopback one needs SLABOT_DASHBOARD_TOKEN (or a dashboard user and password)",
+    )
+    run_cmd.add_argument("--port", type=int, help="port to listen on (default: service.port, 8000)")
+
+    doctor_cmd = add_command(
+        commands,
         "doctor",
+        _doctor,
         help="probe each credential and permission slabot needs, and say what to fix",
         description="With the settings `slabot run` reads (the environment and "
         "config/slabot.yaml), ask Zendesk, Jira and Slack whether slabot's credentials, role, "
@@ -197,43 +207,34 @@ def _parser() -> argparse.ArgumentParser:
     doctor_cmd.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format"
     )
-    doctor_cmd.set_defaults(handler=_doctor)
 
-    run_cmd.add_argument(
-        "--host",
-        help="address to listen on (default: service.host, 127.0.0.1); any address but a "
-        "loopback one needs SLABOT_DASHBOARD_TOKEN (or a dashboard user and password)",
-    )
-    run_cmd.add_argument("--port", type=int, help="port to listen on (default: service.port, 8000)")
-    run_cmd.set_defaults(handler=_run)
-
-    docs_cmd = commands.add_parser(
+    docs_target = add_command(
+        commands,
         "config-docs",
+        _config_docs,
         help="print the configuration reference (docs/configuration.md)",
         description="Render every setting of the environment, config/slabot.yaml and policy "
         "files (type, default, description, environment variable) from the models, as "
         "Markdown: printed, written with --output, or compared with --check (exit 1 when "
         "the file is out of date).",
-    )
-    docs_target = docs_cmd.add_mutually_exclusive_group()
+    ).add_mutually_exclusive_group()
     docs_target.add_argument("--output", metavar="FILE", help="write the reference to FILE")
     docs_target.add_argument(
         "--check", metavar="FILE", help="exit 1 when FILE is not what would be written"
     )
-    docs_cmd.set_defaults(handler=_config_docs)
 
-    outbox_cmd = commands.add_parser(
+    outbox = _actions(
+        commands,
         "outbox",
         help="list and replay the writes slabot owes (the outbox)",
         description="The outbox of the database named by DATABASE_URL: what slabot owes "
         "Zendesk, Jira and Slack, and what it gave up on (dead letters). See "
         "docs/operations.md.",
     )
-    outbox_commands = outbox_cmd.add_subparsers(
-        dest="outbox_command", required=True, metavar="ACTION"
-    )
-    list_cmd = outbox_commands.add_parser(
+    list_cmd = add_command(
+        outbox,
         "list",
+        _outbox_list,
         help="list pending items, or dead letters with --dead",
         description="One line per item: id, target system, ticket, kind, attempts, when it is "
         "due (or its error), oldest first.",
@@ -243,18 +244,19 @@ def _parser() -> argparse.ArgumentParser:
         "--target", choices=("zendesk", "jira", "slack"), help="only this target system"
     )
     list_cmd.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    list_cmd.set_defaults(handler=_outbox_list)
-    replay_cmd = outbox_commands.add_parser(
+    add_command(
+        outbox,
         "replay",
+        _outbox_replay,
         help="make dead letters due again (after fixing their cause)",
         description="Make each dead item due now; the service's flusher sends it at its next "
         "run. Attempts keep counting.",
-    )
-    replay_cmd.add_argument("ids", nargs="+", type=int, metavar="ID")
-    replay_cmd.set_defaults(handler=_outbox_replay)
+    ).add_argument("ids", nargs="+", type=int, metavar="ID")
 
-    demo_cmd = commands.add_parser(
+    demo_cmd = add_command(
+        commands,
         "demo",
+        _demo,
         help="the whole flow on this machine, with fake Zendesk, Jira and Slack",
         description="Start the service on SQLite with local fake Zendesk, Jira and Slack, play "
         "a support morning on an accelerated clock (webhooks, decisions, write-back, nudges, "
@@ -268,8 +270,23 @@ def _parser() -> argparse.ArgumentParser:
     demo_cmd.add_argument(
         "--database", metavar="FILE", help="SQLite file to keep (default: a temporary one)"
     )
-    demo_cmd.set_defaults(handler=_demo)
     return parser
+
+
+def _actions(commands: Any, name: str, **texts: str) -> Any:
+    """The sub-command ``name`` whose own sub-commands are ACTIONs (``slabot db upgrade``)."""
+    command = add_command(commands, name, None, **texts)
+    return command.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+def _now_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--now", help="ISO 8601 instant for states (default: now)")
+
+
+def _ticket_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "ticket", metavar="TICKET_JSON", help="the ticket as JSON text, a file holding it, or -"
+    )
 
 
 def _now(text: str | None) -> datetime:
@@ -545,20 +562,7 @@ def _cell(decision: Decision, name: str, zone: tzinfo = UTC) -> str:
 
 def _explain(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
-    text = args.ticket
-    if text == "-":
-        text = sys.stdin.read()
-    elif not text.lstrip().startswith("{"):
-        try:
-            text = Path(text).read_text(encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"{args.ticket}: cannot read: {error.strerror}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise UsageError(f"TICKET_JSON is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise UsageError("TICKET_JSON must be a JSON object")
+    data = _ticket_json(args.ticket)
     data.pop("policy", None)
     sys.stdout.write(explain(Ticket.from_mapping(data), policy, _now(args.now)))
     return 0
@@ -623,10 +627,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _recompute(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from slabot.store.db import DatabaseError, make_engine, redact
-    from slabot.store.migrate import current_revision, describe, head_revision
+    from slabot.store.db import make_engine
     from slabot.store.services import TicketService
 
     if args.routing:
@@ -642,37 +643,20 @@ def _recompute(args: argparse.Namespace) -> int:
     now = _now(args.now)
     engine = make_engine()
     try:
-        path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
-        if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
-            # Connecting would create an empty file: say what to do instead.
-            raise UsageError(
-                f"database {redact(engine.url)} does not exist: run `slabot db upgrade` first"
-            )
-        at, head = current_revision(engine), head_revision()
-        if at != head:
-            where = "has no slabot tables" if at is None else f"is at revision {at}"
-            raise UsageError(
-                f"database {redact(engine.url)} {where}; this slabot needs revision {head}: "
-                "run `slabot db upgrade` first"
-            )
+        require_schema(engine, name_revision=True)
         service = TicketService(engine, policies, lambda: now, router=router)
         tickets = changed = failed = 0
-        try:
-            with _progress(engine, policy_name) as (bar, say):
-                for result in service.recompute(policy_name, dry_run=args.dry_run):
-                    tickets += 1
-                    bar.update()
-                    if result.error is not None:
-                        failed += 1
-                        say(f"{result.ticket}  error: {result.error}")
-                    elif result.changes:
-                        changed += 1
-                        for line in result.changes:
-                            say(f"{result.ticket}  {line}")
-        except SQLAlchemyError as error:
-            raise DatabaseError(
-                f"database {redact(engine.url)}: {describe(error, engine)}"
-            ) from None
+        with database_errors(engine), _progress(engine, policy_name) as (bar, say):
+            for result in service.recompute(policy_name, dry_run=args.dry_run):
+                tickets += 1
+                bar.update()
+                if result.error is not None:
+                    failed += 1
+                    say(f"{result.ticket}  error: {result.error}")
+                elif result.changes:
+                    changed += 1
+                    for line in result.changes:
+                        say(f"{result.ticket}  {line}")
     finally:
         engine.dispose()
     verb = "would change" if args.dry_run else "changed"
@@ -728,26 +712,12 @@ def _outbox(args: argparse.Namespace) -> Any:
     from slabot.store.outbox import Outbox
 
     engine = make_engine()
-    _require_schema(engine)
+    require_schema(engine)
     return Outbox(engine, lambda: datetime.now(UTC))
-
-
-def _require_schema(engine: Any) -> None:
-    from slabot.store.db import redact
-    from slabot.store.migrate import current_revision, head_revision
-
-    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
-    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
-        raise UsageError(f"database {redact(engine.url)} does not exist: run `slabot db upgrade`")
-    at = current_revision(engine)
-    if at != head_revision():
-        where = "has no slabot tables" if at is None else f"is at revision {at}"
-        raise UsageError(f"database {redact(engine.url)} {where}; run `slabot db upgrade` first")
 
 
 def _outbox_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
-    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import Session
 
     from slabot.store.models import OutboxItem
@@ -755,21 +725,15 @@ def _outbox_list(args: argparse.Namespace) -> int:
     outbox = _outbox(args)
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
+    query = select(OutboxItem).where(OutboxItem.done_at.is_(None))
+    if args.dead:
+        query = query.where(OutboxItem.next_attempt_at.is_(None))
+    if args.target:
+        query = query.where(OutboxItem.target_system == args.target)
     try:
-        query = select(OutboxItem).where(OutboxItem.done_at.is_(None))
-        if args.dead:
-            query = query.where(OutboxItem.next_attempt_at.is_(None))
-        if args.target:
-            query = query.where(OutboxItem.target_system == args.target)
-        with Session(outbox.engine) as session:
+        with database_errors(outbox.engine), Session(outbox.engine) as session:
             rows = list(session.scalars(query.order_by(OutboxItem.id).limit(args.limit)))
             shown = [_outbox_line(row) for row in rows]
-    except SQLAlchemyError as error:
-        from slabot.store.db import DatabaseError, redact
-        from slabot.store.migrate import describe
-
-        where = redact(outbox.engine.url)
-        raise DatabaseError(f"database {where}: {describe(error, outbox.engine)}") from None
     finally:
         outbox.engine.dispose()
     what = "dead letters" if args.dead else "items owed"

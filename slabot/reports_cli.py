@@ -16,6 +16,7 @@ from typing import IO, Any
 from bot.compiled import Policy
 from bot.policy import format_duration
 from bot.ticket import parse_instant
+from slabot.cli_support import add_command, require_schema
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.store.reports import (
     CreditsReport,
@@ -64,8 +65,10 @@ EVIDENCE = (
 
 def add_commands(commands: Any) -> None:
     """Register ``report`` and ``credits`` on the ``slabot`` sub-command parser."""
-    report_cmd = commands.add_parser(
+    report_cmd = add_command(
+        commands,
         "report",
+        run_report,
         help="SLA attainment per plan, priority... for a period",
         description="Attainment of the clocks that started in the period, from the database "
         "named by DATABASE_URL: tickets, met, breached, still running, attainment, median and "
@@ -78,10 +81,11 @@ def add_commands(commands: Any) -> None:
         help="comma-separated groups: policy, plan, commitment, priority, target, source, "
         "queue (or group), assignee, organization; empty for one line (default plan,priority)",
     )
-    report_cmd.set_defaults(handler=run_report)
 
-    credits_cmd = commands.add_parser(
+    credits_cmd = add_command(
+        commands,
         "credits",
+        run_credits,
         help="service credits owed per organization for a month",
         description="Each customer organization's service credits for the month, by the credit "
         "rules of the policies' plans with commitment sla, with the breaches that caused them "
@@ -94,7 +98,6 @@ def add_commands(commands: Any) -> None:
         metavar="FILE",
         help="policy file with the credit rules (repeatable; default: the bundled policies)",
     )
-    credits_cmd.set_defaults(handler=run_credits)
 
 
 def _period_arguments(command: argparse.ArgumentParser, *, month_only: bool) -> None:
@@ -137,11 +140,10 @@ def _as_of(args: argparse.Namespace) -> datetime:
 def _session() -> Any:
     from sqlalchemy.orm import Session
 
-    from slabot.cli import _require_schema
     from slabot.store.db import make_engine
 
     engine = make_engine()
-    _require_schema(engine)
+    require_schema(engine)
     return Session(engine)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,13 +29,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from connectors import resume
-from connectors.common import load_cursor, save_cursor
 from connectors.jira.client import JiraClient, JiraRejectedError, JiraUnavailableError
 from connectors.jira.mapping import SOURCE, IssueBundle, issue_id_of, parse_instant
 from connectors.jira.sync import JiraSync
 from connectors.mapping import PayloadError
+from connectors.polling import HelpdeskPoller
+from connectors.polling import PollReport as BasePollReport
 from slabot.store.events import EventError
 from slabot.store.models import StoredTicket
+from slabot.store.queries import load_cursor, save_cursor
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import IngestError
 
@@ -52,29 +54,14 @@ __all__ = ["STREAM", "JiraPoller", "PollReport", "jql_since", "load_cursor"]
 
 
 @dataclass(slots=True)
-class PollReport:
-    """What one poll or backfill did."""
+class PollReport(BasePollReport):
+    """What one poll or backfill did; ``skipped`` is kept for the report's shape: Jira's
+    search shows no deleted issues."""
 
-    pages: int = 0
     issues: int = 0
-    applied: int = 0
     already: int = 0
     """Issues the overlap brought back that were already applied at that time."""
-    skipped: int = 0
-    """Kept for the report's shape: Jira's search shows no deleted issues."""
-    failed: int = 0
-    """Issues that could not be applied (malformed, refused by Jira...); each is logged and
-    has its line in ``errors``."""
-    enqueued: int = 0
-    cursor: str | None = None
     jql: str = ""
-    complete: bool = False
-    """Reached the last page (False: stopped early; the next poll resumes)."""
-    error: str | None = None
-    errors: list[str] = field(default_factory=list)
-    resumed: bool = False
-    """A backfill that went on from where an interrupted one since the same instant
-    stopped (its counts are this run's)."""
 
 
 def jql_since(watched: str, since: datetime, zone: Any) -> str:
@@ -85,8 +72,13 @@ def jql_since(watched: str, since: datetime, zone: Any) -> str:
     return f'({watched}) AND updated >= "{local:%Y-%m-%d %H:%M}" ORDER BY updated ASC, key ASC'
 
 
-class JiraPoller:
+class JiraPoller(HelpdeskPoller):
     """Searches the watched issues updated since the stored cursor and applies each."""
+
+    helpdesk = "Jira"
+    ticket_word = "issue"
+    unavailable = JiraUnavailableError
+    expected = (PayloadError, IngestError, EventError, JiraRejectedError)
 
     def __init__(self, client: JiraClient, sync: JiraSync) -> None:
         self.client = client
@@ -162,8 +154,7 @@ class JiraPoller:
                 if max_pages is not None and report.pages >= max_pages:
                     break
         except JiraUnavailableError as error:
-            report.error = str(error)
-            log.warning("Jira poll stopped: %s; the next poll resumes from the cursor", error)
+            self.stopped(report, error)
         return report
 
     def _apply_page(self, issues: list[dict[str, Any]], report: PollReport) -> datetime | None:
@@ -213,26 +204,10 @@ class JiraPoller:
                 log.error("Jira search returned an issue slabot cannot read: %s", refused)
                 continue
             newest = _later(newest, updated)
-            outcome = refused if refused is not None else next(outcomes)
-            if isinstance(outcome, Exception):
-                self._count(report, name, outcome)
-                continue
-            report.applied += 1
-            report.enqueued += len(outcome.enqueued)
+            self.tally(report, name, refused if refused is not None else next(outcomes))
         if stopped is not None:
             raise stopped
         return newest
-
-    def _count(self, report: PollReport, issue: str, error: Exception) -> None:
-        """Count an issue that was not applied; raise what is not the issue's fault."""
-        if isinstance(error, (JiraUnavailableError, DatabaseUnavailableError)):
-            raise error  # not this issue's fault: the poll stops and resumes from the cursor
-        if isinstance(error, (PayloadError, IngestError, EventError, JiraRejectedError)):
-            self._failed(report, issue, str(error))
-            return
-        # One bad issue never stops the poll; the trace is logged.
-        log.error("Jira issue %s: unexpected error", issue, exc_info=error)
-        self._failed(report, issue, f"unexpected {type(error).__name__}: {error}")
 
     def _applied_at(self, issue_ids: list[str]) -> dict[str, datetime]:
         """The ``updated`` time the store holds for each of ``issue_ids``."""
@@ -245,11 +220,6 @@ class JiraPoller:
                 )
             ).all()
         return {key: at for key, at in rows if at is not None}
-
-    def _failed(self, report: PollReport, issue: str, reason: str) -> None:
-        report.failed += 1
-        report.errors.append(f"issue {issue}: {reason}")
-        log.error("Jira issue %s not applied: %s", issue, reason)
 
 
 def _later(newest: datetime | None, updated: datetime | None) -> datetime | None:

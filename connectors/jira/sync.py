@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, tzinfo
 from typing import Any
 
@@ -34,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.policy import ALWAYS_OPEN
-from connectors.common import AgentPriorityChange, AgentReclassifications
+from connectors.common import AgentPriorityChange
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
@@ -45,13 +43,11 @@ from connectors.jira.mapping import (
     iso_z,
     map_issue,
 )
+from connectors.sync import HelpdeskSync, SyncResult
 from slabot.store.db import for_writing
 from slabot.store.events import EventService
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket
-from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import IngestResult, TicketService, engine_ticket
-
-log = logging.getLogger(__name__)
 
 SET_DUE_FIELDS = "set_due_fields"
 RECLASSIFICATION_SOURCE = "jira-priority"
@@ -60,21 +56,13 @@ their request key was kept in the history: read (such a change is not applied ag
 longer written."""
 
 
-@dataclass(frozen=True, slots=True)
-class SyncResult:
-    """What syncing one issue did."""
-
-    ticket: str
-    outcome: str
-    """The ingest's outcome: ``created``, ``updated``, ``unchanged`` or ``stale``."""
-    enqueued: tuple[str, ...]
-    reclassified: tuple[str, ...] = ()
-    """Per agent priority change applied: ``P1`` (accepted) or ``refused P1``."""
-    warnings: tuple[str, ...] = ()
-
-
-class JiraSync:
+class JiraSync(HelpdeskSync[IssueBundle, Mapped]):
     """Applies Jira issues to the store through the store's services."""
+
+    source = SOURCE
+    helpdesk = "Jira"
+    change_key_prefix = "jira:changelog"
+    legacy_source = RECLASSIFICATION_SOURCE
 
     def __init__(
         self,
@@ -83,71 +71,23 @@ class JiraSync:
         tickets: TicketService,
         events: EventService | None = None,
     ) -> None:
+        super().__init__(
+            tickets, events, priorities=config.priorities, helpdesk_name=config.jira_priority
+        )
         self.client = client
         self.config = config
-        self.tickets = tickets
-        self.events = events or EventService(tickets)
-        self.reclassifications = AgentReclassifications(
-            tickets,
-            source=SOURCE,
-            helpdesk="Jira",
-            key_prefix="jira:changelog",
-            legacy_source=RECLASSIFICATION_SOURCE,
-            priorities=config.priorities,
-            priorities_setting="jira.priorities",
-            helpdesk_name=config.jira_priority,
-        )
-        self.warnings = 0
-        """Mapping warnings seen (unknown time zones, priorities...), for metrics."""
 
     def sync_issue(self, issue_id: str, issue: Mapping[str, Any] | None = None) -> SyncResult:
         """Fetch the issue's authoritative state and apply it."""
         return self.apply(self.client.fetch(issue_id, issue))
 
-    def apply_many(self, bundles: Sequence[IssueBundle]) -> list[SyncResult | Exception]:
-        """``apply`` for a page of issues: mapped one by one, ingested together
-        (``TicketService.ingest_many``: one transaction, to the same stored state), then per
-        issue each agent's priority change not applied yet and the due fields Jira is owed.
-        Per bundle, in order, its result or the exception that kept it out (the others are
-        applied all the same); ``DatabaseUnavailableError`` is raised."""
-        outcomes: list[SyncResult | Exception | None] = [None] * len(bundles)
-        mapped_ones: list[tuple[int, Mapped]] = []
-        for index, bundle in enumerate(bundles):
-            try:
-                mapped = map_issue(bundle, self.config)
-            except Exception as error:  # this issue's outcome, as apply would raise it
-                outcomes[index] = error
-                continue
-            for warning in mapped.warnings:
-                self.warnings += 1
-                log.warning("%s", warning)
-            mapped_ones.append((index, mapped))
-        ingested = self.tickets.ingest_many([mapped.snapshot for _, mapped in mapped_ones])
-        for (index, mapped), result in zip(mapped_ones, ingested, strict=True):
-            if isinstance(result, Exception):
-                outcomes[index] = result
-                continue
-            try:
-                outcomes[index] = self._after_ingest(mapped, result)
-            except DatabaseUnavailableError:
-                raise
-            except Exception as error:
-                outcomes[index] = error
-        return [outcome for outcome in outcomes if outcome is not None]
+    def map(self, bundle: IssueBundle) -> Mapped:
+        """The issue mapped: its snapshot and the statuses its changelog shows (pauses,
+        solves, reopenings, each at its changelog entry's ``created``), so an issue first
+        seen long after a change gets that change's instant, not its ``updated`` time."""
+        return map_issue(bundle, self.config)
 
-    def apply(self, bundle: IssueBundle) -> SyncResult:
-        """Map the issue and ingest it: one transaction stores the snapshot and the statuses
-        its changelog shows (pauses, solves, reopenings, each at its changelog entry's
-        ``created``), so an issue first seen long after a change gets that change's instant,
-        not its ``updated`` time; then each agent's priority change not applied yet, and the
-        due fields Jira is owed."""
-        mapped = map_issue(bundle, self.config)
-        for warning in mapped.warnings:
-            self.warnings += 1
-            log.warning("%s", warning)
-        return self._after_ingest(mapped, self.tickets.ingest(mapped.snapshot))
-
-    def _after_ingest(self, mapped: Mapped, result: IngestResult) -> SyncResult:
+    def after_ingest(self, mapped: Mapped, result: IngestResult) -> SyncResult:
         """Each agent's priority change not applied yet and the due fields owed, once the
         snapshot is stored."""
         snapshot = mapped.snapshot

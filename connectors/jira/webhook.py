@@ -21,44 +21,42 @@ the API (the body is only a hint) and ingests it. A change made by slabot's own 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from connectors.common import (
-    IntakeJob,
-    WebhookIntake,
-    content_digest,
-    signature_hex,
-    signatures_match,
-    store_intake,
-)
+from connectors.intake import IntakeJob, WebhookIntake, store_intake
 from connectors.jira.client import JiraRejectedError
 from connectors.jira.mapping import SOURCE, WebhookNotice, parse_webhook
 from connectors.jira.sync import JiraSync
 from connectors.mapping import PayloadError
-from slabot.store.db import DatabaseError
+from connectors.signatures import content_digest, signature_hex, signatures_match
+from connectors.webhook import Delivery, SignedWebhook, create_app
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "HANDLED",
+    "IGNORED",
+    "PATH",
+    "JiraWebhook",
+    "create_app",
+    "make_intake",
+    "sign",
+]
 
 PATH = "/webhooks/jira"
 SIGNATURE = "X-Hub-Signature"
 IDENTIFIER = "X-Atlassian-Webhook-Identifier"
-MAX_BODY_BYTES = 1_000_000
 MAX_AGE_SECONDS = 3600.0
 """The default ``jira.webhook_max_age_seconds``: twice the "up to 30 minutes" Atlassian
 documents for its webhook retries (https://community.developer.atlassian.com/t/
 new-jira-cloud-webhook-retry-policy/30554, "subject to change"; retried on 408, 409, 425,
 429, 5xx and connection failures, each retry carrying ``X-Atlassian-Webhook-Retry``)."""
-RETRY_LATER = {"Retry-After": "5"}
-"""On a 503 (the delivery was not recorded, or the queue is full): ask for the retry."""
 
 HANDLED = frozenset(
     {
@@ -130,9 +128,13 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class JiraWebhook:
+class JiraWebhook(SignedWebhook):
     """The ASGI endpoint. ``intake`` queues the work; ``clock`` is the service's clock (what
     a body's ``timestamp`` is compared with), ``max_age`` the seconds it may be off."""
+
+    path = PATH
+    helpdesk = "Jira"
+    payload_error = PayloadError
 
     def __init__(
         self,
@@ -142,63 +144,31 @@ class JiraWebhook:
         clock: Callable[[], datetime] = _utc_now,
         max_age: float = MAX_AGE_SECONDS,
     ) -> None:
-        self._secret = secret
-        self.intake = intake
+        super().__init__(secret, intake)
         self._clock = clock
         self.max_age = max_age
-        self.counts: dict[str, int] = {}
-        """Deliveries by result (``accepted``, ``duplicate``, ``stale``, ``ignored``...)."""
 
-    def __repr__(self) -> str:
-        return "JiraWebhook(secret='********')"
+    def parse(self, body: bytes) -> WebhookNotice:
+        return parse_webhook(body)
 
-    def routes(self) -> list[Route]:
-        return [Route(PATH, self.handle, methods=["POST"])]
-
-    async def handle(self, request: Request) -> JSONResponse:
-        body = await request.body()
-        problem = self._verify(request, body)
-        if problem is not None:
-            return self._answer("unauthorized", 401, problem)
-        if len(body) > MAX_BODY_BYTES:
-            return self._answer("malformed", 413, "the body is larger than 1 MB")
-        try:
-            notice = parse_webhook(body)
-        except PayloadError as error:
-            return self._answer("malformed", 400, str(error))
+    def notice(
+        self, request: Request, body: bytes, notice: WebhookNotice
+    ) -> Delivery | JSONResponse:
         if notice.event in IGNORED:
-            self._count("ignored")
-            return JSONResponse({"status": "ignored", "event": notice.event})
+            return self.ignored(notice.event)
         if notice.event not in HANDLED:
-            self._count("unknown")
-            log.warning(
-                "Jira webhook: unknown event %r ignored; subscribe the webhook to the events "
-                "in docs/jira.md",
-                notice.event[:80],
-            )
-            return JSONResponse({"status": "unknown event", "event": notice.event[:80]})
+            return self.unknown_event(notice.event, "docs/jira.md")
         if notice.issue_id is None:
-            return self._answer("malformed", 400, f"{notice.event}: the body names no issue")
+            return self.answer("malformed", 400, f"{notice.event}: the body names no issue")
         stale = self._stale(notice)
         if stale is not None:
-            return self._answer("stale", 401, stale)
+            return self.answer("stale", 401, stale)
         key = _delivery_key(request, body)
         # The signature covers exactly the body: its digest is the same for every copy.
         job = IntakeJob(SOURCE, key, notice.issue_id, notice, content_digest(body))
-        try:
-            result = await self.intake.submit_async(job)
-        except DatabaseError as error:
-            log.error("Jira webhook %s not recorded: %s", key, error)
-            return self._answer("unavailable", 503, "the database is unavailable; retry later")
-        if result == "busy":
-            return self._answer("busy", 503, "too many deliveries queued; retry later")
-        self._count(result)
-        status = 200 if result == "duplicate" else 202
-        return JSONResponse(
-            {"status": result, "issue": notice.issue_key or notice.issue_id}, status_code=status
-        )
+        return Delivery(job, {"issue": notice.issue_key or notice.issue_id})
 
-    def _verify(self, request: Request, body: bytes) -> str | None:
+    def verify(self, request: Request, body: bytes) -> str | None:
         signature = request.headers.get(SIGNATURE)
         if not signature:
             return f"missing {SIGNATURE} header: create the webhook with a secret (docs/jira.md)"
@@ -225,16 +195,6 @@ class JiraWebhook:
             "long-delayed delivery is refused (a real change is read by the poller); if "
             "slabot's clock is wrong, fix it"
         )
-
-    def _count(self, result: str) -> None:
-        self.counts[result] = self.counts.get(result, 0) + 1
-
-    def _answer(self, result: str, status: int, message: str) -> JSONResponse:
-        self._count(result)
-        if status == 401:
-            log.warning("Jira webhook refused: %s", message)
-        headers = RETRY_LATER if status == 503 else None
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _span(seconds: float) -> str:
@@ -270,17 +230,3 @@ def make_intake(sync: JiraSync, **options: Any) -> WebhookIntake:
             log.error("Jira issue %s not applied: %s", notice.subject, error)
 
     return store_intake(SOURCE, process, sync.events, **options)
-
-
-def create_app(webhook: JiraWebhook) -> Starlette:
-    """A Starlette app serving only the Jira webhook (the service mounts ``routes()``)."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        webhook.intake.start()
-        try:
-            yield
-        finally:
-            webhook.intake.stop()
-
-    return Starlette(routes=webhook.routes(), lifespan=lifespan)

@@ -33,7 +33,7 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, Ticket
 from zenpy.lib.exception import APIException, RecordNotFoundException, ZenpyException
 
-from connectors.common import RequestBudget
+from connectors.polling import RequestBudget
 from connectors.zendesk.mapping import TicketBundle
 from connectors.zendesk.settings import ZendeskSettings
 from slabot.store.outbox import PermanentWriteError, RetryableWriteError

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connectors import resume
-from connectors.common import load_cursor, save_cursor
 from connectors.mapping import PayloadError
+from connectors.polling import HelpdeskPoller
+from connectors.polling import PollReport as BasePollReport
 from connectors.zendesk.client import (
     ExportPage,
     ZendeskClient,
@@ -33,6 +34,7 @@ from connectors.zendesk.client import (
 from connectors.zendesk.mapping import DELETED, SOURCE, DeletedTicketError, TicketBundle
 from connectors.zendesk.sync import ZendeskSync
 from slabot.store.events import EventError
+from slabot.store.queries import load_cursor, save_cursor
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import IngestError
 
@@ -46,34 +48,23 @@ FIRST_POLL_LOOKBACK = timedelta(hours=1)
 
 
 @dataclass(slots=True)
-class PollReport:
-    """What one poll or backfill did."""
+class PollReport(BasePollReport):
+    """What one poll or backfill did; ``skipped``: tickets deleted in Zendesk (in its
+    trash), nothing to ingest."""
 
-    pages: int = 0
     tickets: int = 0
-    applied: int = 0
-    skipped: int = 0
-    """Tickets deleted in Zendesk (in its trash): nothing to ingest."""
-    failed: int = 0
-    """Tickets that could not be applied (malformed, refused by Zendesk...); each is logged
-    and has its line in ``errors``."""
-    enqueued: int = 0
-    cursor: str | None = None
-    complete: bool = False
-    """Reached the end of the stream (False: stopped early; the next poll resumes)."""
-    error: str | None = None
-    errors: list[str] = field(default_factory=list)
-    resumed: bool = False
-    """A backfill that went on from where an interrupted one since the same instant
-    stopped (its counts are this run's)."""
 
 
 class _NoId(Exception):
     """A ticket of the export that cannot be read at all (reported, never raised)."""
 
 
-class ZendeskPoller:
+class ZendeskPoller(HelpdeskPoller):
     """Reads the export from the stored cursor and applies each ticket."""
+
+    helpdesk = "Zendesk"
+    unavailable = ZendeskUnavailableError
+    expected = (_NoId, PayloadError, IngestError, EventError, ZendeskRejectedError)
 
     def __init__(self, client: ZendeskClient, sync: ZendeskSync) -> None:
         self.client = client
@@ -138,8 +129,7 @@ class ZendeskPoller:
                 if max_pages is not None and report.pages >= max_pages:
                     break
         except ZendeskUnavailableError as error:
-            report.error = str(error)
-            log.warning("Zendesk poll stopped: %s; the next poll resumes from the cursor", error)
+            self.stopped(report, error)
         return report
 
     def _apply_page(self, tickets: list[dict[str, object]], report: PollReport) -> None:
@@ -172,30 +162,12 @@ class ZendeskPoller:
             steps.append((str(raw_id), None))
         outcomes = iter(self.sync.apply_many(bundles) if bundles else ())
         for name, refused in steps:
-            outcome = refused if refused is not None else next(outcomes)
-            if isinstance(outcome, Exception):
-                self._count(report, name, outcome)
-                continue
-            report.applied += 1
-            report.enqueued += len(outcome.enqueued)
+            self.tally(report, name, refused if refused is not None else next(outcomes))
         if stopped is not None:
             raise stopped
 
-    def _count(self, report: PollReport, ticket: str, error: Exception) -> None:
-        """Count a ticket that was not applied; raise what is not the ticket's fault."""
+    def count_failure(self, report: BasePollReport, name: str, error: Exception) -> None:
         if isinstance(error, DeletedTicketError):
             report.skipped += 1  # deleted between the export and the read
-        elif isinstance(error, (ZendeskUnavailableError, DatabaseUnavailableError)):
-            raise error  # not this ticket's fault: the poll stops and resumes from the cursor
-        elif isinstance(
-            error, (_NoId, PayloadError, IngestError, EventError, ZendeskRejectedError)
-        ):
-            self._failed(report, ticket, str(error))
-        else:  # one bad ticket never stops the poll; the trace is logged
-            log.error("Zendesk ticket %s: unexpected error", ticket, exc_info=error)
-            self._failed(report, ticket, f"unexpected {type(error).__name__}: {error}")
-
-    def _failed(self, report: PollReport, ticket: str, reason: str) -> None:
-        report.failed += 1
-        report.errors.append(f"ticket {ticket}: {reason}")
-        log.error("Zendesk ticket %s not applied: %s", ticket, reason)
+            return
+        super().count_failure(report, name, error)

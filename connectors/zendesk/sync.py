@@ -22,22 +22,18 @@ applied then is not applied again, but no longer written: the history's key says
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from connectors.common import AgentPriorityChange, AgentReclassifications
+from connectors.common import AgentPriorityChange
+from connectors.sync import HelpdeskSync, SyncResult
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import SOURCE, Mapped, TicketBundle, map_ticket
 from slabot.store.events import EventService
-from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.services import SET_DUE_FIELDS, IngestResult, TicketService
 
 __all__ = ["RECLASSIFICATION_SOURCE", "SET_DUE_FIELDS", "SyncResult", "ZendeskSync"]
-
-log = logging.getLogger(__name__)
 
 RECLASSIFICATION_SOURCE = "zendesk-priority"
 """Deliveries of this source are audit events turned into reclassifications before their
@@ -45,21 +41,13 @@ request key was kept in the history: read (such a change is not applied again), 
 written."""
 
 
-@dataclass(frozen=True, slots=True)
-class SyncResult:
-    """What syncing one ticket did."""
-
-    ticket: str
-    outcome: str
-    """The ingest's outcome: ``created``, ``updated``, ``unchanged`` or ``stale``."""
-    enqueued: tuple[str, ...]
-    reclassified: tuple[str, ...] = ()
-    """Per agent priority change applied: ``P1`` (accepted) or ``refused P1``."""
-    warnings: tuple[str, ...] = ()
-
-
-class ZendeskSync:
+class ZendeskSync(HelpdeskSync[TicketBundle, Mapped]):
     """Applies Zendesk tickets to the store through the store's services."""
+
+    source = SOURCE
+    helpdesk = "Zendesk"
+    change_key_prefix = "zendesk:audit"
+    legacy_source = RECLASSIFICATION_SOURCE
 
     def __init__(
         self,
@@ -68,69 +56,23 @@ class ZendeskSync:
         tickets: TicketService,
         events: EventService | None = None,
     ) -> None:
+        super().__init__(
+            tickets, events, priorities=config.priorities, helpdesk_name=config.zendesk_priority
+        )
         self.client = client
         self.config = config
-        self.tickets = tickets
-        self.events = events or EventService(tickets)
-        self.reclassifications = AgentReclassifications(
-            tickets,
-            source=SOURCE,
-            helpdesk="Zendesk",
-            key_prefix="zendesk:audit",
-            legacy_source=RECLASSIFICATION_SOURCE,
-            priorities=config.priorities,
-            priorities_setting="zendesk.priorities",
-            helpdesk_name=config.zendesk_priority,
-        )
-        self.warnings = 0
-        """Mapping warnings seen (unknown time zones...), for metrics."""
 
     def sync_ticket(self, ticket_id: int, ticket: Mapping[str, Any] | None = None) -> SyncResult:
         """Fetch the ticket's authoritative state and apply it."""
         return self.apply(self.client.fetch(ticket_id, ticket))
 
-    def apply_many(self, bundles: Sequence[TicketBundle]) -> list[SyncResult | Exception]:
-        """``apply`` for a page of tickets: mapped one by one, ingested together
-        (``TicketService.ingest_many``: one transaction, to the same stored state), then
-        each agent's priority change not applied yet. Per bundle, in order, its result or
-        the exception that kept it out (the others are applied all the same);
-        ``DatabaseUnavailableError`` is raised."""
-        outcomes: list[SyncResult | Exception | None] = [None] * len(bundles)
-        mapped_ones: list[tuple[int, Mapped]] = []
-        for index, bundle in enumerate(bundles):
-            try:
-                mapped = map_ticket(bundle, self.config)
-            except Exception as error:  # this ticket's outcome, as apply would raise it
-                outcomes[index] = error
-                continue
-            for warning in mapped.warnings:
-                self.warnings += 1
-                log.warning("%s", warning)
-            mapped_ones.append((index, mapped))
-        ingested = self.tickets.ingest_many([mapped.snapshot for _, mapped in mapped_ones])
-        for (index, mapped), result in zip(mapped_ones, ingested, strict=True):
-            if isinstance(result, Exception):
-                outcomes[index] = result
-                continue
-            try:
-                outcomes[index] = self._after_ingest(mapped, result)
-            except DatabaseUnavailableError:
-                raise
-            except Exception as error:
-                outcomes[index] = error
-        return [outcome for outcome in outcomes if outcome is not None]
+    def map(self, bundle: TicketBundle) -> Mapped:
+        """The ticket mapped: its snapshot, the statuses its audits show (pauses, solves,
+        reopenings) and the due fields Zendesk shows; ingesting it owes the writes Zendesk
+        lacks, due-date fields included."""
+        return map_ticket(bundle, self.config)
 
-    def apply(self, bundle: TicketBundle) -> SyncResult:
-        """Map the ticket and ingest it: one transaction stores the snapshot, the statuses
-        its audits show (pauses, solves, reopenings) and the writes Zendesk is owed,
-        due-date fields included; then each agent's priority change not applied yet."""
-        mapped = map_ticket(bundle, self.config)
-        for warning in mapped.warnings:
-            self.warnings += 1
-            log.warning("%s", warning)
-        return self._after_ingest(mapped, self.tickets.ingest(mapped.snapshot))
-
-    def _after_ingest(self, mapped: Mapped, result: IngestResult) -> SyncResult:
+    def after_ingest(self, mapped: Mapped, result: IngestResult) -> SyncResult:
         """Each agent's priority change not applied yet, once the snapshot is stored."""
         snapshot = mapped.snapshot
         name = f"{SOURCE}:{snapshot.external_key}"

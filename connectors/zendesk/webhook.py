@@ -16,42 +16,37 @@ See docs/zendesk.md for the trigger body template.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from connectors.common import (
-    IntakeJob,
-    WebhookIntake,
-    content_digest,
-    signature_base64,
-    signatures_match,
-    store_intake,
-)
+from connectors.intake import IntakeJob, WebhookIntake, store_intake
 from connectors.mapping import PayloadError
+from connectors.signatures import content_digest, signature_base64, signatures_match
+from connectors.webhook import Delivery, SignedWebhook, create_app
 from connectors.zendesk.client import ZendeskRejectedError
 from connectors.zendesk.mapping import SOURCE, WebhookNotice, parse_webhook
 from connectors.zendesk.sync import ZendeskSync
-from slabot.store.db import DatabaseError
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "PATH",
+    "ZendeskWebhook",
+    "create_app",
+    "make_intake",
+    "sign",
+]
 
 PATH = "/webhooks/zendesk"
 SIGNATURE = "X-Zendesk-Webhook-Signature"
 TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
 INVOCATION = "X-Zendesk-Webhook-Invocation-Id"
 TOLERANCE_SECONDS = 300.0
-MAX_BODY_BYTES = 1_000_000
-RETRY_LATER = {"Retry-After": "5"}
-"""On a 503 (the delivery was not recorded, or the queue is full): ask for the retry."""
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -59,8 +54,12 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return signature_base64(secret, timestamp.encode("utf-8") + body)
 
 
-class ZendeskWebhook:
+class ZendeskWebhook(SignedWebhook):
     """The ASGI endpoint. ``intake`` queues the work; ``clock`` returns epoch seconds."""
+
+    path = PATH
+    helpdesk = "Zendesk"
+    payload_error = PayloadError
 
     def __init__(
         self,
@@ -70,46 +69,21 @@ class ZendeskWebhook:
         clock: Callable[[], float] = time.time,
         tolerance: float = TOLERANCE_SECONDS,
     ) -> None:
-        self._secret = secret
-        self.intake = intake
+        super().__init__(secret, intake)
         self._clock = clock
         self._tolerance = tolerance
-        self.counts: dict[str, int] = {}
-        """Deliveries by result (``accepted``, ``duplicate``, ``unauthorized``...)."""
 
-    def __repr__(self) -> str:
-        return "ZendeskWebhook(secret='********')"
+    def parse(self, body: bytes) -> WebhookNotice:
+        return parse_webhook(body)
 
-    def routes(self) -> list[Route]:
-        return [Route(PATH, self.handle, methods=["POST"])]
-
-    async def handle(self, request: Request) -> JSONResponse:
-        body = await request.body()
-        problem = self._verify(request, body)
-        if problem is not None:
-            return self._answer("unauthorized", 401, problem)
-        if len(body) > MAX_BODY_BYTES:
-            return self._answer("malformed", 413, "the body is larger than 1 MB")
-        try:
-            notice = parse_webhook(body)
-        except PayloadError as error:
-            return self._answer("malformed", 400, str(error))
+    def notice(self, request: Request, body: bytes, notice: WebhookNotice) -> Delivery:
         key = _delivery_key(request, notice, body)
         # What the signature covers, so the same for every copy of this delivery.
         signed = content_digest(request.headers.get(TIMESTAMP, "").encode("utf-8"), body)
         job = IntakeJob(SOURCE, key, notice.ticket_id, notice, signed)
-        try:
-            result = await self.intake.submit_async(job)
-        except DatabaseError as error:
-            log.error("Zendesk webhook %s not recorded: %s", key, error)
-            return self._answer("unavailable", 503, "the database is unavailable; retry later")
-        if result == "busy":
-            return self._answer("busy", 503, "too many deliveries queued; retry later")
-        status = 200 if result == "duplicate" else 202
-        self.counts[result] = self.counts.get(result, 0) + 1
-        return JSONResponse({"status": result, "ticket_id": notice.ticket_id}, status_code=status)
+        return Delivery(job, {"ticket_id": notice.ticket_id})
 
-    def _verify(self, request: Request, body: bytes) -> str | None:
+    def verify(self, request: Request, body: bytes) -> str | None:
         signature = request.headers.get(SIGNATURE)
         timestamp = request.headers.get(TIMESTAMP)
         if not signature or not timestamp:
@@ -126,13 +100,6 @@ class ZendeskWebhook:
         if not signatures_match(sign(self._secret, timestamp, body), signature):
             return f"{SIGNATURE} does not match: check the signing secret"
         return None
-
-    def _answer(self, result: str, status: int, message: str) -> JSONResponse:
-        self.counts[result] = self.counts.get(result, 0) + 1
-        if status == 401:
-            log.warning("Zendesk webhook refused: %s", message)
-        headers = RETRY_LATER if status == 503 else None
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _delivery_key(request: Request, notice: WebhookNotice, body: bytes) -> str:
@@ -158,17 +125,3 @@ def make_intake(sync: ZendeskSync, **options: Any) -> WebhookIntake:
             log.error("Zendesk ticket %s not applied: %s", notice.ticket_id, error)
 
     return store_intake(SOURCE, process, sync.events, **options)
-
-
-def create_app(webhook: ZendeskWebhook) -> Starlette:
-    """A Starlette app serving only the Zendesk webhook (the service mounts ``routes()``)."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        webhook.intake.start()
-        try:
-            yield
-        finally:
-            webhook.intake.stop()
-
-    return Starlette(routes=webhook.routes(), lifespan=lifespan)

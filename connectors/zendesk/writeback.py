@@ -15,11 +15,10 @@ description when Zendesk refused the ticket's update (a 4xx, a failed job result
 
 from __future__ import annotations
 
-import logging
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
+from connectors.writeback import KINDS, OutboxWriter, WriteReport, fold, mapped_priority
 from connectors.zendesk.client import (
     UPDATE_MANY_LIMIT,
     TicketUpdate,
@@ -30,57 +29,32 @@ from connectors.zendesk.client import (
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import SOURCE
 from slabot.store.outbox import ClaimedItem, Outbox, PermanentWriteError
-from slabot.store.queries import external_keys
 
-log = logging.getLogger(__name__)
-
-KINDS = ("set_priority", "set_tags", "add_note", "set_due_fields", "set_assignee")
+__all__ = ["KINDS", "WriteReport", "ZendeskWriter"]
 
 
-@dataclass(slots=True)
-class WriteReport:
-    """What one flush did."""
-
-    items: int = 0
-    tickets: int = 0
-    sent: int = 0
-    retrying: int = 0
-    dead: int = 0
-    write_calls: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-class ZendeskWriter:
+class ZendeskWriter(OutboxWriter):
     """Flushes the ``zendesk`` outbox through ``update_many``."""
 
+    source = SOURCE
+    helpdesk = "Zendesk"
+    batch_limit = 1000
+
     def __init__(self, client: ZendeskClient, config: ZendeskConfig, outbox: Outbox) -> None:
+        super().__init__(outbox)
         self.client = client
         self.config = config
-        self.outbox = outbox
         self._agents: dict[str, int | None] = {}
 
-    def flush(self, worker_id: str, *, limit: int = 1000, max_rounds: int = 100) -> WriteReport:
-        """Claim due items (``limit`` at a time) and send them until none is due."""
-        report = WriteReport()
-        for _ in range(max_rounds):
-            claimed = self.outbox.claim(SOURCE, worker_id, limit)
-            if not claimed:
-                break
-            self._send(claimed, report)
-        return report
+    def accepts(self, external_key: str) -> bool:
+        return external_key.isdigit()
 
-    def _send(self, claimed: Sequence[ClaimedItem], report: WriteReport) -> None:
-        report.items += len(claimed)
-        keys = self._external_keys({item.ticket_id for item in claimed if item.ticket_id})
-        by_ticket: dict[int, list[ClaimedItem]] = defaultdict(list)
-        for item in claimed:
-            external = keys.get(item.ticket_id) if item.ticket_id is not None else None
-            if external is None or not external.isdigit():
-                self._settle_failed(item, "the outbox item names no Zendesk ticket", report)
-                continue
-            by_ticket[int(external)].append(item)
+    def send(self, claimed: Sequence[ClaimedItem], report: WriteReport) -> bool:
+        by_ticket = sorted(
+            (int(key), items) for key, items in self.by_ticket(claimed, report).items()
+        )
         updates: list[tuple[TicketUpdate, list[ClaimedItem]]] = []
-        for ticket_id, items in sorted(by_ticket.items()):
+        for ticket_id, items in by_ticket:
             items = self._with_known_assignees(items, report)
             if not items:
                 continue
@@ -88,21 +62,21 @@ class ZendeskWriter:
                 update = self.update_for(ticket_id, items)
             except PermanentWriteError as error:
                 for item in items:
-                    self._settle_failed(item, str(error), report)
+                    self.dead(item, str(error), report)
                 continue
             except ZendeskUnavailableError as error:  # the assignee's lookup: retried later
                 for item in items:
-                    if self.outbox.fail(item, item.attempt, str(error), True, error.retry_after):
-                        report.retrying += 1
+                    self.retry(item, error, report)
                 continue
             if update.is_empty():
                 for item in items:
-                    self._complete(item, report)
+                    self.complete(item, report)
                 continue
             updates.append((update, items))
         report.tickets += len(updates)
         for start in range(0, len(updates), UPDATE_MANY_LIMIT):
             self._send_chunk(updates[start : start + UPDATE_MANY_LIMIT], report)
+        return True
 
     def _send_chunk(
         self, chunk: Sequence[tuple[TicketUpdate, list[ClaimedItem]]], report: WriteReport
@@ -113,13 +87,12 @@ class ZendeskWriter:
         except ZendeskUnavailableError as error:
             for _, items in chunk:
                 for item in items:
-                    if self.outbox.fail(item, item.attempt, str(error), True, error.retry_after):
-                        report.retrying += 1
+                    self.retry(item, error, report)
             return
         except ZendeskRejectedError as error:
             for _, items in chunk:
                 for item in items:
-                    self._settle_failed(item, str(error), report)
+                    self.dead(item, str(error), report)
             return
         updated: list[ClaimedItem] = []
         for update, items in chunk:
@@ -128,7 +101,7 @@ class ZendeskWriter:
                 if failure is None:
                     updated.append(item)
                 else:
-                    self._settle_failed(item, failure, report)
+                    self.dead(item, failure, report)
         report.sent += self.outbox.complete_all(updated)  # one commit for the whole job
 
     def _with_known_assignees(
@@ -145,11 +118,10 @@ class ZendeskWriter:
             try:
                 self._agent(str(item.payload.get("email") or ""))
             except PermanentWriteError as error:
-                self._settle_failed(item, str(error), report)
+                self.dead(item, str(error), report)
                 continue
             except ZendeskUnavailableError as error:
-                if self.outbox.fail(item, item.attempt, str(error), True, error.retry_after):
-                    report.retrying += 1
+                self.retry(item, error, report)
                 continue
             kept.append(item)
         return kept
@@ -171,75 +143,40 @@ class ZendeskWriter:
     def update_for(self, ticket_id: int, items: Sequence[ClaimedItem]) -> TicketUpdate:
         """The one ticket update that makes all of ``items``; raises ``PermanentWriteError``
         for an item slabot cannot express (an unknown kind or priority)."""
-        priority: str | None = None
-        add: set[str] = set()
-        remove: set[str] = set()
-        fields: dict[int, str | None] = {}
-        notes: list[str] = []
-        assignee: int | None = None
-        # Oldest first, so a newer item of the same kind wins.
-        for item in sorted(items, key=lambda i: (i.created_at, i.id)):
-            payload = item.payload
-            if item.kind == "set_priority":
-                wanted = str(payload.get("priority"))
-                zendesk = self.config.zendesk_priority(wanted)
-                if zendesk is None:
-                    raise PermanentWriteError(
-                        f"priority {wanted!r} has no Zendesk priority in zendesk.priorities "
-                        f"({', '.join(f'{k}: {v}' for k, v in self.config.priorities.items())})"
-                    )
-                priority = zendesk
-            elif item.kind == "set_tags":
-                for tag in payload.get("add") or ():
-                    add.add(str(tag))
-                    remove.discard(str(tag))
-                for tag in payload.get("remove") or ():
-                    remove.add(str(tag))
-                    add.discard(str(tag))
-            elif item.kind == "add_note":
-                body = str(payload.get("body") or "").strip()
-                if body:
-                    notes.append(body)
-            elif item.kind == "set_due_fields":
-                for target, value in (payload.get("fields") or {}).items():
-                    due = self.config.due_fields.get(target)
-                    if due is not None:
-                        fields[due.id] = None if value is None else str(value)
-            elif item.kind == "set_assignee":
-                assignee = self._agent(str(payload.get("email") or ""))
-            else:
-                raise PermanentWriteError(
-                    f"outbox kind {item.kind!r} is not a Zendesk write ({', '.join(KINDS)})"
-                )
+        owed = fold(
+            items,
+            helpdesk=self.helpdesk,
+            priority=self._priority,
+            due_field=self._due_field,
+            assignee=self._agent,
+        )
         return TicketUpdate(
             ticket_id=ticket_id,
-            priority=priority,
-            add_tags=tuple(sorted(add)),
-            remove_tags=tuple(sorted(remove)),
-            custom_fields=fields,
-            note="\n\n".join(notes) or None,
-            assignee_id=assignee,
+            priority=owed.priority,
+            add_tags=tuple(sorted(owed.add_tags)),
+            remove_tags=tuple(sorted(owed.remove_tags)),
+            custom_fields=owed.fields,
+            note=owed.note,
+            assignee_id=owed.assignee,
         )
+
+    def _priority(self, wanted: str) -> str:
+        return mapped_priority(
+            wanted,
+            self.config.zendesk_priority,
+            self.config.priorities,
+            helpdesk=self.helpdesk,
+            setting="zendesk.priorities",
+        )
+
+    def _due_field(self, target: Any, value: object) -> tuple[int, str | None] | None:
+        due = self.config.due_fields.get(target)
+        if due is None:
+            return None
+        return due.id, None if value is None else str(value)
 
     def send_one(self, item: ClaimedItem) -> None:
         """A sender for ``Outbox.flush`` (one item, one PUT): for callers that do not batch."""
-        keys = self._external_keys({item.ticket_id} if item.ticket_id else set())
-        external = keys.get(item.ticket_id) if item.ticket_id is not None else None
-        if external is None or not external.isdigit():
-            raise PermanentWriteError("the outbox item names no Zendesk ticket")
-        update = self.update_for(int(external), [item])
+        update = self.update_for(int(self.external_key(item)), [item])
         if not update.is_empty():
             self.client.update(update)
-
-    def _external_keys(self, ticket_ids: set[int]) -> dict[int, str]:
-        return external_keys(self.outbox.engine, SOURCE, ticket_ids)
-
-    def _complete(self, item: ClaimedItem, report: WriteReport) -> None:
-        if self.outbox.complete(item, item.attempt):
-            report.sent += 1
-
-    def _settle_failed(self, item: ClaimedItem, message: str, report: WriteReport) -> None:
-        report.errors.append(f"outbox item {item.id} ({item.kind}): {message}")
-        log.error("Zendesk refused outbox item %d (%s): %s", item.id, item.kind, message)
-        if self.outbox.fail(item, item.attempt, message, False):
-            report.dead += 1

@@ -6,7 +6,7 @@ the same process it takes the interpreter lock from the event loop for milliseco
 time, and every acknowledgement waiting behind it gets slower. ``slabot run`` therefore
 hands each intake's jobs to a child process of its own (``service.webhook_worker:
 process``, the default); the queue, the coalescing of jobs about one ticket, the retries and
-the drain on SIGTERM stay in the parent (``connectors.common.WebhookIntake``), which sends
+the drain on SIGTERM stay in the parent (``connectors.intake.WebhookIntake``), which sends
 one job at a time and waits for its outcome.
 
 The child is started with ``spawn`` (a clean interpreter: no copied threads, locks or
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from connectors.common import IntakeJob
+from connectors.intake import IntakeJob
 
 log = logging.getLogger(__name__)
 

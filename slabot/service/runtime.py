@@ -30,7 +30,7 @@ from starlette.routing import Route
 from bot.compiled import Policy
 from bot.policy import TARGETS
 from bot.routing import Router
-from connectors.common import WebhookIntake
+from connectors.intake import WebhookIntake
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.service.health import Health
 from slabot.service.intake_process import WORKER_NICENESS, IntakeProcess, Processor

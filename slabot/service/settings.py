@@ -17,10 +17,10 @@ any problem, naming the setting (never its value):
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -178,6 +178,9 @@ class ServiceSettings(BaseSettings):
             )
         return self
 
+    _sources: ClassVar[tuple[Mapping[str, str], dict[str, Any]] | None] = None
+    """The environment and the file's section a subclass reads (``_service_settings``)."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -189,7 +192,14 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # ``load_settings`` builds the sources itself (an explicit environment, the file's
         # section); constructing the class directly reads only what it is given.
-        return (init_settings,)
+        if cls._sources is None:
+            return (init_settings,)
+        environ, section = cls._sources
+        return (
+            init_settings,
+            _EnvironSource(settings_cls, environ),
+            InitSettingsSource(settings_cls, init_kwargs=section),
+        )
 
 
 _KEPT_WHEN_BLANK = {f"{ENV_PREFIX}{name}".lower() for name in _CREDENTIALS}
@@ -213,20 +223,7 @@ class _EnvironSource(EnvSettingsSource):
 
 def _service_settings(environ: Mapping[str, str], section: dict[str, Any]) -> ServiceSettings:
     class Sourced(ServiceSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (
-                init_settings,
-                _EnvironSource(settings_cls, environ),
-                InitSettingsSource(settings_cls, init_kwargs=section),
-            )
+        _sources = (environ, section)
 
     return Sourced()
 
@@ -308,27 +305,13 @@ def load_settings(
         problems.append(str(error))
 
     found: dict[str, Any] = {}
-    if ZendeskSettings.configured(env):
-        try:
-            found["zendesk"] = ZendeskSettings.from_environ(env)
-            found["zendesk_config"] = parse_zendesk_config(data, str(path))
-        except (SettingsError, ZendeskConfigError) as error:
-            problems.append(str(error))
-    if JiraSettings.configured(env):
-        try:
-            found["jira"] = JiraSettings.from_environ(env)
-            found["jira_config"] = parse_jira_config(data, str(path))
-        except (SettingsError, JiraConfigError) as error:
-            problems.append(str(error))
-    if SlackSettings.configured(env):
-        try:
-            found["slack"] = SlackSettings.from_environ(env)
-            # Slack works with its defaults: the section is optional.
-            found["slack_config"] = (
-                parse_slack_config(data, str(path)) if "slack" in data else SlackConfig()
-            )
-        except (SettingsError, SlackConfigError) as error:
-            problems.append(str(error))
+    for name, credentials, parse, config_error in _CONNECTORS:
+        if credentials.configured(env):
+            try:
+                found[name] = credentials.from_environ(env)
+                found[f"{name}_config"] = parse(data, str(path))
+            except (SettingsError, config_error) as error:
+                problems.append(str(error))
     if "routing" in data:
         try:
             found["routing"] = RoutingSpec.model_validate(data["routing"])
@@ -356,6 +339,22 @@ def load_settings(
         links=TicketLinks.from_environ(env),
         **found,
     )
+
+
+def _slack_config(data: dict[str, Any], path: str) -> SlackConfig:
+    # Slack works with its defaults: the section is optional.
+    return parse_slack_config(data, path) if "slack" in data else SlackConfig()
+
+
+_CONNECTORS: tuple[
+    tuple[str, Any, Callable[[dict[str, Any], str], Any], type[SlabotError]], ...
+] = (
+    ("zendesk", ZendeskSettings, parse_zendesk_config, ZendeskConfigError),
+    ("jira", JiraSettings, parse_jira_config, JiraConfigError),
+    ("slack", SlackSettings, _slack_config, SlackConfigError),
+)
+"""Each connector: its name, credentials (read from the environment only when any is set,
+then complete), the parser of its config section and that parser's error."""
 
 
 def _read_config(path: Path, explicit: bool, problems: list[str]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ job per configured summary, like the digests.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,10 +18,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot.policy import format_duration
-from slabot.slack.blocks import MAX_FALLBACK, Block, context, cut, escape, header, section
+from slabot.slack.blocks import Block, context, escape, header, section
 from slabot.slack.config import ComplianceSummary, SlackConfig
+from slabot.slack.digests import owe_scheduled_post, register_scheduled_posts
 from slabot.slack.i18n import Catalog, catalog
-from slabot.slack.sender import DIGEST
 from slabot.slack.store_access import SlackStore
 from slabot.slack.texts import when
 from slabot.store.reports import Period, ReportRow, compliance_report, period
@@ -103,11 +102,8 @@ def run_summary(store: SlackStore, clock: Clock, config: ComplianceSummary) -> b
     blocks = summary(store.engine, clock, config)
     t = catalog(config.language or "en")
     window = last_period(config, now)
-    text = cut(t(f"compliance.title.{config.period}", period=window.label), MAX_FALLBACK)
-    schedule = hashlib.sha256(config.schedule.encode()).hexdigest()[:8]
-    key = f"slack:compliance:{config.channel}:{schedule}:{window.label}"
-    payload: dict[str, Any] = {"channel": config.channel, "blocks": blocks, "text": text}
-    return store.owe(None, DIGEST, payload, key, now)
+    text = t(f"compliance.title.{config.period}", period=window.label)
+    return owe_scheduled_post(store, "compliance", config, window.label, blocks, text, now)
 
 
 def job_id(config: ComplianceSummary) -> str:
@@ -119,20 +115,6 @@ def register_summaries(
 ) -> list[str]:
     """Add one job per configured summary to an APScheduler 3 scheduler (not started here);
     returns the job ids."""
-    added = []
-    for summary_config in config.compliance:
-        identifier = job_id(summary_config)
-        scheduler.add_job(
-            run,
-            trigger=summary_config.trigger(),
-            args=[summary_config],
-            id=identifier,
-            name=f"Slack compliance summary for {summary_config.channel} "
-            f"({summary_config.schedule} {summary_config.timezone})",
-            replace_existing=True,
-            misfire_grace_time=6 * 3600,
-            coalesce=True,
-            max_instances=1,
-        )
-        added.append(identifier)
-    return added
+    return register_scheduled_posts(
+        scheduler, "compliance summary", config.compliance, job_id, run, 6 * 3600
+    )

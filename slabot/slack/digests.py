@@ -4,7 +4,9 @@
 when there is nothing to report and the channel skips empty digests). ``run_digest`` owes
 Slack the message through the outbox (a Slack outage delays it, never drops it), and
 ``register_digests`` only registers one APScheduler job per configured digest, with a
-``CronTrigger`` in the digest's time zone; the service runs the scheduler.
+``CronTrigger`` in the digest's time zone; the service runs the scheduler. The compliance
+summaries are scheduled posts too: ``owe_scheduled_post`` and ``register_scheduled_posts``
+serve both.
 
 Tickets are ordered by urgency: every breach first (most severe priority first, then the
 longest overdue), then the clocks due soon (most severe, then the soonest), then the tickets
@@ -18,10 +20,10 @@ in their own time zone: one zone per reader, never two for one instant on a page
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.engine import iso_z
 from slabot.slack.blocks import (
@@ -35,7 +37,7 @@ from slabot.slack.blocks import (
     link,
     section,
 )
-from slabot.slack.config import Digest, SlackConfig
+from slabot.slack.config import ComplianceSummary, Digest, SlackConfig
 from slabot.slack.i18n import Catalog, catalog
 from slabot.slack.sender import DIGEST
 from slabot.slack.store_access import SlackStore, TicketView
@@ -52,6 +54,8 @@ from slabot.slack.texts import (
 )
 
 Clock = Callable[[], datetime]
+Post = TypeVar("Post", Digest, ComplianceSummary)
+"""A scheduled post to a channel: its ``channel``, ``schedule``, ``timezone`` and trigger."""
 
 _COMMITMENT_ORDER = {"sla": 0, "slo": 1}
 _KIND_ORDER = {"breached": 0, "due": 1, "paused": 2}
@@ -145,11 +149,31 @@ def run_digest(store: SlackStore, clock: Clock, channel: Digest) -> bool:
     if blocks is None:
         return False
     t = catalog(channel.language)
-    text = cut(t("digest.fallback", when=when(t, now, None)), MAX_FALLBACK)
-    schedule = hashlib.sha256(channel.schedule.encode()).hexdigest()[:8]
-    slot = now.replace(second=0, microsecond=0)
-    key = f"slack:digest:{channel.channel}:{schedule}:{iso_z(slot)}"
-    payload: dict[str, Any] = {"channel": channel.channel, "blocks": blocks, "text": text}
+    text = t("digest.fallback", when=when(t, now, None))
+    slot = str(iso_z(now.replace(second=0, microsecond=0)))
+    return owe_scheduled_post(store, "digest", channel, slot, blocks, text, now)
+
+
+def owe_scheduled_post(
+    store: SlackStore,
+    kind: str,
+    post: Digest | ComplianceSummary,
+    slot: str,
+    blocks: list[Block],
+    text: str,
+    now: datetime,
+) -> bool:
+    """Owe Slack ``blocks`` (``text``: the notification's, cut to Slack's limit) in
+    ``post.channel``, once per channel, schedule and ``slot`` (a retried or doubled run owes
+    it once: the key is ``slack:<kind>:<channel>:<schedule's hash>:<slot>``); False when
+    owed already."""
+    schedule = hashlib.sha256(post.schedule.encode()).hexdigest()[:8]
+    key = f"slack:{kind}:{post.channel}:{schedule}:{slot}"
+    payload: dict[str, Any] = {
+        "channel": post.channel,
+        "blocks": blocks,
+        "text": cut(text, MAX_FALLBACK),
+    }
     return store.owe(None, DIGEST, payload, key, now)
 
 
@@ -164,17 +188,32 @@ def register_digests(
     returns the job ids. ``run(channel)`` is the job (``run_digest`` bound to the store and
     clock). A digest whose time passed while the service was down by less than an hour is
     still sent once; older ones are skipped."""
+    return register_scheduled_posts(scheduler, "digest", config.digests, job_id, run, 3600)
+
+
+def register_scheduled_posts(
+    scheduler: Any,
+    what: str,
+    posts: Sequence[Post],
+    job_id: Callable[[Post], str],
+    run: Callable[[Post], object],
+    misfire_grace_seconds: int,
+) -> list[str]:
+    """Add one job per post to an APScheduler 3 scheduler (not started here), named "Slack
+    <what> for <channel> (<schedule> <zone>)": ``run(post)`` at each time of its trigger,
+    one run at a time, a time missed by up to ``misfire_grace_seconds`` still run once;
+    returns the job ids."""
     added = []
-    for channel in config.digests:
-        identifier = job_id(channel)
+    for post in posts:
+        identifier = job_id(post)
         scheduler.add_job(
             run,
-            trigger=channel.trigger(),
-            args=[channel],
+            trigger=post.trigger(),
+            args=[post],
             id=identifier,
-            name=f"Slack digest for {channel.channel} ({channel.schedule} {channel.timezone})",
+            name=f"Slack {what} for {post.channel} ({post.schedule} {post.timezone})",
             replace_existing=True,
-            misfire_grace_time=3600,
+            misfire_grace_time=misfire_grace_seconds,
             coalesce=True,
             max_instances=1,
         )

@@ -3,7 +3,7 @@
 ``DeliveryWriter.record(keys, now, digests)`` is the group-commit form of
 ``EventService.record_delivery``: the webhook endpoints hand the ``(source, delivery_key)``
 of each delivery they received, with the digest of what its sender signed, to a recorder
-(``connectors.common.DeliveryRecorder``), which writes all the keys waiting in one
+(``connectors.intake.DeliveryRecorder``), which writes all the keys waiting in one
 ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` and one commit, and learns from
 ``RETURNING`` which keys were new. The unique ``(source, delivery_key)`` constraint and the
 unique ``(source, content_digest)`` index decide (``ON CONFLICT`` without a target covers

@@ -85,8 +85,8 @@ longer than ``DEFAULT_RETRY``'s 1.4 s, and each completion lost is a write sent 
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedItem:
-    """An outbox item leased to one worker until ``lease_until``, at attempt ``attempt``."""
+class _Item:
+    """What every view of an outbox item shows first: which write it is, and to whom."""
 
     id: int
     target_system: str
@@ -94,6 +94,12 @@ class ClaimedItem:
     kind: str
     payload: dict[str, Any]
     idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItem(_Item):
+    """An outbox item leased to one worker until ``lease_until``, at attempt ``attempt``."""
+
     attempt: int
     """This claim's attempt number (1 for the first); pass it to ``complete`` and ``fail``."""
     lease_until: datetime
@@ -101,15 +107,9 @@ class ClaimedItem:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(_Item):
     """An item given up on: not done, not scheduled, with the error that stopped it."""
 
-    id: int
-    target_system: str
-    ticket_id: int | None
-    kind: str
-    payload: dict[str, Any]
-    idempotency_key: str
     attempts: int
     last_error: str | None
     created_at: datetime
@@ -241,17 +241,7 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
             return [
-                ClaimedItem(
-                    id=item.id,
-                    target_system=item.target_system,
-                    ticket_id=item.ticket_id,
-                    kind=item.kind,
-                    payload=dict(item.payload or {}),
-                    idempotency_key=item.idempotency_key,
-                    attempt=item.attempts + 1,
-                    lease_until=until,
-                    created_at=item.created_at,
-                )
+                ClaimedItem(**_item_fields(item), attempt=item.attempts + 1, lease_until=until)
                 for item in due
             ]
 
@@ -269,17 +259,7 @@ class Outbox:
         item_id, attempt = _identify(item, attempt)
 
         def work(session: Session) -> bool:
-            result = session.execute(
-                update(OutboxItem)
-                .where(
-                    OutboxItem.id == item_id,
-                    OutboxItem.attempts == attempt,
-                    OutboxItem.done_at.is_(None),
-                )
-                .values(done_at=self.now(), next_attempt_at=None)
-                .execution_options(synchronize_session=False)
-            )
-            return _rowcount(result) == 1
+            return self._complete(session, item_id, attempt)
 
         return with_retry(
             self.engine, work, policy=self.complete_retry, what=f"completing item {item_id}"
@@ -292,26 +272,23 @@ class Outbox:
         lock that the webhooks' delivery records wait for."""
 
         def work(session: Session) -> int:
-            done = 0
-            for item in items:
-                result = session.execute(
-                    update(OutboxItem)
-                    .where(
-                        OutboxItem.id == item.id,
-                        OutboxItem.attempts == item.attempt,
-                        OutboxItem.done_at.is_(None),
-                    )
-                    .values(done_at=self.now(), next_attempt_at=None)
-                    .execution_options(synchronize_session=False)
-                )
-                done += _rowcount(result) == 1
-            return done
+            return sum(self._complete(session, item.id, item.attempt) for item in items)
 
         if not items:
             return 0
         return with_retry(
             self.engine, work, policy=self.complete_retry, what=f"completing {len(items)} items"
         )
+
+    def _complete(self, session: Session, item_id: int, attempt: int) -> bool:
+        """Mark the item done in ``session`` if ``attempt`` is still its latest attempt."""
+        result = session.execute(
+            update(OutboxItem)
+            .where(*_latest_attempt(item_id, attempt))
+            .values(done_at=self.now(), next_attempt_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
 
     def fail(
         self,
@@ -337,13 +314,7 @@ class Outbox:
 
         def work(session: Session) -> bool:
             row = session.scalars(
-                select(OutboxItem)
-                .where(
-                    OutboxItem.id == item_id,
-                    OutboxItem.attempts == attempt,
-                    OutboxItem.done_at.is_(None),
-                )
-                .with_for_update()
+                select(OutboxItem).where(*_latest_attempt(item_id, attempt)).with_for_update()
             ).one_or_none()
             if row is None:
                 return False
@@ -384,17 +355,7 @@ class Outbox:
 
         def work(session: Session) -> list[DeadLetter]:
             return [
-                DeadLetter(
-                    id=row.id,
-                    target_system=row.target_system,
-                    ticket_id=row.ticket_id,
-                    kind=row.kind,
-                    payload=dict(row.payload or {}),
-                    idempotency_key=row.idempotency_key,
-                    attempts=row.attempts,
-                    last_error=row.last_error,
-                    created_at=row.created_at,
-                )
+                DeadLetter(**_item_fields(row), attempts=row.attempts, last_error=row.last_error)
                 for row in session.scalars(query.order_by(OutboxItem.id).limit(limit))
             ]
 
@@ -541,6 +502,29 @@ class Outbox:
 
     def _is_dead(self, item: ClaimedItem) -> bool:
         return self.max_attempts is not None and item.attempt >= self.max_attempts
+
+
+def _item_fields(row: OutboxItem) -> dict[str, Any]:
+    """What a ``ClaimedItem`` and a ``DeadLetter`` take from the row alike (the payload
+    copied)."""
+    return {
+        "id": row.id,
+        "target_system": row.target_system,
+        "ticket_id": row.ticket_id,
+        "kind": row.kind,
+        "payload": dict(row.payload or {}),
+        "idempotency_key": row.idempotency_key,
+        "created_at": row.created_at,
+    }
+
+
+def _latest_attempt(item_id: int, attempt: int) -> tuple[ColumnElement[bool], ...]:
+    """The item, if not done and ``attempt`` is still its latest (the claim's fencing token)."""
+    return (
+        OutboxItem.id == item_id,
+        OutboxItem.attempts == attempt,
+        OutboxItem.done_at.is_(None),
+    )
 
 
 def _identify(item: ClaimedItem | int, attempt: int | None) -> tuple[int, int]:

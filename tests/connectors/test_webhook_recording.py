@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from connectors.common import DeliveryKey, IntakeJob, WebhookIntake
+from connectors.intake import DeliveryKey, IntakeJob, WebhookIntake
 from connectors.jira import webhook as jira_webhook
 from connectors.zendesk import webhook as zendesk_webhook
 from slabot.store.deliveries import DeliveryWriter

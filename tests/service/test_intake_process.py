@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.common import IntakeJob, WebhookIntake
+from connectors.intake import IntakeJob, WebhookIntake
 from slabot.demo.environment import DemoSystems
 from slabot.service.intake_process import IntakeProcess, IntakeProcessError, RemoteJobError
 from slabot.service.runtime import build_runtime

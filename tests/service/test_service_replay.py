@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from processes import free_port, start, stop, wait_for, wait_ready
 
-from connectors.common import MIN_FETCH_INTERVAL
+from connectors.intake import MIN_FETCH_INTERVAL
 from slabot.demo.environment import ZD_ENVIRONMENT, DemoSystems, start_systems, write_config
 
 REQUESTER, AGENT, ORGANIZATION = 501, 601, 701

@@ -33,9 +33,6 @@ FAKES_THIRD_PARTY = frozenset({"websockets"})  # FakeSocketMode's server (slabot
 # time. Not fixed by the change that wrote this test (issue 19); remove an entry with its fix.
 KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
     {
-        # slabot.cli adds reports_cli's commands (in main's parser setup), and reports_cli
-        # takes cli's _require_schema inside its handlers.
-        frozenset({"slabot.cli", "slabot.reports_cli"}),
         # TicketService delegates ingest_many and recompute to the two modules, which build
         # on services' rules (recompute at module level, ingest_batch inside functions).
         frozenset({"slabot.store.ingest_batch", "slabot.store.recompute", "slabot.store.services"}),

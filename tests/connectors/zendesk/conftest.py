@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bot.compiled import Policy
-from connectors.common import RequestBudget
+from connectors.polling import RequestBudget
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig, parse_zendesk_config
 from connectors.zendesk.settings import ZendeskSettings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from connectors.common import IntakeJob, WebhookIntake
+from connectors.intake import IntakeJob, WebhookIntake
 
 
 class Deliveries:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.common import (
-    RequestBudget,
-    signature_base64,
-    signature_hex,
-    signatures_match,
-)
+from connectors.polling import RequestBudget
+from connectors.signatures import signature_base64, signature_hex, signatures_match
 from connectors.zendesk.settings import ZendeskSettings
 from connectors.zendesk.webhook import sign
 from slabot.configuration import Secret, SettingsError
