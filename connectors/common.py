@@ -1,79 +1,24 @@
-"""What every helpdesk connector shares that is not its own room: settings, agents' priorities.
+"""What every helpdesk connector shares that is not its own room: agents' priorities.
 
-- Settings come from an environment mapping (tests pass a dict; the service passes
-  ``os.environ``); ``Secret`` keeps a credential out of every repr, log line and message.
 - ``AgentReclassifications`` applies the priority changes agents make in a helpdesk, each
   exactly once.
 
 The rest has its own room: webhook signatures in ``connectors.signatures``, the intake
-queue in ``connectors.intake``, the request budget in ``connectors.polling``.
+queue in ``connectors.intake``, the request budget in ``connectors.polling``, settings and
+``Secret`` in ``slabot.configuration`` (shared with Slack).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.errors import SlabotError
 from slabot.store import queries
 
 log = logging.getLogger(__name__)
-
-
-class ConnectorSettingsError(SlabotError):
-    """A connector's settings are missing or malformed; the message names the setting."""
-
-
-class Secret:
-    """A credential: shown as ``'********'`` everywhere; ``reveal()`` gives the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    def __str__(self) -> str:
-        return "********"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(
-            self._value.encode(), other._value.encode()
-        )
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-def setting(environ: Mapping[str, str], name: str) -> str | None:
-    """The setting's value, stripped; None when unset or blank."""
-    value = environ.get(name)
-    if value is None:
-        return None
-    return value.strip() or None
-
-
-def secret_setting(environ: Mapping[str, str], name: str) -> Secret | None:
-    value = setting(environ, name)
-    return None if value is None else Secret(value)
-
-
-def missing_settings_error(connector: str, missing: list[str], why: str) -> ConnectorSettingsError:
-    """``Zendesk is half-configured: set ZENDESK_API_TOKEN (...)`` -- never a value."""
-    names = " and ".join(missing)
-    return ConnectorSettingsError(f"{connector} is half-configured: set {names} ({why})")
 
 
 # --- agents' reclassifications -----------------------------------------------------------------

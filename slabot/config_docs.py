@@ -32,11 +32,11 @@ from pydantic_core import PydanticUndefined
 
 from bot.policy import PolicySpec
 from bot.routing import RoutingSpec
-from connectors.common import Secret
 from connectors.jira import settings as jira_settings
 from connectors.jira.config import JiraConfig
 from connectors.zendesk import settings as zendesk_settings
 from connectors.zendesk.config import ZendeskConfig
+from slabot.configuration import Secret
 from slabot.service.settings import CONFIG_SETTING, ENV_PREFIX, ServiceSettings
 from slabot.slack import settings as slack_settings
 from slabot.slack.config import SlackConfig

@@ -1,9 +1,8 @@
 """The ``jira:`` section of ``config/slabot.yaml``: what to watch and how Jira fields map to
 slabot's.
 
-Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
-Other top-level sections of the file belong to other parts of slabot and are not read here.
-See docs/jira.md for every key.
+Read with ``slabot.configuration.parse_section``: unknown keys are refused, errors name the
+file and ``jira.<key>``. docs/jira.md describes every key.
 """
 
 from __future__ import annotations
@@ -12,23 +11,19 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bot.errors import SlabotError
+from connectors.mapping import EngineField, sources_in_order
+from slabot import configuration
+from slabot.configuration import StrictModel
 
-DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
-DUE_TARGETS = ("first_response", "restoration", "next_update")
 _FIELD_ID = re.compile(r"^(customfield_\d+|[a-z][A-Za-z]*)$")
 _PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 
 
 class JiraConfigError(SlabotError):
     """The ``jira:`` section is missing or invalid; the message names the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 def _field_id(value: str) -> str:
@@ -40,7 +35,7 @@ def _field_id(value: str) -> str:
     return value
 
 
-class IssueFieldSource(_Strict):
+class IssueFieldSource(StrictModel):
     """An issue field by its id (``customfield_10050``, or a system field like
     ``components``). Select lists give their option's ``value``, users their
     ``displayName``, lists their first item."""
@@ -58,7 +53,7 @@ class IssueFieldSource(_Strict):
         return _field_id(value)
 
 
-class LabelSource(_Strict):
+class LabelSource(StrictModel):
     """A label with a prefix: ``prefix: "plan_"`` reads label ``plan_premier`` as
     ``premier``."""
 
@@ -70,7 +65,7 @@ class LabelSource(_Strict):
     """Optional renaming of the values -> slabot's word."""
 
 
-class ReporterTimeZoneSource(_Strict):
+class ReporterTimeZoneSource(StrictModel):
     """The reporter's own time-zone setting (``fields.reporter.timeZone``, an IANA name)."""
 
     source: Literal["reporter_time_zone"] = Field(alias="from")
@@ -85,7 +80,7 @@ FieldSource = Annotated[
 ]
 
 
-class Agents(_Strict):
+class Agents(StrictModel):
     """Who counts as an agent: whose public comments are replies (the first response, the
     last update) and whose priority changes are reclassifications.
 
@@ -103,19 +98,7 @@ class Agents(_Strict):
         return not self.groups and not self.roles
 
 
-def _zone(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
-    return value
-
-
-class DueDate(_Strict):
+class DueDate(StrictModel):
     """Jira's own ``duedate`` (a date): the date of ``target``'s due instant in the zone of
     the policy calendar that target is counted on (``zone`` overrides it)."""
 
@@ -127,10 +110,10 @@ class DueDate(_Strict):
     @field_validator("zone")
     @classmethod
     def _check_zone(cls, value: str | None) -> str | None:
-        return _zone(value)
+        return None if value is None else configuration.time_zone(value)
 
 
-class DueInstantField(_Strict):
+class DueInstantField(StrictModel):
     """A custom **date-time** field that receives ``target``'s exact due instant."""
 
     id: str
@@ -166,7 +149,7 @@ def _default_statuses() -> dict[str, SlabotStatus]:
     }
 
 
-class JiraConfig(_Strict):
+class JiraConfig(StrictModel):
     """The ``jira:`` section."""
 
     policy: str | None = Field(default=None, min_length=1)
@@ -178,19 +161,9 @@ class JiraConfig(_Strict):
     """Or any JQL (without ORDER BY); with ``projects`` both must match."""
     priorities: dict[str, str] = Field(default_factory=_default_priorities)
     """slabot priority -> Jira priority name; each Jira priority at most once."""
-    fields: dict[
-        Literal[
-            "plan",
-            "environment",
-            "product_stage",
-            "urgency",
-            "impact",
-            "customer_timezone",
-            "customer_country",
-            "channel",
-        ],
-        FieldSource | list[FieldSource],
-    ] = Field(default_factory=dict)
+    fields: dict[Literal[EngineField, "channel"], FieldSource | list[FieldSource]] = Field(
+        default_factory=dict
+    )
     """Where each engine field comes from; a list is tried in order (first value wins)."""
     statuses: dict[str, SlabotStatus] = Field(default_factory=_default_statuses)
     """Jira status name (case-insensitive) -> slabot status. Unlisted statuses follow their
@@ -268,10 +241,8 @@ class JiraConfig(_Strict):
         return " AND ".join(parts)
 
     def sources(self, name: str) -> list[Any]:
-        configured = self.fields.get(name)  # type: ignore[call-overload]
-        if configured is None:
-            return []
-        return list(configured) if isinstance(configured, list) else [configured]
+        """The sources of the field ``name``, in the order they are tried."""
+        return sources_in_order(self.fields.get(name))  # type: ignore[call-overload]
 
     def jira_priority(self, priority: str) -> str | None:
         return self.priorities.get(priority)
@@ -296,27 +267,9 @@ class JiraConfig(_Strict):
 
 def parse_jira_config(data: Any, where: str = "config") -> JiraConfig:
     """Validate the ``jira:`` section given as data; errors name ``jira.<key>``."""
-    if not isinstance(data, dict) or "jira" not in data:
-        raise JiraConfigError(f"{where}: no 'jira:' section (see docs/jira.md)")
-    try:
-        return JiraConfig.model_validate(data["jira"])
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            path = ".".join(str(part) for part in ("jira", *item["loc"]))
-            problems.append(f"{where}: {path}: {item['msg']}")
-        raise JiraConfigError("\n".join(problems)) from None
+    return configuration.parse_section(JiraConfig, "jira", data, where, JiraConfigError)
 
 
-def load_jira_config(path: str | Path = DEFAULT_CONFIG_PATH) -> JiraConfig:
+def load_jira_config(path: str | Path = configuration.DEFAULT_CONFIG_PATH) -> JiraConfig:
     """Read and validate the ``jira:`` section of a config file."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise JiraConfigError(f"{file}: cannot read: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise JiraConfigError(f"{file}: not valid YAML: {error}") from None
-    return parse_jira_config(data, str(file))
+    return configuration.load_section(JiraConfig, "jira", path, JiraConfigError)

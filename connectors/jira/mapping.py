@@ -19,35 +19,24 @@ Jira quirks this module handles:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from bot.errors import SlabotError
+from connectors import mapping
 from connectors.jira.config import JiraConfig
+from connectors.mapping import ENGINE_FIELDS, History, PayloadError, StatusChange
+from connectors.mapping import parse_instant as parse_instant
+from connectors.mapping import text as plain_text
 from slabot.store.snapshot import Snapshot
-from slabot.store.snapshot import StatusChange as StoredStatusChange
 
 SOURCE = "jira"
-ENGINE_FIELDS = (
-    "plan",
-    "environment",
-    "product_stage",
-    "urgency",
-    "impact",
-    "customer_timezone",
-    "customer_country",
-    "channel",
-)
+FIELDS = (*ENGINE_FIELDS, "channel")
+"""What ``jira.fields`` can say where to read: the engine's fields and the channel."""
 NOT_PEOPLE = frozenset({"app", "customer"})
 """``accountType`` of accounts that are never agents: apps (Automation for Jira, other
 integrations) and Jira Service Management portal customers."""
-
-
-class PayloadError(SlabotError):
-    """A Jira payload lacks what slabot needs, or carries a value it cannot read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +62,6 @@ class IssueBundle:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A status the issue took, from its changelog (the key makes a repeat harmless)."""
-
-    event_key: str
-    at: datetime
-    to: str
-    actor: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class PriorityChange:
     """A person (an agent, not slabot) set the priority in Jira: a reclassification."""
 
@@ -98,18 +77,10 @@ class PriorityChange:
 
 
 @dataclass(frozen=True, slots=True)
-class Mapped:
-    """One issue in slabot's terms."""
-
-    snapshot: Snapshot
-    status_changes: tuple[StatusChange, ...]
-    """Every status the changelog shows, oldest first (creation included)."""
-    reclassifications: tuple[PriorityChange, ...]
-    """Priority changes made by agents, oldest first."""
-    due_shown: dict[str, str | None]
-    """What the due fields show now: ``duedate`` (``2026-11-24``) and, when configured,
-    ``instant`` (the custom date-time field, as a UTC ``...Z`` instant)."""
-    warnings: tuple[str, ...] = ()
+class Mapped(mapping.Mapped[PriorityChange]):
+    """One issue in slabot's terms; ``due_shown``: what the due fields show now, ``duedate``
+    (``2026-11-24``) and, when configured, ``instant`` (the custom date-time field, as a UTC
+    ``...Z`` instant)."""
 
 
 def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
@@ -136,27 +107,17 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
     assert created_at is not None
     updated_at = parse_instant(fields.get("updated"), f"{where}: updated") or created_at
     status = _current_status(fields.get("status"), config, where)
-    labels = _labels(fields.get("labels"), where)
+    labels = mapping.string_set(fields.get("labels"), f"{where}: labels")
     reporter = _account(fields.get("reporter"))
 
     history = _History.read(bundle, config, reporter, created_at, where)
-    values: dict[str, Any] = {
-        name: _read_field(name, config, fields, labels) for name in ENGINE_FIELDS
-    }
-    zone = values["customer_timezone"]
-    if zone is not None and not _known_zone(zone):
-        warnings.append(f"{where}: unknown time zone {zone!r}; the policy's default applies")
-        values["customer_timezone"] = None
-    country = values["customer_country"]
-    if country is not None:
-        code = country.strip().upper()
-        if len(code) != 2 or not code.isalpha():
-            warnings.append(
-                f"{where}: customer country {country!r} is not a two-letter ISO code; the "
-                "policy's default applies"
-            )
-            code = ""
-        values["customer_country"] = code or None
+    values: dict[str, Any] = {name: _read_field(name, config, fields, labels) for name in FIELDS}
+    values["customer_timezone"] = mapping.customer_zone(
+        values["customer_timezone"], where, warnings
+    )
+    values["customer_country"] = mapping.customer_country(
+        values["customer_country"], where, warnings
+    )
     for unknown in history.unknown_priorities:
         warnings.append(
             f"{where}: Jira priority {unknown!r} is not in jira.priorities; it is ignored"
@@ -194,7 +155,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
             "queue": _project_key(fields.get("project"), key),
             "url": _browse_url(bundle.site_url, key),
             # Ticket context (customer data: never logged): docs/jira.md.
-            "subject": _plain_text(fields.get("summary")),
+            "subject": mapping.one_line(fields.get("summary")),
             "requester": _display_name(fields.get("reporter")),
             "organization": _organizations(fields, config),
             "assignee_name": _display_name(fields.get("assignee")),
@@ -202,7 +163,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         actor=history.last_actor,
         # Applied with the snapshot, in one transaction: the reopening, pauses and solve come
         # from the changelog entries, never from the ``updated`` time (issue 14).
-        status_history=_status_history(history.status_changes, status),
+        status_history=mapping.status_history(history.status_changes, status),
         routing=routing_attributes(fields, labels, key),
         **values,
     )
@@ -211,27 +172,7 @@ def map_issue(bundle: IssueBundle, config: JiraConfig) -> Mapped:
         raw = fields.get(config.due_instant_field.id)
         shown_instant = parse_instant(raw, f"{where}: {config.due_instant_field.id}")
         due_shown["instant"] = iso_z(shown_instant) if shown_instant else None
-    return Mapped(
-        snapshot,
-        history.status_changes,
-        history.reclassifications,
-        due_shown,
-        tuple(warnings),
-    )
-
-
-_PLAIN_STATUSES = frozenset({"new", "open"})
-
-
-def _status_history(changes: Sequence[StatusChange], status: str) -> tuple[StoredStatusChange, ...]:
-    """The changelog's statuses for the store, which derives pauses, solves and reopenings
-    from them; none for an issue that was only ever new or open (nothing to derive)."""
-    if status in _PLAIN_STATUSES and all(change.to in _PLAIN_STATUSES for change in changes):
-        return ()
-    return tuple(
-        StoredStatusChange(change.at, change.to, change.event_key, change.actor)
-        for change in changes
-    )
+    return Mapped.read(snapshot, history, due_shown, warnings)
 
 
 # --- write-back values ----------------------------------------------------------------------
@@ -284,14 +225,7 @@ def parse_webhook(body: bytes) -> WebhookNotice:
     Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it). Events
     about no issue (projects, versions, users...) are read with ``issue_id`` None.
     """
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PayloadError(f"the body is not JSON: {error}") from None
-    except RecursionError:  # found by tests/proof/test_proof_fuzz.py: a 500 before
-        raise PayloadError("the body is JSON nested too deeply to be a webhook") from None
-    if not isinstance(data, dict):
-        raise PayloadError("the body must be a JSON object")
+    data = mapping.json_object(body)
     event = data.get("webhookEvent")
     if not isinstance(event, str) or not event.strip():
         keys = ", ".join(sorted(data)[:12]) or "none"
@@ -352,21 +286,10 @@ def parse_webhook(body: bytes) -> WebhookNotice:
 
 
 @dataclass(slots=True)
-class _History:
+class _History(History[PriorityChange]):
     """What the changelog and the comments say: replies, statuses, priorities."""
 
-    first_reply_at: datetime | None = None
-    last_reply_at: datetime | None = None
-    solved_at: datetime | None = None
-    requested_priority: str | None = None
-    last_actor: str | None = None
-    status_changes: tuple[StatusChange, ...] = ()
-    reclassifications: tuple[PriorityChange, ...] = ()
     unknown_priorities: tuple[str, ...] = ()
-    agent_replies: list[datetime] = field(default_factory=list)
-    customer_replies: list[datetime] = field(default_factory=list)
-    """Public comments by the reporter or another person who is not an agent (a portal
-    customer): not by slabot, not by an app."""
 
     @classmethod
     def read(
@@ -492,10 +415,7 @@ class _History:
                 if _is_customer(author, bundle.bot_account_id):
                     history.customer_replies.append(at)
                 continue
-            if history.first_reply_at is None:
-                history.first_reply_at = at
-            history.last_reply_at = at
-            history.agent_replies.append(at)
+            history.agent_replied(at)
         return history
 
 
@@ -530,23 +450,6 @@ def issue_id_of(issue: Mapping[str, Any], name: str = "issue id") -> str:
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return value.strip()  # ASCII digits only ("²".isdigit() holds too)
     raise PayloadError(f"{name} {repr(value)[:60]} is not an issue id")
-
-
-def parse_instant(value: Any, name: str, *, required: bool = False) -> datetime | None:
-    """Jira's ``2026-11-16T17:45:00.000+0000`` (or any ISO 8601 instant) in UTC."""
-    if value is None or value == "":
-        if required:
-            raise PayloadError(f"{name} is missing")
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant")
-    try:
-        instant = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant") from None
-    if instant.tzinfo is None:
-        raise PayloadError(f"{name} {value!r} has no time zone")
-    return instant.astimezone(UTC)
 
 
 def routing_attributes(fields: Mapping[str, Any], labels: Any, key: Any) -> dict[str, Any]:
@@ -617,14 +520,6 @@ def _status_by_name(
     return status
 
 
-def _labels(value: Any, where: str) -> set[str]:
-    if value is None:
-        return set()
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise PayloadError(f"{where}: labels must be a list of strings")
-    return set(value)
-
-
 def _account(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) and value.get("accountId") else None
 
@@ -648,18 +543,11 @@ def _assignee_email(value: Any) -> str | None:
     return None
 
 
-def _plain_text(value: Any) -> str | None:
-    """A text field (the summary) as one trimmed line, or None when empty."""
-    if not isinstance(value, str):
-        return None
-    return " ".join(value.split()) or None
-
-
 def _display_name(value: Any) -> str | None:
     """A user's ``displayName`` (the reporter, the assignee); None for nobody."""
     if not isinstance(value, Mapping):
         return None
-    return _plain_text(value.get("displayName"))
+    return mapping.one_line(value.get("displayName"))
 
 
 def _organizations(fields: Mapping[str, Any], config: JiraConfig) -> str | None:
@@ -673,7 +561,7 @@ def _organizations(fields: Mapping[str, Any], config: JiraConfig) -> str | None:
     names = [
         name
         for item in items
-        if isinstance(item, Mapping) and (name := _plain_text(item.get("name")))
+        if isinstance(item, Mapping) and (name := mapping.one_line(item.get("name")))
     ]
     return ", ".join(names) or None
 
@@ -705,45 +593,31 @@ def _numeric(value: Any) -> int:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, list):
-        return _text(value[0]) if value else None
+    """A field's value as text: an option, a user or a component by its value, name,
+    display name or key; a list by its first item."""
     if isinstance(value, Mapping):
         for key in ("value", "name", "displayName", "key"):
             if value.get(key):
                 return _text(value[key])
         return None
-    text = str(value).strip()
-    return text or None
-
-
-def _known_zone(name: str) -> bool:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    if isinstance(value, list):
+        return _text(value[0]) if value else None
+    return plain_text(value)
 
 
 def _read_field(
     name: str, config: JiraConfig, fields: Mapping[str, Any], labels: Iterable[str]
 ) -> str | None:
-    for source in config.sources(name):
-        raw: Any = None
+    def raw(source: Any) -> Any:
         kind = source.source
         if kind == "field":
-            raw = fields.get(source.id)
-        elif kind == "label":
+            return fields.get(source.id)
+        if kind == "label":
             found = sorted(label for label in labels if label.startswith(source.prefix))
-            raw = found[0][len(source.prefix) :] if found else None
-        elif kind == "reporter_time_zone":
+            return found[0][len(source.prefix) :] if found else None
+        if kind == "reporter_time_zone":
             reporter = fields.get("reporter")
-            raw = reporter.get("timeZone") if isinstance(reporter, Mapping) else None
-        value = _text(raw)
-        if value is not None:
-            renamed: str = source.values.get(value, value)
-            return renamed
-    return None
+            return reporter.get("timeZone") if isinstance(reporter, Mapping) else None
+        return None
+
+    return mapping.first_value(config.sources(name), raw, _text)

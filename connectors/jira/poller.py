@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session
 
 from connectors import resume
 from connectors.jira.client import JiraClient, JiraRejectedError, JiraUnavailableError
-from connectors.jira.mapping import SOURCE, IssueBundle, PayloadError, issue_id_of, parse_instant
+from connectors.jira.mapping import SOURCE, IssueBundle, issue_id_of, parse_instant
 from connectors.jira.sync import JiraSync
+from connectors.mapping import PayloadError
 from connectors.polling import HelpdeskPoller
 from connectors.polling import PollReport as BasePollReport
 from slabot.store.events import EventError

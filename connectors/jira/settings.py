@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from connectors.common import (
-    ConnectorSettingsError,
-    Secret,
-    missing_settings_error,
-    secret_setting,
-    setting,
-)
+from slabot import configuration
+from slabot.configuration import Secret, SettingsError
 
 SETTINGS = ("JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_WEBHOOK_SECRET")
 
@@ -40,29 +34,22 @@ class JiraSettings:
 
         ``webhooks=False`` (backfill, polling only) does not require the webhook secret.
         """
-        env = os.environ if environ is None else environ
+        env = configuration.environment(environ)
         if not JiraSettings.configured(env):
-            raise ConnectorSettingsError(
-                "Jira is not configured: set JIRA_URL, JIRA_EMAIL and JIRA_API_TOKEN "
-                "(see docs/jira.md)"
+            raise configuration.not_configured_error(
+                "Jira", ["JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN"]
             )
-        url = setting(env, "JIRA_URL")
-        email = setting(env, "JIRA_EMAIL")
-        api_token = secret_setting(env, "JIRA_API_TOKEN")
-        webhook_secret = secret_setting(env, "JIRA_WEBHOOK_SECRET")
-        missing = [
-            name
-            for name, value in (
-                ("JIRA_URL", url),
-                ("JIRA_EMAIL", email),
-                ("JIRA_API_TOKEN", api_token),
-            )
-            if value is None
-        ]
+        url = configuration.setting(env, "JIRA_URL")
+        email = configuration.setting(env, "JIRA_EMAIL")
+        api_token = configuration.secret_setting(env, "JIRA_API_TOKEN")
+        webhook_secret = configuration.secret_setting(env, "JIRA_WEBHOOK_SECRET")
+        missing = configuration.unset(
+            ("JIRA_URL", url), ("JIRA_EMAIL", email), ("JIRA_API_TOKEN", api_token)
+        )
         if webhooks and webhook_secret is None:
             missing.append("JIRA_WEBHOOK_SECRET")
         if missing:
-            raise missing_settings_error(
+            raise configuration.missing_settings_error(
                 "Jira",
                 missing,
                 "see docs/jira.md; leave every JIRA_* setting unset to disable Jira",
@@ -76,28 +63,25 @@ class JiraSettings:
     def configured(environ: Mapping[str, str] | None = None) -> bool:
         """Whether any ``JIRA_*`` setting is given (the connector is then enabled and its
         settings must be complete)."""
-        env = os.environ if environ is None else environ
-        return any(setting(env, name) for name in SETTINGS)
+        return configuration.any_setting(environ, SETTINGS)
 
 
 def _base_url(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectorSettingsError(
+        raise SettingsError(
             "JIRA_URL must be the site's URL, like https://acme.atlassian.net (or "
             "http://127.0.0.1:8080 for a local server)"
         )
     if parts.username or parts.password:
-        raise ConnectorSettingsError(
+        raise SettingsError(
             "JIRA_URL must not carry credentials; use JIRA_EMAIL and JIRA_API_TOKEN"
         )
     if parts.query or parts.fragment:
-        raise ConnectorSettingsError(
-            "JIRA_URL is the site's address only, like https://acme.atlassian.net"
-        )
+        raise SettingsError("JIRA_URL is the site's address only, like https://acme.atlassian.net")
     path = parts.path.rstrip("/")
     if "/browse/" in f"{path}/" or "/rest/" in f"{path}/":
-        raise ConnectorSettingsError(
+        raise SettingsError(
             f"JIRA_URL {text.strip()!r} names a page or an API path; give the site's address, "
             "like https://acme.atlassian.net"
         )

@@ -31,8 +31,9 @@ from starlette.responses import JSONResponse
 
 from connectors.intake import IntakeJob, WebhookIntake, store_intake
 from connectors.jira.client import JiraRejectedError
-from connectors.jira.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
+from connectors.jira.mapping import SOURCE, WebhookNotice, parse_webhook
 from connectors.jira.sync import JiraSync
+from connectors.mapping import PayloadError
 from connectors.signatures import content_digest, signature_hex, signatures_match
 from connectors.webhook import Delivery, SignedWebhook, create_app
 

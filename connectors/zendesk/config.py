@@ -1,8 +1,7 @@
 """The ``zendesk:`` section of ``config/slabot.yaml``: how Zendesk fields map to slabot's.
 
-Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
-Other top-level sections of the file belong to other parts of slabot and are not read here.
-See docs/zendesk.md for every key.
+Read with ``slabot.configuration.parse_section``: unknown keys are refused, errors name the
+file and ``zendesk.<key>``. docs/zendesk.md describes every key.
 """
 
 from __future__ import annotations
@@ -10,34 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from bot.errors import SlabotError
-
-DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
-ZENDESK_PRIORITIES = ("urgent", "high", "normal", "low")
-ENGINE_FIELDS = (
-    "plan",
-    "environment",
-    "product_stage",
-    "urgency",
-    "impact",
-    "customer_timezone",
-    "customer_country",
-)
-DUE_TARGETS = ("first_response", "restoration", "next_update")
+from connectors.mapping import EngineField, sources_in_order
+from slabot import configuration
+from slabot.configuration import StrictModel
 
 
 class ZendeskConfigError(SlabotError):
     """The ``zendesk:`` section is missing or invalid; the message names the key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class TicketFieldSource(_Strict):
+class TicketFieldSource(StrictModel):
     """A ticket custom field, by its numeric id (Admin Center > Objects > Tickets > Fields)."""
 
     source: Literal["ticket_field"] = Field(alias="from")
@@ -48,7 +32,7 @@ class TicketFieldSource(_Strict):
     """Optional renaming of the field's values (a drop-down's tag -> slabot's word)."""
 
 
-class OrganizationFieldSource(_Strict):
+class OrganizationFieldSource(StrictModel):
     """A field of the requester's organization, by its key (``organization_fields``)."""
 
     source: Literal["organization_field"] = Field(alias="from")
@@ -59,7 +43,7 @@ class OrganizationFieldSource(_Strict):
     """Optional renaming of the field's values -> slabot's word."""
 
 
-class UserFieldSource(_Strict):
+class UserFieldSource(StrictModel):
     """A field of the requester, by its key (``user_fields``)."""
 
     source: Literal["user_field"] = Field(alias="from")
@@ -70,7 +54,7 @@ class UserFieldSource(_Strict):
     """Optional renaming of the field's values -> slabot's word."""
 
 
-class TagSource(_Strict):
+class TagSource(StrictModel):
     """A ticket tag with a prefix: ``prefix: "plan_"`` reads ``plan_premier`` as ``premier``."""
 
     source: Literal["tag"] = Field(alias="from")
@@ -81,7 +65,7 @@ class TagSource(_Strict):
     """Optional renaming of the values -> slabot's word."""
 
 
-class RequesterTimeZoneSource(_Strict):
+class RequesterTimeZoneSource(StrictModel):
     """The requester's own time-zone setting (``iana_time_zone``, else ``time_zone``)."""
 
     source: Literal["requester_time_zone"] = Field(alias="from")
@@ -100,7 +84,7 @@ FieldSource = Annotated[
 ]
 
 
-class DueField(_Strict):
+class DueField(StrictModel):
     """A ticket custom field that receives a due instant.
 
     ``format: instant`` (a text field) receives ``2026-11-24T08:30:00Z``; ``format: date``
@@ -122,13 +106,7 @@ class DueField(_Strict):
     @field_validator("zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
-        return value
+        return configuration.time_zone(value)
 
 
 ZendeskPriority = Literal["urgent", "high", "normal", "low"]
@@ -142,7 +120,7 @@ def _default_channels() -> dict[str, str]:
     return {"voice": "phone"}
 
 
-class ZendeskConfig(_Strict):
+class ZendeskConfig(StrictModel):
     """The ``zendesk:`` section."""
 
     policy: str | None = Field(default=None, min_length=1)
@@ -150,18 +128,7 @@ class ZendeskConfig(_Strict):
     file has a ``routing:`` section, whose rules then decide per ticket (and override it)."""
     priorities: dict[str, ZendeskPriority] = Field(default_factory=_default_priorities)
     """slabot priority -> Zendesk priority; each Zendesk priority at most once."""
-    fields: dict[
-        Literal[
-            "plan",
-            "environment",
-            "product_stage",
-            "urgency",
-            "impact",
-            "customer_timezone",
-            "customer_country",
-        ],
-        FieldSource | list[FieldSource],
-    ] = Field(default_factory=dict)
+    fields: dict[EngineField, FieldSource | list[FieldSource]] = Field(default_factory=dict)
     """Where each engine field comes from; a list is tried in order (first value wins)."""
     channels: dict[str, str] = Field(default_factory=_default_channels)
     """Zendesk ``via.channel`` -> slabot channel; unlisted channels pass through."""
@@ -188,10 +155,8 @@ class ZendeskConfig(_Strict):
         return value
 
     def sources(self, name: str) -> list[Any]:
-        configured = self.fields.get(name)  # type: ignore[call-overload]
-        if configured is None:
-            return []
-        return list(configured) if isinstance(configured, list) else [configured]
+        """The sources of the engine field ``name``, in the order they are tried."""
+        return sources_in_order(self.fields.get(name))  # type: ignore[call-overload]
 
     def zendesk_priority(self, priority: str) -> str | None:
         return self.priorities.get(priority)
@@ -207,27 +172,9 @@ class ZendeskConfig(_Strict):
 
 def parse_zendesk_config(data: Any, where: str = "config") -> ZendeskConfig:
     """Validate the ``zendesk:`` section given as data; errors name ``zendesk.<key>``."""
-    if not isinstance(data, dict) or "zendesk" not in data:
-        raise ZendeskConfigError(f"{where}: no 'zendesk:' section (see docs/zendesk.md)")
-    try:
-        return ZendeskConfig.model_validate(data["zendesk"])
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            path = ".".join(str(part) for part in ("zendesk", *item["loc"]))
-            problems.append(f"{where}: {path}: {item['msg']}")
-        raise ZendeskConfigError("\n".join(problems)) from None
+    return configuration.parse_section(ZendeskConfig, "zendesk", data, where, ZendeskConfigError)
 
 
-def load_zendesk_config(path: str | Path = DEFAULT_CONFIG_PATH) -> ZendeskConfig:
+def load_zendesk_config(path: str | Path = configuration.DEFAULT_CONFIG_PATH) -> ZendeskConfig:
     """Read and validate the ``zendesk:`` section of a config file."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ZendeskConfigError(f"{file}: cannot read: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ZendeskConfigError(f"{file}: not valid YAML: {error}") from None
-    return parse_zendesk_config(data, str(file))
+    return configuration.load_section(ZendeskConfig, "zendesk", path, ZendeskConfigError)

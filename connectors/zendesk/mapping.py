@@ -9,17 +9,16 @@ nobody knows) is dropped and reported in ``Mapped.warnings``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from bot.errors import SlabotError
+from connectors import mapping
+from connectors.mapping import History, PayloadError, StatusChange, parse_instant, text
 from connectors.zendesk.config import DueField, ZendeskConfig
 from connectors.zendesk.timezones import to_iana
 from slabot.store.snapshot import Snapshot
-from slabot.store.snapshot import StatusChange as StoredStatusChange
 from slabot.store.writes import due_text
 
 SOURCE = "zendesk"
@@ -35,10 +34,6 @@ STATUSES = {
     "closed": "closed",
 }
 """Zendesk status -> engine status (Zendesk says ``hold``; event payloads say ``HOLD``)."""
-
-
-class PayloadError(SlabotError):
-    """A Zendesk payload lacks what slabot needs, or carries a value it cannot read."""
 
 
 class DeletedTicketError(PayloadError):
@@ -75,16 +70,6 @@ class TicketBundle:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusChange:
-    """A status the ticket took, from its audits (the key makes a repeat harmless)."""
-
-    event_key: str
-    at: datetime
-    to: str
-    actor: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class PriorityChange:
     """An agent (not slabot, not the requester) changed the priority in Zendesk: a
     reclassification."""
@@ -102,18 +87,9 @@ class PriorityChange:
 
 
 @dataclass(frozen=True, slots=True)
-class Mapped:
-    """One ticket in slabot's terms."""
-
-    snapshot: Snapshot
-    status_changes: tuple[StatusChange, ...]
-    """Every status the audits show, oldest first (creation included): pauses come from
-    these, not from guesses."""
-    reclassifications: tuple[PriorityChange, ...]
-    """Priority changes made by agents, oldest first."""
-    due_shown: dict[str, str | None]
-    """Due target -> what its configured custom field shows now."""
-    warnings: tuple[str, ...] = field(default=())
+class Mapped(mapping.Mapped[PriorityChange]):
+    """One ticket in slabot's terms; ``due_shown``: due target -> what its configured custom
+    field shows now."""
 
 
 def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
@@ -132,16 +108,16 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
     ticket_id = _ticket_id(ticket.get("id"))
     where = f"Zendesk ticket {ticket_id}"
     warnings: list[str] = []
-    created_at = _instant(ticket.get("created_at"), f"{where}: created_at", required=True)
+    created_at = parse_instant(ticket.get("created_at"), f"{where}: created_at", required=True)
     assert created_at is not None
-    updated_at = _instant(ticket.get("updated_at"), f"{where}: updated_at") or created_at
+    updated_at = parse_instant(ticket.get("updated_at"), f"{where}: updated_at") or created_at
     if str(ticket.get("status") or "").strip().lower() == DELETED:
         raise DeletedTicketError(
             f"{where} is deleted in Zendesk: not ingested (slabot keeps what it stored; "
             "restore the ticket to have it followed again)"
         )
     status = _status(ticket.get("status"), where)
-    tags = _tags(ticket.get("tags"), where)
+    tags = mapping.string_set(ticket.get("tags"), f"{where}: tags")
     custom = _custom_fields(ticket.get("custom_fields"), where)
 
     history = _History.read(bundle, config, where)
@@ -150,33 +126,16 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         requested = ticket.get("priority")
     priority = config.slabot_priority(requested) if requested else None
 
-    values: dict[str, Any] = {}
-    for name in (
-        "plan",
-        "environment",
-        "product_stage",
-        "urgency",
-        "impact",
-        "customer_timezone",
-        "customer_country",
-    ):
-        values[name] = _read_field(name, config, ticket, tags, custom, bundle)
-    zone = values["customer_timezone"]
-    if zone is not None:
-        iana = to_iana(zone)
-        if iana is None:
-            warnings.append(f"{where}: unknown time zone {zone!r}; the policy's default applies")
-        values["customer_timezone"] = iana
-    country = values["customer_country"]
-    if country is not None:
-        code = country.strip().upper()
-        if len(code) != 2 or not code.isalpha():
-            warnings.append(
-                f"{where}: customer country {country!r} is not a two-letter ISO code; the "
-                "policy's default applies"
-            )
-            code = ""
-        values["customer_country"] = code or None
+    values: dict[str, Any] = {
+        name: _read_field(name, config, ticket, tags, custom, bundle)
+        for name in mapping.ENGINE_FIELDS
+    }
+    values["customer_timezone"] = mapping.customer_zone(
+        values["customer_timezone"], where, warnings, to_iana
+    )
+    values["customer_country"] = mapping.customer_country(
+        values["customer_country"], where, warnings
+    )
 
     via = ticket.get("via") or {}
     channel = via.get("channel") if isinstance(via, Mapping) else None
@@ -192,7 +151,7 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
 
     shown_priority = config.slabot_priority(ticket.get("priority"))
     due_shown: dict[str, str | None] = {
-        target: _text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
+        target: text(custom.get(due.id)) for target, due in sorted(config.due_fields.items())
     }
     shown: dict[str, Any] = {
         "priority": shown_priority,
@@ -200,13 +159,13 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         # What Slack and the dashboard read (not written back): docs/slack.md.
         "key": f"ZD-{ticket_id}",
         "assignee_email": _email(bundle.assignee),
-        "queue": _text((bundle.group or {}).get("name")),
+        "queue": text((bundle.group or {}).get("name")),
         "url": bundle.agent_url,
         # Ticket context (customer data: never logged): docs/zendesk.md.
-        "subject": _line(ticket.get("subject")),
-        "requester": _line((bundle.requester or {}).get("name")),
-        "organization": _line((bundle.organization or {}).get("name")),
-        "assignee_name": _line((bundle.assignee or {}).get("name")),
+        "subject": mapping.one_line(ticket.get("subject")),
+        "requester": mapping.one_line((bundle.requester or {}).get("name")),
+        "organization": mapping.one_line((bundle.organization or {}).get("name")),
+        "assignee_name": mapping.one_line((bundle.assignee or {}).get("name")),
     }
     if due_shown:
         shown["due"] = due_shown
@@ -227,33 +186,13 @@ def map_ticket(bundle: TicketBundle, config: ZendeskConfig) -> Mapped:
         solved_at=solved_at if status in ("solved", "closed") else None,
         shown=shown,
         actor=history.last_actor,
-        status_history=_status_history(history.status_changes, status),
+        status_history=mapping.status_history(history.status_changes, status),
         routing=routing_attributes(bundle, tags, custom),
         agent_replies=tuple(history.agent_replies),
         customer_replies=tuple(history.customer_replies),
         **values,
     )
-    return Mapped(
-        snapshot,
-        history.status_changes,
-        history.reclassifications,
-        due_shown,
-        tuple(warnings),
-    )
-
-
-_PLAIN_STATUSES = frozenset({"new", "open"})
-
-
-def _status_history(changes: Sequence[StatusChange], status: str) -> tuple[StoredStatusChange, ...]:
-    """The audits' statuses for the store, which derives pauses, solves and reopenings from
-    them; none for a ticket that was only ever new or open (nothing to derive)."""
-    if status in _PLAIN_STATUSES and all(change.to in _PLAIN_STATUSES for change in changes):
-        return ()
-    return tuple(
-        StoredStatusChange(change.at, change.to, change.event_key, change.actor)
-        for change in changes
-    )
+    return Mapped.read(snapshot, history, due_shown, warnings)
 
 
 def _due_format(due: DueField) -> dict[str, str]:
@@ -296,14 +235,7 @@ def parse_webhook(body: bytes) -> WebhookNotice:
 
     Raises ``PayloadError`` saying what is wrong (the handler answers 400 with it).
     """
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PayloadError(f"the body is not JSON: {error}") from None
-    except RecursionError:  # found by tests/proof/test_proof_fuzz.py: a 500 before
-        raise PayloadError("the body is JSON nested too deeply to be a webhook") from None
-    if not isinstance(data, dict):
-        raise PayloadError("the body must be a JSON object")
+    data = mapping.json_object(body)
     event_type = data.get("type")
     if event_type is not None:
         return _parse_event(data, event_type)
@@ -354,21 +286,10 @@ def _parse_event(data: Mapping[str, Any], event_type: Any) -> WebhookNotice:
 
 
 @dataclass(slots=True)
-class _History:
+class _History(History[PriorityChange]):
     """What the audits say: replies, statuses, the requested priority, agents' priorities."""
 
-    first_reply_at: datetime | None = None
-    last_reply_at: datetime | None = None
-    solved_at: datetime | None = None
-    requested_priority: str | None = None
     priority_seen: bool = False
-    last_actor: str | None = None
-    status_changes: tuple[StatusChange, ...] = ()
-    reclassifications: tuple[PriorityChange, ...] = ()
-    agent_replies: list[datetime] = field(default_factory=list)
-    customer_replies: list[datetime] = field(default_factory=list)
-    """Public comments by the requester or another person who is not an agent, after the
-    ticket's creation (its first comment, the description, is not a reply)."""
 
     @classmethod
     def read(cls, bundle: TicketBundle, config: ZendeskConfig, where: str) -> _History:
@@ -382,7 +303,7 @@ class _History:
         )
         for audit in audits:
             audit_id = audit.get("id")
-            at = _instant(
+            at = parse_instant(
                 audit.get("created_at"), f"{where}: audit {audit_id} created_at", required=True
             )
             assert at is not None
@@ -435,10 +356,7 @@ class _History:
                         and comment_author != bundle.bot_user_id
                         and comment_author != requester_id
                     ):
-                        if history.first_reply_at is None:
-                            history.first_reply_at = at
-                        history.last_reply_at = at
-                        history.agent_replies.append(at)
+                        history.agent_replied(at)
                     elif (
                         not creating
                         and comment_author not in (None, -1)
@@ -507,26 +425,10 @@ def _ticket_id(value: Any, name: str = "id") -> int:
     raise PayloadError(f"{name} {shown} is not a ticket id{hint}")
 
 
-def _instant(value: Any, name: str, *, required: bool = False) -> datetime | None:
-    if value is None or value == "":
-        if required:
-            raise PayloadError(f"{name} is missing")
-        return None
-    if not isinstance(value, str):
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant")
-    try:
-        instant = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise PayloadError(f"{name} {value!r} is not an ISO 8601 instant") from None
-    if instant.tzinfo is None:
-        raise PayloadError(f"{name} {value!r} has no time zone")
-    return instant.astimezone(UTC)
-
-
 def _webhook_instant(value: Any, name: str) -> datetime | None:
     if isinstance(value, str) and "{{" in value:
         raise PayloadError(f"{name} {value!r}: the placeholder was not rendered")
-    return _instant(value, name)
+    return parse_instant(value, name)
 
 
 def _status(value: Any, where: str, *, deleted: bool = False) -> str:
@@ -543,14 +445,6 @@ def _status(value: Any, where: str, *, deleted: bool = False) -> str:
     return status
 
 
-def _tags(value: Any, where: str) -> set[str]:
-    if value is None:
-        return set()
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise PayloadError(f"{where}: tags must be a list of strings")
-    return set(value)
-
-
 def routing_attributes(
     bundle: TicketBundle, tags: Iterable[str], custom: Mapping[int, Any]
 ) -> dict[str, Any]:
@@ -561,8 +455,8 @@ def routing_attributes(
     found: dict[str, Any] = {
         "brand": _id_text(ticket.get("brand_id")),
         "form": _id_text(ticket.get("ticket_form_id")),
-        "group": _line((bundle.group or {}).get("name")),
-        "organization": _line((bundle.organization or {}).get("name")),
+        "group": mapping.one_line((bundle.group or {}).get("name")),
+        "organization": mapping.one_line((bundle.organization or {}).get("name")),
         "tags": sorted(tags),
         "custom_fields": {str(key): value for key, value in custom.items() if value is not None},
     }
@@ -592,25 +486,8 @@ def _custom_fields(value: Any, where: str) -> dict[int, Any]:
 
 
 def _email(user: Mapping[str, Any] | None) -> str | None:
-    email = _text((user or {}).get("email"))
+    email = text((user or {}).get("email"))
     return email.lower() if email else None
-
-
-def _line(value: Any) -> str | None:
-    """A subject or a name as one trimmed line (Zendesk keeps what was typed, line breaks
-    included); None when empty or not a text."""
-    if not isinstance(value, str):
-        return None
-    return " ".join(value.split()) or None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, list):
-        return _text(value[0]) if value else None
-    text = str(value).strip()
-    return text or None
 
 
 def _read_field(
@@ -621,25 +498,22 @@ def _read_field(
     custom: Mapping[int, Any],
     bundle: TicketBundle,
 ) -> str | None:
-    for source in config.sources(name):
-        raw: Any = None
+    def raw(source: Any) -> Any:
         kind = source.source
         if kind == "ticket_field":
-            raw = custom.get(source.id)
-        elif kind == "organization_field":
+            return custom.get(source.id)
+        if kind == "organization_field":
             fields = (bundle.organization or {}).get("organization_fields") or {}
-            raw = fields.get(source.key)
-        elif kind == "user_field":
+            return fields.get(source.key)
+        if kind == "user_field":
             fields = (bundle.requester or {}).get("user_fields") or {}
-            raw = fields.get(source.key)
-        elif kind == "tag":
+            return fields.get(source.key)
+        if kind == "tag":
             found = sorted(t for t in tags if t.startswith(source.prefix))
-            raw = found[0][len(source.prefix) :] if found else None
-        elif kind == "requester_time_zone":
+            return found[0][len(source.prefix) :] if found else None
+        if kind == "requester_time_zone":
             requester = bundle.requester or {}
-            raw = requester.get("iana_time_zone") or requester.get("time_zone")
-        value = _text(raw)
-        if value is not None:
-            renamed: str = source.values.get(value, value)
-            return renamed
-    return None
+            return requester.get("iana_time_zone") or requester.get("time_zone")
+        return None
+
+    return mapping.first_value(config.sources(name), raw)

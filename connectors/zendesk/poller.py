@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from connectors import resume
+from connectors.mapping import PayloadError
 from connectors.polling import HelpdeskPoller
 from connectors.polling import PollReport as BasePollReport
 from connectors.zendesk.client import (
@@ -30,13 +31,7 @@ from connectors.zendesk.client import (
     ZendeskRejectedError,
     ZendeskUnavailableError,
 )
-from connectors.zendesk.mapping import (
-    DELETED,
-    SOURCE,
-    DeletedTicketError,
-    PayloadError,
-    TicketBundle,
-)
+from connectors.zendesk.mapping import DELETED, SOURCE, DeletedTicketError, TicketBundle
 from connectors.zendesk.sync import ZendeskSync
 from slabot.store.events import EventError
 from slabot.store.queries import load_cursor, save_cursor

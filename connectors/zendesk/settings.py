@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from connectors.common import (
-    ConnectorSettingsError,
-    Secret,
-    missing_settings_error,
-    secret_setting,
-    setting,
-)
+from slabot import configuration
+from slabot.configuration import Secret, SettingsError
 
 SETTINGS = (
     "ZENDESK_SUBDOMAIN",
@@ -52,18 +46,17 @@ class ZendeskSettings:
 
         ``webhooks=False`` (backfill, polling only) does not require the signing secret.
         """
-        env = os.environ if environ is None else environ
-        subdomain = setting(env, "ZENDESK_SUBDOMAIN")
-        url = setting(env, "ZENDESK_URL")
-        email = setting(env, "ZENDESK_EMAIL")
-        api_token = secret_setting(env, "ZENDESK_API_TOKEN")
-        oauth_token = secret_setting(env, "ZENDESK_OAUTH_TOKEN")
-        webhook_secret = secret_setting(env, "ZENDESK_WEBHOOK_SECRET")
+        env = configuration.environment(environ)
+        subdomain = configuration.setting(env, "ZENDESK_SUBDOMAIN")
+        url = configuration.setting(env, "ZENDESK_URL")
+        email = configuration.setting(env, "ZENDESK_EMAIL")
+        api_token = configuration.secret_setting(env, "ZENDESK_API_TOKEN")
+        oauth_token = configuration.secret_setting(env, "ZENDESK_OAUTH_TOKEN")
+        webhook_secret = configuration.secret_setting(env, "ZENDESK_WEBHOOK_SECRET")
 
         if not ZendeskSettings.configured(env):
-            raise ConnectorSettingsError(
-                "Zendesk is not configured: set ZENDESK_SUBDOMAIN, ZENDESK_EMAIL and "
-                "ZENDESK_API_TOKEN (see docs/zendesk.md)"
+            raise configuration.not_configured_error(
+                "Zendesk", ["ZENDESK_SUBDOMAIN", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN"]
             )
         missing = []
         if subdomain is None and url is None:
@@ -76,14 +69,14 @@ class ZendeskSettings:
             elif email is None:
                 missing.append("ZENDESK_EMAIL")
         elif api_token is not None:
-            raise ConnectorSettingsError(
+            raise SettingsError(
                 "Zendesk: set ZENDESK_API_TOKEN (with ZENDESK_EMAIL) or ZENDESK_OAUTH_TOKEN, "
                 "not both"
             )
         if webhooks and webhook_secret is None:
             missing.append("ZENDESK_WEBHOOK_SECRET")
         if missing:
-            raise missing_settings_error(
+            raise configuration.missing_settings_error(
                 "Zendesk",
                 missing,
                 "see docs/zendesk.md; leave every ZENDESK_* setting unset to disable Zendesk",
@@ -102,8 +95,7 @@ class ZendeskSettings:
     def configured(environ: Mapping[str, str] | None = None) -> bool:
         """Whether any ``ZENDESK_*`` setting is given (the connector is then enabled and its
         settings must be complete)."""
-        env = os.environ if environ is None else environ
-        return any(setting(env, name) for name in SETTINGS)
+        return configuration.any_setting(environ, SETTINGS)
 
 
 def _subdomain(text: str) -> str:
@@ -112,7 +104,7 @@ def _subdomain(text: str) -> str:
         value = value.removesuffix(".zendesk.com")
     value = value.removeprefix("https://").removeprefix("http://").strip("/")
     if not value or not all(c.isalnum() or c == "-" for c in value):
-        raise ConnectorSettingsError(
+        raise SettingsError(
             "ZENDESK_SUBDOMAIN must be the account's subdomain, like 'acme' for acme.zendesk.com"
         )
     return value
@@ -121,17 +113,17 @@ def _subdomain(text: str) -> str:
 def _base_url(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConnectorSettingsError(
+        raise SettingsError(
             "ZENDESK_URL must be an http(s) URL like https://support.example.com or "
             "http://127.0.0.1:8080"
         )
     if "." not in parts.hostname:
-        raise ConnectorSettingsError(
+        raise SettingsError(
             f"ZENDESK_URL host {parts.hostname!r} has no dot; name a local server by its "
             "address (http://127.0.0.1:8080), not as localhost"
         )
     if parts.username or parts.password:
-        raise ConnectorSettingsError(
+        raise SettingsError(
             "ZENDESK_URL must not carry credentials; use ZENDESK_EMAIL and ZENDESK_API_TOKEN"
         )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"

@@ -25,10 +25,11 @@ from typing import Any
 from starlette.requests import Request
 
 from connectors.intake import IntakeJob, WebhookIntake, store_intake
+from connectors.mapping import PayloadError
 from connectors.signatures import content_digest, signature_base64, signatures_match
 from connectors.webhook import Delivery, SignedWebhook, create_app
 from connectors.zendesk.client import ZendeskRejectedError
-from connectors.zendesk.mapping import SOURCE, PayloadError, WebhookNotice, parse_webhook
+from connectors.zendesk.mapping import SOURCE, WebhookNotice, parse_webhook
 from connectors.zendesk.sync import ZendeskSync
 
 log = logging.getLogger(__name__)

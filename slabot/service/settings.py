@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -37,11 +36,11 @@ from sqlalchemy.engine import URL
 
 from bot.errors import SlabotError
 from bot.routing import RoutingSpec
-from connectors.common import ConnectorSettingsError
 from connectors.jira.config import JiraConfig, JiraConfigError, parse_jira_config
 from connectors.jira.settings import JiraSettings
 from connectors.zendesk.config import ZendeskConfig, ZendeskConfigError, parse_zendesk_config
 from connectors.zendesk.settings import ZendeskSettings
+from slabot.configuration import SettingsError, time_zone
 from slabot.slack.config import SlackConfig, SlackConfigError, parse_slack_config
 from slabot.slack.references import TicketLinks
 from slabot.slack.settings import SlackSettings
@@ -148,13 +147,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
-            ) from None
-        return value
+        return time_zone(value, example=" like Europe/Paris")
 
     @field_validator("dashboard_token", "dashboard_user", "dashboard_password")
     @classmethod
@@ -317,7 +310,7 @@ def load_settings(
             try:
                 found[name] = credentials.from_environ(env)
                 found[f"{name}_config"] = parse(data, str(path))
-            except (ConnectorSettingsError, config_error) as error:
+            except (SettingsError, config_error) as error:
                 problems.append(str(error))
     if "routing" in data:
         try:

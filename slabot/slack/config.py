@@ -1,8 +1,7 @@
 """The ``slack:`` section of ``config/slabot.yaml``: who may reclassify, nudges, digests, languages.
 
-Validated with pydantic; unknown keys are refused (a typo must not silently do nothing).
-Other top-level sections of the file belong to other parts of slabot and are not read here.
-See docs/slack.md for every key.
+Read with ``slabot.configuration.parse_section``: unknown keys are refused, errors name the
+file and ``slack.<key>``. docs/slack.md describes every key.
 """
 
 from __future__ import annotations
@@ -12,23 +11,16 @@ from datetime import tzinfo
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-import yaml
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from bot.errors import SlabotError
 from bot.policy import TARGETS
+from slabot import configuration
+from slabot.configuration import StrictModel
 
-DEFAULT_CONFIG_PATH = Path("config/slabot.yaml")
 LANGUAGES = ("en", "fr", "it", "pl")
 Language = Literal["en", "fr", "it", "pl"]
 DEFAULT_THRESHOLDS = (0.75, 1.0)
@@ -43,10 +35,6 @@ class SlackConfigError(SlabotError):
     """The ``slack:`` section is missing or invalid; the message names the key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _channel(value: str) -> str:
     if not _CHANNEL_ID.match(value):
         raise ValueError(
@@ -56,17 +44,7 @@ def _channel(value: str) -> str:
     return value
 
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name like Europe/Paris"
-        ) from None
-    return value
-
-
-class Reclassifiers(_Strict):
+class Reclassifiers(StrictModel):
     """Who may reclassify: members of any of the user groups, or the users listed."""
 
     user_groups: list[str] = Field(default_factory=list)
@@ -103,7 +81,7 @@ def _default_thresholds() -> dict[str, list[float]]:
     return {target: list(DEFAULT_THRESHOLDS) for target in TARGETS}
 
 
-class Nudges(_Strict):
+class Nudges(StrictModel):
     """Reminders before a target breaches, and notices when it does."""
 
     enabled: bool = True
@@ -181,33 +159,22 @@ class Nudges(_Strict):
         )
 
 
-class ChannelSettings(_Strict):
+class ChannelSettings(StrictModel):
     """Per channel: the language its messages are written in."""
 
     language: Language
     """``en``, ``fr``, ``it`` or ``pl``."""
 
 
-class Digest(_Strict):
-    """One channel's scheduled digest."""
+class _Scheduled(StrictModel):
+    """A message posted to a channel on a schedule (a digest, a compliance summary)."""
 
     channel: str
-    """The channel's id (``C0SUPPORT``), not its name."""
+    """The channel's id, not its name."""
     schedule: str
-    """Five cron fields, minute hour day month day-of-week, with day names:
-    ``"0 9 * * mon-fri"`` is 09:00 on weekdays in ``timezone``."""
+    """Five cron fields, minute hour day month day-of-week, with day names."""
     timezone: str = "UTC"
-    """The IANA zone the schedule and the digest's times are in."""
-    due_within_business_hours: float = Field(default=4, gt=0, le=720)
-    """List the clocks due within this many business hours (on each target's calendar)."""
-    paused_longer_than_hours: float = Field(default=72, gt=0)
-    """List the tickets waiting on the customer for longer than this (elapsed hours)."""
-    when_empty: Literal["say", "skip"] = "say"
-    """``say``: a one-line digest says there is nothing to report; ``skip``: none is sent."""
-    language: Language | None = None
-    """Default: the channel's language (``channels:``), else ``slack.language``."""
-    max_tickets: int = Field(default=30, ge=1, le=40)
-    """At most this many tickets are listed; the digest says how many more there are."""
+    """The IANA zone of the schedule."""
 
     @field_validator("channel")
     @classmethod
@@ -217,7 +184,7 @@ class Digest(_Strict):
     @field_validator("timezone")
     @classmethod
     def _check_zone(cls, value: str) -> str:
-        return _zone(value)
+        return configuration.time_zone(value, example=" like Europe/Paris")
 
     @field_validator("schedule")
     @classmethod
@@ -242,11 +209,33 @@ class Digest(_Strict):
         return value
 
     def trigger(self) -> CronTrigger:
-        """The APScheduler trigger of this digest, in its time zone."""
+        """The APScheduler trigger of this schedule, in its time zone."""
         return cron_trigger(self.schedule, ZoneInfo(self.timezone))
 
 
-class ComplianceSummary(_Strict):
+class Digest(_Scheduled):
+    """One channel's scheduled digest."""
+
+    channel: str
+    """The channel's id (``C0SUPPORT``), not its name."""
+    schedule: str
+    """Five cron fields, minute hour day month day-of-week, with day names:
+    ``"0 9 * * mon-fri"`` is 09:00 on weekdays in ``timezone``."""
+    timezone: str = "UTC"
+    """The IANA zone the schedule and the digest's times are in."""
+    due_within_business_hours: float = Field(default=4, gt=0, le=720)
+    """List the clocks due within this many business hours (on each target's calendar)."""
+    paused_longer_than_hours: float = Field(default=72, gt=0)
+    """List the tickets waiting on the customer for longer than this (elapsed hours)."""
+    when_empty: Literal["say", "skip"] = "say"
+    """``say``: a one-line digest says there is nothing to report; ``skip``: none is sent."""
+    language: Language | None = None
+    """Default: the channel's language (``channels:``), else ``slack.language``."""
+    max_tickets: int = Field(default=30, ge=1, le=40)
+    """At most this many tickets are listed; the digest says how many more there are."""
+
+
+class ComplianceSummary(_Scheduled):
     """A scheduled SLA compliance summary to a channel: the last whole week or month."""
 
     channel: str
@@ -260,25 +249,6 @@ class ComplianceSummary(_Strict):
     """The last whole ISO week (Monday to Sunday) or calendar month before the run."""
     language: Language | None = None
     """Default: the channel's language (``channels:``), else ``slack.language``."""
-
-    @field_validator("channel")
-    @classmethod
-    def _check_channel(cls, value: str) -> str:
-        return _channel(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_zone(cls, value: str) -> str:
-        return _zone(value)
-
-    @field_validator("schedule")
-    @classmethod
-    def _check_schedule(cls, value: str) -> str:
-        return Digest._check_schedule(value)
-
-    def trigger(self) -> CronTrigger:
-        """The APScheduler trigger of this summary, in its time zone."""
-        return cron_trigger(self.schedule, ZoneInfo(self.timezone))
 
 
 def cron_trigger(schedule: str, zone: tzinfo) -> CronTrigger:
@@ -294,7 +264,7 @@ def cron_trigger(schedule: str, zone: tzinfo) -> CronTrigger:
     )
 
 
-class Home(_Strict):
+class Home(StrictModel):
     """The App Home tab: the viewer's own tickets at risk."""
 
     horizon_hours: float = Field(default=24, gt=0, le=720)
@@ -303,7 +273,7 @@ class Home(_Strict):
     """At most this many tickets are shown."""
 
 
-class SlackConfig(_Strict):
+class SlackConfig(StrictModel):
     """The ``slack:`` section."""
 
     language: Language = "en"
@@ -367,28 +337,19 @@ class SlackConfig(_Strict):
 
 def parse_slack_config(data: Any, where: str = "config") -> SlackConfig:
     """Validate the ``slack:`` section given as data; errors name ``slack.<key>``."""
-    if not isinstance(data, dict) or "slack" not in data:
-        raise SlackConfigError(f"{where}: no 'slack:' section (see docs/slack.md)")
-    try:
-        return SlackConfig.model_validate(data["slack"] or {})
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            path = ".".join(str(part) for part in ("slack", *item["loc"]))
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {path}: {message}")
-        raise SlackConfigError("\n".join(problems)) from None
+    return configuration.parse_section(
+        SlackConfig,
+        "slack",
+        data,
+        where,
+        SlackConfigError,
+        blank_is_empty=True,
+        plain_messages=True,
+    )
 
 
-def load_slack_config(path: str | Path = DEFAULT_CONFIG_PATH) -> SlackConfig:
+def load_slack_config(path: str | Path = configuration.DEFAULT_CONFIG_PATH) -> SlackConfig:
     """Read and validate the ``slack:`` section of a config file."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SlackConfigError(f"{file}: cannot read: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise SlackConfigError(f"{file}: not valid YAML: {error}") from None
-    return parse_slack_config(data, str(file))
+    return configuration.load_section(
+        SlackConfig, "slack", path, SlackConfigError, blank_is_empty=True, plain_messages=True
+    )

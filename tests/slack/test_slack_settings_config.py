@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.common import ConnectorSettingsError
+from slabot.configuration import SettingsError
 from slabot.slack.config import SlackConfigError, load_slack_config, parse_slack_config
 from slabot.slack.settings import SlackSettings
 
@@ -46,7 +46,7 @@ def test_secrets_never_show() -> None:
     ],
 )
 def test_bad_settings_name_what_to_set(environ: dict[str, str], says: str) -> None:
-    with pytest.raises(ConnectorSettingsError, match=None) as caught:
+    with pytest.raises(SettingsError, match=None) as caught:
         SlackSettings.from_environ(environ)
     assert says in str(caught.value)
     assert "secret" not in str(caught.value).replace("SECRET", "") or "sign-456" not in str(

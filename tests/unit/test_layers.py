@@ -240,6 +240,45 @@ def test_the_intake_process_does_not_know_the_runtime(sources: dict[str, ast.AST
     assert "slabot.service.intake_process" in graph["slabot.service.runtime"]
 
 
+def test_slack_and_the_connectors_are_siblings(sources: dict[str, ast.AST]) -> None:
+    """Neither imports the other: what both need (settings, ``Secret``, the parse of a config
+    section) lives in ``slabot.configuration``, which imports neither."""
+    graph = import_graph(sources, with_local=True)
+
+    def crossing(importers: str, imported: str) -> list[str]:
+        return sorted(
+            f"{name} -> {other}"
+            for name, others in graph.items()
+            if name == importers or name.startswith(f"{importers}.")
+            for other in others
+            if other == imported or other.startswith(f"{imported}.")
+        )
+
+    assert crossing("slabot.slack", "connectors") == []
+    assert crossing("connectors", "slabot.slack") == []
+    assert crossing("slabot.configuration", "connectors") == []
+    assert crossing("slabot.configuration", "slabot.slack") == []
+
+
+MAPPINGS = sorted([ROOT / "connectors" / "mapping.py", *ROOT.glob("connectors/*/mapping.py")])
+NETWORK = frozenset({"httpx", "requests", "urllib3", "socket", "zenpy", "jira", "sqlalchemy"})
+
+
+def test_there_are_mappings_to_check() -> None:
+    assert {path.parent.name for path in MAPPINGS} >= {"connectors", "zendesk", "jira"}
+
+
+@pytest.mark.parametrize("path", MAPPINGS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_a_mapping_imports_no_client_sdk_or_database(
+    path: Path, sources: dict[str, ast.AST]
+) -> None:
+    """The mappings are pure: payload in, snapshot out (the clients do the network)."""
+    tree = sources[module_name(path)]
+    assert sorted(imported_modules(tree) & NETWORK) == []
+    graph = import_graph(sources, with_local=True)
+    assert sorted(name for name in graph[module_name(path)] if name.endswith(".client")) == []
+
+
 # --- the scans themselves catch what they are meant to catch ---
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.common import ConnectorSettingsError
 from connectors.jira.settings import JiraSettings
+from slabot.configuration import SettingsError
 
 ENV = {
     "JIRA_URL": "https://acme.atlassian.net/",
@@ -26,21 +26,21 @@ def test_complete_settings_are_read_and_secrets_never_shown() -> None:
 
 def test_nothing_set_means_jira_is_off() -> None:
     assert not JiraSettings.configured({})
-    with pytest.raises(ConnectorSettingsError, match="Jira is not configured"):
+    with pytest.raises(SettingsError, match="Jira is not configured"):
         JiraSettings.from_environ({})
 
 
 @pytest.mark.parametrize("missing", ["JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN"])
 def test_a_half_configured_jira_names_what_is_missing(missing: str) -> None:
     env = {k: v for k, v in ENV.items() if k != missing}
-    with pytest.raises(ConnectorSettingsError, match=f"set {missing}") as caught:
+    with pytest.raises(SettingsError, match=f"set {missing}") as caught:
         JiraSettings.from_environ(env)
     assert "ATATT" not in str(caught.value)
 
 
 def test_the_webhook_secret_is_needed_for_webhooks_only() -> None:
     env = {k: v for k, v in ENV.items() if k != "JIRA_WEBHOOK_SECRET"}
-    with pytest.raises(ConnectorSettingsError, match="JIRA_WEBHOOK_SECRET"):
+    with pytest.raises(SettingsError, match="JIRA_WEBHOOK_SECRET"):
         JiraSettings.from_environ(env)
     assert JiraSettings.from_environ(env, webhooks=False).webhook_secret is None
 
@@ -55,5 +55,5 @@ def test_the_webhook_secret_is_needed_for_webhooks_only() -> None:
     ],
 )
 def test_a_wrong_url_is_explained(url: str, message: str) -> None:
-    with pytest.raises(ConnectorSettingsError, match=message):
+    with pytest.raises(SettingsError, match=message):
         JiraSettings.from_environ({**ENV, "JIRA_URL": url})

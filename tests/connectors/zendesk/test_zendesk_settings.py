@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.common import ConnectorSettingsError, Secret
 from connectors.polling import RequestBudget
 from connectors.signatures import signature_base64, signature_hex, signatures_match
 from connectors.zendesk.settings import ZendeskSettings
 from connectors.zendesk.webhook import sign
+from slabot.configuration import Secret, SettingsError
 
 FULL = {
     "ZENDESK_SUBDOMAIN": "acme",
@@ -42,7 +42,7 @@ def test_secrets_never_show_in_repr_or_str() -> None:
 )
 def test_a_half_configured_set_names_the_missing_setting(missing: str, named: str) -> None:
     environ = {k: v for k, v in FULL.items() if k != missing}
-    with pytest.raises(ConnectorSettingsError, match=named) as caught:
+    with pytest.raises(SettingsError, match=named) as caught:
         ZendeskSettings.from_environ(environ)
     assert "token-123" not in str(caught.value) and "whsec-456" not in str(caught.value)
 
@@ -56,9 +56,9 @@ def test_an_oauth_token_replaces_email_and_api_token() -> None:
 def test_zendesk_url_overrides_the_base_url_and_refuses_credentials() -> None:
     environ = {**FULL, "ZENDESK_URL": "http://127.0.0.1:8080/"}
     assert ZendeskSettings.from_environ(environ).base_url == "http://127.0.0.1:8080"
-    with pytest.raises(ConnectorSettingsError, match="must not carry credentials"):
+    with pytest.raises(SettingsError, match="must not carry credentials"):
         ZendeskSettings.from_environ({**FULL, "ZENDESK_URL": "https://u:p@x.example"})
-    with pytest.raises(ConnectorSettingsError, match="http"):
+    with pytest.raises(SettingsError, match="http"):
         ZendeskSettings.from_environ({**FULL, "ZENDESK_URL": "ftp://x.example"})
 
 
