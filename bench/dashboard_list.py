@@ -60,6 +60,7 @@ from slabot.store.breaches import BREACH
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.models import TargetMark
+from slabot.store.search import search_text
 from slabot.store.services import TicketService
 
 
@@ -149,6 +150,7 @@ def copy_tickets(engine: Engine, rows: Callable[[], Iterator[tuple[int, Template
                         next_due_at=min(breaches) if breaches else None,
                         queue=queue,
                         assignee_email=assignee,
+                        search_text=search_text(row["source"], row["external_key"], shown),
                     )
                     copy.write_row([_value(row.get(c)) for c in TICKET_COLUMNS])
             decision_columns = list(rows().__next__()[1].decision)
@@ -217,6 +219,7 @@ TICKET_COLUMNS = [
     "next_due_at",
     "queue",
     "assignee_email",
+    "search_text",
 ]
 
 

@@ -47,6 +47,7 @@ from slabot.store.models import (
 )
 from slabot.store.reports import plan_outcomes, reclassifications
 from slabot.store.retry import DatabaseUnavailableError, with_retry
+from slabot.store.search import search_text
 
 if TYPE_CHECKING:
     from slabot.store.services import IngestResult, Snapshot, TicketService
@@ -557,6 +558,7 @@ def _plan(
     ):
         outcome = "updated"
     row.shown = dict(snapshot.shown)
+    row.search_text = search_text(row.source, row.external_key, row.shown)
     if snapshot.routing:
         row.routing = dict(snapshot.routing)
     row.shown_at = now

@@ -56,6 +56,7 @@ from slabot.store.models import (
 )
 from slabot.store.reports import store_outcomes
 from slabot.store.retry import DEFAULT_RETRY, DatabaseUnavailableError, RetryPolicy, with_retry
+from slabot.store.search import search_text
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +364,7 @@ class TicketService:
         ):
             outcome = "updated"
         row.shown = dict(snapshot.shown)
+        row.search_text = search_text(row.source, row.external_key, row.shown)
         if snapshot.routing:
             row.routing = dict(snapshot.routing)
         row.shown_at = now
