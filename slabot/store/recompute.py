@@ -351,8 +351,8 @@ def _store_decisions(
             continue
         differ = tuple(name for name in fields if getattr(old, name) != values[name])
         if differ:
-            parameters = {f"v_{name}": values[name] for name in differ}
-            rewritten[differ].append({"k_ticket": item.row.id, **parameters, "v_evaluated_at": now})
+            written = {f"v_{name}": values[name] for name in differ}
+            rewritten[differ].append({"k_ticket": item.row.id, **written, "v_evaluated_at": now})
         else:
             touched.append(item.row.id)
     if inserted:
