@@ -376,8 +376,8 @@ def _store_marks(
     """Make each ticket's marks exactly its decision's, touching only the rows that differ."""
     ids = [item.row.id for item in evaluated]
     stored: dict[tuple[int, str, int], tuple[datetime, datetime]] = {
-        (m.ticket_id, m.target, m.threshold_permille): (m.at, m.cycle_started_at)
-        for m in session.execute(
+        (ticket_id, target, permille): (at, started)  # unpacked: a row's attributes cost more
+        for ticket_id, target, permille, at, started in session.execute(
             select(
                 _MARKS.c.ticket_id,
                 _MARKS.c.target,
