@@ -349,7 +349,8 @@ def _store_decisions(
         if old is None:
             inserted.append({"ticket_id": item.row.id, **values, "evaluated_at": now})
             continue
-        differ = tuple(name for name in fields if getattr(old, name) != values[name])
+        stored = old._asdict()  # one dict: a row's attribute access costs more, per field
+        differ = tuple(name for name in fields if stored[name] != values[name])
         if differ:
             written = {f"v_{name}": values[name] for name in differ}
             rewritten[differ].append({"k_ticket": item.row.id, **written, "v_evaluated_at": now})
