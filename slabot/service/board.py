@@ -31,6 +31,7 @@ from bot.policy import TARGETS, format_duration
 from bot.ticket import SOLVED_STATUSES
 from slabot.slack.store_access import SlackStore, TicketView
 from slabot.store.models import StoredDecision, StoredTicket, TargetMark
+from slabot.store.search import NAMED, SEARCHED, like_pattern, search_text, shown_texts
 
 PAGE_SIZE = 50
 """Rows a page shows; the dashboard links to the next page."""
@@ -46,23 +47,6 @@ STATE_ORDER = ("breached", "at_risk", "running", "paused", "met", "none")
 """Worst first: a ticket shows the worst state of its clocks."""
 FILTER_STATES = ("breached", "at_risk", "running", "paused")
 """The states the dashboard's state filter offers (an open ticket is rarely ``met``)."""
-SEARCHED = (
-    "key",
-    "subject",
-    "requester",
-    "requester_name",
-    "requester_email",
-    "organization",
-    "organization_name",
-    "assignee",
-    "assignee_name",
-    "assignee_email",
-    "queue",
-)
-"""The keys of ``tickets.shown`` the search reads when the connector stored them (a string,
-or an object whose ``name``, ``email`` or ``display_name`` is one). Subject, requester,
-organization and the assignee's name are read as soon as a connector stores them."""
-_NAMED = ("name", "display_name", "email")
 TARGET_NAMES = {
     "first_response": "First response",
     "restoration": "Restoration",
@@ -208,7 +192,8 @@ def open_tickets(
         # keeps few of the candidates reads more of them at once.
         want = (page_size + 1 - len(found)) * 2**rounds
         rounds += 1
-        batch = _candidates(engine, chosen, now, cursor, min(want, SCAN_LIMIT - scanned))
+        asked = min(want, SCAN_LIMIT - scanned)
+        batch = _candidates(engine, chosen, now, cursor, asked)
         if not batch:
             exhausted = True
             break
@@ -223,6 +208,9 @@ def open_tickets(
             row = row_of(view, now, candidate.shown)
             if chosen.keep(row):
                 found.append((candidate.position, row))
+        if len(batch) < asked:  # the list ends here: no need to ask again
+            exhausted = True
+            break
     following: Position | None = None
     if len(found) > page_size:
         following = found[page_size - 1][0]
@@ -329,6 +317,7 @@ def _candidates(
     if chosen.state == "paused":
         # A paused clock is held by the pause the ticket is in now: its last span is open.
         narrow.append(_waiting_now(engine.dialect.name))
+    narrow.extend(_searched(engine.dialect.name, chosen.words))
     columns = (StoredTicket.id, StoredTicket.next_due_at, *_SEARCH_COLUMNS)
     found: list[Candidate] = []
     with engine.connect() as connection:
@@ -361,7 +350,27 @@ def _waiting_now(dialect: str) -> ColumnElement[bool]:
     return literal_column("json_type(tickets.paused, '$[#-1][1]') = 'null'", Boolean)
 
 
-_SEARCH_COLUMNS = (StoredTicket.source, StoredTicket.external_key, StoredTicket.shown)
+TRIGRAM = 3
+"""pg_trgm indexes runs of three characters: a shorter word finds nothing in its index."""
+
+
+def _searched(dialect: str, words: Sequence[str]) -> list[ColumnElement[bool]]:
+    """The search in SQL on PostgreSQL, where ``tickets.search_text`` has a trigram index
+    (revision 0010): each word a ``LIKE`` of the stored text, the same test as
+    ``Filters.keep``'s, so the walk reads only the tickets found. Not when every word is
+    shorter than a trigram (the index would answer every ticket), nor on SQLite (no such
+    index): the words are then matched on the candidates read, ``SCAN_LIMIT`` at most."""
+    if dialect != "postgresql" or all(len(word) < TRIGRAM for word in words):
+        return []
+    return [StoredTicket.search_text.like(like_pattern(word), escape="\\") for word in words]
+
+
+_SEARCH_COLUMNS = (
+    StoredTicket.source,
+    StoredTicket.external_key,
+    StoredTicket.shown,
+    StoredTicket.search_text,
+)
 
 
 def _joined(query: Select[Any], chosen: Filters) -> Select[Any]:
@@ -371,15 +380,11 @@ def _joined(query: Select[Any], chosen: Filters) -> Select[Any]:
 
 
 def _candidate(row: Any) -> Candidate:
-    ticket_id, due, source, key, shown = row
+    ticket_id, due, source, key, shown, searchable = row
     shown = shown if isinstance(shown, Mapping) else {}
-    # A superset of what ``_searchable`` reads from the view: the label is ZD-<key> for
-    # Zendesk, the issue key for Jira (``shown["key"]``), else the ref.
-    labels = [f"zd-{key}", f"{source}:{key}", key, shown.get("assignee_email"), shown.get("queue")]
-    texts = [text for text in labels if isinstance(text, str)]
-    for name in SEARCHED:
-        texts.extend(_texts(shown.get(name)))
-    return Candidate(Position(due, ticket_id), ticket_id, shown, "\n".join(texts).casefold())
+    if searchable is None:  # written with ``shown`` since revision 0010, which fills it
+        searchable = search_text(source, key, shown)
+    return Candidate(Position(due, ticket_id), ticket_id, shown, searchable)
 
 
 def _options(engine: Engine, rows: Sequence[Row]) -> dict[str, list[str]]:
@@ -475,29 +480,17 @@ def _named(value: Any) -> str | None:
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, Mapping):
-        for key in _NAMED:
+        for key in NAMED:
             text = value.get(key)
             if isinstance(text, str) and text.strip():
                 return text.strip()
     return None
 
 
-def _texts(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for key in _NAMED:
-            if isinstance(value.get(key), str):
-                yield value[key]
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _texts(item)
-
-
 def _searchable(view: TicketView, shown: Mapping[str, Any]) -> str:
     texts = [view.label, view.ref, view.external_key, view.assignee_email or "", view.queue or ""]
     for key in SEARCHED:
-        texts.extend(_texts(shown.get(key)))
+        texts.extend(shown_texts(shown.get(key)))
     return "\n".join(texts).casefold()
 
 

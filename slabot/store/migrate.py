@@ -7,7 +7,7 @@ advisory lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,6 +66,20 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         with engine.connect() as connection:
             now_at = MigrationContext.configure(connection).get_current_revision()
     return now_at or "base"
+
+
+def included_on(dialect: str) -> Callable[..., bool]:
+    """Autogenerate's ``include_object`` on ``dialect``: an index the models create on another
+    dialect only (``Index(...).ddl_if(dialect=...)``, the search's trigram index) is not
+    expected there."""
+
+    def include(item: object, _name: object, kind: str, reflected: bool, _other: object) -> bool:
+        only = getattr(item, "_ddl_if", None)
+        if kind != "index" or reflected or only is None or only.dialect is None:
+            return True
+        return dialect in ((only.dialect,) if isinstance(only.dialect, str) else only.dialect)
+
+    return include
 
 
 def _lock(connection: Connection) -> None:

@@ -85,6 +85,14 @@ class StoredTicket(Base):
         Index(None, "next_due_at", "id"),
         Index(None, "queue", "next_due_at", "id"),
         Index(None, "assignee_email", "next_due_at", "id"),
+        # The search (revision 0010): a trigram index of ``search_text`` on PostgreSQL, which
+        # answers ``LIKE '%word%'``; SQLite has none (the dashboard matches as it reads).
+        Index(
+            "ix_tickets_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -146,6 +154,9 @@ class StoredTicket(Base):
     """``shown["queue"]`` (the Zendesk group, the Jira project), for the group filter."""
     assignee_email: Mapped[str | None] = mapped_column(String(255))
     """``shown["assignee_email"]``, lower-case; None: unassigned (the filter)."""
+    search_text: Mapped[str | None] = mapped_column(Text)
+    """What the dashboard's search matches: the ticket's key and shown texts, case-folded
+    (``slabot.store.search.search_text``), written with ``shown`` (revision 0010)."""
 
 
 class TicketEvent(Base):

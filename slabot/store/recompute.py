@@ -331,7 +331,10 @@ def _store_decisions(
     when ``routed``, the rule that chose it): a decision that differs is rewritten, one
     that does not only gets its ``evaluated_at`` (one statement for the whole batch)."""
     fields = (*_DECISION_FIELDS, "routing_rule") if routed else _DECISION_FIELDS
-    inserted, rewritten, touched = [], [], []
+    inserted, touched = [], []
+    # The columns that differ -> the rewritten decisions: each group in one statement that
+    # sets only those (and ``evaluated_at``); the others hold their values already.
+    rewritten: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for item in evaluated:
         values = _decision_values(item.decision, item.policy)
         if routed:
@@ -339,22 +342,22 @@ def _store_decisions(
         old = item.stored
         if old is None:
             inserted.append({"ticket_id": item.row.id, **values, "evaluated_at": now})
-        elif any(getattr(old, name) != values[name] for name in fields):
-            rewritten.append({"ticket_id": item.row.id, **values, "evaluated_at": now})
+            continue
+        stored = old._asdict()  # one dict: a row's attribute access costs more, per field
+        differ = tuple(name for name in fields if stored[name] != values[name])
+        if differ:
+            written = {f"v_{name}": values[name] for name in differ}
+            rewritten[differ].append({"k_ticket": item.row.id, **written, "v_evaluated_at": now})
         else:
             touched.append(item.row.id)
     if inserted:
         session.execute(insert(StoredDecision), inserted)
-    if rewritten:
-        columns = (*fields, "evaluated_at")
+    for differ, parameters in rewritten.items():
         session.execute(
             update(_DECISIONS)
             .where(_DECISIONS.c.ticket_id == bindparam("k_ticket"))
-            .values({name: bindparam(f"v_{name}") for name in columns}),
-            [
-                {"k_ticket": values["ticket_id"], **{f"v_{n}": values[n] for n in columns}}
-                for values in rewritten
-            ],
+            .values({name: bindparam(f"v_{name}") for name in (*differ, "evaluated_at")}),
+            parameters,
         )
     if touched:
         session.execute(
@@ -368,8 +371,8 @@ def _store_marks(
     """Make each ticket's marks exactly its decision's, touching only the rows that differ."""
     ids = [item.row.id for item in evaluated]
     stored: dict[tuple[int, str, int], tuple[datetime, datetime]] = {
-        (m.ticket_id, m.target, m.threshold_permille): (m.at, m.cycle_started_at)
-        for m in session.execute(
+        (ticket_id, target, permille): (at, started)  # unpacked: a row's attributes cost more
+        for ticket_id, target, permille, at, started in session.execute(
             select(
                 _MARKS.c.ticket_id,
                 _MARKS.c.target,
@@ -505,10 +508,12 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
     ids = [item.row.id for item in evaluated]
     read: dict[int, list[SimpleNamespace]] = defaultdict(list)
     before: list[tuple[SimpleNamespace, dict[str, Any]]] = []
-    for found in session.execute(select(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(ids))):
-        values = dict(found._mapping)
+    result = session.execute(select(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(ids)))
+    names = tuple(result.keys())
+    for found in result.all():
+        values = dict(zip(names, found, strict=True))
         cycle = SimpleNamespace(**values)
-        read[found.ticket_id].append(cycle)
+        read[values["ticket_id"]].append(cycle)
         before.append((cycle, values))
     cycles = _Cycles()
     for item in evaluated:
@@ -548,22 +553,28 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
             update(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(ids)).values(evaluated_at=now)
         )
     settable = [c.name for c in _OUTCOMES.columns if c.name not in _OUTCOME_KEY]
-    changed = []
+    # The columns that differ -> the changed cycles: each group in one statement that sets
+    # only those (the others hold their values already).
+    changed: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for cycle, values in before:
         if id(cycle) in dropped:
             continue
         values["evaluated_at"] = now  # set for all above
-        if vars(cycle) != values:
-            changed.append(
-                {
-                    "k_ticket": cycle.ticket_id,
-                    "k_target": cycle.target,
-                    "k_start": cycle.cycle_started_at,
-                    **{name: getattr(cycle, name) for name in settable},
-                }
-            )
-    if changed:
-        session.execute(update(_OUTCOMES).where(key), changed)
+        now_values = vars(cycle)
+        if now_values == values:
+            continue
+        differ = tuple(name for name in settable if now_values[name] != values[name])
+        changed[differ].append(
+            {
+                "k_ticket": cycle.ticket_id,
+                "k_target": cycle.target,
+                "k_start": cycle.cycle_started_at,
+                **{name: now_values[name] for name in differ},
+            }
+        )
+    for differ, rows in changed.items():
+        if differ:
+            session.execute(update(_OUTCOMES).where(key), rows)
     if cycles.made:
         session.execute(insert(_OUTCOMES), [vars(cycle) for cycle in cycles.made])
 

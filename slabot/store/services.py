@@ -40,6 +40,7 @@ from slabot.store.history import (
 )
 from slabot.store.models import StoredTicket, TicketEvent
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
+from slabot.store.search import search_text
 from slabot.store.snapshot import (
     COPIED_FIELDS,
     IngestError,
@@ -420,6 +421,7 @@ def upsert(
     ):
         outcome = "updated"
     row.shown = dict(snapshot.shown)
+    row.search_text = search_text(row.source, row.external_key, row.shown)
     if snapshot.routing:
         row.routing = dict(snapshot.routing)
     row.shown_at = now

@@ -1,7 +1,8 @@
 """The dashboard's list a page at a time, on SQLite and PostgreSQL: the pages together are the
 whole list in its order, once each (ties across a page's end included), the filters stay in
-the next page's address, a search stops at the scan limit and goes on, and the list's query
-reads its index in order instead of sorting the tickets."""
+the next page's address, a search stops at the scan limit and goes on (on PostgreSQL it reads
+only the tickets it finds, from a trigram index), and the list's query reads its index in
+order instead of sorting the tickets."""
 
 from __future__ import annotations
 
@@ -188,6 +189,9 @@ def test_a_rare_search_stops_at_the_scan_limit_and_the_next_page_goes_on(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(board, "SCAN_LIMIT", 40)
+    # The words matched as the list is read, on PostgreSQL too (where a word of a trigram or
+    # more is otherwise found from the index: the test below).
+    monkeypatch.setattr(board, "TRIGRAM", 100)
     words = board.Filters(q="needle")
     first = board.open_tickets(runtime.engine, runtime.store, NOW, words)
     assert first.cut_short and first.scanned == 40 and first.next is not None
@@ -201,6 +205,64 @@ def test_a_rare_search_stops_at_the_scan_limit_and_the_next_page_goes_on(
     assert sorted(found) == ["zendesk:1003", "zendesk:1070", "zendesk:1111"]
     monkeypatch.undo()
     assert found == whole_list(runtime, words)
+
+
+SEARCHES = ("needle", "NEEDLE queue", "zd-100", "zendesk:111", "escalations agent", "10_", "1%")
+"""Searches the SQL and the Python matching must agree on: case, two words, the labels, an
+underscore and a percent sign (literal, not ``LIKE``'s wildcards)."""
+
+
+def test_a_search_on_postgresql_reads_only_the_tickets_it_finds_and_finds_the_same(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(board, "SCAN_LIMIT", 40)
+    first = board.open_tickets(runtime.engine, runtime.store, NOW, board.Filters(q="needle"))
+    if runtime.engine.dialect.name == "postgresql":  # the three found, nothing else read
+        assert [row.ref for row in first.rows] == ["zendesk:1003", "zendesk:1070", "zendesk:1111"]
+        assert (first.scanned, first.cut_short, first.next) == (3, False, None)
+    else:  # read in the list's order, the scan limit ends the page
+        assert (first.scanned, first.cut_short) == (40, True)
+    monkeypatch.undo()
+    for q in SEARCHES:
+        indexed = whole_list(runtime, board.Filters(q=q))
+        monkeypatch.setattr(board, "TRIGRAM", 100)  # matched as read, as on SQLite
+        assert whole_list(runtime, board.Filters(q=q)) == indexed, q
+        monkeypatch.undo()
+    assert whole_list(runtime, board.Filters(q="10_")) == []
+    assert len(whole_list(runtime, board.Filters(q="zd-100"))) == 10  # 100, 1000-1009
+
+
+def test_a_search_on_postgresql_is_answered_by_the_trigram_index(runtime: Runtime) -> None:
+    """The search's SQL is one the trigram index answers (``Bitmap Index Scan`` on it when
+    nothing else may read the table): on a few tickets the planner prefers the list's index,
+    at a million it takes this one (bench/dashboard_list.py)."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no trigram index: the words are matched as the list is read")
+    statements: list[tuple[str, object]] = []
+
+    def capture(_conn: object, _cursor: object, sql: str, parameters: object, *_: object) -> None:
+        if "FROM tickets" in sql and "search_text LIKE" in sql:
+            statements.append((sql, parameters))
+
+    event.listen(runtime.engine, "before_cursor_execute", capture)
+    try:
+        board.open_tickets(runtime.engine, runtime.store, NOW, board.Filters(q="needle queue"))
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", capture)
+    assert statements
+    with runtime.engine.connect() as connection, connection.begin() as transaction:
+        # On 123 tickets any index is as good: take the list's own away (undone below) and
+        # forbid a walk of the table, so the plan shows the search's condition is indexable.
+        for index in ("next_due_at_id", "queue_next_due_at_id", "assignee_email_next_due_at_id"):
+            connection.exec_driver_sql(f"DROP INDEX ix_tickets_{index}")
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        connection.exec_driver_sql("SET LOCAL enable_indexscan = off")  # the id's walk
+        for sql, parameters in statements:
+            plan = " | ".join(
+                str(row[0]) for row in connection.exec_driver_sql("EXPLAIN " + sql, parameters)
+            )
+            assert "Bitmap Index Scan on ix_tickets_search_text_trgm" in plan, plan
+        transaction.rollback()
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from slabot.cli import main
 from slabot.store.db import make_engine
-from slabot.store.migrate import current_revision, head_revision, upgrade
+from slabot.store.migrate import current_revision, head_revision, included_on, upgrade
 from slabot.store.models import (
     AppendOnlyError,
     Base,
@@ -100,7 +100,10 @@ def test_db_upgrade_creates_every_table_and_is_idempotent(
 def test_migrations_build_exactly_the_models(migrated: Engine) -> None:
     """The hand-written revisions and the models agree: nothing left to autogenerate."""
     with migrated.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        include = included_on(connection.dialect.name)
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include}
+        )
         assert compare_metadata(context, Base.metadata) == []
         inspector = inspect(connection)
         checks = {
@@ -353,7 +356,7 @@ def test_revision_0003_adds_shown_at_and_downgrades_with_tickets_stored(migrated
         config.attributes["connection"] = connection
         command.downgrade(config, "0002")
     assert "shown_at" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
-    assert upgrade(migrated) == head_revision() == "0009"
+    assert upgrade(migrated) == head_revision() == "0010"
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.shown_at) == ("7", None)
@@ -378,7 +381,7 @@ def test_revision_0004_adds_content_digest_and_downgrades_with_deliveries_stored
         config.attributes["connection"] = connection
         command.downgrade(config, "0003")
     assert "content_digest" not in columns()
-    assert upgrade(migrated) == head_revision() == "0009"
+    assert upgrade(migrated) == head_revision() == "0010"
     with Session(migrated) as session:
         row = session.scalars(select(WebhookDelivery)).one()
         assert (row.delivery_key, row.content_digest) == ("invocation:1", None)
@@ -413,7 +416,7 @@ def test_revision_0005_adds_the_breach_button_kinds_and_still_refuses_others(
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
         )
-    assert upgrade(migrated) == head_revision() == "0009"
+    assert upgrade(migrated) == head_revision() == "0010"
     with Session(migrated) as session, session.begin():
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="assigned", occurred_at=T0, recorded_at=T0)
@@ -518,7 +521,7 @@ def test_revision_0007_adds_routing_columns_and_policy_changed_and_downgrades(
             ),
             {"t": ticket_id, "at": T0},
         )
-    assert upgrade(migrated) == head_revision() == "0009"
+    assert upgrade(migrated) == head_revision() == "0010"
     with Session(migrated) as session, session.begin():
         session.add(
             TicketEvent(ticket_id=ticket_id, kind="policy_changed", occurred_at=T0, recorded_at=T0)
@@ -544,7 +547,7 @@ def test_revision_0006_adds_replies_and_downgrades_with_tickets_stored(migrated:
         config.attributes["connection"] = connection
         command.downgrade(config, "0005")
     assert "replies" not in columns()
-    assert upgrade(migrated) == head_revision() == "0009"
+    assert upgrade(migrated) == head_revision() == "0010"
     with Session(migrated) as session:
         stored = session.scalars(select(StoredTicket)).one()
         assert (stored.external_key, stored.replies) == ("9", None)
@@ -588,7 +591,7 @@ def test_revision_0009_fills_the_list_columns_of_tickets_stored_before_it(
                     ),
                     {"target": target, "permille": permille, "at": instant, "t0": T0},
                 )
-    assert upgrade(migrated) == head_revision() == "0009"
+    assert upgrade(migrated) == head_revision() == "0010"
     with Session(migrated) as session:
         stored = {
             t.id: (t.next_due_at, t.queue, t.assignee_email)
@@ -599,3 +602,88 @@ def test_revision_0009_fills_the_list_columns_of_tickets_stored_before_it(
     assert stored == {1: (due, "Billing", "ana@example.com"), 2: (None, None, None)}
     indexes = {i["name"] for i in inspect(migrated).get_indexes("tickets")}
     assert {"ix_tickets_next_due_at_id", "ix_tickets_queue_next_due_at_id"} <= indexes
+
+
+def test_revision_0010_fills_the_search_text_and_indexes_it_on_postgresql(
+    migrated: Engine,
+) -> None:
+    from alembic import command
+
+    from slabot.store.migrate import alembic_config
+    from slabot.store.search import search_text
+
+    with migrated.begin() as connection:
+        config = alembic_config(migrated)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+    assert "search_text" not in {c["name"] for c in inspect(migrated).get_columns("tickets")}
+    shown = {
+        1: '{"subject": "Stra\\u00dfe Export", "requester": {"name": "Ana", "id": 7}}',
+        2: "{}",
+    }
+    with migrated.begin() as connection:
+        for ticket_id, value in shown.items():
+            connection.execute(
+                text(
+                    "INSERT INTO tickets (id, source, external_key, policy, created_at, status, "
+                    "paused, shown, first_seen_at, updated_at) VALUES (:id, 'zendesk', :key, "
+                    "'cloudtalk', :t0, 'open', '[]', :shown, :t0, :t0)"
+                ).bindparams(bindparam("t0", type_=UTCDateTime())),
+                {"id": ticket_id, "key": str(ticket_id), "t0": T0, "shown": value},
+            )
+    assert upgrade(migrated) == head_revision() == "0010"
+    with Session(migrated) as session:
+        stored = {t.id: t.search_text for t in session.scalars(select(StoredTicket))}
+    assert stored == {
+        1: search_text("zendesk", "1", {"subject": "Straße Export", "requester": {"name": "Ana"}}),
+        2: "zd-2\nzendesk:2\n2",
+    }
+    assert stored[1] == "zd-1\nzendesk:1\n1\nstrasse export\nana"  # case-folded: ß is ss
+    indexes = {i["name"] for i in inspect(migrated).get_indexes("tickets")}
+    postgresql = migrated.dialect.name == "postgresql"
+    assert ("ix_tickets_search_text_trgm" in indexes) == postgresql
+    if postgresql:
+        with migrated.connect() as connection:
+            definition = connection.scalar(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"),
+                {"name": "ix_tickets_search_text_trgm"},
+            )
+        assert "USING gin (search_text gin_trgm_ops)" in str(definition)
+
+
+def test_revision_0010_without_the_right_to_create_pg_trgm_stops_with_what_to_run(
+    database_url: str,
+) -> None:
+    """A role that may create tables but not extensions: the upgrade stops at 0010 with a
+    message naming the extension and the statement a superuser runs, nothing applied; once
+    the extension exists the same role upgrades."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pg_trgm is PostgreSQL's; SQLite has no index to create")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from slabot.store.db import DatabaseError
+
+    url = make_url(database_url)
+    role = f"slabot_noext_{url.database}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE ROLE "{role}" LOGIN')
+        connection.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+    limited = make_engine(url.set(username=role).render_as_string(hide_password=False))
+    try:
+        with pytest.raises(DatabaseError) as raised:
+            upgrade(limited)
+        message = str(raised.value)
+        assert "revision 0010 needs the PostgreSQL extension pg_trgm" in message
+        assert "permission denied" in message
+        assert f'"CREATE EXTENSION pg_trgm;" in database {url.database}' in message
+        assert current_revision(limited) is None  # one transaction: nothing applied
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION pg_trgm")
+        assert upgrade(limited) == "0010"
+    finally:
+        limited.dispose()
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP OWNED BY "{role}"')
+            connection.execute(f'DROP ROLE "{role}"')

@@ -10,6 +10,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from slabot.store.db import database_url, make_engine
+from slabot.store.migrate import included_on
 from slabot.store.models import Base
 
 config = context.config
@@ -21,6 +22,7 @@ def _configure(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
+        include_object=included_on(connection.dialect.name),
         # SQLite alters tables by copying them; Alembic's batch mode does that.
         render_as_batch=connection.dialect.name == "sqlite",
     )
