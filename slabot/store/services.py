@@ -44,7 +44,15 @@ from slabot.store.breaches import (
     to_permille,
 )
 from slabot.store.db import for_writing
-from slabot.store.history import DELETED, derive_from_history, status_entries
+from slabot.store.history import (
+    DELETED,
+    Fact,
+    derive_from_history,
+    engine_status_changes,
+    reads_status_history,
+    status_entries,
+    stored_facts,
+)
 from slabot.store.models import (
     PRIORITY_ORIGINS,
     Nudge,
@@ -380,8 +388,11 @@ class TicketService:
             if outcome == "unchanged" and engine_ticket(row) != before_history:
                 outcome = "updated"
 
+        facts = (
+            stored_facts(session, [row.id]).get(row.id, ()) if reads_status_history(policy) else ()
+        )
         try:
-            decision = evaluate(engine_ticket(row), policy, now)
+            decision = evaluate(engine_ticket(row, facts), policy, now)
         except SlabotError as error:
             raise IngestError(
                 f"ticket {snapshot.source}:{snapshot.external_key}: {error}"
@@ -1155,8 +1166,9 @@ def due_text(instant: datetime | None, spec: Mapping[str, Any] | None = None) ->
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def engine_ticket(row: StoredTicket) -> Ticket:
-    """The engine's view of a stored ticket."""
+def engine_ticket(row: StoredTicket, facts: Iterable[Fact] = ()) -> Ticket:
+    """The engine's view of a stored ticket; ``facts``, its stored status entries
+    (``stored_facts``), give the engine its status history."""
     reclassification = None
     if row.reclassified_priority is not None and row.reclassified_at is not None:
         reclassification = Reclassification(
@@ -1177,6 +1189,7 @@ def engine_ticket(row: StoredTicket) -> Ticket:
         reclassification=reclassification,
         agent_replies=_instants((row.replies or {}).get("agent")),
         customer_replies=_instants((row.replies or {}).get("customer")),
+        status_changes=engine_status_changes(row, facts),
         **{name: getattr(row, name) for name in _TEXT_FIELDS},
     )
 
