@@ -659,57 +659,39 @@ def _clocks(
         pauses = _pauses(ticket, policy, now)
     clocks = []
     events: TicketEvents | None = None
-    # Targets share a few calendars: each is looked up once per ticket (hot path).
-    calendars: dict[str, Calendar] = {}
     for target in planned:
         name = target.name
-        metric = target.metric
-        if metric is not None:
-            # A metric defined by events (docs/metrics.md): its reported cycle and pauses.
+        if target.metric is not None:
             if events is None:
                 events = ticket_events(ticket, now)
-            cycle = run_metric(metric, events)
-            if cycle is None:
-                continue  # the metric reports no cycle: its "none" decision stands
-            start, stop, gaps = cycle
-            clock_pauses: list[Pause] = []
-            if target.pausable:
-                found = status_pauses(metric, ticket, events, now) if metric.own_pauses else []
-                if metric.ticket_pauses and pauses:
-                    found += pauses
-                if gaps:
-                    found += gaps
-                if found:
-                    clock_pauses = _clip(merge_pauses(found), stop)
-            elif gaps:
-                clock_pauses = list(gaps)
+            clock = _metric_clock(ticket, policy, now, target, events, pauses)
+            if clock is not None:
+                clocks.append(clock)
+            # else the metric reports no cycle: its "none" decision stands
+            continue
+        if name == "first_response":
+            start = created
+            stop = reply if solved is None or (reply is not None and reply < solved) else solved
+        elif name == "restoration":
+            begun = ticket.restoration_started_at
+            start, stop = (_ts(begun) if begun else created), solved
         else:
-            if name == "first_response":
-                start = created
-                stop = reply if solved is None or (reply is not None and reply < solved) else solved
-            elif name == "restoration":
-                begun = ticket.restoration_started_at
-                start, stop = (_ts(begun) if begun else created), solved
+            # From the last public agent update, or from the start of the current restoration
+            # cycle (a reopened ticket owes its first update from the reopening).
+            start = created
+            if ticket.agent_replies:
+                start = _last_update(ticket, created, now if solved is None else solved)
+                candidates: tuple[int | datetime | None, ...] = (ticket.restoration_started_at,)
             else:
-                # From the last public agent update, or from the start of the current
-                # restoration cycle (a reopened ticket owes its first update from the
-                # reopening).
-                start = created
-                if ticket.agent_replies:
-                    start = _last_update(ticket, created, now if solved is None else solved)
-                    candidates: tuple[int | datetime | None, ...] = (ticket.restoration_started_at,)
-                else:
-                    candidates = (reply, ticket.last_agent_update_at, ticket.restoration_started_at)
-                for instant in candidates:
-                    if instant is not None:
-                        at = instant if isinstance(instant, int) else _ts(instant)
-                        if start < at <= now:
-                            start = at
-                stop = solved
-            clock_pauses = _clip(pauses, stop) if target.pausable and pauses else []
-        calendar = calendars.get(target.calendar)
-        if calendar is None:
-            calendar = calendars[target.calendar] = policy.calendar(target.calendar, ticket)
+                candidates = (reply, ticket.last_agent_update_at, ticket.restoration_started_at)
+            for instant in candidates:
+                if instant is not None:
+                    at = instant if isinstance(instant, int) else _ts(instant)
+                    if start < at <= now:
+                        start = at
+            stop = solved
+        clock_pauses = _clip(pauses, stop) if target.pausable and pauses else []
+        calendar = policy.calendar(target.calendar, ticket)
         clocks.append(_Clock(target, calendar, start, stop, clock_pauses))
     return clocks
 
@@ -722,6 +704,36 @@ def _last_update(ticket: Ticket, created: int, until: int) -> int:
         if at <= until:
             return max(at, created)
     return created
+
+
+def _metric_clock(
+    ticket: Ticket,
+    policy: Policy,
+    now: int,
+    target: PlannedTarget,
+    seen: TicketEvents,
+    ticket_pauses: list[Pause],
+) -> _Clock | None:
+    """A metric defined by events (docs/metrics.md): its reported cycle and pauses, as a
+    clock whose due date is still to compute; None when the metric reports no cycle."""
+    metric = target.metric
+    assert metric is not None
+    cycle = run_metric(metric, seen)
+    if cycle is None:
+        return None
+    start, stop, gaps = cycle
+    clock_pauses: list[Pause] = []
+    if target.pausable:
+        found = status_pauses(metric, ticket, seen, now) if metric.own_pauses else []
+        if metric.ticket_pauses:
+            found += ticket_pauses
+        if gaps:
+            found += gaps
+        if found:
+            clock_pauses = _clip(merge_pauses(found), stop)
+    elif gaps:
+        clock_pauses = list(gaps)
+    return _Clock(target, policy.calendar(target.calendar, ticket), start, stop, clock_pauses)
 
 
 def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:
