@@ -144,3 +144,25 @@ def test_a_digest_of_many_tickets_fits_in_every_language(harness: Harness, langu
         assert blocks is not None
         assert block_problems(blocks) == []
         assert len(blocks) <= MAX_BLOCKS
+
+
+def test_the_card_names_every_metric_of_the_decision(heavy: TicketView) -> None:
+    """A policy's metrics beyond the classic three are on the card, by their names in each
+    language (a policy's own metric by its name): no catalog key is missing for them."""
+    import json
+    from dataclasses import replace
+
+    from bot.engine import TargetDecision
+
+    start = int(heavy.now.timestamp())
+    extra = {
+        name: TargetDecision(name, "running", start + 7200, start, None, 7200, "24x7")
+        for name in ("next_reply", "agent_work", "requester_wait", "vendor_hold")
+    }
+    view = replace(heavy, decision=replace(heavy.decision, targets={**extra}))
+    for language in LANGUAGES:
+        t = catalog(language)
+        text = json.dumps(cards.card(t, view, None), ensure_ascii=False)
+        for name in ("next_reply", "agent_work", "requester_wait"):
+            assert t(f"target.{name}") in text, (language, name)
+        assert "vendor hold" in text, language
