@@ -687,3 +687,12 @@ def test_a_status_event_hands_the_metrics_the_stored_status_history(
         want = expected.targets[name]
         decided = result.decision.targets[name]
         assert (decided.due, decided.state, decided.pauses) == (want.due, want.state, want.pauses)
+    # What Slack and the dashboard show of the ticket, one or in bulk, reads it too.
+    from slabot.slack.store_access import SlackStore
+
+    store = SlackStore(migrated, {"zoom-metrics": metrics})
+    one = store.view(result.ticket_id, clock.now)
+    assert one is not None
+    listed = store.views([result.ticket_id], clock.now)[result.ticket_id]
+    for view in (one, listed):
+        assert view.decision.targets["agent_work"] == result.decision.targets["agent_work"]
