@@ -34,7 +34,7 @@ BUILTIN_METRICS = (*TARGETS, "next_reply", "agent_work", "requester_wait")
 METRIC_EVENTS = ("created", "customer_reply", "agent_reply", "solved", "reopened")
 """Events a metric can start or stop on; ``status:<name>`` (entering a status) also."""
 _METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_POLICY_METRICS: ContextVar[frozenset[str]] = ContextVar("_POLICY_METRICS", default=frozenset())
+_POLICY_METRICS: ContextVar[tuple[str, ...]] = ContextVar("_POLICY_METRICS", default=())
 TICKET_ZONE_FIELDS = ("customer_timezone",)
 TICKET_COUNTRY_FIELDS = ("customer_country",)
 ALWAYS_OPEN = "24x7"
@@ -342,7 +342,18 @@ class PriorityTargets(_Model):
                 raise ValidationError.from_exception_data(
                     cls.__name__,
                     [
-                        InitErrorDetails(type="extra_forbidden", loc=(key,), input=value[key])
+                        InitErrorDetails(
+                            type="extra_forbidden",
+                            loc=(key,),
+                            input=value[key],
+                            # What the message lists: every metric this policy knows.
+                            ctx={
+                                "known": [
+                                    *BUILTIN_METRICS,
+                                    *(name for name in known if name not in BUILTIN_METRICS),
+                                ]
+                            },
+                        )
                         for key in unknown
                     ],
                 )
@@ -647,7 +658,7 @@ class PolicySpec(_Model):
     def _with_metric_names(cls, value: Any, handler: ModelWrapValidatorHandler[PolicySpec]) -> Any:
         # The plans' targets may name this policy's metrics: let their validation know them.
         metrics = value.get("metrics") if isinstance(value, dict) else None
-        names = frozenset(str(k) for k in metrics) if isinstance(metrics, dict) else frozenset()
+        names = tuple(str(k) for k in metrics) if isinstance(metrics, dict) else ()
         token = _POLICY_METRICS.set(names)
         try:
             return handler(value)

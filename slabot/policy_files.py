@@ -342,7 +342,9 @@ def _message(item: Any, located: _Located, schema: type[BaseModel], skip: int) -
         return message[len("Value error, ") :]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _keys_at(loc[skip:-1], schema)
+        # A plan's targets name metrics: the error lists those the policy knows.
+        known = context.get("known")
+        allowed = list(known) if isinstance(known, list) else _keys_at(loc[skip:-1], schema)
         if not allowed:
             return f"unknown key {key!r}; check its spelling against docs/policies.md"
         close = difflib.get_close_matches(key, allowed, n=1)

@@ -51,7 +51,11 @@ TARGET_NAMES = {
     "first_response": "First response",
     "restoration": "Restoration",
     "next_update": "Next update",
+    "next_reply": "Next reply",
+    "agent_work": "Agent work time",
+    "requester_wait": "Requester wait time",
 }
+"""The built-in metrics' names; a policy's own metric is shown by its name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,13 +562,14 @@ _MAX_SPANS = 400
 
 
 def ticket_clocks(view: TicketView) -> list[Timeline]:
-    """Each clock of the ticket as a timeline, as of ``view.now``."""
-    return [_timeline(view, view.decision.targets[name]) for name in TARGETS]
+    """Each clock of the ticket as a timeline, as of ``view.now``: the classic three, then
+    every other metric the policy reports (docs/metrics.md)."""
+    return [_timeline(view, target) for target in view.decision.targets.values()]
 
 
 def _timeline(view: TicketView, target: TargetDecision) -> Timeline:
     now = view.now
-    title = TARGET_NAMES[target.target]
+    title = TARGET_NAMES.get(target.target) or target.target.replace("_", " ").capitalize()
     state = _state(view, target, now)
     start = target.started_ts
     if target.state == "none" or target.calendar is None or start is None:

@@ -23,7 +23,7 @@ changing its schema:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -46,6 +46,7 @@ from slabot.store.breaches import (
     reaching_where,
 )
 from slabot.store.db import for_writing
+from slabot.store.history import Fact, reads_status_history, stored_facts
 from slabot.store.models import (
     Nudge,
     OutboxItem,
@@ -253,14 +254,23 @@ class SlackStore:
         with Session(self.engine) as session:
             for start in range(0, len(wanted), 500):
                 batch = wanted[start : start + 500]
+                # The status history, in bulk, for the policies whose metrics read it.
+                reads = any(reads_status_history(p) for p in self.policies.values())
+                facts = stored_facts(session, batch) if reads else {}
                 for row in session.scalars(select(StoredTicket).where(StoredTicket.id.in_(batch))):
                     try:
-                        found[row.id] = self._view(row, now)
+                        found[row.id] = self._view(row, now, facts=facts.get(row.id, ()))
                     except TicketNotReadableError as error:
                         log.warning("slack: ticket left out: %s", error)
         return found
 
-    def _view(self, row: StoredTicket, now: datetime, session: Session | None = None) -> TicketView:
+    def _view(
+        self,
+        row: StoredTicket,
+        now: datetime,
+        session: Session | None = None,
+        facts: Sequence[Fact] = (),
+    ) -> TicketView:
         """The view of ``row``; with ``session``, also the routing rule that chose its policy
         (one ticket's card and explanation show it; lists of tickets do not need it)."""
         name = f"{row.source}:{row.external_key}"
@@ -270,7 +280,9 @@ class SlackStore:
                 f"ticket {name} is under policy {row.policy!r}, which is not loaded "
                 f"(loaded: {', '.join(sorted(self.policies)) or 'none'})"
             )
-        ticket = engine_ticket(row)
+        if session is not None and reads_status_history(policy):
+            facts = stored_facts(session, [row.id]).get(row.id, ())
+        ticket = engine_ticket(row, facts)
         try:
             decision = evaluate(ticket, policy, now)
         except SlabotError as error:

@@ -24,7 +24,10 @@ def when(t: Catalog, instant: datetime, zone: tzinfo | None) -> str:
 
 
 def target_name(t: Catalog, target: str) -> str:
-    return t(f"target.{target}")
+    """A metric's name for people: the catalog's for a built-in one, else a policy's own
+    metric by its name (``vendor_hold``: "vendor hold")."""
+    key = f"target.{target}"
+    return t(key) if key in t.messages else target.replace("_", " ")
 
 
 def state_name(t: Catalog, state: str) -> str:

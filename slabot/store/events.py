@@ -37,7 +37,13 @@ from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, STATUSES
-from slabot.store.history import derive_from_history, history_entry, status_entries
+from slabot.store.history import (
+    derive_from_history,
+    history_entry,
+    reads_status_history,
+    status_entries,
+    stored_facts,
+)
 from slabot.store.models import StoredDecision, StoredTicket, TicketEvent, WebhookDelivery
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
 from slabot.store.services import (
@@ -314,9 +320,13 @@ class EventService:
             _derive_from_history(session, row, policy)
         row.updated_at = now
         after = engine_ticket(row)
+        # The status history too, for the metrics that read it (docs/metrics.md).
+        facts = (
+            stored_facts(session, [row.id]).get(row.id, ()) if reads_status_history(policy) else ()
+        )
 
         try:
-            decision = evaluate(after, policy, now)
+            decision = evaluate(engine_ticket(row, facts) if facts else after, policy, now)
         except SlabotError as error:
             raise EventError(f"{where}: {error}; nothing was stored") from None
         stored = session.get(StoredDecision, row.id)

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
-from bot.ticket import SOLVED_STATUSES
+from bot.policy import TARGETS
+from bot.ticket import SOLVED_STATUSES, STATUSES
 from slabot.store.models import StoredTicket, TicketEvent
 
 if TYPE_CHECKING:
@@ -160,6 +161,69 @@ def derive_from_facts(
     if _instants(derived) != _instants(row.paused or []):
         row.paused = derived
     row.restoration_started_at = cycle
+
+
+Fact = tuple[str, datetime, Any]
+"""A status entry of the history as ``derive_from_facts`` reads it: ``(kind, occurred_at,
+payload)``."""
+
+
+def reads_status_history(policy: Policy) -> bool:
+    """Whether the engine reads a ticket's status history under ``policy``: only the metrics
+    beyond the classic three do (docs/metrics.md), so only then is it loaded."""
+    return len(policy.metric_names) > len(TARGETS)
+
+
+def stored_facts(session: Session, ticket_ids: Sequence[int]) -> dict[int, list[Fact]]:
+    """The status entries of each of these tickets, in time order (ties: in the order they
+    were appended), read in bulk (one query per 500 tickets)."""
+    facts: dict[int, list[Fact]] = {}
+    ids = sorted(set(ticket_ids))
+    for start in range(0, len(ids), 500):
+        for ticket_id, kind, at, payload in session.execute(
+            select(
+                TicketEvent.ticket_id,
+                TicketEvent.kind,
+                TicketEvent.occurred_at,
+                TicketEvent.payload,
+            )
+            .where(
+                TicketEvent.ticket_id.in_(ids[start : start + 500]),
+                TicketEvent.kind.in_(STATUS_KINDS),
+            )
+            .order_by(TicketEvent.ticket_id, TicketEvent.occurred_at, TicketEvent.id)
+        ):
+            facts.setdefault(ticket_id, []).append((kind, at, payload))
+    return facts
+
+
+def engine_status_changes(
+    row: StoredTicket, facts: Iterable[Fact]
+) -> tuple[tuple[datetime, str], ...]:
+    """The stored status history as the engine reads it (``Ticket.status_changes``): each
+    status the ticket entered, in time order, from the status before the first change (its
+    ``from``, at the creation) to the row's current status, which closes it as in
+    ``derive_from_facts``. ``deleted`` spans are not statuses (the pauses hold them); a
+    history with no status change gives none, and the engine falls back on the row's
+    summary fields (docs/metrics.md)."""
+    created = row.created_at
+    changes: list[tuple[datetime, str]] = []
+    for kind, at, payload in facts:
+        if kind != "status_changed" or at < created:
+            continue
+        to = (payload or {}).get("to")
+        if to not in STATUSES:
+            continue  # deleted, or nothing the engine knows
+        if not changes:
+            before = (payload or {}).get("from")
+            if at > created and before in STATUSES:
+                changes.append((created, before))
+        changes.append((at, to))
+    if not changes:
+        return ()
+    if changes[-1][1] != row.status:
+        changes.append((max(changes[-1][0], row.source_updated_at or created), row.status))
+    return tuple(changes)
 
 
 def _instants(spans: Iterable[Any]) -> list[tuple[datetime, datetime | None]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -37,7 +37,14 @@ from bot.errors import SlabotError
 from bot.ticket import Ticket
 from slabot.store.breaches import decision_marks, list_columns
 from slabot.store.decisions import decision_values, stored_view
-from slabot.store.history import STATUS_KINDS, derive_from_facts, new_status_entries
+from slabot.store.history import (
+    STATUS_KINDS,
+    Fact,
+    derive_from_facts,
+    new_status_entries,
+    reads_status_history,
+    stored_facts,
+)
 from slabot.store.models import (
     ClockOutcome,
     OutboxItem,
@@ -283,7 +290,6 @@ def _read(session: Session, run: list[Ready]) -> _Stored:
         if s.status_history and (s.source, s.external_key) in rows
     }
     event_keys: set[tuple[int, str]] = set()
-    facts: dict[int, list[tuple[str, datetime, Any]]] = defaultdict(list)
     history_ids = sorted(with_history)
     wanted = sorted({c.key for s in with_history.values() for c in s.status_history})
     for chunk_ids in _chunks(history_ids):
@@ -298,17 +304,13 @@ def _read(session: Session, run: list[Ready]) -> _Stored:
                 )
                 if key
             )
-        for ticket_id, kind, at, payload in session.execute(
-            select(
-                TicketEvent.ticket_id,
-                TicketEvent.kind,
-                TicketEvent.occurred_at,
-                TicketEvent.payload,
-            )
-            .where(TicketEvent.ticket_id.in_(chunk_ids), TicketEvent.kind.in_(STATUS_KINDS))
-            .order_by(TicketEvent.ticket_id, TicketEvent.occurred_at, TicketEvent.id)
-        ):
-            facts[ticket_id].append((kind, at, payload))
+    # The stored entries: for those, and for the engine under a policy that reads them.
+    reading = [
+        rows[(s.source, s.external_key)].id
+        for _, s, p, _ in run
+        if reads_status_history(p) and (s.source, s.external_key) in rows
+    ]
+    facts = stored_facts(session, [*history_ids, *reading])
     return _Stored(rows, decisions, marks, pending, event_keys, facts, outcomes, reclassified)
 
 
@@ -514,8 +516,9 @@ def _plan(
         events.extend(_status_history(stored, row, snapshot, policy, now, events))
         if outcome == "unchanged" and engine_ticket(row) != before_history:
             outcome = "updated"
+    facts = _facts(stored, row, events) if reads_status_history(policy) else []
     try:
-        decision = evaluate(engine_ticket(row), policy, now)
+        decision = evaluate(engine_ticket(row, facts), policy, now)
     except SlabotError as error:
         if outcome != "created":
             session.expire(row)  # as the rolled-back transaction of ``ingest`` leaves it
@@ -542,15 +545,22 @@ def _status_history(
     known = {key for ticket_id, key in stored.event_keys if ticket_id == stored_id}
     appended = new_status_entries(row, snapshot.status_history, known, now)
     if appended:
-        facts = list(stored.facts.get(stored_id, ())) if stored_id is not None else []
-        facts += [
-            (entry.kind, _as_stored(entry.occurred_at), entry.payload)
-            for entry in (*so_far, *appended)
-            if entry.kind in STATUS_KINDS
-        ]
-        facts.sort(key=lambda fact: fact[1])  # stable: the stored ones first on a tie
-        derive_from_facts(row, policy, facts)
+        derive_from_facts(row, policy, _facts(stored, row, (*so_far, *appended)))
     return appended
+
+
+def _facts(stored: _Stored, row: StoredTicket, entries: Iterable[TicketEvent]) -> list[Fact]:
+    """The row's status entries as ``ingest`` reads them back: the stored ones, then the
+    new ``entries`` in the order it inserts them (the order of their ids)."""
+    stored_id = row.id
+    facts = list(stored.facts.get(stored_id, ())) if stored_id is not None else []
+    facts += [
+        (entry.kind, _as_stored(entry.occurred_at), entry.payload)
+        for entry in entries
+        if entry.kind in STATUS_KINDS
+    ]
+    facts.sort(key=lambda fact: fact[1])  # stable: the stored ones first on a tie
+    return facts
 
 
 def _plan_decision(

@@ -42,7 +42,7 @@ from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, Ticket
 from slabot.store.breaches import BREACH, Mark, list_columns
 from slabot.store.decisions import stored_view
-from slabot.store.history import policy_changed
+from slabot.store.history import policy_changed, reads_status_history, stored_facts
 from slabot.store.models import (
     ClockOutcome,
     OutboxItem,
@@ -204,7 +204,11 @@ def _recompute_batch(
     }
     # A row of the tickets table has the attributes of a StoredTicket that engine_ticket,
     # decision_changes and the idempotency key read.
-    tickets = [engine_ticket(cast(StoredTicket, row)) for row in batch]
+    # The status history too, in bulk, when a policy's metrics read it.
+    policies = [policy] if policy is not None else service.policies.values()
+    reads = any(reads_status_history(p) for p in policies)
+    facts = stored_facts(session, [row.id for row in batch]) if reads else {}
+    tickets = [engine_ticket(cast(StoredTicket, row), facts.get(row.id, ())) for row in batch]
     # Each ticket's policy and the rule that chose it; evaluated a policy at a time.
     chosen: list[tuple[Policy, str | Literal[False] | None]] = []
     for row in batch:

@@ -33,10 +33,14 @@ from slabot.store.breaches import DEFAULT_THRESHOLDS, DueTarget, thresholds_perm
 from slabot.store.db import for_writing
 from slabot.store.decisions import store_decision
 from slabot.store.history import (
+    Fact,
     apply_status_history,
+    engine_status_changes,
     history_entry,
     policy_changed,
+    reads_status_history,
     reopened_at,
+    stored_facts,
 )
 from slabot.store.models import StoredTicket, TicketEvent
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
@@ -204,8 +208,11 @@ class TicketService:
             if outcome == "unchanged" and engine_ticket(row) != before_history:
                 outcome = "updated"
 
+        facts = (
+            stored_facts(session, [row.id]).get(row.id, ()) if reads_status_history(policy) else ()
+        )
         try:
-            decision = evaluate(engine_ticket(row), policy, now)
+            decision = evaluate(engine_ticket(row, facts), policy, now)
         except SlabotError as error:
             raise IngestError(
                 f"ticket {snapshot.source}:{snapshot.external_key}: {error}"
@@ -544,8 +551,9 @@ def _pause_pairs(spans: list[Any]) -> Iterator[tuple[datetime, datetime | None]]
         yield datetime.fromisoformat(begin), None if end is None else datetime.fromisoformat(end)
 
 
-def engine_ticket(row: StoredTicket) -> Ticket:
-    """The engine's view of a stored ticket."""
+def engine_ticket(row: StoredTicket, facts: Iterable[Fact] = ()) -> Ticket:
+    """The engine's view of a stored ticket; ``facts``, its stored status entries
+    (``stored_facts``), give the engine its status history."""
     reclassification = None
     if row.reclassified_priority is not None and row.reclassified_at is not None:
         reclassification = Reclassification(
@@ -566,6 +574,7 @@ def engine_ticket(row: StoredTicket) -> Ticket:
         reclassification=reclassification,
         agent_replies=_instants((row.replies or {}).get("agent")),
         customer_replies=_instants((row.replies or {}).get("customer")),
+        status_changes=engine_status_changes(row, facts),
         **{name: getattr(row, name) for name in _TEXT_FIELDS},
     )
 

@@ -144,3 +144,54 @@ def test_a_digest_of_many_tickets_fits_in_every_language(harness: Harness, langu
         assert blocks is not None
         assert block_problems(blocks) == []
         assert len(blocks) <= MAX_BLOCKS
+
+
+def with_metrics(view: TicketView) -> TicketView:
+    """``view`` with a decision that also reports three built-in metrics beyond the classic
+    three and a policy's own ``vendor_hold``, each running for two hours on 24x7."""
+    from dataclasses import replace
+
+    from bot.engine import TargetDecision
+
+    start = int(view.now.timestamp()) - 3600
+    extra = {
+        name: TargetDecision(name, "running", start + 7200, start, None, 7200, "24x7")
+        for name in ("next_reply", "agent_work", "requester_wait", "vendor_hold")
+    }
+    targets = {**view.decision.targets, **extra}
+    return replace(view, decision=replace(view.decision, targets=targets))
+
+
+def test_the_card_names_every_metric_of_the_decision(heavy: TicketView) -> None:
+    """A policy's metrics beyond the classic three are on the card, by their names in each
+    language (a policy's own metric by its name): no catalog key is missing for them."""
+    import json
+
+    view = with_metrics(heavy)
+    for language in LANGUAGES:
+        t = catalog(language)
+        text = json.dumps(cards.card(t, view, None), ensure_ascii=False)
+        for name in ("next_reply", "agent_work", "requester_wait"):
+            assert t(f"target.{name}") in text, (language, name)
+        assert "vendor hold" in text, language
+
+
+def test_the_dashboard_ticket_page_has_a_timeline_for_every_metric(heavy: TicketView) -> None:
+    """The dashboard's ticket page (``board.ticket_clocks``) shows every metric the decision
+    reports, the classic three first, each with its name, due instant and state."""
+    from slabot.service import board
+
+    view = with_metrics(heavy)
+    clocks = board.ticket_clocks(view)
+    assert [c.title for c in clocks] == [
+        "First response",
+        "Restoration",
+        "Next update",
+        "Next reply",
+        "Agent work time",
+        "Requester wait time",
+        "Vendor hold",
+    ]
+    decided = view.decision.targets["vendor_hold"]
+    (timeline,) = [c for c in clocks if c.target == "vendor_hold"]
+    assert (timeline.due, timeline.state) == (decided.due, "running")

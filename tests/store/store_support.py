@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from bot.compiled import Policy
+from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.store.models import Base
 from slabot.store.snapshot import Snapshot
 
@@ -49,3 +51,20 @@ def rows(engine: Engine, model: type[Base]) -> list[Any]:
 def count(engine: Engine, model: type[Base]) -> int:
     with Session(engine) as session:
         return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def zoom_with_metrics(folder: Any) -> Policy:
+    """zoom's policy, named ``zoom-metrics``, whose plans also set next_reply, agent_work
+    (6h on 24x7) and requester_wait."""
+    import yaml
+
+    data = yaml.safe_load((BUNDLED_POLICIES / "zoom.yaml").read_text(encoding="utf-8"))
+    data["name"] = "zoom-metrics"
+    for plan in data["plans"].values():
+        for targets in plan.get("targets", {}).values():
+            targets["next_reply"] = "2h"
+            targets["agent_work"] = {"after": "6h", "calendar": "24x7"}
+            targets["requester_wait"] = "16h"
+    path = folder / "zoom-metrics.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_policy(path)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from store_support import MONDAY_0900_LA, FakeClock, count, rows, snapshot
+from store_support import MONDAY_0900_LA, FakeClock, count, rows, snapshot, zoom_with_metrics
 
 from bot.compiled import Policy
 from bot.engine import evaluate
@@ -645,3 +645,55 @@ def test_a_malformed_status_history_stores_nothing(
         with pytest.raises(IngestError, match=message):
             tickets.ingest(snapshot(status_history=(change,)))
     assert count(migrated, StoredTicket) == 0
+
+
+def test_a_status_event_hands_the_metrics_the_stored_status_history(
+    migrated: Engine, tmp_path: Path
+) -> None:
+    """agent_work reads the stored status history after a status event: pending from noon,
+    open again at 14:00, it is held for those two hours, as the engine gives with that
+    history (without it, the ticket open now, nothing would hold it)."""
+    metrics = zoom_with_metrics(tmp_path)
+    clock = FakeClock(T0 + timedelta(minutes=5))
+    tickets = TicketService(migrated, {"zoom-metrics": metrics}, clock)
+    events = EventService(tickets)
+    tickets.ingest(snapshot(policy="zoom-metrics", status="open", shown={"priority": "P2"}))
+    clock.now = T0 + timedelta(hours=5)
+    events.status_changed("zendesk", "1001", "pending", NOON_MONDAY, event_key="e1")
+    result = events.status_changed(
+        "zendesk", "1001", "open", NOON_MONDAY + timedelta(hours=2), event_key="e2"
+    )
+    assert result.decision is not None
+    got = result.decision.targets["agent_work"]
+    # 6 hours on 24x7 from the creation, the 2 hours pending not counted.
+    assert got.due == T0 + timedelta(hours=8)
+    expected = evaluate(
+        Ticket(
+            id="1001",
+            created_at=T0,
+            priority="P2",
+            plan="premier",
+            environment="production",
+            channel="phone",
+            status_changes=(
+                (T0, "open"),
+                (NOON_MONDAY, "pending"),
+                (NOON_MONDAY + timedelta(hours=2), "open"),
+            ),
+        ),
+        metrics,
+        clock.now,
+    )
+    for name in ("agent_work", "requester_wait"):
+        want = expected.targets[name]
+        decided = result.decision.targets[name]
+        assert (decided.due, decided.state, decided.pauses) == (want.due, want.state, want.pauses)
+    # What Slack and the dashboard show of the ticket, one or in bulk, reads it too.
+    from slabot.slack.store_access import SlackStore
+
+    store = SlackStore(migrated, {"zoom-metrics": metrics})
+    one = store.view(result.ticket_id, clock.now)
+    assert one is not None
+    listed = store.views([result.ticket_id], clock.now)[result.ticket_id]
+    for view in (one, listed):
+        assert view.decision.targets["agent_work"] == result.decision.targets["agent_work"]

@@ -24,9 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
+from store_support import zoom_with_metrics
 
 from bot.compiled import Policy
+from bot.engine import evaluate
 from bot.routing import Router, RoutingSpec
+from bot.ticket import Ticket
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.store import ingest_batch
 from slabot.store.models import Base, ClockOutcome, StoredDecision, StoredTicket, TicketEvent
@@ -636,18 +639,7 @@ def test_a_policy_with_metrics_beyond_the_classic_three_is_ingested_in_bulk(
     """A policy whose plans also set next_reply, agent_work and requester_wait: the batch
     stores what ``ingest`` stores (the classic three targets, which the store's columns and
     CHECKs hold) without falling back to one snapshot at a time."""
-    import yaml
-
-    data = yaml.safe_load((BUNDLED_POLICIES / "zoom.yaml").read_text(encoding="utf-8"))
-    data["name"] = "zoom-metrics"
-    for plan in data["plans"].values():
-        for targets in plan.get("targets", {}).values():
-            targets["next_reply"] = "2h"
-            targets["agent_work"] = {"after": "6h", "calendar": "24x7"}
-            targets["requester_wait"] = "16h"
-    path = tmp_path / "zoom-metrics.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    metrics = load_policy(path)
+    metrics = zoom_with_metrics(tmp_path)
     base = {
         "policy": "zoom-metrics",
         "created_at": START,
@@ -672,3 +664,53 @@ def test_a_policy_with_metrics_beyond_the_classic_three_is_ingested_in_bulk(
     with Session(migrated) as session:
         targets = set(session.scalars(select(ClockOutcome.target)))
     assert targets and targets <= {"first_response", "restoration", "next_update"}
+
+
+@pytest.mark.parametrize("later", [False, True])
+def test_the_stored_status_history_reaches_the_metrics_that_read_it(
+    migrated: Engine, tmp_path: Any, later: bool
+) -> None:
+    """agent_work and requester_wait read the stored status history, in ``ingest`` and in
+    bulk: a pending period (an hour after the creation, for two hours) holds agent_work,
+    not requester_wait, as the engine gives with that history. ``later``: the history came
+    with an earlier snapshot, the one ingested now carries none."""
+    metrics = zoom_with_metrics(tmp_path)
+    history = (
+        StatusChange(START + timedelta(hours=1), "pending", "a1"),
+        StatusChange(START + timedelta(hours=3), "open", "a2"),
+    )
+    base = {
+        "external_key": "1",
+        "policy": "zoom-metrics",
+        "created_at": START,
+        "updated_at": START + timedelta(hours=4),
+        "priority": "P2",
+        "plan": "premier",
+        "environment": "production",
+        "status": "open",
+        "first_response_at": START + timedelta(minutes=20),
+    }
+    with_history = {**base, "status_history": history}
+    before = [with_history] if later else []
+    now = {**base, "updated_at": START + timedelta(hours=5)} if later else with_history
+    results, _ = compare(migrated, {"zoom-metrics": metrics}, before, [now])
+    result = results[0]
+    assert isinstance(result, IngestResult) and result.decision is not None
+    ticket = Ticket(
+        id="1",
+        created_at=START,
+        priority="P2",
+        plan="premier",
+        environment="production",
+        first_response_at=START + timedelta(minutes=20),
+        status_changes=(
+            (START + timedelta(hours=1), "pending"),
+            (START + timedelta(hours=3), "open"),
+        ),
+    )
+    expected = evaluate(ticket, metrics, START + timedelta(days=3))
+    for name in ("agent_work", "requester_wait"):
+        got, want = result.decision.targets[name], expected.targets[name]
+        assert (got.due, got.state, got.pauses) == (want.due, want.state, want.pauses)
+    # 6 hours on 24x7 from the creation, the 2 hours pending not counted.
+    assert result.decision.targets["agent_work"].due == START + timedelta(hours=8)

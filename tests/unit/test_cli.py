@@ -102,10 +102,11 @@ def test_check_config_reports_a_bad_file_with_file_line_field_and_message(
     assert err.splitlines() == [
         f"{bad}:32: plans.enterprise.targets.P1.first_respons: unknown key 'first_respons' "
         "(did you mean 'first_response'?); expected one of first_response, restoration, "
-        "next_update (merged into plans.enterprise by '<<:' at line 37)",
+        "next_update, next_reply, agent_work, requester_wait (merged into plans.enterprise by "
+        "'<<:' at line 37)",
         f"{bad}:32: plans.professional.targets.P1.first_respons: unknown key 'first_respons' "
         "(did you mean 'first_response'?); expected one of first_response, restoration, "
-        "next_update",
+        "next_update, next_reply, agent_work, requester_wait",
     ]
     assert "Traceback" not in err
 

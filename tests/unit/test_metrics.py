@@ -543,3 +543,32 @@ def test_the_summary_fields_are_taken_from_the_events_when_not_given() -> None:
     assert ticket.agent_replies == (BASE + hour, BASE + 2 * hour)  # sorted
     assert (ticket.first_response_at, ticket.last_agent_update_at) == (BASE + hour, BASE + 2 * hour)
     assert (ticket.restoration_started_at, ticket.solved_at) == (BASE + 4 * hour, BASE + 5 * hour)
+
+
+def test_an_unknown_target_key_lists_every_metric_the_policy_knows() -> None:
+    """The policy file's error at a misspelt target names the built-in metrics and the
+    policy's own, not only the classic three."""
+    from slabot.policy_files import PolicyFileError, parse_policy
+
+    text = """\
+name: x
+priorities:
+  - {name: P1, label: Urgent}
+default_priority: P1
+metrics:
+  vendor_wait: {start: ["status:on_hold"], stop: [solved]}
+plans:
+  p:
+    commitment: sla
+    calendar: 24x7
+    targets:
+      P1: {nxt_reply: 1h, vendor_wait: 2h}
+"""
+    with pytest.raises(PolicyFileError) as caught:
+        parse_policy(text, "x.yaml")
+    [problem] = caught.value.problems
+    assert (problem.line, problem.field) == (12, "plans.p.targets.P1.nxt_reply")
+    assert problem.message == (
+        "unknown key 'nxt_reply' (did you mean 'next_reply'?); expected one of first_response, "
+        "restoration, next_update, next_reply, agent_work, requester_wait, vendor_wait"
+    )

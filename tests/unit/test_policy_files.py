@@ -48,7 +48,8 @@ CASES: dict[str, list[Expected]] = {
             32,
             "plans.enterprise.targets.P1.first_respons",
             "unknown key 'first_respons' (did you mean 'first_response'?); expected one of "
-            "first_response, restoration, next_update " + ENTERPRISE_MERGE,
+            "first_response, restoration, next_update, next_reply, agent_work, requester_wait "
+            + ENTERPRISE_MERGE,
         ),
         (
             32,
@@ -215,7 +216,8 @@ CASES: dict[str, list[Expected]] = {
             33,
             "plans.enterprise.targets.P1.restauration",
             "unknown key 'restauration' (did you mean 'restoration'?); expected one of "
-            "first_response, restoration, next_update " + ENTERPRISE_MERGE,
+            "first_response, restoration, next_update, next_reply, agent_work, requester_wait "
+            + ENTERPRISE_MERGE,
         ),
         (33, "plans.professional.targets.P1.restauration", "unknown key 'restauration'"),
     ],
