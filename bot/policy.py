@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import date
 from functools import lru_cache
@@ -106,6 +107,29 @@ class FromTicketField(_Model):
     """The value when the ticket has none."""
 
 
+def _checked_source(
+    value: str | FromTicketField,
+    what: str,
+    fields: tuple[str, ...],
+    check: Callable[[str], object],
+) -> str | FromTicketField:
+    """A fixed value checked, or a ticket field among ``fields`` with its default checked:
+    the shape a calendar's country and time zone both take."""
+    if isinstance(value, FromTicketField):
+        if value.from_field not in fields:
+            raise ValueError(
+                f"from_field: the {what} can come from {', '.join(fields)}, "
+                f"not {value.from_field!r}"
+            )
+        try:
+            check(value.default)
+        except ValueError as error:
+            raise ValueError(f"default: {error}") from None
+    else:
+        check(value)
+    return value
+
+
 class HolidaySource(_Model):
     """Public holidays from the ``holidays`` package."""
 
@@ -118,19 +142,7 @@ class HolidaySource(_Model):
     @field_validator("country")
     @classmethod
     def _known_country(cls, value: str | FromTicketField) -> str | FromTicketField:
-        if isinstance(value, FromTicketField):
-            if value.from_field not in TICKET_COUNTRY_FIELDS:
-                raise ValueError(
-                    f"from_field: the country can come from {', '.join(TICKET_COUNTRY_FIELDS)}, "
-                    f"not {value.from_field!r}"
-                )
-            try:
-                check_country(value.default)
-            except ValueError as error:
-                raise ValueError(f"default: {error}") from None
-        else:
-            check_country(value)
-        return value
+        return _checked_source(value, "country", TICKET_COUNTRY_FIELDS, check_country)
 
     @model_validator(mode="after")
     def _known_subdivision(self) -> HolidaySource:
@@ -193,19 +205,7 @@ class CalendarSpec(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | FromTicketField) -> str | FromTicketField:
-        if isinstance(value, FromTicketField):
-            if value.from_field not in TICKET_ZONE_FIELDS:
-                raise ValueError(
-                    f"from_field: the time zone can come from {', '.join(TICKET_ZONE_FIELDS)}, "
-                    f"not {value.from_field!r}"
-                )
-            try:
-                check_zone(value.default)
-            except ValueError as error:
-                raise ValueError(f"default: {error}") from None
-        else:
-            check_zone(value)
-        return value
+        return _checked_source(value, "time zone", TICKET_ZONE_FIELDS, check_zone)
 
     @field_validator("hours")
     @classmethod

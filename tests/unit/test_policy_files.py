@@ -315,6 +315,22 @@ INLINE_CASES = [
         id="country-from-unknown-field",
     ),
     pytest.param(
+        "timezone: Europe/Bratislava",
+        "timezone: {from_field: timezone, default: Europe/Bratislava}",
+        21,
+        "calendars.business.timezone.from_field",
+        "the time zone can come from customer_timezone, not 'timezone'",
+        id="timezone-from-unknown-field",
+    ),
+    pytest.param(
+        "country: SK",
+        "country: {from_field: customer_country, default: XX}",
+        25,
+        "calendars.business.holidays.country.default",
+        "'XX' is not a country code the holidays package knows",
+        id="country-default-unknown",
+    ),
+    pytest.param(
         "      country: SK\n",
         "      country: {from_field: customer_country, default: US}\n      subdivision: CA\n",
         26,
