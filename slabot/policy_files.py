@@ -52,16 +52,21 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def load_policy_spec(path: str | Path) -> PolicySpec:
+    return parse_policy(read_text(path, "policy file"), str(path))
+
+
+def read_text(path: str | Path, kind: str) -> str:
+    """The file's UTF-8 text; ``PolicyFileError`` naming the file when it cannot be read
+    (``kind``, "policy file" or "config file", says what to save as UTF-8)."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise PolicyFileError([Problem(name, None, "", f"cannot read: {error.strerror}")]) from None
     except UnicodeDecodeError:
         raise PolicyFileError(
-            [Problem(name, None, "", "is not UTF-8 text; save the policy file as UTF-8")]
+            [Problem(name, None, "", f"is not UTF-8 text; save the {kind} as UTF-8")]
         ) from None
-    return parse_policy(text, name)
 
 
 def parse_policy(text: str, name: str = "<policy>") -> PolicySpec:

@@ -21,6 +21,7 @@ from slabot.policy_files import (
     _yaml_problem,
     bundled_policy_paths,
     load_policy,
+    read_text,
 )
 
 SECTION = "routing"
@@ -81,14 +82,7 @@ def load_routing(path: str | Path, policy_files: Sequence[str] | None = None) ->
     (``policy_files``, else the file's ``service.policies``, else the bundled three);
     ``PolicyFileError`` lists every problem, located."""
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise PolicyFileError([Problem(name, None, "", f"cannot read: {error.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise PolicyFileError(
-            [Problem(name, None, "", "is not UTF-8 text; save the config file as UTF-8")]
-        ) from None
+    text = read_text(path, "config file")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

@@ -577,7 +577,19 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
         load_policy_spec(path)
     [problem] = caught.value.problems
     assert (problem.file, problem.line) == (str(path), None)
-    assert "is not UTF-8 text" in problem.message
+    assert problem.message == "is not UTF-8 text; save the policy file as UTF-8"
+
+
+def test_a_service_config_that_is_not_utf8_names_the_config_file(tmp_path: Path) -> None:
+    from slabot.routing_files import load_routing
+
+    path = tmp_path / "slabot.yaml"
+    path.write_bytes("routing: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(PolicyFileError) as caught:
+        load_routing(path)
+    assert caught.value.problems == [
+        Problem(str(path), None, "", "is not UTF-8 text; save the config file as UTF-8")
+    ]
 
 
 def test_a_problem_without_a_line_or_field_prints_the_file_alone() -> None:
