@@ -54,6 +54,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine, func, select
 
+from bot.ticket import TEXT_FIELDS
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
 from slabot.service import board
 from slabot.slack.store_access import SlackStore
@@ -198,15 +199,7 @@ TICKET_COLUMNS = [
     "policy",
     "created_at",
     "status",
-    "priority",
-    "plan",
-    "environment",
-    "product_stage",
-    "urgency",
-    "impact",
-    "channel",
-    "customer_timezone",
-    "customer_country",
+    *TEXT_FIELDS,
     "first_response_at",
     "last_agent_update_at",
     "solved_at",

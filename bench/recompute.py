@@ -63,7 +63,7 @@ from sqlalchemy.engine import make_url
 
 from bot.compiled import Policy
 from bot.engine import evaluate
-from bot.ticket import SOLVED_STATUSES, Ticket
+from bot.ticket import SOLVED_STATUSES, TEXT_FIELDS, Ticket
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.models import StoredTicket
@@ -123,20 +123,7 @@ def ticket_row(fields: dict[str, Any], policy: Policy, now: datetime) -> dict[st
         "policy": "zoom",
         "created_at": created,
         "status": fields.get("status", "open"),
-        **{
-            name: fields.get(name)
-            for name in (
-                "priority",
-                "plan",
-                "environment",
-                "product_stage",
-                "urgency",
-                "impact",
-                "channel",
-                "customer_timezone",
-                "customer_country",
-            )
-        },
+        **{name: fields.get(name) for name in TEXT_FIELDS},
         "first_response_at": _instant(fields.get("first_response_at")),
         "last_agent_update_at": _instant(fields.get("last_agent_update_at")),
         "restoration_started_at": _instant(fields.get("restoration_started_at")),
