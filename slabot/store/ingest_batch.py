@@ -472,7 +472,7 @@ def _changed_values(row: StoredTicket) -> dict[str, Any] | None:
     its key (``b_key``), or None if they changed none: what the ORM's flush writes for
     ``ingest`` (each attribute set since the row was read, kept in its committed state, and
     compared as the column's type compares), not every column of every row."""
-    from sqlalchemy.orm.attributes import NO_VALUE, instance_state
+    from sqlalchemy.orm.base import NO_VALUE, instance_state
 
     values: dict[str, Any] = {}
     for key, before in instance_state(row).committed_state.items():
