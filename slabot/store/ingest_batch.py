@@ -539,20 +539,24 @@ def _plan(
     if row is not None and row.source_updated_at and snapshot.updated_at < row.source_updated_at:
         return IngestResult(row.id, "stale", (), None, ())
     row, outcome, events = upsert(row, snapshot, policy, rule, now, service.origin)
+    # The engine's view of the row, built once it is final and shared by the evaluation
+    # (without facts it is the same ticket) and the marks and cycles (``_plan_decision``).
+    ticket = engine_ticket(row)
     if snapshot.status_history:
-        before_history = engine_ticket(row)
+        before_history = ticket
         events.extend(_status_history(stored, row, snapshot, policy, now, events))
-        if outcome == "unchanged" and engine_ticket(row) != before_history:
+        ticket = engine_ticket(row)
+        if outcome == "unchanged" and ticket != before_history:
             outcome = "updated"
     facts = _facts(stored, row, events) if reads_status_history(policy) else []
     try:
-        decision = evaluate(engine_ticket(row, facts), policy, now)
+        decision = evaluate(engine_ticket(row, facts) if facts else ticket, policy, now)
     except SlabotError as error:
         if outcome != "created":
             session.expire(row)  # as the rolled-back transaction of ``ingest`` leaves it
         return IngestError(f"ticket {snapshot.source}:{snapshot.external_key}: {error}")
     plan = _Planned(index, snapshot, row, outcome, events, decision, now)
-    _plan_decision(service, stored, plan, policy, rule)
+    _plan_decision(service, stored, plan, ticket, policy, rule)
     plan.writes = _plan_writes(service, stored, plan)
     plan.notes = unplaced_notes(row, policy, decision)
     return plan
@@ -592,17 +596,22 @@ def _facts(stored: _Stored, row: StoredTicket, entries: Iterable[TicketEvent]) -
 
 
 def _plan_decision(
-    service: TicketService, stored: _Stored, plan: _Planned, policy: Policy, rule: str | None
+    service: TicketService,
+    stored: _Stored,
+    plan: _Planned,
+    ticket: Ticket,
+    policy: Policy,
+    rule: str | None,
 ) -> None:
     """``TicketService.store_decision``: the decision row (with its policy and routing
-    rule), the marks and the clock cycles, only the marks and cycles that differ touched."""
+    rule), the marks and the clock cycles, only the marks and cycles that differ touched;
+    ``ticket`` is the engine's view of the row as applied (``engine_ticket``, no facts)."""
     row, decision, now = plan.row, stored_view(plan.decision), plan.now
     values = {**decision_values(decision, now), "policy": policy.name, "routing_rule": rule}
     if row.id is not None and row.id in stored.decisions:
         plan.updates.append((_DEPENDENTS[1], {"b_key": row.id, **values}))
     else:
         plan.needs_id.append((_DEPENDENTS[1], values))
-    ticket = engine_ticket(row)
     marks = decision_marks(ticket, policy, decision, now, service.thresholds)
     existing = dict(stored.marks.get(row.id, {})) if row.id is not None else {}
     for mark in marks:
