@@ -207,7 +207,9 @@ class _Stored:
     marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]]
     """Per ticket: (target, threshold) -> (at, cycle start)."""
     pending: dict[int, list[_Pending]]
-    event_keys: set[tuple[int, str]]
+    event_keys: dict[int, set[str]]
+    """Per ticket with status history in its snapshot: the keys of its stored entries that
+    the snapshot carries too."""
     facts: dict[int, list[tuple[str, datetime, Any]]]
     outcomes: dict[int, list[dict[str, Any]]]
     """Per ticket: its clock cycles (``clock_outcomes`` rows, column -> value)."""
@@ -289,21 +291,19 @@ def _read(session: Session, run: list[Ready]) -> _Stored:
         for _, s, _, _ in run
         if s.status_history and (s.source, s.external_key) in rows
     }
-    event_keys: set[tuple[int, str]] = set()
+    event_keys: dict[int, set[str]] = defaultdict(set)
     history_ids = sorted(with_history)
-    wanted = sorted({c.key for s in with_history.values() for c in s.status_history})
+    wanted = {c.key for s in with_history.values() for c in s.status_history}
+    # The tickets' keyed entries, filtered here: an ``IN`` list of keys beside the one of
+    # tickets made SQLite probe the unique index once per pair (a third of the update pass).
     for chunk_ids in _chunks(history_ids):
-        for chunk_keys in _chunks(wanted):
-            event_keys.update(
-                (ticket_id, key)
-                for ticket_id, key in session.execute(
-                    select(TicketEvent.ticket_id, TicketEvent.event_key).where(
-                        TicketEvent.ticket_id.in_(chunk_ids),
-                        TicketEvent.event_key.in_(chunk_keys),
-                    )
-                )
-                if key
+        for ticket_id, key in session.execute(
+            select(TicketEvent.ticket_id, TicketEvent.event_key).where(
+                TicketEvent.ticket_id.in_(chunk_ids), TicketEvent.event_key.is_not(None)
             )
+        ):
+            if key and key in wanted:
+                event_keys[ticket_id].add(key)
     # The stored entries: for those, and for the engine under a policy that reads them.
     reading = [
         rows[(s.source, s.external_key)].id
@@ -352,9 +352,9 @@ def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> di
     # Writes: the new tickets first (their ids), then everything that hangs on them.
     # The stored tickets are written back in bulk, not by the ORM row by row.
     changed = [
-        {"b_key": plan.row.id, **_row_values(plan.row)}
+        values
         for plan in planned
-        if plan.outcome != "created"
+        if plan.outcome != "created" and (values := _changed_values(plan.row))
     ]
     for row in stored.rows.values():
         session.expunge(row)
@@ -467,6 +467,30 @@ def _row_values(row: StoredTicket) -> dict[str, Any]:
     }
 
 
+def _changed_values(row: StoredTicket) -> dict[str, Any] | None:
+    """The columns of a stored ticket whose value ``_apply`` and the history changed, with
+    its key (``b_key``), or None if they changed none: what the ORM's flush writes for
+    ``ingest`` (each attribute set since the row was read, kept in its committed state, and
+    compared as the column's type compares), not every column of every row."""
+    from sqlalchemy.orm.base import NO_VALUE, instance_state
+
+    values: dict[str, Any] = {}
+    for key, before in instance_state(row).committed_state.items():
+        same = _TICKET_COLUMNS.get(key)
+        if same is None:
+            continue
+        value = getattr(row, key)
+        if before is NO_VALUE or not same(value, before):
+            values[key] = value
+    return {"b_key": row.id, **values} if values else None
+
+
+_TICKET_COLUMNS = {
+    column.key: column.type.compare_values for column in _TICKETS.columns if column.key != "id"
+}
+"""The columns a stored ticket's update may set, each with how its type compares values."""
+
+
 def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """The rows grouped by the columns they set (one multi-row statement per group)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
@@ -477,12 +501,16 @@ def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 def _values(entry: TicketEvent, ticket_id: int) -> dict[str, Any]:
     """A history entry built by the helpers ``ingest`` uses, as the row to insert."""
-    values = {
-        column.key: getattr(entry, column.key) for column in _EVENTS.columns if column.key != "id"
-    }
+    # A new entry's instance dict holds what was set; a column never set reads None, as
+    # ``getattr`` reads it (without the attribute instrumentation).
+    given = entry.__dict__
+    values = {key: given.get(key) for key in _EVENT_COLUMNS}
     values["ticket_id"] = ticket_id
     values["payload"] = values["payload"] if values["payload"] is not None else {}
     return values
+
+
+_EVENT_COLUMNS = tuple(column.key for column in _EVENTS.columns if column.key != "id")
 
 
 def _owed(
@@ -511,20 +539,24 @@ def _plan(
     if row is not None and row.source_updated_at and snapshot.updated_at < row.source_updated_at:
         return IngestResult(row.id, "stale", (), None, ())
     row, outcome, events = upsert(row, snapshot, policy, rule, now, service.origin)
+    # The engine's view of the row, built once it is final and shared by the evaluation
+    # (without facts it is the same ticket) and the marks and cycles (``_plan_decision``).
+    ticket = engine_ticket(row)
     if snapshot.status_history:
-        before_history = engine_ticket(row)
+        before_history = ticket
         events.extend(_status_history(stored, row, snapshot, policy, now, events))
-        if outcome == "unchanged" and engine_ticket(row) != before_history:
+        ticket = engine_ticket(row)
+        if outcome == "unchanged" and ticket != before_history:
             outcome = "updated"
     facts = _facts(stored, row, events) if reads_status_history(policy) else []
     try:
-        decision = evaluate(engine_ticket(row, facts), policy, now)
+        decision = evaluate(engine_ticket(row, facts) if facts else ticket, policy, now)
     except SlabotError as error:
         if outcome != "created":
             session.expire(row)  # as the rolled-back transaction of ``ingest`` leaves it
         return IngestError(f"ticket {snapshot.source}:{snapshot.external_key}: {error}")
     plan = _Planned(index, snapshot, row, outcome, events, decision, now)
-    _plan_decision(service, stored, plan, policy, rule)
+    _plan_decision(service, stored, plan, ticket, policy, rule)
     plan.writes = _plan_writes(service, stored, plan)
     plan.notes = unplaced_notes(row, policy, decision)
     return plan
@@ -542,7 +574,7 @@ def _status_history(
     stored entries, then this snapshot's (``so_far`` and those appended here) in the order
     ``ingest`` inserts them, which is the order of their ids."""
     stored_id = row.id
-    known = {key for ticket_id, key in stored.event_keys if ticket_id == stored_id}
+    known = set(stored.event_keys.get(stored_id, ())) if stored_id is not None else set()
     appended = new_status_entries(row, snapshot.status_history, known, now)
     if appended:
         derive_from_facts(row, policy, _facts(stored, row, (*so_far, *appended)))
@@ -564,17 +596,22 @@ def _facts(stored: _Stored, row: StoredTicket, entries: Iterable[TicketEvent]) -
 
 
 def _plan_decision(
-    service: TicketService, stored: _Stored, plan: _Planned, policy: Policy, rule: str | None
+    service: TicketService,
+    stored: _Stored,
+    plan: _Planned,
+    ticket: Ticket,
+    policy: Policy,
+    rule: str | None,
 ) -> None:
     """``TicketService.store_decision``: the decision row (with its policy and routing
-    rule), the marks and the clock cycles, only the marks and cycles that differ touched."""
+    rule), the marks and the clock cycles, only the marks and cycles that differ touched;
+    ``ticket`` is the engine's view of the row as applied (``engine_ticket``, no facts)."""
     row, decision, now = plan.row, stored_view(plan.decision), plan.now
     values = {**decision_values(decision, now), "policy": policy.name, "routing_rule": rule}
     if row.id is not None and row.id in stored.decisions:
         plan.updates.append((_DEPENDENTS[1], {"b_key": row.id, **values}))
     else:
         plan.needs_id.append((_DEPENDENTS[1], values))
-    ticket = engine_ticket(row)
     marks = decision_marks(ticket, policy, decision, now, service.thresholds)
     existing = dict(stored.marks.get(row.id, {})) if row.id is not None else {}
     for mark in marks:
@@ -664,9 +701,12 @@ def _plan_outcomes(
         if id(cycle) in gone:
             plan.deletes.append((_OUTCOMES, key))
             continue
-        now_values = {name: getattr(cycle, name) for name in _CYCLE_COLUMNS}
-        if any(now_values[name] != values[name] for name in _CYCLE_COLUMNS):
-            plan.updates.append((_OUTCOMES, {**key, **now_values}))
+        # Only the columns that changed (most often the evaluation instant alone).
+        differ = {
+            name: now for name in _CYCLE_COLUMNS if (now := getattr(cycle, name)) != values[name]
+        }
+        if differ:
+            plan.updates.append((_OUTCOMES, {**key, **differ}))
     for cycle in added:
         plan.needs_id.append((_OUTCOMES, {name: getattr(cycle, name) for name in _CYCLE_COLUMNS}))
 

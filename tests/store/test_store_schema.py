@@ -462,6 +462,33 @@ def test_instants_read_on_the_fast_path_equal_the_general_one(migrated: Engine) 
         fast(12)
 
 
+def test_instants_written_on_the_fast_path_equal_the_general_one(migrated: Engine) -> None:
+    """An instant already in UTC takes the fast path; any other value the general one
+    (``process_bind_param``, then the driver type's processor): both bind the same."""
+    from slabot.store.types import UTCDateTime
+
+    dialect = migrated.dialect
+    column = UTCDateTime().dialect_impl(dialect)
+    assert isinstance(column, UTCDateTime)
+    fast = column.bind_processor(dialect)
+    general = super(UTCDateTime, column).bind_processor(dialect)
+    assert fast is not None and general is not None
+    for instant in (
+        datetime(2026, 11, 20, 15, 30, 0, 250000, tzinfo=UTC),
+        datetime(2026, 11, 20, 15, 30, tzinfo=UTC),  # no microseconds: still written
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 11, 20, 16, 30, tzinfo=ZoneInfo("Europe/Prague")),
+        None,
+    ):
+        assert fast(instant) == general(instant)
+    if dialect.name == "sqlite":
+        assert fast(datetime(2026, 11, 20, 15, 30, tzinfo=UTC)) == "2026-11-20 15:30:00.000000"
+    with pytest.raises(ValueError, match="names no instant"):
+        fast(datetime(2026, 11, 20, 15, 30))
+    with pytest.raises(TypeError):
+        fast("2026-11-20 15:30:00")
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_sessions_run_in_utc_unless_the_url_sets_a_zone(database_url: str) -> None:
     engine = make_engine(database_url)
