@@ -47,7 +47,8 @@ from connectors.sync import HelpdeskSync, SyncResult
 from slabot.store.db import for_writing
 from slabot.store.events import EventService
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket
-from slabot.store.services import TicketService, engine_ticket
+from slabot.store.rows import engine_ticket
+from slabot.store.services import TicketService
 from slabot.store.snapshot import IngestResult
 
 SET_DUE_FIELDS = "set_due_fields"

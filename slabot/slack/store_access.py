@@ -57,7 +57,7 @@ from slabot.store.models import (
 )
 from slabot.store.outbox import COMPLETE_RETRY
 from slabot.store.retry import with_retry
-from slabot.store.services import engine_ticket
+from slabot.store.rows import engine_ticket
 
 log = logging.getLogger(__name__)
 
