@@ -72,7 +72,7 @@ def outbox_row(
 def owe(
     session: Session,
     target: str,
-    ticket_id: int,
+    ticket_id: int | None,
     kind: str,
     payload: dict[str, Any],
     key: str,
@@ -80,6 +80,23 @@ def owe(
 ) -> None:
     """Owe ``target`` a write in the caller's transaction (see ``outbox_row``)."""
     session.add(OutboxItem(**outbox_row(target, ticket_id, kind, payload, key, now)))
+
+
+def owe_once(
+    session: Session,
+    target: str,
+    ticket_id: int | None,
+    kind: str,
+    payload: dict[str, Any],
+    key: str,
+    now: datetime,
+) -> bool:
+    """``owe`` unless a write with this idempotency key is owed or was made already (this
+    very write, for this very snapshot or moment): False then, and nothing is added."""
+    if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
+        return False
+    owe(session, target, ticket_id, kind, payload, key, now)
+    return True
 
 
 def settle(
@@ -155,10 +172,8 @@ def enqueue_writes(
         if sent is not None and sent.payload == payload:
             continue  # sent after the helpdesk was last read: not echoed yet
         key = idempotency_key(row, kind, payload, snapshot.updated_at)
-        if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
-            continue  # this very write, for this very snapshot, was already made
-        owe(session, row.source, row.id, kind, payload, key, now)
-        enqueued.append(kind)
+        if owe_once(session, row.source, row.id, kind, payload, key, now):
+            enqueued.append(kind)
     return enqueued
 
 
