@@ -48,7 +48,7 @@ from slabot.store.models import OutboxItem, StoredDecision, StoredTicket
 from slabot.store.rows import engine_ticket
 from slabot.store.services import TicketService
 from slabot.store.snapshot import IngestResult
-from slabot.store.writes import idempotency_key, owe_once
+from slabot.store.writes import idempotency_key, owe
 
 SET_DUE_FIELDS = "set_due_fields"
 RECLASSIFICATION_SOURCE = "jira-priority"
@@ -198,4 +198,4 @@ class JiraSync(HelpdeskSync[IssueBundle, Mapped]):
             if not differing or already:
                 return False
             key = idempotency_key(row, SET_DUE_FIELDS, payload, mapped.snapshot.updated_at)
-            return owe_once(session, SOURCE, ticket_id, SET_DUE_FIELDS, payload, key, now)
+            return owe(session, SOURCE, ticket_id, SET_DUE_FIELDS, payload, key, now, once=True)

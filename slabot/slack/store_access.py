@@ -38,6 +38,7 @@ from bot.engine import Decision, evaluate, iso_z
 from bot.errors import SlabotError
 from bot.ticket import SOLVED_STATUSES, Ticket
 from slabot.slack.references import JIRA, ZENDESK, TicketLinks, TicketRef
+from slabot.store import writes
 from slabot.store.breaches import (
     BREACH,
     DueTarget,
@@ -57,7 +58,6 @@ from slabot.store.models import (
 from slabot.store.outbox import COMPLETE_RETRY
 from slabot.store.retry import with_retry
 from slabot.store.rows import engine_ticket
-from slabot.store.writes import owe, owe_once
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ class SlackStore:
                 return False
             if owe is not None:
                 kind, payload, key = owe
-                owe_once(session, SLACK, mark.ticket_id, kind, payload, key, now)
+                writes.owe(session, SLACK, mark.ticket_id, kind, payload, key, now, once=True)
             return True
 
     def owe(
@@ -420,7 +420,7 @@ class SlackStore:
     ) -> bool:
         """Owe Slack a write (once per idempotency key); False when it was owed already."""
         with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            return owe_once(session, SLACK, ticket_id, kind, payload, key, now)
+            return writes.owe(session, SLACK, ticket_id, kind, payload, key, now, once=True)
 
     def message(
         self, ticket_id: int, target: str, cycle_started_at: datetime
@@ -571,7 +571,7 @@ class SlackStore:
                     f"{int(now.timestamp())}:{assign_email}"
                 )
                 payload = {"email": assign_email}
-                owe(session, ticket.source, ticket.id, SET_ASSIGNEE, payload, key, now)
+                writes.owe(session, ticket.source, ticket.id, SET_ASSIGNEE, payload, key, now)
         return self.nudge(target.nudge_id)
 
     def close_message(self, nudge_id: int, why: str) -> None:

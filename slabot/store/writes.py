@@ -77,25 +77,15 @@ def owe(
     payload: dict[str, Any],
     key: str,
     now: datetime,
-) -> None:
-    """Owe ``target`` a write in the caller's transaction (see ``outbox_row``)."""
-    session.add(OutboxItem(**outbox_row(target, ticket_id, kind, payload, key, now)))
-
-
-def owe_once(
-    session: Session,
-    target: str,
-    ticket_id: int | None,
-    kind: str,
-    payload: dict[str, Any],
-    key: str,
-    now: datetime,
+    *,
+    once: bool = False,
 ) -> bool:
-    """``owe`` unless a write with this idempotency key is owed or was made already (this
-    very write, for this very snapshot or moment): False then, and nothing is added."""
-    if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
+    """Owe ``target`` a write in the caller's transaction (see ``outbox_row``); True when
+    owed. ``once``: not when a write with this idempotency key is owed or was made already
+    (this very write, for this very snapshot or moment): False then, and nothing is added."""
+    if once and session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
         return False
-    owe(session, target, ticket_id, kind, payload, key, now)
+    session.add(OutboxItem(**outbox_row(target, ticket_id, kind, payload, key, now)))
     return True
 
 
@@ -172,7 +162,7 @@ def enqueue_writes(
         if sent is not None and sent.payload == payload:
             continue  # sent after the helpdesk was last read: not echoed yet
         key = idempotency_key(row, kind, payload, snapshot.updated_at)
-        if owe_once(session, row.source, row.id, kind, payload, key, now):
+        if owe(session, row.source, row.id, kind, payload, key, now, once=True):
             enqueued.append(kind)
     return enqueued
 
