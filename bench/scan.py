@@ -79,7 +79,8 @@ from slabot.store.breaches import (
 from slabot.store.db import make_engine
 from slabot.store.migrate import upgrade
 from slabot.store.models import StoredDecision, StoredTicket, TargetMark
-from slabot.store.services import TicketService, engine_ticket
+from slabot.store.rows import engine_ticket
+from slabot.store.services import TicketService
 from slabot.store.snapshot import Snapshot
 from slabot.store.types import UTCDateTime
 

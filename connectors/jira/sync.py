@@ -22,8 +22,6 @@ not applied again, but no longer written: the history's key says it all.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from datetime import UTC, tzinfo
 from typing import Any
@@ -47,8 +45,10 @@ from connectors.sync import HelpdeskSync, SyncResult
 from slabot.store.db import for_writing
 from slabot.store.events import EventService
 from slabot.store.models import OutboxItem, StoredDecision, StoredTicket
-from slabot.store.services import TicketService, engine_ticket
+from slabot.store.rows import engine_ticket
+from slabot.store.services import TicketService
 from slabot.store.snapshot import IngestResult
+from slabot.store.writes import idempotency_key, owe
 
 SET_DUE_FIELDS = "set_due_fields"
 RECLASSIFICATION_SOURCE = "jira-priority"
@@ -197,23 +197,5 @@ class JiraSync(HelpdeskSync[IssueBundle, Mapped]):
                 )
             if not differing or already:
                 return False
-            digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-            key = (
-                f"{SOURCE}:{row.external_key}:{SET_DUE_FIELDS}:"
-                f"{int(mapped.snapshot.updated_at.timestamp())}:{digest[:16]}"
-            )
-            if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
-                return False
-            session.add(
-                OutboxItem(
-                    target_system=SOURCE,
-                    ticket_id=ticket_id,
-                    kind=SET_DUE_FIELDS,
-                    payload=payload,
-                    idempotency_key=key,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-            return True
+            key = idempotency_key(row, SET_DUE_FIELDS, payload, mapped.snapshot.updated_at)
+            return owe(session, SOURCE, ticket_id, SET_DUE_FIELDS, payload, key, now, once=True)

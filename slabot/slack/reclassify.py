@@ -21,8 +21,9 @@ from slabot.slack.blocks import escape
 from slabot.slack.i18n import Catalog
 from slabot.slack.nudges import owe_refresh
 from slabot.slack.store_access import SlackStore, TicketView
+from slabot.store.errors import UnknownTicketError
 from slabot.store.reclassify import ReclassifyResult
-from slabot.store.services import TicketService, UnknownTicketError
+from slabot.store.services import TicketService
 
 log = logging.getLogger(__name__)
 

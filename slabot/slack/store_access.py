@@ -38,6 +38,7 @@ from bot.engine import Decision, evaluate, iso_z
 from bot.errors import SlabotError
 from bot.ticket import SOLVED_STATUSES, Ticket
 from slabot.slack.references import JIRA, ZENDESK, TicketLinks, TicketRef
+from slabot.store import writes
 from slabot.store.breaches import (
     BREACH,
     DueTarget,
@@ -49,7 +50,6 @@ from slabot.store.db import for_writing
 from slabot.store.history import Fact, reads_status_history, stored_facts
 from slabot.store.models import (
     Nudge,
-    OutboxItem,
     StoredDecision,
     StoredTicket,
     TargetMark,
@@ -57,7 +57,7 @@ from slabot.store.models import (
 )
 from slabot.store.outbox import COMPLETE_RETRY
 from slabot.store.retry import with_retry
-from slabot.store.services import engine_ticket
+from slabot.store.rows import engine_ticket
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ class SlackStore:
                 return False
             if owe is not None:
                 kind, payload, key = owe
-                _owe(session, mark.ticket_id, kind, payload, key, now)
+                writes.owe(session, SLACK, mark.ticket_id, kind, payload, key, now, once=True)
             return True
 
     def owe(
@@ -420,7 +420,7 @@ class SlackStore:
     ) -> bool:
         """Owe Slack a write (once per idempotency key); False when it was owed already."""
         with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            return _owe(session, ticket_id, kind, payload, key, now)
+            return writes.owe(session, SLACK, ticket_id, kind, payload, key, now, once=True)
 
     def message(
         self, ticket_id: int, target: str, cycle_started_at: datetime
@@ -566,21 +566,12 @@ class SlackStore:
             entry = {"by": user, "at": iso_z(now), "assigned": bool(assign_email)}
             row.payload = {**(row.payload or {}), "acks": [*row.payload.get("acks", []), entry]}
             if assign_email:
-                session.add(
-                    OutboxItem(
-                        target_system=ticket.source,
-                        ticket_id=ticket.id,
-                        kind=SET_ASSIGNEE,
-                        payload={"email": assign_email},
-                        idempotency_key=(
-                            f"{ticket.source}:{ticket.external_key}:{SET_ASSIGNEE}:"
-                            f"{int(now.timestamp())}:{assign_email}"
-                        ),
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
+                key = (
+                    f"{ticket.source}:{ticket.external_key}:{SET_ASSIGNEE}:"
+                    f"{int(now.timestamp())}:{assign_email}"
                 )
+                payload = {"email": assign_email}
+                writes.owe(session, ticket.source, ticket.id, SET_ASSIGNEE, payload, key, now)
         return self.nudge(target.nudge_id)
 
     def close_message(self, nudge_id: int, why: str) -> None:
@@ -631,31 +622,6 @@ class SlackStore:
             policy=COMPLETE_RETRY,
             what=f"recording nudge {nudge_id}'s message",
         )
-
-
-def _owe(
-    session: Session,
-    ticket_id: int | None,
-    kind: str,
-    payload: dict[str, Any],
-    key: str,
-    now: datetime,
-) -> bool:
-    if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
-        return False
-    session.add(
-        OutboxItem(
-            target_system=SLACK,
-            ticket_id=ticket_id,
-            kind=kind,
-            payload=payload,
-            idempotency_key=key,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
-    return True
 
 
 def _message(row: Nudge) -> NudgeMessage:

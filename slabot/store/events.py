@@ -37,6 +37,7 @@ from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, STATUSES
+from slabot.store.errors import PolicyNotLoadedError, UnknownTicketError
 from slabot.store.history import (
     derive_from_history,
     history_entry,
@@ -46,13 +47,8 @@ from slabot.store.history import (
 )
 from slabot.store.models import StoredDecision, StoredTicket, TicketEvent, WebhookDelivery
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
-from slabot.store.services import (
-    PolicyNotLoadedError,
-    TicketService,
-    UnknownTicketError,
-    engine_ticket,
-    row_snapshot,
-)
+from slabot.store.rows import engine_ticket, row_snapshot
+from slabot.store.services import TicketService
 
 __all__ = [
     "EventError",

@@ -55,7 +55,7 @@ from slabot.store.models import (
 )
 from slabot.store.reports import plan_outcomes, reclassifications
 from slabot.store.retry import DatabaseUnavailableError, with_retry
-from slabot.store.services import engine_ticket, upsert
+from slabot.store.rows import engine_ticket, upsert
 from slabot.store.snapshot import IngestError, IngestResult, Snapshot, normalized
 from slabot.store.writes import desired_writes, idempotency_key, outbox_row, settle, unplaced_notes
 

@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 from bot.engine import Decision, evaluate
 from bot.engine import reclassify as engine_reclassify
 from bot.errors import ReclassificationError
+from slabot.store.errors import UnknownTicketError
 from slabot.store.history import history_entry
 from slabot.store.models import PRIORITY_ORIGINS, StoredDecision, StoredTicket, TicketEvent
 from slabot.store.retry import DatabaseUnavailableError, with_retry
-from slabot.store.services import UnknownTicketError, engine_ticket, row_snapshot
+from slabot.store.rows import engine_ticket, row_snapshot
 from slabot.store.snapshot import EVENT_KEY_LENGTH
 from slabot.store.writes import owe
 

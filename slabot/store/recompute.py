@@ -43,6 +43,7 @@ from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, Ticket
 from slabot.store.breaches import BREACH, Mark, list_columns
 from slabot.store.decisions import stored_view
+from slabot.store.errors import PolicyNotLoadedError
 from slabot.store.history import policy_changed, reads_status_history, stored_facts
 from slabot.store.models import (
     ClockOutcome,
@@ -54,7 +55,7 @@ from slabot.store.models import (
 )
 from slabot.store.reports import _reclassifications, plan_outcomes
 from slabot.store.retry import DatabaseUnavailableError, with_retry
-from slabot.store.services import PolicyNotLoadedError, engine_ticket
+from slabot.store.rows import engine_ticket
 from slabot.store.writes import SET_DUE_FIELDS, SUPERSEDED, desired_writes
 from slabot.store.writes import WRITE_KINDS as _WRITE_KINDS
 from slabot.store.writes import idempotency_key as _idempotency_key

@@ -72,14 +72,21 @@ def outbox_row(
 def owe(
     session: Session,
     target: str,
-    ticket_id: int,
+    ticket_id: int | None,
     kind: str,
     payload: dict[str, Any],
     key: str,
     now: datetime,
-) -> None:
-    """Owe ``target`` a write in the caller's transaction (see ``outbox_row``)."""
+    *,
+    once: bool = False,
+) -> bool:
+    """Owe ``target`` a write in the caller's transaction (see ``outbox_row``); True when
+    owed. ``once``: not when a write with this idempotency key is owed or was made already
+    (this very write, for this very snapshot or moment): False then, and nothing is added."""
+    if once and session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
+        return False
     session.add(OutboxItem(**outbox_row(target, ticket_id, kind, payload, key, now)))
+    return True
 
 
 def settle(
@@ -155,10 +162,8 @@ def enqueue_writes(
         if sent is not None and sent.payload == payload:
             continue  # sent after the helpdesk was last read: not echoed yet
         key = idempotency_key(row, kind, payload, snapshot.updated_at)
-        if session.scalar(select(OutboxItem.id).where(OutboxItem.idempotency_key == key)):
-            continue  # this very write, for this very snapshot, was already made
-        owe(session, row.source, row.id, kind, payload, key, now)
-        enqueued.append(kind)
+        if owe(session, row.source, row.id, kind, payload, key, now, once=True):
+            enqueued.append(kind)
     return enqueued
 
 

@@ -18,6 +18,7 @@ from bot.compiled import Policy
 from bot.engine import evaluate
 from bot.ticket import Ticket
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
+from slabot.store.errors import UnknownTicketError
 from slabot.store.events import EventError, EventService
 from slabot.store.models import (
     OutboxItem,
@@ -27,7 +28,7 @@ from slabot.store.models import (
     TicketEvent,
     WebhookDelivery,
 )
-from slabot.store.services import TicketService, UnknownTicketError
+from slabot.store.services import TicketService
 from slabot.store.snapshot import Snapshot
 
 T0 = MONDAY_0900_LA  # Monday 2026-11-16 09:00 in Los Angeles

@@ -26,7 +26,8 @@ from slabot.store.breaches import (
 )
 from slabot.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from slabot.store.models import StoredTicket, TargetMark
-from slabot.store.services import TicketService, engine_ticket
+from slabot.store.rows import engine_ticket
+from slabot.store.services import TicketService
 
 HOUR = timedelta(hours=1)
 

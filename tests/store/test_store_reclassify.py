@@ -14,6 +14,7 @@ from bot.compiled import Policy
 from bot.engine import ProductionOnlyError, ReasonRequiredError, UnknownPriorityError
 from bot.errors import ReclassificationError
 from slabot.policy_files import BUNDLED_POLICIES, load_policy
+from slabot.store.errors import UnknownTicketError
 from slabot.store.models import (
     Nudge,
     OutboxItem,
@@ -23,7 +24,7 @@ from slabot.store.models import (
     TicketEvent,
 )
 from slabot.store.reclassify import ActorRequiredError, ReclassifyResult, UnknownOriginError
-from slabot.store.services import TicketService, UnknownTicketError
+from slabot.store.services import TicketService
 
 FIRST_RESPONSE_P2 = MONDAY_0900_LA + timedelta(hours=4)  # Monday 13:00 in Los Angeles
 # P4: first response by the close of the next business day, Tuesday 17:00 in Los Angeles.

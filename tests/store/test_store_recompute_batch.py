@@ -37,7 +37,8 @@ from slabot.store.models import (
 )
 from slabot.store.outbox import Outbox
 from slabot.store.recompute import Recomputed, decision_changes
-from slabot.store.services import TicketService, engine_ticket, row_snapshot
+from slabot.store.rows import engine_ticket, row_snapshot
+from slabot.store.services import TicketService
 
 ZONES = ("America/Los_Angeles", "Europe/Paris", "Asia/Kolkata", "Mars/Olympus_Mons", None)
 PLANS = ("standard", "premier", "premier", "premier_elite", "premier_plus", "gold", None)

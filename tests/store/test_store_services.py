@@ -567,7 +567,7 @@ def test_replies_are_stored_add_up_and_reach_the_engine(
         "customer": [customer.astimezone(UTC).isoformat()],
     }
     with Session(migrated) as session:
-        from slabot.store.services import engine_ticket
+        from slabot.store.rows import engine_ticket
 
         seen = engine_ticket(session.scalars(select(StoredTicket)).one())
     assert (seen.customer_replies, seen.agent_replies) == ((customer,), (agent,))
@@ -646,13 +646,13 @@ def test_concurrent_snapshots_of_one_ticket_end_at_the_newest(
 
 
 def test_the_helpers_events_build_on_are_public_and_documented() -> None:
-    from slabot.store import services
+    from slabot.store import rows
 
     for helper in (
         TicketService.enqueue_writes,
         TicketService.store_decision,
         TicketService.loaded_policy,
-        services.row_snapshot,
+        rows.row_snapshot,
     ):
         assert helper.__doc__ and len(helper.__doc__.split()) > 10, helper.__name__
 

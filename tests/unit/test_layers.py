@@ -29,23 +29,10 @@ FAKES = ROOT / "slabot" / "fakes"
 FAKES_THIRD_PARTY = frozenset({"websockets"})  # FakeSocketMode's server (slabot.fakes.slack)
 
 # Circles that exist today, each as the set of its modules (a strongly connected part of the
-# import graph). Each closes through function-local imports only: none is a circle at import
-# time. Not fixed by the change that wrote this test (issue 19); remove an entry with its fix.
-KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
-    {
-        # TicketService (the facade) delegates ingest_many, recompute and reclassify to their
-        # modules inside its methods; they build on services' engine_ticket, row_snapshot,
-        # upsert and errors at module level. Closes when those move below services.py.
-        frozenset(
-            {
-                "slabot.store.ingest_batch",
-                "slabot.store.reclassify",
-                "slabot.store.recompute",
-                "slabot.store.services",
-            }
-        ),
-    }
-)
+# import graph), each closing through function-local imports only; remove an entry with its
+# fix. None today: the last (services <-> ingest_batch, reclassify, recompute) closed when
+# engine_ticket, row_snapshot, upsert and the errors moved below services (rows, errors).
+KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset()
 
 
 @dataclass(frozen=True)
