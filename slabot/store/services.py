@@ -26,7 +26,7 @@ from bot.compiled import Policy
 from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.routing import Router
-from slabot.store import breaches, ingest_batch, reclassify, recompute, writes
+from slabot.store import breaches, ingest_batch, recompute, writes
 from slabot.store.breaches import DEFAULT_THRESHOLDS, DueTarget, thresholds_permille
 from slabot.store.db import for_writing
 from slabot.store.decisions import store_decision
@@ -37,7 +37,7 @@ from slabot.store.history import (
     stored_facts,
 )
 from slabot.store.models import StoredTicket
-from slabot.store.reclassify import ReclassifyResult
+from slabot.store.reclassify import reclassify, refuse_reclassification
 from slabot.store.recompute import Recomputed
 from slabot.store.retry import DEFAULT_RETRY, RetryPolicy, with_retry
 from slabot.store.rows import engine_ticket, upsert
@@ -268,54 +268,14 @@ class TicketService:
         return policy
 
     # The other use cases, each in its own module (they build on ``rows`` and ``errors``,
-    # below this module, and take the service as their first argument).
-
-    def reclassify(
-        self,
-        source: str,
-        external_key: str,
-        priority: str,
-        actor: str,
-        reason: str,
-        origin: str,
-        *,
-        request_key: str | None = None,
-    ) -> ReclassifyResult:
-        """An agent sets the ticket's priority: audited, recomputed, written back, noted
-        (``slabot.store.reclassify.reclassify``, which says how)."""
-        return reclassify.reclassify(
-            self, source, external_key, priority, actor, reason, origin, request_key=request_key
-        )
-
-    def refuse_reclassification(
-        self,
-        source: str,
-        external_key: str,
-        *,
-        asked: str,
-        priority: str | None,
-        actor: str,
-        origin: str,
-        why: str,
-        at: datetime,
-        event_key: str,
-        helpdesk_name: Callable[[str], str | None],
-    ) -> bool:
-        """A priority set in the helpdesk that slabot does not keep: audited and noted
-        (``slabot.store.reclassify.refuse_reclassification``). False: already recorded."""
-        return reclassify.refuse_reclassification(
-            self,
-            source,
-            external_key,
-            asked=asked,
-            priority=priority,
-            actor=actor,
-            origin=origin,
-            why=why,
-            at=at,
-            event_key=event_key,
-            helpdesk_name=helpdesk_name,
-        )
+    # below this module, and take the service as their first argument: the two below are
+    # bound as its methods).
+    refuse_reclassification = refuse_reclassification
+    """A priority set in the helpdesk that slabot does not keep: audited and noted
+    (``slabot.store.reclassify.refuse_reclassification``). False: already recorded."""
+    reclassify = reclassify
+    """An agent sets the ticket's priority: audited, recomputed, written back, noted
+    (``slabot.store.reclassify.reclassify``, which says how)."""
 
     def breached(self, now: datetime | None = None, limit: int | None = 100) -> list[DueTarget]:
         """Clocks of open tickets past due at ``now`` (default: the clock), earliest due first
