@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.errors import SlabotError
@@ -129,7 +129,19 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
         ) from None
     if backend == "sqlite":
         _configure_sqlite(engine, in_memory=_sqlite_in_memory(parsed))
+    if backend == "postgresql":
+        event.listen(engine, "handle_error", _failed_ping_is_a_disconnect)
     return engine
+
+
+def _failed_ping_is_a_disconnect(context: ExceptionContext) -> None:
+    # A pooled session whose socket the server (or a failover) closed can fail its pre-ping
+    # with psycopg's ProgrammingError "can't change 'autocommit' now" (the ping's own
+    # cleanup), which SQLAlchemy does not read as a disconnect and raises to the caller.
+    # A ping that fails for any reason means the session is unusable: discard it and connect
+    # afresh, which is what the pre-ping is for.
+    if context.is_pre_ping:
+        context.is_disconnect = True
 
 
 def is_in_memory(engine: Engine) -> bool:

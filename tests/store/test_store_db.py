@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -144,3 +145,22 @@ def test_a_silent_postgresql_host_fails_within_the_urls_connect_timeout(
     finally:
         engine.dispose()
     assert 1.5 <= time.monotonic() - started < 6
+
+
+# --- PostgreSQL sessions lost while pooled --------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_pooled_session_whose_socket_is_gone_is_replaced(database_url: str) -> None:
+    # The socket vanishing under a pooled session (a terminated backend, a failover) made
+    # psycopg's pre-ping fail with "can't change 'autocommit' now", which reached the caller
+    # instead of a fresh session: seen once in CI as a flush that died mid-run.
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            socket_fd = connection.connection.dbapi_connection.pgconn.socket  # type: ignore[union-attr]
+        os.close(socket_fd)
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT 2").scalar() == 2
+    finally:
+        engine.dispose()
