@@ -114,10 +114,10 @@ def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-def known_zone(name: str | None) -> bool:
+def known_zone(name: str) -> bool:
     """Whether ``name`` is an IANA zone Python knows (``Asia/Kolkata``): anything else a
     cookie says (a typo, ``../../etc/passwd``, a megabyte) is never handed to ``ZoneInfo``."""
-    return bool(name) and len(name or "") <= MAX_ZONE_NAME and name in _known_zones()
+    return len(name) <= MAX_ZONE_NAME and name in _known_zones()
 
 
 def page_zone(request: Request, default: str) -> str:
