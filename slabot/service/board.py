@@ -552,7 +552,8 @@ class Timeline:
     spans: list[Span]
     markers: list[Marker]
     intervals: list[tuple[datetime, datetime, str]]
-    """The open intervals counted, in the calendar's zone, with their running total."""
+    """The open intervals counted, with their running total (the pages show each instant
+    in the reader's zone; ``zone`` is the calendar's, named as its property)."""
     closed_dates: list[tuple[date, str]]
     pauses: list[tuple[datetime, datetime | None]]
     note: str | None = None
@@ -695,10 +696,3 @@ def _minus_pauses(
             pieces = kept
         result.extend(pieces)
     return result
-
-
-def local(instant: datetime | None, zone: tzinfo | None = None) -> str:
-    """``Mon 2026-11-23 09:30 CET`` (UTC when no zone)."""
-    if instant is None:
-        return "-"
-    return f"{instant.astimezone(zone or UTC):%a %Y-%m-%d %H:%M %Z}"

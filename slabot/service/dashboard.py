@@ -14,22 +14,32 @@ The filters and the search are query parameters (``FILTERS``, ``unassigned=1``, 
 applied on the server (``slabot.service.board``), so a filtered list is a bookmark. The list
 comes a page at a time: ``after=`` (the "Next page" link) says where the previous one ended.
 
+Every instant a page shows is written by one macro (``templates/_time.html``): a
+``<time datetime="2026-11-27T17:00:00Z">`` whose text is on the clocks of the page's one zone,
+named in the page's header. That zone is the reader's: ``static/zone.js`` (served from
+``/static/``, loaded with the page's nonce) reads the browser's zone, rewrites each time in it
+and keeps it in the ``slabot_tz`` cookie, which the pages that follow are written in
+(``page_zone``); without JavaScript, and before the first page, ``service.dashboard_timezone``.
+
 Who may read it: ``slabot.service.access``.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, available_timezones
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from slabot.service import board
@@ -48,6 +58,12 @@ from slabot.store.reports import ReportError
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+"""The pages' script files, served as ``/static/NAME`` to anyone (code, never data: the login
+page loads them too)."""
+ZONE_COOKIE = "slabot_tz"
+"""The reader's time zone, as ``static/zone.js`` read it from the browser."""
+MAX_ZONE_NAME = 64
 FILTERS = ("source", "priority", "plan", "assignee", "state", "group")
 """Query parameters that each pick one value (empty: any)."""
 PART_HEADER = "slabot-part"
@@ -69,12 +85,14 @@ NO_STORE = {"Cache-Control": "no-store"}
 CROSS_SITE = "Refused: this form was posted from another site.\n"
 
 
-def _templates(access: Access) -> Jinja2Templates:
+def _templates(access: Access, zone: str = "UTC") -> Jinja2Templates:
+    """The pages' templates; ``zone``: the pages' time zone when the reader's is not known
+    (``service.dashboard_timezone``)."""
     # autoescape=True for every template whatever its name (select_autoescape would judge by
     # the file's extension).
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True)
-    env.filters["local"] = _local
-    env.filters["iso"] = lambda d: d.astimezone(UTC).isoformat() if d else ""
+    env.filters["wall_time"] = wall_time
+    env.filters["utc_iso"] = utc_iso
     env.filters["epoch_ms"] = lambda d: int(d.timestamp() * 1000) if d else ""
     env.globals["STATE_LABELS"] = STATE_LABELS
     env.globals["SOURCE_LABELS"] = SOURCE_LABELS
@@ -82,19 +100,43 @@ def _templates(access: Access) -> Jinja2Templates:
     env.filters["duration"] = duration
 
     def page_context(request: Request) -> dict[str, Any]:
-        return {"csp_nonce": csp_nonce(request), "signed_in": access.signed_in(request)}
+        return {
+            "csp_nonce": csp_nonce(request),
+            "signed_in": access.signed_in(request),
+            "page_zone": page_zone(request, zone),
+        }
 
     return Jinja2Templates(env=env, context_processors=[page_context])
 
 
-def _local(instant: datetime | None, zone: tzinfo | str | None = None) -> str:
-    if instant is None:
-        return "-"
-    if isinstance(zone, str):
-        from zoneinfo import ZoneInfo
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
-        zone = ZoneInfo(zone)
-    return f"{instant.astimezone(zone or UTC):%a %d %b %Y %H:%M %Z}"
+
+def known_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA zone Python knows (``Asia/Kolkata``): anything else a
+    cookie says (a typo, ``../../etc/passwd``, a megabyte) is never handed to ``ZoneInfo``."""
+    return len(name) <= MAX_ZONE_NAME and name in _known_zones()
+
+
+def page_zone(request: Request, default: str) -> str:
+    """The zone a page is written in: the reader's, as their browser said it (the
+    ``slabot_tz`` cookie ``static/zone.js`` sets) when it is a zone Python knows; ``default``
+    otherwise (``service.dashboard_timezone``: first visit, no JavaScript, a bad cookie)."""
+    named = request.cookies.get(ZONE_COOKIE)
+    return named if named is not None and known_zone(named) else default
+
+
+def wall_time(instant: datetime, zone: str) -> str:
+    """``Fri 27 Nov 2026 12:00 EST``: ``instant`` on the clocks of ``zone`` (the page's zone).
+    Only ``templates/_time.html`` calls it, inside the ``<time>`` it writes."""
+    return f"{instant.astimezone(ZoneInfo(zone)):%a %d %b %Y %H:%M %Z}"
+
+
+def utc_iso(instant: datetime) -> str:
+    """``2026-11-27T17:00:00Z``: a ``<time>``'s ``datetime``, what static/zone.js reads."""
+    return f"{instant.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _link(path: str, **params: Any) -> str:
@@ -128,7 +170,7 @@ def _next_page(chosen: board.Filters, after: str | None) -> str | None:
 def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
     """The dashboard's routes over ``runtime`` (behind its access check)."""
     guard = Access(runtime.settings.service)
-    templates = _templates(guard)
+    templates = _templates(guard, runtime.settings.service.dashboard_timezone)
     rate = float(getattr(runtime.clock, "rate", 1.0))
 
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -248,4 +290,5 @@ def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

@@ -104,6 +104,11 @@ class ServiceSettings(BaseSettings):
     """How often the dashboard's list fetches its rows again (filters, scroll and focus are
     kept; paused while the browser tab is hidden; each reader can switch it off). 0: never
     (the page then says to reload)."""
+    dashboard_timezone: str = "UTC"
+    """The time zone the dashboard's pages are written in for a browser that has not said its
+    own: every instant on a page is shown in one zone, the reader's (the page's script reads
+    the browser's zone, rewrites each time in it and remembers it in the ``slabot_tz`` cookie
+    for the pages that follow); this one without JavaScript, or before the first page."""
     noop_endpoint: bool = False
     """Serve ``/noop`` (a do-nothing endpoint, for bench/webhooks.py's comparison)."""
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -144,7 +149,7 @@ class ServiceSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("timezone")
+    @field_validator("timezone", "dashboard_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return time_zone(value, example=" like Europe/Paris")

@@ -5,8 +5,9 @@ refreshing every two seconds. Each test is sent to the login form and logs in wi
 They read the rows, their colours and the live countdown, open a ticket's timeline and log
 out; use the filters and the search; check that a 375 px wide phone gets cards and no
 horizontal scroll; drive the page with the keyboard alone; measure the contrast of every
-text colour shown; and watch the auto-refresh pick up a ticket stored after the page loaded,
-pause while the tab is hidden and stop when switched off. Screenshots (desktop and phone) go
+text colour shown; see every time written in the browser's own time zone; and watch the
+auto-refresh pick up a ticket stored after the page loaded, pause while the tab is hidden
+and stop when switched off. Screenshots (desktop and phone) go
 under artifacts/ (git-ignored). Everything runs under the service's Content-Security-Policy:
 any violation the browser reports fails the test. Chromium comes from Debian's ``chromium``
 package (``.ci/run`` installs it when missing); Playwright never downloads a browser here.
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
@@ -121,9 +123,10 @@ class Browser:
     browser: Any
     refused: list[str] = field(default_factory=list)
 
-    def page(self, viewport: dict[str, int] = DESKTOP) -> Any:
-        # Each context is a new, empty profile (no cookie, no local storage).
-        page = self.browser.new_context(viewport=viewport).new_page()
+    def page(self, viewport: dict[str, int] = DESKTOP, **options: Any) -> Any:
+        # Each context is a new, empty profile (no cookie, no local storage); ``options``:
+        # Playwright's own for it (``timezone_id``, ``java_script_enabled``).
+        page = self.browser.new_context(viewport=viewport, **options).new_page()
         page.on(
             "console",
             lambda message: (
@@ -668,3 +671,100 @@ def test_the_reports_page_draws_its_charts_on_a_desktop_and_a_phone(
         width = page.evaluate(NO_SIDEWAYS_SCROLL)
         assert width["scroll"] <= width["client"] == viewport["width"], width
         screenshot(page, name)
+
+
+TIMES = "els => els.map(el => [el.dateTime, el.textContent])"
+
+
+def on_the_clocks_of(zone: str, times: list[list[str]]) -> list[str]:
+    """The ``<time>`` texts that do not read their instant's wall time in ``zone``."""
+    wrong = []
+    for stamp, text in times:
+        wall = datetime.fromisoformat(stamp).astimezone(ZoneInfo(zone))
+        if not text.startswith(wall.strftime("%a %d %b %Y %H:%M ")):
+            wrong.append(f"{stamp}: {text}")
+    return wrong
+
+
+@pytest.mark.parametrize(
+    ("zone", "paused_since"),
+    [
+        # Waiting on the customer again since Wednesday 16:00 in Los Angeles (00:00 UTC).
+        ("America/New_York", "Wed 25 Nov 2026 19:00 EST"),
+        ("Asia/Kolkata", "Thu 26 Nov 2026 05:30 "),
+    ],
+)
+def test_every_time_is_shown_in_the_browsers_zone_and_the_refresh_keeps_it(
+    service: Service, chromium: Browser, zone: str, paused_since: str
+) -> None:
+    """Issue 15.5: one zone per page, the reader's. The server is told another zone (a
+    cookie of Europe/Paris, as a reader who travelled would have) and writes the page in it;
+    the page's script shows every instant in the browser's zone all the same, and so the
+    rows each refresh swaps in."""
+    from playwright.sync_api import expect
+
+    page = chromium.page(timezone_id=zone)
+    log_in(page, service.url)
+    # The zone's name as the browser says it: Chromium's ICU says Asia/Calcutta, an alias
+    # of Asia/Kolkata that Python knows too.
+    named = page.evaluate("() => Intl.DateTimeFormat().resolvedOptions().timeZone")
+    assert ZoneInfo(named).utcoffset(NOW) == ZoneInfo(zone).utcoffset(NOW)
+    expect(page.locator("#page-zone")).to_have_text(named)
+    expect(page.locator("#page-zone-note")).to_have_text(f"Times in {named}")
+    due = page.locator('tr[data-ref="zendesk:101"] td[data-label="Due"] time')
+    stamp = due.get_attribute("datetime")
+    assert stamp is not None and stamp.endswith("Z")
+    wall = datetime.fromisoformat(stamp).astimezone(ZoneInfo(zone))
+    assert due.inner_text().startswith(wall.strftime("%a %d %b %Y %H:%M "))
+    times = page.eval_on_selector_all("time", TIMES)
+    assert len(times) >= 5 and on_the_clocks_of(zone, times) == []
+    clock = page.locator("#server-time time")
+    assert on_the_clocks_of(zone, [[clock.get_attribute("datetime"), clock.inner_text()]]) == []
+
+    # The server now writes in Paris: the page shows the browser's zone, and so the new rows.
+    context = page.context
+    paris = {"name": "slabot_tz", "value": "Europe/Paris", "url": service.url}
+    context.add_cookies([paris])
+    service.add("130")
+    expect(page.locator('tr[data-ref="zendesk:130"]')).to_have_count(1, timeout=8000)
+    times = page.eval_on_selector_all("#tickets time", TIMES)
+    assert len(times) >= 5 and on_the_clocks_of(zone, times) == []
+    assert page.locator("#tickets time", has_text="CET").count() == 0
+
+    # The ticket page, written in Paris by the server: its pauses and timeline in the
+    # browser's zone.
+    context.add_cookies([paris])
+    answer = page.goto(f"{service.url}/tickets/jira/10001")
+    assert answer is not None and 'id="page-zone">Europe/Paris</b>' in answer.text()
+    expect(page.locator("#page-zone")).to_have_text(named)
+    pauses = page.locator("#clock-restoration p.pauses")
+    expect(pauses).to_contain_text(f"; {paused_since}")
+    times = page.eval_on_selector_all("time", TIMES)
+    assert len(times) >= 10 and on_the_clocks_of(zone, times) == []
+    # A stretch of the timeline says when on hover, in the same zone.
+    stretch = page.locator("#clock-next_update .span.pause").last
+    tip = stretch.locator(".tip")
+    expect(tip).to_be_hidden()
+    stretch.hover()
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text(f"waiting on the customer: {paused_since}")
+    # The script told the server the browser's zone: the next pages come in it already.
+    cookies = {c["name"]: c["value"] for c in context.cookies()}
+    assert cookies["slabot_tz"] == named
+    again = page.goto(f"{service.url}/")
+    assert again is not None and f'id="page-zone">{named}</b>' in again.text()
+
+
+def test_without_javascript_the_times_are_in_the_configured_zone_and_say_so(
+    service: Service, chromium: Browser
+) -> None:
+    page = chromium.page(timezone_id="Asia/Kolkata", java_script_enabled=False)
+    log_in(page, service.url)  # the login form posts without a script
+    assert page.locator("#page-zone-note").inner_text() == "Times in UTC"
+    times = page.eval_on_selector_all("time", TIMES)
+    assert len(times) >= 5 and on_the_clocks_of("UTC", times) == []
+    page.goto(f"{service.url}/tickets/jira/10001")
+    assert page.locator("#clock-restoration p.pauses").inner_text() == (
+        "Paused: Wed 25 Nov 2026 23:00 UTC to Wed 25 Nov 2026 23:45 UTC; "
+        "Thu 26 Nov 2026 00:00 UTC to now."
+    )
