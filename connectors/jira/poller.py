@@ -34,7 +34,6 @@ from connectors.jira.sync import JiraSync
 from connectors.mapping import PayloadError
 from connectors.polling import HelpdeskPoller
 from connectors.polling import PollReport as BasePollReport
-from slabot.store.events import EventError
 from slabot.store.queries import load_cursor, save_cursor, source_updated_at
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.snapshot import IngestError
@@ -76,7 +75,7 @@ class JiraPoller(HelpdeskPoller):
     helpdesk = "Jira"
     ticket_word = "issue"
     unavailable = JiraUnavailableError
-    expected = (PayloadError, IngestError, EventError, JiraRejectedError)
+    expected = (PayloadError, IngestError, JiraRejectedError)
 
     def __init__(self, client: JiraClient, sync: JiraSync) -> None:
         self.client = client

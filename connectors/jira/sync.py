@@ -39,7 +39,6 @@ from connectors.jira.mapping import (
 )
 from connectors.sync import HelpdeskSync, SyncResult
 from slabot.store.due_fields import StoredDue, owe_due_fields
-from slabot.store.events import EventService
 from slabot.store.services import TicketService
 from slabot.store.snapshot import IngestResult
 from slabot.store.writes import SET_DUE_FIELDS
@@ -63,11 +62,8 @@ class JiraSync(HelpdeskSync[IssueBundle, Mapped]):
         client: JiraClient,
         config: JiraConfig,
         tickets: TicketService,
-        events: EventService | None = None,
     ) -> None:
-        super().__init__(
-            tickets, events, priorities=config.priorities, helpdesk_name=config.jira_priority
-        )
+        super().__init__(tickets, priorities=config.priorities, helpdesk_name=config.jira_priority)
         self.client = client
         self.config = config
 

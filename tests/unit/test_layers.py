@@ -6,6 +6,7 @@
 - The connectors reach the store through its services, ``slabot.store.queries`` and the
   outbox: no connector imports the store's tables (``slabot.store.models``), its write
   engine (``slabot.store.db.for_writing``) or an ORM session (``sqlalchemy.orm``).
+- Nothing but the tests uses the event service (``slabot.store.events``).
 - No import circle among the modules of ``bot``, ``connectors`` and ``slabot``: neither of
   the imports run at import time (module level) nor of those counting the function-local
   ones, except the circles listed below as known (each a debt; the test fails on a new
@@ -228,6 +229,14 @@ def test_the_intake_process_does_not_know_the_runtime(sources: dict[str, ast.AST
     graph = import_graph(sources, with_local=True)
     assert "slabot.service.runtime" not in graph["slabot.service.intake_process"]
     assert "slabot.service.intake_process" in graph["slabot.service.runtime"]
+
+
+def test_only_the_tests_use_the_event_service(sources: dict[str, ast.AST]) -> None:
+    """``slabot.store.events`` (single events applied one by one) is left to the tests:
+    both helpdesks' statuses ride in ``Snapshot.status_history``, and deliveries are
+    recorded and forgotten by ``slabot.store.deliveries``."""
+    graph = import_graph(sources, with_local=True)
+    assert sorted(name for name, others in graph.items() if "slabot.store.events" in others) == []
 
 
 def test_slack_and_the_connectors_are_siblings(sources: dict[str, ast.AST]) -> None:
