@@ -29,11 +29,14 @@ import threading
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from slabot.store.db import DatabaseError
-from slabot.store.deliveries import DeliveryWriter, delivery_key
-from slabot.store.events import EventService
+from slabot.store.deliveries import DeliveryWriter, delivery_key, forget_delivery
+from slabot.store.retry import DEFAULT_RETRY
+
+if TYPE_CHECKING:
+    from slabot.store.services import TicketService
 
 log = logging.getLogger(__name__)
 
@@ -554,22 +557,26 @@ class WebhookIntake:
 
 
 def store_intake(
-    source: str, process: Callable[[IntakeJob], None], events: EventService, **options: Any
+    source: str, process: Callable[[IntakeJob], None], tickets: TicketService, **options: Any
 ) -> WebhookIntake:
-    """An intake recording its deliveries in the store in batches (a ``DeliveryWriter``
-    with ``events``' engine, clock and retry policy), forgetting them through ``events``."""
-    writer = DeliveryWriter(events.engine, retry=events.retry)
+    """An intake recording its deliveries in the store in batches (a ``DeliveryWriter`` on
+    the ``tickets``' engine, at its clock's time), forgetting them through the store's
+    ``forget_delivery``."""
+    writer = DeliveryWriter(tickets.engine, retry=DEFAULT_RETRY)
 
     def record_many(
         keys: Sequence[DeliveryKey], digests: Mapping[DeliveryKey, str]
     ) -> set[DeliveryKey]:
-        return writer.record(keys, events.tickets.now(), digests)
+        return writer.record(keys, tickets.now(), digests)
+
+    def forget(source: str, key: str) -> bool:
+        return forget_delivery(tickets.engine, source, key, retry=DEFAULT_RETRY)
 
     return WebhookIntake(
         source,
         process,
         None,
-        events.forget_delivery,
+        forget,
         record_many=record_many,
         release=writer.close,
         **options,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,8 +59,8 @@ class Applied(Protocol):
     def enqueued(self) -> tuple[str, ...]: ...
 
 
-class HelpdeskPoller:
-    """The rules a connector's poller counts its tickets by."""
+class HelpdeskPoller(ABC):
+    """The rules a connector's poller counts its tickets by; the service calls ``poll``."""
 
     helpdesk: ClassVar[str]
     """How people name the helpdesk in log lines: ``Zendesk``, ``Jira``."""
@@ -68,6 +69,10 @@ class HelpdeskPoller:
     """The helpdesk's "unavailable for now" error: it stops the poll."""
     expected: ClassVar[tuple[type[Exception], ...]]
     """The errors that say what is wrong with the ticket (logged without a trace)."""
+
+    @abstractmethod
+    def poll(self, *, max_pages: int | None = None) -> PollReport:
+        """Read the change feed from the stored cursor, a page at a time."""
 
     @property
     def log(self) -> logging.Logger:

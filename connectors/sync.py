@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
 from connectors.common import AgentReclassifications
-from slabot.store.events import EventService
 from slabot.store.retry import DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -67,7 +66,6 @@ class HelpdeskSync(ABC, Generic[BundleT, MappedT]):
     def __init__(
         self,
         tickets: TicketService,
-        events: EventService | None,
         *,
         priorities: Mapping[str, str],
         helpdesk_name: Callable[[str], str | None],
@@ -75,7 +73,6 @@ class HelpdeskSync(ABC, Generic[BundleT, MappedT]):
         """``priorities``: the connector's priority mapping (``<source>.priorities``);
         ``helpdesk_name``: the helpdesk's name of one of slabot's priorities."""
         self.tickets = tickets
-        self.events = events or EventService(tickets)
         self.reclassifications = AgentReclassifications(
             tickets,
             source=self.source,

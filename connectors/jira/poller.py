@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
 from connectors import resume
 from connectors.jira.client import JiraClient, JiraRejectedError, JiraUnavailableError
@@ -35,9 +34,7 @@ from connectors.jira.sync import JiraSync
 from connectors.mapping import PayloadError
 from connectors.polling import HelpdeskPoller
 from connectors.polling import PollReport as BasePollReport
-from slabot.store.events import EventError
-from slabot.store.models import StoredTicket
-from slabot.store.queries import load_cursor, save_cursor
+from slabot.store.queries import load_cursor, save_cursor, source_updated_at
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.snapshot import IngestError
 
@@ -78,7 +75,7 @@ class JiraPoller(HelpdeskPoller):
     helpdesk = "Jira"
     ticket_word = "issue"
     unavailable = JiraUnavailableError
-    expected = (PayloadError, IngestError, EventError, JiraRejectedError)
+    expected = (PayloadError, IngestError, JiraRejectedError)
 
     def __init__(self, client: JiraClient, sync: JiraSync) -> None:
         self.client = client
@@ -163,7 +160,7 @@ class JiraPoller(HelpdeskPoller):
         counted in the page's order. The newest ``updated`` time that counts for the cursor
         (applied now, or before). Jira or the database unreachable while reading: what was
         read is applied, then the poll stops (the cursor stays before this page)."""
-        applied = self._applied_at(_readable_ids(issues))
+        applied = source_updated_at(self.engine, SOURCE, _readable_ids(issues))
         newest: datetime | None = None
         bundles: list[IssueBundle] = []
         steps: list[tuple[str, datetime | None, Exception | None]] = []
@@ -208,18 +205,6 @@ class JiraPoller(HelpdeskPoller):
         if stopped is not None:
             raise stopped
         return newest
-
-    def _applied_at(self, issue_ids: list[str]) -> dict[str, datetime]:
-        """The ``updated`` time the store holds for each of ``issue_ids``."""
-        if not issue_ids:
-            return {}
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(StoredTicket.external_key, StoredTicket.source_updated_at).where(
-                    StoredTicket.source == SOURCE, StoredTicket.external_key.in_(issue_ids)
-                )
-            ).all()
-        return {key: at for key, at in rows if at is not None}
 
 
 def _later(newest: datetime | None, updated: datetime | None) -> datetime | None:

@@ -229,4 +229,4 @@ def make_intake(sync: JiraSync, **options: Any) -> WebhookIntake:
             # Retrying cannot help (a deleted issue, a payload slabot cannot read).
             log.error("Jira issue %s not applied: %s", notice.subject, error)
 
-    return store_intake(SOURCE, process, sync.events, **options)
+    return store_intake(SOURCE, process, sync.tickets, **options)

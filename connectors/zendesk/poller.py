@@ -33,7 +33,6 @@ from connectors.zendesk.client import (
 )
 from connectors.zendesk.mapping import DELETED, SOURCE, DeletedTicketError, TicketBundle
 from connectors.zendesk.sync import ZendeskSync
-from slabot.store.events import EventError
 from slabot.store.queries import load_cursor, save_cursor
 from slabot.store.retry import DatabaseUnavailableError
 from slabot.store.snapshot import IngestError
@@ -64,7 +63,7 @@ class ZendeskPoller(HelpdeskPoller):
 
     helpdesk = "Zendesk"
     unavailable = ZendeskUnavailableError
-    expected = (_NoId, PayloadError, IngestError, EventError, ZendeskRejectedError)
+    expected = (_NoId, PayloadError, IngestError, ZendeskRejectedError)
 
     def __init__(self, client: ZendeskClient, sync: ZendeskSync) -> None:
         self.client = client

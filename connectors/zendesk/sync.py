@@ -30,7 +30,6 @@ from connectors.sync import HelpdeskSync, SyncResult
 from connectors.zendesk.client import ZendeskClient
 from connectors.zendesk.config import ZendeskConfig
 from connectors.zendesk.mapping import SOURCE, Mapped, TicketBundle, map_ticket
-from slabot.store.events import EventService
 from slabot.store.services import TicketService
 from slabot.store.snapshot import IngestResult
 from slabot.store.writes import SET_DUE_FIELDS
@@ -56,10 +55,9 @@ class ZendeskSync(HelpdeskSync[TicketBundle, Mapped]):
         client: ZendeskClient,
         config: ZendeskConfig,
         tickets: TicketService,
-        events: EventService | None = None,
     ) -> None:
         super().__init__(
-            tickets, events, priorities=config.priorities, helpdesk_name=config.zendesk_priority
+            tickets, priorities=config.priorities, helpdesk_name=config.zendesk_priority
         )
         self.client = client
         self.config = config

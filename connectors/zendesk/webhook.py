@@ -124,4 +124,4 @@ def make_intake(sync: ZendeskSync, **options: Any) -> WebhookIntake:
             # Retrying cannot help (a deleted ticket, a payload slabot cannot read).
             log.error("Zendesk ticket %s not applied: %s", notice.ticket_id, error)
 
-    return store_intake(SOURCE, process, sync.events, **options)
+    return store_intake(SOURCE, process, sync.tickets, **options)

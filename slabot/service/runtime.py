@@ -1,9 +1,10 @@
 """Wiring the real parts together: settings in, one ``Runtime`` of connected services out.
 
 ``build_runtime(settings, clock)`` creates the database engine, loads the policies, and for
-each enabled connector its client, sync, webhook intake, poller and writer (Zendesk, Jira)
-or its Bolt app and outbox sender (Slack). Nothing here makes a network call: the clients
-connect on first use. The HTTP app (``slabot.service.app``), the scheduler
+each enabled connector its client, sync, webhook intake, poller and writer (the helpdesks
+of ``HELPDESKS``: each factory names its classes in a ``HelpdeskKind``, which ``_helpdesk``
+wires the same way) or its Bolt app and outbox sender (Slack). Nothing here makes a
+network call: the clients connect on first use. The HTTP app (``slabot.service.app``), the scheduler
 (``slabot.service.scheduler``) and ``slabot run`` (``slabot.service.server``) all start
 from a ``Runtime``. ``service_intake`` is the child process of a webhook intake
 (``slabot.service.intake_process.IntakeProcess``), with a factory that builds the child's own
@@ -31,6 +32,10 @@ from bot.compiled import Policy
 from bot.policy import TARGETS
 from bot.routing import Router
 from connectors.intake import WebhookIntake
+from connectors.polling import HelpdeskPoller
+from connectors.sync import HelpdeskSync
+from connectors.webhook import SignedWebhook
+from connectors.writeback import OutboxWriter
 from slabot.policy_files import bundled_policy_paths, load_policy
 from slabot.service.health import Health
 from slabot.service.intake_process import WORKER_NICENESS, IntakeProcess, Processor
@@ -225,7 +230,8 @@ def build_runtime(
     engine = engine or make_engine(settings.database_url)
     policies = load_policies(settings.service.policies)
     thresholds = thresholds_of(settings.slack_config)
-    for name, config in (("zendesk", settings.zendesk_config), ("jira", settings.jira_config)):
+    for name in HELPDESKS:
+        config = getattr(settings, f"{name}_config")
         if config is not None and config.policy is not None and config.policy not in policies:
             raise _policy_missing(name, config.policy, policies, settings)
     outbox = Outbox(engine, clock)
@@ -244,11 +250,11 @@ def build_runtime(
             engine, policies, clock, origin=origin, thresholds=thresholds, router=router
         )
 
-    helpdesks: dict[str, Helpdesk] = {}
-    if settings.zendesk is not None and settings.zendesk_config is not None:
-        helpdesks["zendesk"] = _zendesk(settings, service("zendesk"), outbox, options)
-    if settings.jira is not None and settings.jira_config is not None:
-        helpdesks["jira"] = _jira(settings, service("jira"), outbox, options)
+    helpdesks = {
+        name: _helpdesk(factory(), settings, service(name), outbox, options)
+        for name, factory in HELPDESKS.items()
+        if getattr(settings, name) is not None and getattr(settings, f"{name}_config") is not None
+    }
     tickets = service("helpdesk")
     store = SlackStore(engine, policies, settings.links)
     slack = None
@@ -335,72 +341,100 @@ def _policy_missing(
     )
 
 
-def _zendesk(
+@dataclass(frozen=True, slots=True)
+class HelpdeskKind:
+    """One helpdesk's own classes over the connectors' shared seams, as its factory names
+    them; ``_helpdesk`` wires them the same way for every helpdesk. Each takes the
+    helpdesk's credentials (``Settings.<name>``) and config (``Settings.<name>_config``)."""
+
+    name: str
+    client: Callable[..., Any]
+    """``(credentials, config, **client_options[name])``: the only part on the network."""
+    sync: Callable[[Any, Any, TicketService], HelpdeskSync[Any, Any]]
+    """``(client, config, tickets)``."""
+    intake: Callable[..., WebhookIntake]
+    """``(sync, **client_options[f"{name}_intake"])``: the connector's ``make_intake``."""
+    webhook: Callable[[str, WebhookIntake, Any, TicketService], SignedWebhook]
+    """``(secret, intake, config, tickets)``."""
+    poller: Callable[[Any, Any], HelpdeskPoller]
+    """``(client, sync)``."""
+    writer: Callable[[Any, Any, Outbox], OutboxWriter]
+    """``(client, config, outbox)``."""
+
+
+def _helpdesk(
+    kind: HelpdeskKind,
     settings: Settings,
     tickets: TicketService,
     outbox: Outbox,
     options: Mapping[str, Mapping[str, Any]],
 ) -> Helpdesk:
+    """One enabled helpdesk: its client, sync, webhook intake, poller and writer."""
+    credentials = getattr(settings, kind.name)
+    config = getattr(settings, f"{kind.name}_config")
+    assert credentials is not None and config is not None
+    assert credentials.webhook_secret is not None  # required when webhooks are served
+    client = kind.client(credentials, config, **options.get(kind.name, {}))
+    sync = kind.sync(client, config, tickets)
+    intake = kind.intake(sync, **options.get(f"{kind.name}_intake", {}))
+    webhook = kind.webhook(credentials.webhook_secret.reveal(), intake, config, tickets)
+    poller = kind.poller(client, sync)
+    writer = kind.writer(client, config, outbox)
+    return Helpdesk(
+        name=kind.name,
+        webhook=webhook,
+        poll=poller.poll,
+        flush=writer.flush,
+        poll_interval=float(config.poll_interval_seconds),
+        tickets=tickets,
+    )
+
+
+def _zendesk() -> HelpdeskKind:
     from connectors.zendesk.client import ZendeskClient
     from connectors.zendesk.poller import ZendeskPoller
     from connectors.zendesk.sync import ZendeskSync
     from connectors.zendesk.webhook import ZendeskWebhook, make_intake
     from connectors.zendesk.writeback import ZendeskWriter
 
-    assert settings.zendesk is not None and settings.zendesk_config is not None
-    assert settings.zendesk.webhook_secret is not None  # required when webhooks are served
-    config = settings.zendesk_config
-    client = ZendeskClient(settings.zendesk, **options.get("zendesk", {}))
-    sync = ZendeskSync(client, config, tickets)
-    webhook = ZendeskWebhook(
-        settings.zendesk.webhook_secret.reveal(),
-        make_intake(sync, **options.get("zendesk_intake", {})),
-    )
-    poller = ZendeskPoller(client, sync)
-    writer = ZendeskWriter(client, config, outbox)
-    return Helpdesk(
+    return HelpdeskKind(
         name="zendesk",
-        webhook=webhook,
-        poll=poller.poll,
-        flush=writer.flush,
-        poll_interval=float(config.poll_interval_seconds),
-        tickets=tickets,
+        client=lambda credentials, config, **options: ZendeskClient(credentials, **options),
+        sync=ZendeskSync,
+        intake=make_intake,
+        webhook=lambda secret, intake, config, tickets: ZendeskWebhook(secret, intake),
+        poller=ZendeskPoller,
+        writer=ZendeskWriter,
     )
 
 
-def _jira(
-    settings: Settings,
-    tickets: TicketService,
-    outbox: Outbox,
-    options: Mapping[str, Mapping[str, Any]],
-) -> Helpdesk:
+def _jira() -> HelpdeskKind:
     from connectors.jira.client import JiraClient
     from connectors.jira.poller import JiraPoller
     from connectors.jira.sync import JiraSync
     from connectors.jira.webhook import JiraWebhook, make_intake
     from connectors.jira.writeback import JiraWriter
 
-    assert settings.jira is not None and settings.jira_config is not None
-    assert settings.jira.webhook_secret is not None
-    config = settings.jira_config
-    client = JiraClient(settings.jira, config, **options.get("jira", {}))
-    sync = JiraSync(client, config, tickets)
-    webhook = JiraWebhook(
-        settings.jira.webhook_secret.reveal(),
-        make_intake(sync, **options.get("jira_intake", {})),
-        clock=tickets.now,
-        max_age=float(config.webhook_max_age_seconds),
-    )
-    poller = JiraPoller(client, sync)
-    writer = JiraWriter(client, config, outbox)
-    return Helpdesk(
+    def webhook(
+        secret: str, intake: WebhookIntake, config: Any, tickets: TicketService
+    ) -> JiraWebhook:
+        max_age = float(config.webhook_max_age_seconds)
+        return JiraWebhook(secret, intake, clock=tickets.now, max_age=max_age)
+
+    return HelpdeskKind(
         name="jira",
+        client=JiraClient,
+        sync=JiraSync,
+        intake=make_intake,
         webhook=webhook,
-        poll=poller.poll,
-        flush=writer.flush,
-        poll_interval=float(config.poll_interval_seconds),
-        tickets=tickets,
+        poller=JiraPoller,
+        writer=JiraWriter,
     )
+
+
+HELPDESKS: dict[str, Callable[[], HelpdeskKind]] = {"zendesk": _zendesk, "jira": _jira}
+"""Each helpdesk connector's factory, by the name of its settings (``Settings.<name>``,
+``Settings.<name>_config``); a factory imports its connector only when it is enabled."""
 
 
 def _slack(

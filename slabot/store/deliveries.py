@@ -9,7 +9,9 @@ of each delivery they received, with the digest of what its sender signed, to a 
 unique ``(source, content_digest)`` index decide (``ON CONFLICT`` without a target covers
 both): a delivery whose id or whose signed content was recorded before is a duplicate, and
 of two replicas handed the same delivery at once, exactly one sees it as new.
-``record_deliveries`` does the same once, on a connection of its own.
+``record_deliveries`` does the same once, on a connection of its own; ``forget_delivery``
+removes a recorded delivery whose job failed, so the helpdesk's redelivery gets in. A
+malformed key or digest raises ``DeliveryKeyError`` (nothing is written).
 
 The statement is plain SQL on the DB-API connection the writer keeps (no pool check-out,
 no ORM session per batch), so recording a key costs a few microseconds besides the commit:
@@ -36,14 +38,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import CursorResult, Engine, delete
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
+from bot.errors import SlabotError
 from slabot.store.db import SQLITE_BUSY_TIMEOUT_MS, redact
-from slabot.store.events import EventError
 from slabot.store.migrate import describe
 from slabot.store.models import WebhookDelivery
 from slabot.store.retry import (
@@ -51,6 +54,7 @@ from slabot.store.retry import (
     DatabaseUnavailableError,
     RetryPolicy,
     is_transient,
+    with_retry,
 )
 
 log = logging.getLogger(__name__)
@@ -58,9 +62,11 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SQLITE_CHUNK",
     "DeliveryKey",
+    "DeliveryKeyError",
     "DeliveryWriter",
     "content_digest",
     "delivery_key",
+    "forget_delivery",
     "record_deliveries",
 ]
 
@@ -87,13 +93,17 @@ _POSTGRESQL = (
 )
 
 
+class DeliveryKeyError(SlabotError):
+    """A delivery's key or content digest is malformed; nothing was written."""
+
+
 def delivery_key(source: str, key: str) -> DeliveryKey:
-    """The key as stored (stripped), or ``EventError`` saying what is wrong with it."""
+    """The key as stored (stripped), or ``DeliveryKeyError`` saying what is wrong with it."""
     source, key = (source or "").strip(), (key or "").strip()
     if not source or not key:
-        raise EventError("a webhook delivery needs its source and delivery key")
+        raise DeliveryKeyError("a webhook delivery needs its source and delivery key")
     if len(source) > _SOURCE_LENGTH or len(key) > _KEY_LENGTH:
-        raise EventError(
+        raise DeliveryKeyError(
             f"delivery {source[:40]}:{key[:40]}...: the source is at most "
             f"{_SOURCE_LENGTH} characters and the key at most {_KEY_LENGTH}"
         )
@@ -101,10 +111,11 @@ def delivery_key(source: str, key: str) -> DeliveryKey:
 
 
 def content_digest(digest: str) -> str:
-    """The digest as stored (lower-case hex SHA-256), or ``EventError`` saying what is wrong."""
+    """The digest as stored (lower-case hex SHA-256), or ``DeliveryKeyError`` saying what is
+    wrong."""
     text = (digest or "").strip().lower()
     if len(text) != _DIGEST_LENGTH or any(c not in "0123456789abcdef" for c in text):
-        raise EventError(
+        raise DeliveryKeyError(
             f"a delivery's content digest is the {_DIGEST_LENGTH} hex digits of a SHA-256, "
             f"not {digest[:80]!r}"
         )
@@ -127,6 +138,22 @@ def record_deliveries(
         return writer.record(keys, now, digests)
     finally:
         writer.close()
+
+
+def forget_delivery(
+    engine: Engine, source: str, key: str, *, retry: RetryPolicy = DEFAULT_RETRY
+) -> bool:
+    """Remove a recorded delivery (its processing failed, so the helpdesk's redelivery is
+    let in); True when there was one."""
+    source, key = delivery_key(source, key)
+
+    def work(session: Session) -> bool:
+        statement = delete(WebhookDelivery).where(
+            WebhookDelivery.source == source, WebhookDelivery.delivery_key == key
+        )
+        return bool(cast(CursorResult[Any], session.execute(statement)).rowcount)
+
+    return with_retry(engine, work, policy=retry, what=f"forgetting delivery {source}:{key}")
 
 
 class DeliveryWriter:
@@ -163,7 +190,7 @@ class DeliveryWriter:
         key given twice, or two keys of one source with one digest, count as new at most
         once.
 
-        Raises ``EventError`` for a malformed key or digest (nothing is written) and
+        Raises ``DeliveryKeyError`` for a malformed key or digest (nothing is written) and
         ``DatabaseUnavailableError`` when the database cannot be reached (nothing was
         recorded, or, if the connection dropped while committing, the outcome is unknown).
         """

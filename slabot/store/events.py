@@ -37,6 +37,7 @@ from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.policy import TARGETS
 from bot.ticket import SOLVED_STATUSES, STATUSES
+from slabot.store.deliveries import forget_delivery
 from slabot.store.errors import PolicyNotLoadedError, UnknownTicketError
 from slabot.store.history import (
     derive_from_history,
@@ -213,27 +214,10 @@ class EventService:
         )
 
     def forget_delivery(self, source: str, delivery_key: str) -> bool:
-        """Remove a recorded delivery (its processing failed); True when there was one."""
+        """Remove a recorded delivery (its processing failed); True when there was one
+        (``slabot.store.deliveries.forget_delivery``)."""
         source, delivery_key = _delivery_key(source, delivery_key)
-
-        def work(session: Session) -> bool:
-            row = session.scalars(
-                select(WebhookDelivery).where(
-                    WebhookDelivery.source == source,
-                    WebhookDelivery.delivery_key == delivery_key,
-                )
-            ).one_or_none()
-            if row is None:
-                return False
-            session.delete(row)
-            return True
-
-        return with_retry(
-            self.engine,
-            work,
-            policy=self.retry,
-            what=f"forgetting delivery {source}:{delivery_key}",
-        )
+        return forget_delivery(self.engine, source, delivery_key, retry=self.retry)
 
     # --- applying ------------------------------------------------------------------------------
 

@@ -3,10 +3,10 @@
 Connectors go through the services to change a ticket; what they read directly is here, so
 they do not depend on the models' columns: the event keys a ticket's history holds, which
 webhook delivery keys are recorded, the stored decision and due instants by the helpdesk's
-own key, the helpdesk keys of stored tickets, where polling a source stopped, and the open
-tickets naming a plan their policy does not know (``/metrics``, ``/readyz``). Every call
-is its own short transaction and rides out a briefly unreachable database like the services
-(``with_retry``).
+own key, the helpdesk keys of stored tickets and their stored ``updated`` times, where
+polling a source stopped, and the open tickets naming a plan their policy does not know
+(``/metrics``, ``/readyz``). Every call is its own short transaction and rides out a
+briefly unreachable database like the services (``with_retry``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ __all__ = [
     "load_cursor",
     "recorded_deliveries",
     "save_cursor",
+    "source_updated_at",
     "stored_decision",
     "stored_dues",
     "unknown_plans",
@@ -210,6 +211,32 @@ def external_keys(
 
     return with_retry(
         engine, work, policy=retry, what=f"reading {source} ticket keys", read_only=True
+    )
+
+
+def source_updated_at(
+    engine: Engine,
+    source: str,
+    keys: Iterable[str],
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> dict[str, datetime]:
+    """The source's key -> the ``updated`` time the store holds for that ticket, for the
+    source's tickets among ``keys`` (one not stored, or stored without it, is left out)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+
+    def work(session: Session) -> dict[str, datetime]:
+        rows = session.execute(
+            select(StoredTicket.external_key, StoredTicket.source_updated_at).where(
+                StoredTicket.source == source, StoredTicket.external_key.in_(wanted)
+            )
+        ).all()
+        return {key: at for key, at in rows if at is not None}
+
+    return with_retry(
+        engine, work, policy=retry, what=f"reading {source} tickets' updated times", read_only=True
     )
 
 

@@ -12,8 +12,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from slabot.store.db import make_engine
-from slabot.store.deliveries import DeliveryWriter, record_deliveries
-from slabot.store.events import EventError, EventService
+from slabot.store.deliveries import (
+    DeliveryKeyError,
+    DeliveryWriter,
+    forget_delivery,
+    record_deliveries,
+)
+from slabot.store.events import EventService
 from slabot.store.migrate import upgrade
 from slabot.store.models import WebhookDelivery
 from slabot.store.retry import DatabaseUnavailableError, RetryPolicy
@@ -47,11 +52,24 @@ def test_a_batch_is_recorded_in_one_go_and_says_which_keys_were_new(migrated: En
 
 
 def test_a_malformed_key_writes_nothing(migrated: Engine) -> None:
-    with pytest.raises(EventError, match="source and delivery key"):
+    with pytest.raises(DeliveryKeyError, match="source and delivery key"):
         record_deliveries(migrated, [("zendesk", "ok"), ("zendesk", "")], NOW)
-    with pytest.raises(EventError, match="at most 255"):
+    with pytest.raises(DeliveryKeyError, match="at most 255"):
         record_deliveries(migrated, [("zendesk", "k" * 256)], NOW)
     assert stored(migrated) == {}
+
+
+def test_a_forgotten_delivery_is_let_in_again(migrated: Engine) -> None:
+    assert record_deliveries(migrated, [("zendesk", "a"), ("jira", "a")], NOW) == {
+        ("zendesk", "a"),
+        ("jira", "a"),
+    }
+    assert forget_delivery(migrated, "zendesk", " a ") is True
+    assert forget_delivery(migrated, "zendesk", "a") is False
+    assert stored(migrated) == {("jira", "a"): NOW}
+    assert record_deliveries(migrated, [("zendesk", "a")], NOW) == {("zendesk", "a")}
+    with pytest.raises(DeliveryKeyError, match="source and delivery key"):
+        forget_delivery(migrated, "zendesk", "")
 
 
 def test_more_keys_than_one_statement_takes(migrated: Engine) -> None:
@@ -130,14 +148,14 @@ def test_a_delivery_whose_signed_content_was_recorded_is_a_duplicate_under_any_k
     assert {key: value for key, value in rows}["invocation:9"] == digest("b")  # stored lower-case
     assert len(rows) == 3  # a duplicate leaves no row behind
     # A delivery forgotten (its job failed) frees its digest: the helpdesk's retry gets in.
-    assert EventService(TicketService(migrated, {}, lambda: NOW)).forget_delivery(*first)
+    assert forget_delivery(migrated, *first)
     again = ("zendesk", "invocation:30")
     assert record_deliveries(migrated, [again], NOW, digests={again: digest("a")}) == {again}
 
 
 def test_a_malformed_digest_writes_nothing(migrated: Engine) -> None:
     key = ("zendesk", "ok")
-    with pytest.raises(EventError, match="64 hex digits"):
+    with pytest.raises(DeliveryKeyError, match="64 hex digits"):
         record_deliveries(migrated, [key], NOW, digests={key: "not-a-digest"})
     assert stored(migrated) == {}
 

@@ -92,6 +92,21 @@ def test_external_keys_by_source(tickets: TicketService, migrated: Engine) -> No
     assert queries.external_keys(migrated, "zendesk", []) == {}
 
 
+def test_the_stored_updated_times_by_the_sources_key(
+    tickets: TicketService, migrated: Engine
+) -> None:
+    later = MONDAY_0900_LA + timedelta(minutes=3)
+    tickets.ingest(snapshot())
+    tickets.ingest(snapshot(external_key="1002", updated_at=later))
+    tickets.ingest(snapshot(source="jira", external_key="1003"))
+    assert queries.source_updated_at(migrated, "zendesk", ["1001", "1002", "1003", "404"]) == {
+        "1001": MONDAY_0900_LA,
+        "1002": later,
+    }
+    assert queries.source_updated_at(migrated, "jira", ["1003"]) == {"1003": MONDAY_0900_LA}
+    assert queries.source_updated_at(migrated, "zendesk", []) == {}
+
+
 def test_the_poll_cursor_is_saved_and_replaced(migrated: Engine) -> None:
     assert queries.load_cursor(migrated, "zendesk", "tickets") is None
     queries.save_cursor(migrated, "zendesk", "tickets", "c1", MONDAY_0900_LA)

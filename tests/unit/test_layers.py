@@ -3,6 +3,10 @@
 - The fakes (``slabot.fakes``) import only the standard library, each other and the one
   library the fake Slack's Socket Mode server needs: the demo and the tests can use them
   without the app they stand in front of.
+- The connectors reach the store through its services, ``slabot.store.queries`` and the
+  outbox: no connector imports the store's tables (``slabot.store.models``), its write
+  engine (``slabot.store.db.for_writing``) or an ORM session (``sqlalchemy.orm``).
+- Nothing but the tests uses the event service (``slabot.store.events``).
 - No import circle among the modules of ``bot``, ``connectors`` and ``slabot``: neither of
   the imports run at import time (module level) nor of those counting the function-local
   ones, except the circles listed below as known (each a debt; the test fails on a new
@@ -227,6 +231,14 @@ def test_the_intake_process_does_not_know_the_runtime(sources: dict[str, ast.AST
     assert "slabot.service.intake_process" in graph["slabot.service.runtime"]
 
 
+def test_only_the_tests_use_the_event_service(sources: dict[str, ast.AST]) -> None:
+    """``slabot.store.events`` (single events applied one by one) is left to the tests:
+    both helpdesks' statuses ride in ``Snapshot.status_history``, and deliveries are
+    recorded and forgotten by ``slabot.store.deliveries``."""
+    graph = import_graph(sources, with_local=True)
+    assert sorted(name for name, others in graph.items() if "slabot.store.events" in others) == []
+
+
 def test_slack_and_the_connectors_are_siblings(sources: dict[str, ast.AST]) -> None:
     """Neither imports the other: what both need (settings, ``Secret``, the parse of a config
     section) lives in ``slabot.configuration``, which imports neither."""
@@ -245,6 +257,49 @@ def test_slack_and_the_connectors_are_siblings(sources: dict[str, ast.AST]) -> N
     assert crossing("connectors", "slabot.slack") == []
     assert crossing("slabot.configuration", "connectors") == []
     assert crossing("slabot.configuration", "slabot.slack") == []
+
+
+CONNECTOR_FILES = sorted((ROOT / "connectors").rglob("*.py"))
+STORE_INSIDES = ("slabot.store.models", "slabot.store.db.for_writing", "sqlalchemy.orm")
+"""What a connector never imports: the store's tables, its write engine, an ORM session."""
+
+
+def store_inside_imports(tree: ast.AST) -> list[str]:
+    """Each import of ``STORE_INSIDES`` (or of a name inside one) in ``tree``, with its line;
+    function-local ones and those for type checking only count too."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = "." * node.level + node.module
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found.extend(
+            f"{name} (line {node.lineno})"
+            for name in names
+            if any(name == inside or name.startswith(f"{inside}.") for inside in STORE_INSIDES)
+        )
+    return found
+
+
+def test_there_are_connectors_to_check() -> None:
+    assert {path.relative_to(ROOT).as_posix() for path in CONNECTOR_FILES} >= {
+        "connectors/sync.py",
+        "connectors/jira/sync.py",
+        "connectors/jira/poller.py",
+        "connectors/zendesk/sync.py",
+    }
+
+
+@pytest.mark.parametrize(
+    "path", CONNECTOR_FILES, ids=lambda path: str(path.relative_to(ROOT / "connectors"))
+)
+def test_a_connector_imports_no_store_table_write_engine_or_orm_session(path: Path) -> None:
+    """Connectors read through ``slabot.store.queries`` and change tickets through the
+    store's services and outbox, so they do not depend on the tables' columns."""
+    assert store_inside_imports(parse(path)) == []
 
 
 MAPPINGS = sorted([ROOT / "connectors" / "mapping.py", *ROOT.glob("connectors/*/mapping.py")])
@@ -295,6 +350,29 @@ def test_the_fake_scan_finds_a_foreign_import(source: str) -> None:
 )
 def test_the_fake_scan_allows_the_standard_library_and_the_fakes(source: str) -> None:
     assert fake_import_problems(ast.parse(source)) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "caught"),
+    [
+        ("from slabot.store.models import StoredTicket", True),
+        ("from slabot.store import models", True),
+        ("import slabot.store.models", True),
+        ("from slabot.store.db import for_writing", True),
+        ("from sqlalchemy.orm import Session", True),
+        ("from sqlalchemy import orm", True),
+        ("def later():\n    from slabot.store.models import OutboxItem", True),
+        ("if TYPE_CHECKING:\n    from slabot.store.models import StoredDecision", True),
+        ("from slabot.store.queries import load_cursor", False),
+        ("from slabot.store.db import DatabaseError", False),
+        ("from sqlalchemy import Engine", False),
+        ("from slabot.store.modelsx import thing", False),
+    ],
+)
+def test_the_store_inside_scan_finds_tables_engine_and_session_only(
+    source: str, caught: bool
+) -> None:
+    assert bool(store_inside_imports(ast.parse(source))) is caught
 
 
 TOY = {
