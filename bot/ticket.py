@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.business_time import FIRST_YEAR, LAST_YEAR
 from bot.errors import TicketError
+from bot.records import quick_init
 
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 SOLVED_STATUSES = ("solved", "closed")
@@ -78,6 +79,7 @@ class Reclassification:
     at: datetime
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """What the engine needs to know about a ticket; times are aware datetimes."""
