@@ -481,7 +481,7 @@ def _print_jsonl(results: Iterable[Result], out: IO[str]) -> int:
     write = out.write
     for number, decision, error_object, message in results:
         if decision is not None:
-            write(encode(decision.as_json()) + "\n")
+            write(decision.as_json_line())
             if decision.unknown_plan is not None:
                 _warn_unknown_plan(number, decision)
         else:
