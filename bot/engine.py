@@ -180,16 +180,17 @@ class Decision:
         if order is None:
             order = _json_order(names)
         due, state = [], []
-        for name, key in order:
+        for name, key, key_states in order:
             decided = targets[name]
             due_ts = decided.due_ts
-            due.append(key + ("null" if due_ts is None else f'"{_iso_ts(due_ts)}"'))
-            state.append(key + _JSON_STATES[decided.state])
+            due.append(f"{key}null" if due_ts is None else f'{key}"{_iso_ts(due_ts)}"')
+            state.append(key_states[decided.state])
+        requested, plan, commitment = self.requested_priority, self.plan, self.commitment
         return (
             f'{{"id": {_json_text(self.ticket_id)}, "priority": {_json_text(self.priority)}, '
-            f'"requested_priority": {_json_or_null(self.requested_priority)}, '
-            f'"plan": {_json_or_null(self.plan)}, '
-            f'"commitment": {_json_or_null(self.commitment)}, '
+            f'"requested_priority": {"null" if requested is None else _json_text(requested)}, '
+            f'"plan": {"null" if plan is None else _json_text(plan)}, '
+            f'"commitment": {"null" if commitment is None else _json_text(commitment)}, '
             f'"due": {{{", ".join(due)}}}, "state": {{{", ".join(state)}}}, '
             f'"tags": [{", ".join(map(_json_text, self.tags))}], '
             f'"notes": [{", ".join(map(_json_text, self.notes))}]}}\n'
@@ -198,20 +199,22 @@ class Decision:
 
 _json_text = json.encoder.encode_basestring
 """A string as JSON text, as ``json.dumps(..., ensure_ascii=False)`` writes it."""
-_JSON_STATES = {state: _json_text(state) for state in get_args(State)}
+_JsonOrder = tuple[tuple[str, str, dict[str, str]], ...]
+_JSON_ORDERS: dict[tuple[str, ...], _JsonOrder] = {}
+"""By a decision's target names: each name in ``as_json`` order, with its JSON key text and
+that key with each state's text."""
 
 
-def _json_or_null(text: str | None) -> str:
-    return "null" if text is None else _json_text(text)
-
-
-_JSON_ORDERS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
-"""By a decision's target names: each name, in ``as_json`` order, with its JSON key text."""
-
-
-def _json_order(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _json_order(names: tuple[str, ...]) -> _JsonOrder:
     ordered = (*TARGETS, *(name for name in names if name not in TARGETS))
-    order = tuple((name, f"{_json_text(name)}: ") for name in ordered)
+    order = tuple(
+        (
+            name,
+            f"{_json_text(name)}: ",
+            {state: f"{_json_text(name)}: {_json_text(state)}" for state in get_args(State)},
+        )
+        for name in ordered
+    )
     if len(_JSON_ORDERS) < 256:  # a policy's metrics: a handful of shapes
         _JSON_ORDERS[names] = order
     return order
