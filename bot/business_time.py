@@ -498,6 +498,23 @@ class BusinessCalendar(Calendar):
     def due_ts(self, start: int, seconds: int) -> int:
         if seconds <= 0:
             return start
+        # The common case first, from the hot path's tuple: the start inside the compiled
+        # window and the due date before its end (the same two searches as below).
+        starts, ends, cum_ends, cover_start, cover_end = self._fast
+        if cover_start <= start < cover_end:
+            i = bisect_right(starts, start) - 1
+            if i < 0:
+                target = seconds
+            else:
+                end = ends[i]
+                target = cum_ends[i] - (end - start if start < end else 0) + seconds
+            j = bisect_left(cum_ends, target)
+            if j < len(cum_ends):
+                return ends[j] - (cum_ends[j] - target)
+        return self._due_ts_growing(start, seconds)
+
+    def _due_ts_growing(self, start: int, seconds: int) -> int:
+        """``due_ts``, growing the compiled window until it holds the start and the due date."""
         compiled = self._compiled
         if compiled is None or not compiled.cover_start <= start < compiled.cover_end:
             compiled = self._covering(start)

@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.business_time import FIRST_YEAR, LAST_YEAR
 from bot.errors import TicketError
+from bot.records import quick_init
 
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
 SOLVED_STATUSES = ("solved", "closed")
@@ -78,6 +79,7 @@ class Reclassification:
     at: datetime
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """What the engine needs to know about a ticket; times are aware datetimes."""
@@ -144,7 +146,10 @@ class Ticket:
 
     def _check_events(self, created: datetime) -> None:
         for name in _LIST_FIELDS:
-            for index, value in enumerate(getattr(self, name)):
+            values = getattr(self, name)
+            if not values or _aware_from(values, created):
+                continue
+            for index, value in enumerate(values):
                 if value.tzinfo is None or value < created:
                     raise TicketError(
                         f"ticket {self.id}: {name}[{index}] must be an aware instant at or "
@@ -324,6 +329,17 @@ def _status_changes(value: Any) -> tuple[tuple[datetime, str], ...]:
 
 
 _fromisoformat = datetime.fromisoformat
+
+
+def _aware_from(instants: tuple[datetime, ...], created: datetime) -> bool:
+    """Whether every instant is aware and at or after ``created``: one ``min`` (comparing a
+    naive instant with an aware one raises TypeError, which answers no)."""
+    try:
+        return min(instants) >= created
+    except TypeError:
+        return False
+
+
 _first = itemgetter(0)
 
 

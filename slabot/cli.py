@@ -421,7 +421,7 @@ def evaluate_lines(
     route = router.route if router is not None else None
     loads = json.loads
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if not line or line.isspace():  # what ``not line.strip()`` says, without a copy
             continue
         ticket_id = None
         try:
@@ -481,7 +481,7 @@ def _print_jsonl(results: Iterable[Result], out: IO[str]) -> int:
     write = out.write
     for number, decision, error_object, message in results:
         if decision is not None:
-            write(encode(decision.as_json()) + "\n")
+            write(decision.as_json_line())
             if decision.unknown_plan is not None:
                 _warn_unknown_plan(number, decision)
         else:
