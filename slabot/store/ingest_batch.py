@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
@@ -36,6 +36,7 @@ from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.ticket import Ticket
 from slabot.store.breaches import decision_marks, list_columns
+from slabot.store.bulk import Keys, delete_rows, insert_rows, update_rows
 from slabot.store.decisions import decision_values, stored_view
 from slabot.store.history import (
     STATUS_KINDS,
@@ -362,7 +363,7 @@ def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> di
     if new_rows:
         # Inserted in their order (executemany), then their ids read back by key: a RETURNING
         # in parameter order would go row by row on SQLite.
-        session.execute(_TICKETS.insert(), [_row_values(row) for row in new_rows])
+        insert_rows(session, _TICKETS, [_row_values(row) for row in new_rows])
         by_key = {(row.source, row.external_key): row for row in new_rows}
         for source in {row.source for row in new_rows}:
             keys = [key for (of, key) in by_key if of == source]
@@ -383,9 +384,9 @@ def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> di
             deletes[table].append(key_values)
     for table, table_rows in updates.items():
         for same in _same_keys(table_rows):
-            session.execute(table.update().where(_where_key(table)), same)
+            update_rows(session, table, _keys(table), same)
     for table, table_rows in deletes.items():
-        session.execute(table.delete().where(_where_key(table)), table_rows)
+        delete_rows(session, table, _keys(table), table_rows)
     inserts: dict[Any, list[dict[str, Any]]] = {table: [] for table in _DEPENDENTS}
     results: list[tuple[_Planned, list[str], list[str]]] = []
     for plan in planned:
@@ -410,8 +411,7 @@ def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> di
         results.append((plan, enqueued, warnings))
     # In the order ``ingest`` writes them, so each table's ids come in the same order.
     for table, table_rows in inserts.items():
-        if table_rows:
-            session.execute(table.insert(), table_rows)
+        insert_rows(session, table, table_rows)
     for plan, enqueued, warnings in results:
         done[plan.index] = IngestResult(
             plan.row.id,
@@ -441,23 +441,23 @@ def _mark_key(ticket_id: int, target: str, permille: int) -> dict[str, Any]:
     return {"b_ticket": ticket_id, "b_target": target, "b_permille": permille}
 
 
-def _where_key(table: Table) -> Any:
-    """The row a bulk update or delete parameter set names (``b_*`` parameters)."""
+def _keys(table: Table) -> Keys:
+    """The columns a bulk update or delete parameter set names its row by (``b_*``)."""
     if table is _DEPENDENTS[2]:
-        return and_(
-            table.c.ticket_id == bindparam("b_ticket"),
-            table.c.target == bindparam("b_target"),
-            table.c.threshold_permille == bindparam("b_permille"),
-        )
+        return {
+            "b_ticket": table.c.ticket_id,
+            "b_target": table.c.target,
+            "b_permille": table.c.threshold_permille,
+        }
     if table is _OUTCOMES:
-        return and_(
-            table.c.ticket_id == bindparam("b_ticket"),
-            table.c.target == bindparam("b_target"),
-            table.c.cycle_started_at == bindparam("b_cycle"),
-        )
+        return {
+            "b_ticket": table.c.ticket_id,
+            "b_target": table.c.target,
+            "b_cycle": table.c.cycle_started_at,
+        }
     if table is _DEPENDENTS[1]:
-        return table.c.ticket_id == bindparam("b_key")
-    return table.c.id == bindparam("b_key")
+        return {"b_key": table.c.ticket_id}
+    return {"b_key": table.c.id}
 
 
 def _row_values(row: StoredTicket) -> dict[str, Any]:
