@@ -2,10 +2,10 @@
 
 SQLite's driver runs an ``executemany`` in C, one prepared statement stepped per row, and
 that is as fast as it gets there. psycopg runs one statement per row too (pipelined, but
-each parsed, bound and executed by the server on its own): a page of a backfill's update
-pass is some 13,000 of them, most of PostgreSQL's time and a third of the client's
-(``bench/ingest.py``). On PostgreSQL the rows therefore travel as one array per column and
-are taken apart by ``unnest`` in a single statement:
+each bound and executed by the server on its own): a page of ``bench/ingest.py``'s update
+pass is some 13,000 of them, which took 40% of the server's time and a fifth of the
+client's. On PostgreSQL the rows therefore travel as one array per column, taken apart by
+``unnest`` in a single statement:
 
 * ``INSERT INTO t (a, b) SELECT v.a, v.b FROM unnest(:a, :b) WITH ORDINALITY AS v(a, b, n)
   ORDER BY v.n``: the rows in the order given, so their ids are assigned in that order, as
@@ -14,12 +14,11 @@ are taken apart by ``unnest`` in a single statement:
 * ``DELETE FROM t USING unnest(:key) AS v(key) WHERE t.id = v.key``.
 
 Each value goes through the conversion its column's type gives it in an ``executemany``
-(instants, JSON documents), and each array is sent in psycopg's binary format and cast to an
-array of the column's type (one-dimensional: a JSON document that is a list stays one
-value). A change
-or deletion that names the same row twice would not be the sequence of statements it
-stands for (``UPDATE ... FROM`` changes a row once): those, and anything but PostgreSQL,
-take ``executemany``.
+(instants, JSON documents), and each array is sent in psycopg's binary format and cast to
+an array of the column's type. A change that names the same row twice would not be the
+sequence of statements it stands for (``UPDATE ... FROM`` changes a row once): such a
+change, and anything but PostgreSQL through psycopg, takes ``executemany``. (Multi-row
+``INSERT ... VALUES`` was slower: each chunk compiled anew, with a parameter per value.)
 """
 
 from __future__ import annotations
@@ -145,7 +144,7 @@ def _source(
         given = values[name]
         converted = _Array(given if convert is None else [convert(value) for value in given])
         raw = bindparam(f"v_{name}", converted, type_=NullType())
-        arrays.append(cast(raw, ARRAY(col.type, dimensions=1)))
+        arrays.append(cast(raw, ARRAY(col.type)))
     named: list[ColumnClause[Any]] = [column(name) for name in types]
     if ordered:
         return func.unnest(*arrays).table_valued(*named, with_ordinality="n").render_derived("v")

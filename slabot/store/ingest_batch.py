@@ -490,8 +490,8 @@ def _changed_values(row: StoredTicket, read: Mapping[int, dict[str, Any]]) -> di
 class _StoredRow:
     """A stored ticket as the batch reads it: a plain object with one attribute per column
     (``_read``), which ``upsert`` and the helpers it shares with ``ingest`` read and set as
-    they do a ``StoredTicket``'s. The ORM's instrumentation of each of those reads and sets
-    (dozens of sets and a hundred-odd reads a snapshot) cost more than the rest of ``upsert``; what
+    they do a ``StoredTicket``'s. The ORM's instrumentation of those reads and sets (dozens
+    of sets and a hundred-odd reads a snapshot) cost more than the rest of ``upsert``; what
     changed is found by comparison with the values read (``_changed_values``)."""
 
     def __init__(self, columns: dict[str, Any]) -> None:
