@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from bot.compiled import Policy
@@ -36,6 +36,7 @@ from bot.engine import Decision, evaluate
 from bot.errors import SlabotError
 from bot.ticket import Ticket
 from slabot.store.breaches import decision_marks, list_columns
+from slabot.store.bulk import Keys, delete_rows, insert_rows, update_rows
 from slabot.store.decisions import decision_values, stored_view
 from slabot.store.history import (
     STATUS_KINDS,
@@ -202,6 +203,9 @@ class _Stored:
     """What the store holds for the tickets of a run, read in bulk before anything moves."""
 
     rows: dict[tuple[str, str], StoredTicket]
+    """The stored tickets, as plain objects (``_StoredRow``)."""
+    read: dict[int, dict[str, Any]]
+    """Per ticket: its columns as read, which ``_changed_values`` compares the row with."""
     decisions: set[int]
     """The tickets that have a stored decision."""
     marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]]
@@ -224,15 +228,19 @@ def _read(session: Session, run: list[Ready]) -> _Stored:
     for _, snapshot, _, _ in run:
         by_source[snapshot.source].append(snapshot.external_key)
     rows: dict[tuple[str, str], StoredTicket] = {}
+    read: dict[int, dict[str, Any]] = {}
     for source, keys in by_source.items():
         for chunk in _chunks(keys):
             query = (
-                select(StoredTicket)
-                .where(StoredTicket.source == source, StoredTicket.external_key.in_(chunk))
-                .order_by(StoredTicket.id)
+                select(*_TICKETS.columns)
+                .where(_TICKETS.c.source == source, _TICKETS.c.external_key.in_(chunk))
+                .order_by(_TICKETS.c.id)
                 .with_for_update()
             )
-            rows.update(((row.source, row.external_key), row) for row in session.scalars(query))
+            for values in session.execute(query):
+                columns = dict(zip(_TICKET_KEYS, values, strict=True))
+                read[columns["id"]] = columns
+                rows[(source, columns["external_key"])] = cast(StoredTicket, _StoredRow(columns))
     ids = sorted(row.id for row in rows.values())
     decisions: set[int] = set()
     marks: dict[int, dict[tuple[str, int], tuple[datetime, datetime]]] = defaultdict(dict)
@@ -311,7 +319,7 @@ def _read(session: Session, run: list[Ready]) -> _Stored:
         if reads_status_history(p) and (s.source, s.external_key) in rows
     ]
     facts = stored_facts(session, [*history_ids, *reading])
-    return _Stored(rows, decisions, marks, pending, event_keys, facts, outcomes, reclassified)
+    return _Stored(rows, read, decisions, marks, pending, event_keys, facts, outcomes, reclassified)
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
@@ -354,15 +362,13 @@ def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> di
     changed = [
         values
         for plan in planned
-        if plan.outcome != "created" and (values := _changed_values(plan.row))
+        if plan.outcome != "created" and (values := _changed_values(plan.row, stored.read))
     ]
-    for row in stored.rows.values():
-        session.expunge(row)
     new_rows = [plan.row for plan in planned if plan.outcome == "created"]
     if new_rows:
         # Inserted in their order (executemany), then their ids read back by key: a RETURNING
         # in parameter order would go row by row on SQLite.
-        session.execute(_TICKETS.insert(), [_row_values(row) for row in new_rows])
+        insert_rows(session, _TICKETS, [_row_values(row) for row in new_rows])
         by_key = {(row.source, row.external_key): row for row in new_rows}
         for source in {row.source for row in new_rows}:
             keys = [key for (of, key) in by_key if of == source]
@@ -383,9 +389,9 @@ def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> di
             deletes[table].append(key_values)
     for table, table_rows in updates.items():
         for same in _same_keys(table_rows):
-            session.execute(table.update().where(_where_key(table)), same)
+            update_rows(session, table, _keys(table), same)
     for table, table_rows in deletes.items():
-        session.execute(table.delete().where(_where_key(table)), table_rows)
+        delete_rows(session, table, _keys(table), table_rows)
     inserts: dict[Any, list[dict[str, Any]]] = {table: [] for table in _DEPENDENTS}
     results: list[tuple[_Planned, list[str], list[str]]] = []
     for plan in planned:
@@ -410,8 +416,7 @@ def _apply_run(service: TicketService, session: Session, run: list[Ready]) -> di
         results.append((plan, enqueued, warnings))
     # In the order ``ingest`` writes them, so each table's ids come in the same order.
     for table, table_rows in inserts.items():
-        if table_rows:
-            session.execute(table.insert(), table_rows)
+        insert_rows(session, table, table_rows)
     for plan, enqueued, warnings in results:
         done[plan.index] = IngestResult(
             plan.row.id,
@@ -441,23 +446,23 @@ def _mark_key(ticket_id: int, target: str, permille: int) -> dict[str, Any]:
     return {"b_ticket": ticket_id, "b_target": target, "b_permille": permille}
 
 
-def _where_key(table: Table) -> Any:
-    """The row a bulk update or delete parameter set names (``b_*`` parameters)."""
+def _keys(table: Table) -> Keys:
+    """The columns a bulk update or delete parameter set names its row by (``b_*``)."""
     if table is _DEPENDENTS[2]:
-        return and_(
-            table.c.ticket_id == bindparam("b_ticket"),
-            table.c.target == bindparam("b_target"),
-            table.c.threshold_permille == bindparam("b_permille"),
-        )
+        return {
+            "b_ticket": table.c.ticket_id,
+            "b_target": table.c.target,
+            "b_permille": table.c.threshold_permille,
+        }
     if table is _OUTCOMES:
-        return and_(
-            table.c.ticket_id == bindparam("b_ticket"),
-            table.c.target == bindparam("b_target"),
-            table.c.cycle_started_at == bindparam("b_cycle"),
-        )
+        return {
+            "b_ticket": table.c.ticket_id,
+            "b_target": table.c.target,
+            "b_cycle": table.c.cycle_started_at,
+        }
     if table is _DEPENDENTS[1]:
-        return table.c.ticket_id == bindparam("b_key")
-    return table.c.id == bindparam("b_key")
+        return {"b_key": table.c.ticket_id}
+    return {"b_key": table.c.id}
 
 
 def _row_values(row: StoredTicket) -> dict[str, Any]:
@@ -467,24 +472,33 @@ def _row_values(row: StoredTicket) -> dict[str, Any]:
     }
 
 
-def _changed_values(row: StoredTicket) -> dict[str, Any] | None:
+def _changed_values(row: StoredTicket, read: Mapping[int, dict[str, Any]]) -> dict[str, Any] | None:
     """The columns of a stored ticket whose value ``_apply`` and the history changed, with
     its key (``b_key``), or None if they changed none: what the ORM's flush writes for
-    ``ingest`` (each attribute set since the row was read, kept in its committed state, and
-    compared as the column's type compares), not every column of every row."""
-    from sqlalchemy.orm.base import NO_VALUE, instance_state
-
-    values: dict[str, Any] = {}
-    for key, before in instance_state(row).committed_state.items():
-        same = _TICKET_COLUMNS.get(key)
-        if same is None:
-            continue
-        value = getattr(row, key)
-        if before is NO_VALUE or not same(value, before):
-            values[key] = value
+    ``ingest`` (each column whose value differs from the one read, compared as the column's
+    type compares; a JSON document is replaced, never changed in place), not every column of
+    every row."""
+    before = read[row.id]
+    values = {
+        key: value
+        for key, same in _TICKET_COLUMNS.items()
+        if not same(value := getattr(row, key), before[key])
+    }
     return {"b_key": row.id, **values} if values else None
 
 
+class _StoredRow:
+    """A stored ticket as the batch reads it: a plain object with one attribute per column
+    (``_read``), which ``upsert`` and the helpers it shares with ``ingest`` read and set as
+    they do a ``StoredTicket``'s. The ORM's instrumentation of those reads and sets (dozens
+    of sets and a hundred-odd reads a snapshot) cost more than the rest of ``upsert``; what
+    changed is found by comparison with the values read (``_changed_values``)."""
+
+    def __init__(self, columns: dict[str, Any]) -> None:
+        self.__dict__.update(columns)
+
+
+_TICKET_KEYS = tuple(column.key for column in _TICKETS.columns)
 _TICKET_COLUMNS = {
     column.key: column.type.compare_values for column in _TICKETS.columns if column.key != "id"
 }
@@ -553,7 +567,7 @@ def _plan(
         decision = evaluate(engine_ticket(row, facts) if facts else ticket, policy, now)
     except SlabotError as error:
         if outcome != "created":
-            session.expire(row)  # as the rolled-back transaction of ``ingest`` leaves it
+            row.__dict__.update(stored.read[row.id])  # as ``ingest``'s rollback leaves it
         return IngestError(f"ticket {snapshot.source}:{snapshot.external_key}: {error}")
     plan = _Planned(index, snapshot, row, outcome, events, decision, now)
     _plan_decision(service, stored, plan, ticket, policy, rule)
