@@ -93,6 +93,9 @@ _DECISION_FIELDS = (
 )
 """The stored decision's columns besides ``ticket_id``, ``evaluated_at`` and
 ``routing_rule`` (written when routing)."""
+_STORED_COLUMNS = tuple(_DECISIONS.c[name] for name in ("ticket_id", *_DECISION_FIELDS))
+"""What a recompute reads of each stored decision (and, when routing, ``routing_rule``
+after them): what it compares and its history reads."""
 
 
 def open_tickets(engine: Engine, policy_name: str | None) -> int:
@@ -176,7 +179,12 @@ class _Evaluated(NamedTuple):
     attributes of a ``StoredTicket`` that the service's rules read."""
     ticket: Ticket
     decision: Decision
+    view: Decision
+    """``stored_view(decision)``: the classic three targets the store keeps."""
+    values: tuple[Any, ...]
+    """``_decision_values`` of the view (with the routing rule when routing)."""
     stored: Row[Any] | None
+    """The stored decision's ``_STORED_COLUMNS`` (None: none stored yet)."""
     policy: Policy
     """The policy it was evaluated under."""
     rule: str | Literal[False] | None
@@ -208,10 +216,14 @@ def _recompute_batch(
     batch = session.execute(query if dry_run else query.with_for_update()).all()
     if not batch:
         return [], None
+    # The stored decisions' compared columns only, in ``_STORED_COLUMNS``' order (a row's
+    # slice past ``ticket_id`` is then compared with ``_decision_values`` as one tuple).
+    routed = policy is None
+    columns = (*_STORED_COLUMNS, _DECISIONS.c.routing_rule) if routed else _STORED_COLUMNS
     stored = {
-        row.ticket_id: row
+        row[0]: row
         for row in session.execute(
-            select(_DECISIONS).where(_DECISIONS.c.ticket_id.in_([row.id for row in batch]))
+            select(*columns).where(_DECISIONS.c.ticket_id.in_([row.id for row in batch]))
         ).all()
     }
     # A row of the tickets table has the attributes of a StoredTicket that engine_ticket,
@@ -250,7 +262,14 @@ def _recompute_batch(
             results.append(Recomputed(row.id, name, (), str(answer)))
             continue
         old = stored.get(row.id)
-        changes = decision_changes(cast(StoredDecision | None, old), answer, now)
+        decided = stored_view(answer)
+        values = _decision_values(decided, row_policy)
+        if routed:
+            values += (rule,)
+        if old is not None and old[1:] == values and not _lapsed(decided, now):
+            changes = []  # what decision_changes lists for a decision equal to the stored one
+        else:
+            changes = decision_changes(cast(StoredDecision | None, old), decided, now)
         moved_from = None
         view: Any = row
         if row_policy.name != row.policy:
@@ -258,7 +277,9 @@ def _recompute_batch(
             changes.insert(0, f"policy {row.policy} -> {row_policy.name} (rule {rule!r})")
             view = SimpleNamespace(**{**row._mapping, "policy": row_policy.name})
         results.append(Recomputed(row.id, name, tuple(changes)))
-        evaluated.append(_Evaluated(view, ticket, answer, old, row_policy, rule, moved_from))
+        evaluated.append(
+            _Evaluated(view, ticket, answer, decided, values, old, row_policy, rule, moved_from)
+        )
     if not dry_run and evaluated:
         _store_history(session, evaluated, now)
         moved = [
@@ -268,7 +289,7 @@ def _recompute_batch(
         ]
         if moved:
             session.execute(update(_TICKETS).where(_TICKETS.c.id == bindparam("k_id")), moved)
-        _store_decisions(session, evaluated, now, routed=policy is None)
+        _store_decisions(session, evaluated, now, routed=routed)
         _store_marks(session, evaluated, now, service.thresholds)
         _store_outcomes(session, evaluated, now)
         _enqueue_writes(session, evaluated, now, service)
@@ -320,24 +341,35 @@ def _store_history(session: Session, evaluated: Sequence[_Evaluated], now: datet
         session.execute(insert(_EVENTS), entries)
 
 
-def _decision_values(decision: Decision, policy: Policy) -> dict[str, Any]:
-    """The stored decision's columns (the classic three targets: ``stored_view``)."""
-    decision = stored_view(decision)
-    values: dict[str, Any] = {
-        "priority": decision.priority,
-        "requested_priority": decision.requested_priority,
-        "plan": decision.plan,
-        "commitment": decision.commitment,
-        "next_change_at": decision.next_change_at,
-        "tags": list(decision.tags),
-        "notes": list(decision.notes),
-        "policy": policy.name,
-    }
-    for name in TARGETS:
-        target = decision.targets[name]
-        values[f"{name}_due"] = target.due
-        values[f"{name}_state"] = target.state
-    return values
+def _decision_values(decision: Decision, policy: Policy) -> tuple[Any, ...]:
+    """The stored decision's ``_DECISION_FIELDS`` for ``decision`` (its ``stored_view``)
+    under ``policy``, in that order."""
+    first, restoration, update_ = (decision.targets[name] for name in TARGETS)
+    return (
+        decision.priority,
+        decision.requested_priority,
+        decision.plan,
+        decision.commitment,
+        first.due,
+        first.state,
+        restoration.due,
+        restoration.state,
+        update_.due,
+        update_.state,
+        decision.next_change_at,
+        list(decision.tags),
+        list(decision.notes),
+        policy.name,
+    )
+
+
+def _lapsed(decision: Decision, now: datetime) -> bool:
+    """Whether a clock of the decision still runs past its due instant at ``now``: stored
+    so, ``decision_changes`` reads it as breached, a change even against an equal decision."""
+    return any(
+        target.state == "running" and target.due is not None and target.due <= now
+        for target in decision.targets.values()
+    )
 
 
 def _store_decisions(
@@ -352,20 +384,30 @@ def _store_decisions(
     # sets only those (and ``evaluated_at``); the others hold their values already.
     rewritten: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for item in evaluated:
-        values = _decision_values(item.decision, item.policy)
-        if routed:
-            values["routing_rule"] = item.rule
-        old = item.stored
+        values, old = item.values, item.stored
         if old is None:
-            inserted.append({"ticket_id": item.row.id, **values, "evaluated_at": now})
+            inserted.append(
+                {
+                    "ticket_id": item.row.id,
+                    **dict(zip(fields, values, strict=True)),
+                    "evaluated_at": now,
+                }
+            )
             continue
-        stored = old._asdict()  # one dict: a row's attribute access costs more, per field
-        differ = tuple(name for name in fields if stored[name] != values[name])
-        if differ:
-            written = {f"v_{name}": values[name] for name in differ}
-            rewritten[differ].append({"k_ticket": item.row.id, **written, "v_evaluated_at": now})
-        else:
+        stored: tuple[Any, ...] = old[1:]
+        if stored == values:
             touched.append(item.row.id)
+            continue
+        written = {
+            name: new for name, was, new in zip(fields, stored, values, strict=True) if was != new
+        }
+        rewritten[tuple(written)].append(
+            {
+                "k_ticket": item.row.id,
+                **{f"v_{k}": v for k, v in written.items()},
+                "v_evaluated_at": now,
+            }
+        )
     if inserted:
         session.execute(insert(StoredDecision), inserted)
     for differ, parameters in rewritten.items():
@@ -466,7 +508,7 @@ def _marks(
     for item in evaluated:
         mine: list[Mark] = []
         marks.append(mine)
-        ticket, decision, policy = item.ticket, stored_view(item.decision), item.policy
+        ticket, decision, policy = item.ticket, item.view, item.policy
         if ticket.status in SOLVED_STATUSES:
             continue
         for name, decided in decision.targets.items():
@@ -545,7 +587,7 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
             cast(StoredTicket, item.row),
             item.ticket,
             item.policy,
-            stored_view(item.decision),
+            item.view,
             now,
         )
         for cycle in removed:
