@@ -56,8 +56,7 @@ from slabot.store.models import (
 from slabot.store.reports import _reclassifications, plan_outcomes
 from slabot.store.retry import DatabaseUnavailableError, with_retry
 from slabot.store.rows import engine_ticket
-from slabot.store.writes import SET_DUE_FIELDS, SUPERSEDED, desired_writes
-from slabot.store.writes import WRITE_KINDS as _WRITE_KINDS
+from slabot.store.writes import SUPERSEDED, desired_writes, outbox_row, settle
 from slabot.store.writes import idempotency_key as _idempotency_key
 
 if TYPE_CHECKING:
@@ -75,6 +74,7 @@ _OUTBOX = cast(Table, OutboxItem.__table__)
 _EVENTS = cast(Table, TicketEvent.__table__)
 _OUTCOMES = cast(Table, ClockOutcome.__table__)
 _OUTCOME_KEY = ("ticket_id", "target", "cycle_started_at")
+_CYCLE_COLUMNS = tuple(c for c in _OUTCOMES.columns if c.name != "evaluated_at")
 _DECISION_FIELDS = (
     "priority",
     "requested_priority",
@@ -566,10 +566,12 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
     ids = [item.row.id for item in evaluated]
     read: dict[int, list[SimpleNamespace]] = defaultdict(list)
     before: list[tuple[SimpleNamespace, dict[str, Any]]] = []
-    result = session.execute(select(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(ids)))
+    # Read without ``evaluated_at``: each cycle kept is given ``now`` (set below for all).
+    result = session.execute(select(*_CYCLE_COLUMNS).where(_OUTCOMES.c.ticket_id.in_(ids)))
     names = tuple(result.keys())
     for found in result.all():
         values = dict(zip(names, found, strict=True))
+        values["evaluated_at"] = now
         cycle = SimpleNamespace(**values)
         read[values["ticket_id"]].append(cycle)
         before.append((cycle, values))
@@ -617,7 +619,6 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
     for cycle, values in before:
         if id(cycle) in dropped:
             continue
-        values["evaluated_at"] = now  # set for all above
         now_values = vars(cycle)
         if now_values == values:
             continue
@@ -647,7 +648,8 @@ def _enqueue_writes(
     (as ``row_snapshot(row, now)`` passes it): owe each write the decision calls for that
     the helpdesk does not show, unless an equal one is still owed, was sent since ``shown``
     was read and within the echo window, or was already made for this instant; settle the
-    owed ones that became moot as superseded."""
+    owed ones that became moot as superseded. Which are moot and which are still to owe is
+    ``writes.settle``'s answer, as for one ticket; each row owed is ``writes.outbox_row``."""
     ids = [item.row.id for item in evaluated]
     pending: dict[int, list[Row[Any]]] = defaultdict(list)
     for owed_row in session.execute(
@@ -672,29 +674,13 @@ def _enqueue_writes(
             continue
         shown_at = row.shown_at or row.updated_at
         since = max(shown_at, now - service.echo_window) if shown_at else now
-        for kind in _WRITE_KINDS:
-            if kind == SET_DUE_FIELDS and not isinstance(shown.get("due"), Mapping):
-                continue  # a helpdesk without due-date fields: its connector's own business
-            payload = wanted.get(kind)
-            already = False
-            for owed_item in owed:
-                if owed_item.kind != kind:
-                    continue
-                if payload is not None and owed_item.payload == payload:
-                    already = True
-                else:
-                    superseded.append(
-                        {
-                            "k_id": owed_item.id,
-                            "done_at": now,
-                            "next_attempt_at": None,
-                            "last_error": f"{SUPERSEDED}: the helpdesk already shows the value"
-                            if payload is None
-                            else f"{SUPERSEDED} by a newer write",
-                        }
-                    )
-            if payload is not None and not already:
-                candidates.append((row, kind, payload, since if since < now else None))
+        moot, owing = settle(wanted, owed, isinstance(shown.get("due"), Mapping))
+        for owed_item, why in moot:
+            superseded.append(
+                {"k_id": owed_item.id, "done_at": now, "next_attempt_at": None, "last_error": why}
+            )
+        for kind, payload in owing:
+            candidates.append((row, kind, payload, since if since < now else None))
     if superseded:
         session.execute(update(_OUTBOX).where(_OUTBOX.c.id == bindparam("k_id")), superseded)
     if not candidates:
@@ -713,27 +699,16 @@ def _enqueue_writes(
             )
         )
     )
-    owing = []
+    rows = []
     for candidate in candidates:
         row, kind, payload, _ = candidate
         latest = sent.get((row.id, kind))
         key = keys[id(candidate)]
         if (latest is not None and latest == payload) or key in made:
             continue  # sent and not echoed yet, or this very write was already made
-        owing.append(
-            {
-                "target_system": row.source,
-                "ticket_id": row.id,
-                "kind": kind,
-                "payload": payload,
-                "idempotency_key": key,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-        )
-    if owing:
-        session.execute(insert(OutboxItem), owing)
+        rows.append(outbox_row(row.source, row.id, kind, payload, key, now))
+    if rows:
+        session.execute(insert(_OUTBOX), rows)
 
 
 def _latest_sent(
