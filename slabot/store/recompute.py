@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,21 @@ from fractions import Fraction
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
-from sqlalchemy import Engine, Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    String,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -171,6 +186,18 @@ def recompute(
         yield from results
 
 
+def _among(session: Session, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+    """``column IN values`` with the values as one parameter (a batch's thousand ids):
+    ``= ANY(array)`` on PostgreSQL, ``IN (SELECT value FROM json_each(...))`` on SQLite.
+    An ``in_`` list is rendered anew for every statement, one placeholder per value, and
+    psycopg parses that long statement again each time; this one is the same short text
+    whatever the values, compiled and prepared once."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    each = func.json_each(bindparam(None, json.dumps(values), type_=String)).table_valued("value")
+    return column.in_(select(each.c.value))
+
+
 class _Evaluated(NamedTuple):
     """One ticket of a batch the policy evaluated: what the writes are made from."""
 
@@ -220,10 +247,11 @@ def _recompute_batch(
     # slice past ``ticket_id`` is then compared with ``_decision_values`` as one tuple).
     routed = policy is None
     columns = (*_STORED_COLUMNS, _DECISIONS.c.routing_rule) if routed else _STORED_COLUMNS
+    ids = [row.id for row in batch]
     stored = {
         row[0]: row
         for row in session.execute(
-            select(*columns).where(_DECISIONS.c.ticket_id.in_([row.id for row in batch]))
+            select(*columns).where(_among(session, _DECISIONS.c.ticket_id, ids))
         ).all()
     }
     # A row of the tickets table has the attributes of a StoredTicket that engine_ticket,
@@ -231,7 +259,7 @@ def _recompute_batch(
     # The status history too, in bulk, when a policy's metrics read it.
     policies = [policy] if policy is not None else service.policies.values()
     reads = any(reads_status_history(p) for p in policies)
-    facts = stored_facts(session, [row.id for row in batch]) if reads else {}
+    facts = stored_facts(session, ids) if reads else {}
     tickets = [engine_ticket(cast(StoredTicket, row), facts.get(row.id, ())) for row in batch]
     # Each ticket's policy and the rule that chose it; evaluated a policy at a time.
     chosen: list[tuple[Policy, str | Literal[False] | None]] = []
@@ -419,7 +447,9 @@ def _store_decisions(
         )
     if touched:
         session.execute(
-            update(_DECISIONS).where(_DECISIONS.c.ticket_id.in_(touched)).values(evaluated_at=now)
+            update(_DECISIONS)
+            .where(_among(session, _DECISIONS.c.ticket_id, touched))
+            .values(evaluated_at=now)
         )
 
 
@@ -437,7 +467,7 @@ def _store_marks(
                 _MARKS.c.threshold_permille,
                 _MARKS.c.at,
                 _MARKS.c.cycle_started_at,
-            ).where(_MARKS.c.ticket_id.in_(ids))
+            ).where(_among(session, _MARKS.c.ticket_id, ids))
         ).all()
     }
     added, moved, listed = [], [], []
@@ -567,7 +597,9 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
     read: dict[int, list[SimpleNamespace]] = defaultdict(list)
     before: list[tuple[SimpleNamespace, dict[str, Any]]] = []
     # Read without ``evaluated_at``: each cycle kept is given ``now`` (set below for all).
-    result = session.execute(select(*_CYCLE_COLUMNS).where(_OUTCOMES.c.ticket_id.in_(ids)))
+    result = session.execute(
+        select(*_CYCLE_COLUMNS).where(_among(session, _OUTCOMES.c.ticket_id, ids))
+    )
     names = tuple(result.keys())
     for found in result.all():
         values = dict(zip(names, found, strict=True))
@@ -610,7 +642,9 @@ def _store_outcomes(session: Session, evaluated: Sequence[_Evaluated], now: date
         )
     if before:
         session.execute(
-            update(_OUTCOMES).where(_OUTCOMES.c.ticket_id.in_(ids)).values(evaluated_at=now)
+            update(_OUTCOMES)
+            .where(_among(session, _OUTCOMES.c.ticket_id, ids))
+            .values(evaluated_at=now)
         )
     settable = [c.name for c in _OUTCOMES.columns if c.name not in _OUTCOME_KEY]
     # The columns that differ -> the changed cycles: each group in one statement that sets
@@ -659,7 +693,7 @@ def _enqueue_writes(
             _OUTBOX.c.target_system,
             _OUTBOX.c.kind,
             _OUTBOX.c.payload,
-        ).where(_OUTBOX.c.ticket_id.in_(ids), _OUTBOX.c.done_at.is_(None))
+        ).where(_among(session, _OUTBOX.c.ticket_id, ids), _OUTBOX.c.done_at.is_(None))
     ):
         pending[owed_row.ticket_id].append(cast(Row[Any], owed_row))
     superseded: list[dict[str, Any]] = []
@@ -695,7 +729,7 @@ def _enqueue_writes(
     made = set(
         session.scalars(
             select(_OUTBOX.c.idempotency_key).where(
-                _OUTBOX.c.idempotency_key.in_(list(keys.values()))
+                _among(session, _OUTBOX.c.idempotency_key, list(keys.values()))
             )
         )
     )
@@ -731,7 +765,7 @@ def _latest_sent(
             _OUTBOX.c.payload,
             _OUTBOX.c.done_at,
         ).where(
-            _OUTBOX.c.ticket_id.in_(list(since_by_ticket)),
+            _among(session, _OUTBOX.c.ticket_id, list(since_by_ticket)),
             _OUTBOX.c.done_at > earliest,
             or_(_OUTBOX.c.last_error.is_(None), ~_OUTBOX.c.last_error.startswith(SUPERSEDED)),
         )
