@@ -102,8 +102,7 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
     else:
         parsed = url
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        options.setdefault("json_deserializer", loads_json)
+    options.setdefault("json_deserializer", loads_json)
     if backend == "postgresql":
         options.setdefault("pool_pre_ping", True)
         connect_args = dict(options.get("connect_args") or {})
