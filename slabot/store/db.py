@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.errors import SlabotError
+from slabot.store.types import loads_json
 
 DATABASE_URL_SETTING = "DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///slabot.db"
@@ -101,6 +102,7 @@ def make_engine(url: URL | str | None = None, **options: Any) -> Engine:
     else:
         parsed = url
     backend = parsed.get_backend_name()
+    options.setdefault("json_deserializer", loads_json)
     if backend == "postgresql":
         options.setdefault("pool_pre_ping", True)
         connect_args = dict(options.get("connect_args") or {})

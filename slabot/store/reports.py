@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from operator import attrgetter
 from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -203,10 +204,34 @@ def plan_outcomes(
     for outcome in kept:
         common["first_cycle"] = firsts.get(outcome.target) is outcome
         common["lead"] = outcome is lead
-        for key, value in common.items():
+        wanted = tuple(common.values())
+        if _common_columns(outcome) == wanted:
+            continue  # one comparison for a cycle that holds them all already
+        for key, value in zip(_COMMON_COLUMNS, wanted, strict=True):
             if getattr(outcome, key) != value:
                 setattr(outcome, key, value)
     return added, removed_rows
+
+
+_COMMON_COLUMNS = (
+    "evaluated_at",
+    "policy",
+    "source",
+    "external_key",
+    "plan",
+    "commitment",
+    "priority",
+    "created_priority",
+    "reclassifications",
+    "organization",
+    "queue",
+    "assignee",
+    "first_cycle",
+    "lead",
+)
+"""The columns ``plan_outcomes`` sets alike on each of a ticket's cycles (``common``, in
+this order), and which one leads."""
+_common_columns = attrgetter(*_COMMON_COLUMNS)
 
 
 def _reclassifications(session: Session, row: StoredTicket) -> tuple[int, str | None]:

@@ -306,7 +306,11 @@ class TicketService:
         return breaches.record_breaches(self._writer, clock, limit)
 
     def recompute(
-        self, policy_name: str | None, *, dry_run: bool = False, batch_size: int = 1000
+        self,
+        policy_name: str | None,
+        *,
+        dry_run: bool = False,
+        batch_size: int = recompute.DEFAULT_BATCH_SIZE,
     ) -> Iterator[Recomputed]:
         """Re-evaluate every open ticket of the policy against the loaded version of it
         (``policy_name`` None: every open ticket, routed again by the service's router to
