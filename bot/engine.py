@@ -6,6 +6,7 @@ Pure and synchronous: no I/O, no clock reads. Callers pass ``now``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -708,7 +709,7 @@ class _Clock:
             stop,
             self.seconds,
             target.calendar,
-            tuple(clock_pauses),
+            tuple(clock_pauses) if clock_pauses else (),
         )
 
 
@@ -720,13 +721,19 @@ def _clocks(
     The ticket is read as of ``now``: a reply, update, solve or pause recorded after ``now``
     has not happened yet (what-if evaluations at an earlier instant stay consistent).
     """
-    created = _ts(ticket.created_at)
+    # The ticket's instants are aware (it checks them): whole seconds without to_timestamp.
+    floor = _floor
+    created = floor(ticket.created_at.timestamp())
+    solved_at = ticket.solved_at
     solved = (
-        _ts(ticket.solved_at) if ticket.solved_at and ticket.status in SOLVED_STATUSES else None
+        floor(solved_at.timestamp())
+        if solved_at is not None and ticket.status in SOLVED_STATUSES
+        else None
     )
     if solved is not None and solved > now:
         solved = None
-    reply = _ts(ticket.first_response_at) if ticket.first_response_at else None
+    first_response_at = ticket.first_response_at
+    reply = floor(first_response_at.timestamp()) if first_response_at is not None else None
     if reply is not None and reply > now:
         reply = None
     pauses: list[Pause] = []
@@ -740,7 +747,7 @@ def _clocks(
         name = target.name
         if target.metric is not None:
             if events is None:
-                events = ticket_events(ticket, now)
+                events = ticket_events(ticket, now, created)
             clock = _metric_clock(ticket, policy, calendars, now, target, events, pauses)
             if clock is not None:
                 clocks.append(clock)
@@ -751,7 +758,7 @@ def _clocks(
             stop = reply if solved is None or (reply is not None and reply < solved) else solved
         elif name == "restoration":
             begun = ticket.restoration_started_at
-            start, stop = (_ts(begun) if begun else created), solved
+            start, stop = (floor(begun.timestamp()) if begun else created), solved
         else:
             # From the last public agent update, or from the start of the current restoration
             # cycle (a reopened ticket owes its first update from the reopening).
@@ -763,7 +770,7 @@ def _clocks(
                 candidates = (reply, ticket.last_agent_update_at, ticket.restoration_started_at)
             for instant in candidates:
                 if instant is not None:
-                    at = instant if isinstance(instant, int) else _ts(instant)
+                    at = instant if isinstance(instant, int) else floor(instant.timestamp())
                     if start < at <= now:
                         start = at
             stop = solved
@@ -779,7 +786,7 @@ def _last_update(ticket: Ticket, created: int, until: int) -> int:
     """The last agent reply at or before ``until`` (the solve, when solved): a comment on a
     solved ticket starts no update clock."""
     for instant in reversed(ticket.agent_replies):
-        at = _ts(instant)
+        at = _floor(instant.timestamp())
         if at <= until:
             return max(at, created)
     return created
@@ -823,10 +830,10 @@ def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:
     """The ticket's pauses as of ``now``, merged; a pause still running at ``now`` is open."""
     pauses: list[Pause] = []
     for begin, end in ticket.paused:
-        begin_ts = _ts(begin)
+        begin_ts = _floor(begin.timestamp())
         if begin_ts > now:
             continue
-        end_ts = None if end is None else _ts(end)
+        end_ts = None if end is None else _floor(end.timestamp())
         pauses.append((begin_ts, None if end_ts is None or end_ts > now else end_ts))
     if ticket.status in policy.spec.clocks.pausing_statuses and all(
         e is not None for _, e in pauses
@@ -943,3 +950,4 @@ def _ceil_times(seconds: int, ratio: Fraction) -> int:
 
 _ts = to_timestamp
 _dt = from_timestamp
+_floor = math.floor

@@ -154,7 +154,7 @@ class TicketEvents:
     """``run_metric``'s results by the metric's events and cycle."""
 
 
-def ticket_events(ticket: Ticket, now: int) -> TicketEvents:
+def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> TicketEvents:
     """The ticket's events and status changes up to ``now``.
 
     Replies come from ``agent_replies`` (else the first response and the last agent update)
@@ -162,21 +162,25 @@ def ticket_events(ticket: Ticket, now: int) -> TicketEvents:
     has them, else from ``solved_at`` (when solved) and ``restoration_started_at``.
     """
     floor = _floor  # instants are aware (the ticket checked them): no to_timestamp checks
-    events: list[Event] = [(floor(ticket.created_at.timestamp()), CREATED)]
+    if created is None:
+        created = floor(ticket.created_at.timestamp())
+    events: list[Event] = [(created, CREATED)]
+    append = events.append
     agent = ticket.agent_replies or tuple(
         {t for t in (ticket.first_response_at, ticket.last_agent_update_at) if t is not None}
     )
     for at in agent:
         instant = floor(at.timestamp())
         if instant <= now:
-            events.append((instant, AGENT_REPLY))
+            append((instant, AGENT_REPLY))
     for at in ticket.customer_replies:
         instant = floor(at.timestamp())
         if instant <= now:
-            events.append((instant, CUSTOMER_REPLY))
+            append((instant, CUSTOMER_REPLY))
     statuses: list[tuple[int, str]] = []
     if ticket.status_changes:
         previous: str | None = None
+        codes = _STATUS_CODE
         for at, status in net_status_changes(ticket.status_changes):
             instant = floor(at.timestamp())
             if instant > now:
@@ -184,11 +188,12 @@ def ticket_events(ticket: Ticket, now: int) -> TicketEvents:
             statuses.append((instant, status))
             if status == previous:
                 continue
-            events.append((instant, _STATUS_CODE[status]))
-            if status in _SOLVED and previous not in _SOLVED:
-                events.append((instant, SOLVED))
-            elif previous in _SOLVED and status not in _SOLVED:
-                events.append((instant, REOPENED))
+            append((instant, codes[status]))
+            if status in _SOLVED:
+                if previous not in _SOLVED:
+                    append((instant, SOLVED))
+            elif previous in _SOLVED:
+                append((instant, REOPENED))
             previous = status
     else:
         if ticket.solved_at is not None and ticket.status in _SOLVED:
