@@ -6,7 +6,6 @@ Pure and synchronous: no I/O, no clock reads. Callers pass ``now``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,7 +14,15 @@ from time import gmtime as _gmtime
 from time import strftime as _strftime
 from typing import Any, Literal, get_args
 
-from bot.business_time import DAY, Calendar, Pause, from_timestamp, merge_pauses, to_timestamp
+from bot.business_time import (
+    DAY,
+    Calendar,
+    Pause,
+    aware_seconds,
+    from_timestamp,
+    merge_pauses,
+    to_timestamp,
+)
 from bot.compiled import PlannedTarget, Policy, usable_ticket_value
 from bot.errors import ReclassificationError, SlabotError, TicketError
 from bot.metrics import TicketEvents, run_metric, status_pauses, ticket_events
@@ -722,18 +729,16 @@ def _clocks(
     has not happened yet (what-if evaluations at an earlier instant stay consistent).
     """
     # The ticket's instants are aware (it checks them): whole seconds without to_timestamp.
-    floor = _floor
-    created = floor(ticket.created_at.timestamp())
+    seconds = aware_seconds
+    created = seconds(ticket.created_at)
     solved_at = ticket.solved_at
     solved = (
-        floor(solved_at.timestamp())
-        if solved_at is not None and ticket.status in SOLVED_STATUSES
-        else None
+        seconds(solved_at) if solved_at is not None and ticket.status in SOLVED_STATUSES else None
     )
     if solved is not None and solved > now:
         solved = None
     first_response_at = ticket.first_response_at
-    reply = floor(first_response_at.timestamp()) if first_response_at is not None else None
+    reply = seconds(first_response_at) if first_response_at is not None else None
     if reply is not None and reply > now:
         reply = None
     pauses: list[Pause] = []
@@ -758,7 +763,7 @@ def _clocks(
             stop = reply if solved is None or (reply is not None and reply < solved) else solved
         elif name == "restoration":
             begun = ticket.restoration_started_at
-            start, stop = (floor(begun.timestamp()) if begun else created), solved
+            start, stop = (seconds(begun) if begun else created), solved
         else:
             # From the last public agent update, or from the start of the current restoration
             # cycle (a reopened ticket owes its first update from the reopening).
@@ -770,7 +775,7 @@ def _clocks(
                 candidates = (reply, ticket.last_agent_update_at, ticket.restoration_started_at)
             for instant in candidates:
                 if instant is not None:
-                    at = instant if isinstance(instant, int) else floor(instant.timestamp())
+                    at = instant if isinstance(instant, int) else seconds(instant)
                     if start < at <= now:
                         start = at
             stop = solved
@@ -786,7 +791,7 @@ def _last_update(ticket: Ticket, created: int, until: int) -> int:
     """The last agent reply at or before ``until`` (the solve, when solved): a comment on a
     solved ticket starts no update clock."""
     for instant in reversed(ticket.agent_replies):
-        at = _floor(instant.timestamp())
+        at = aware_seconds(instant)
         if at <= until:
             return max(at, created)
     return created
@@ -830,10 +835,10 @@ def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:
     """The ticket's pauses as of ``now``, merged; a pause still running at ``now`` is open."""
     pauses: list[Pause] = []
     for begin, end in ticket.paused:
-        begin_ts = _floor(begin.timestamp())
+        begin_ts = aware_seconds(begin)
         if begin_ts > now:
             continue
-        end_ts = None if end is None else _floor(end.timestamp())
+        end_ts = None if end is None else aware_seconds(end)
         pauses.append((begin_ts, None if end_ts is None or end_ts > now else end_ts))
     if ticket.status in policy.spec.clocks.pausing_statuses and all(
         e is not None for _, e in pauses
@@ -950,4 +955,3 @@ def _ceil_times(seconds: int, ratio: Fraction) -> int:
 
 _ts = to_timestamp
 _dt = from_timestamp
-_floor = math.floor

@@ -9,11 +9,10 @@ is compiled once per policy into a ``CompiledMetric`` and run over the ticket's 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.business_time import Pause
+from bot.business_time import Pause, aware_seconds
 from bot.policy import ClockRules, MetricPause, MetricSpec
 from bot.ticket import SOLVED_STATUSES, STATUSES, Ticket, net_status_changes
 
@@ -29,7 +28,6 @@ SOLVED = AGENT_REPLY + 1
 _STATUS_CODE = {status: _STATUS_BASE + index for index, status in enumerate(STATUSES)}
 _SOLVED = frozenset(SOLVED_STATUSES)
 
-_floor = math.floor
 
 Event = tuple[int, int]
 """``(POSIX second, event code)``."""
@@ -161,20 +159,20 @@ def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> Ticke
     and ``customer_replies``; solves and reopenings from ``status_changes`` when the ticket
     has them, else from ``solved_at`` (when solved) and ``restoration_started_at``.
     """
-    floor = _floor  # instants are aware (the ticket checked them): no to_timestamp checks
+    seconds = aware_seconds  # instants are aware (the ticket checked them)
     if created is None:
-        created = floor(ticket.created_at.timestamp())
+        created = seconds(ticket.created_at)
     events: list[Event] = [(created, CREATED)]
     append = events.append
     agent = ticket.agent_replies or tuple(
         {t for t in (ticket.first_response_at, ticket.last_agent_update_at) if t is not None}
     )
     for at in agent:
-        instant = floor(at.timestamp())
+        instant = seconds(at)
         if instant <= now:
             append((instant, AGENT_REPLY))
     for at in ticket.customer_replies:
-        instant = floor(at.timestamp())
+        instant = seconds(at)
         if instant <= now:
             append((instant, CUSTOMER_REPLY))
     statuses: list[tuple[int, str]] = []
@@ -182,7 +180,7 @@ def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> Ticke
         previous: str | None = None
         codes = _STATUS_CODE
         for at, status in net_status_changes(ticket.status_changes):
-            instant = floor(at.timestamp())
+            instant = seconds(at)
             if instant > now:
                 break
             statuses.append((instant, status))
@@ -197,11 +195,11 @@ def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> Ticke
             previous = status
     else:
         if ticket.solved_at is not None and ticket.status in _SOLVED:
-            instant = floor(ticket.solved_at.timestamp())
+            instant = seconds(ticket.solved_at)
             if instant <= now:
                 events.append((instant, SOLVED))
         if ticket.restoration_started_at is not None:
-            instant = floor(ticket.restoration_started_at.timestamp())
+            instant = seconds(ticket.restoration_started_at)
             if instant <= now:
                 events.append((instant, REOPENED))
     events.sort()
