@@ -477,7 +477,7 @@ def _undecided(ticket: Ticket, policy: Policy, now: datetime) -> tuple[Decision,
     if plan is not None and not classification.no_targets:
         planned = policy.planned_targets(plan, classification.priority)
         if planned:
-            clocks = _clocks(ticket, policy, _ts(now), planned)
+            clocks = _clocks(ticket, policy, _now_seconds(now), planned)
     decision = Decision(
         ticket_id=ticket.id,
         priority=classification.priority,
@@ -574,7 +574,23 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     ('P3', '2026-11-24T08:30:00Z')
     """
     decision, clocks = _undecided(ticket, policy, now)
-    return _decided(decision, clocks, _ts(now)) if clocks else decision
+    return _decided(decision, clocks, _now_seconds(now)) if clocks else decision
+
+
+def _now_seconds(now: datetime) -> int:
+    """``to_timestamp(now)``, remembered for the last ``now`` given (a bulk evaluation passes
+    the same one for every ticket; datetimes are immutable, so the same object has the same
+    seconds)."""
+    global _LAST_NOW
+    last = _LAST_NOW
+    if last[0] is now:
+        return last[1]
+    at = _ts(now)
+    _LAST_NOW = (now, at)  # one assignment: threads see the old pair or the new one
+    return at
+
+
+_LAST_NOW: tuple[datetime | None, int] = (None, 0)
 
 
 def _decided(decision: Decision, clocks: list[_Clock], now: int) -> Decision:
