@@ -9,7 +9,9 @@ is compiled once per policy into a ``CompiledMetric`` and run over the ticket's 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from bot.business_time import Pause, aware_seconds
@@ -28,6 +30,8 @@ SOLVED = AGENT_REPLY + 1
 _STATUS_CODE = {status: _STATUS_BASE + index for index, status in enumerate(STATUSES)}
 _SOLVED = frozenset(SOLVED_STATUSES)
 
+
+_floor = math.floor
 
 Event = tuple[int, int]
 """``(POSIX second, event code)``."""
@@ -159,7 +163,9 @@ def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> Ticke
     and ``customer_replies``; solves and reopenings from ``status_changes`` when the ticket
     has them, else from ``solved_at`` (when solved) and ``restoration_started_at``.
     """
-    seconds = aware_seconds  # instants are aware (the ticket checked them)
+    # Instants are aware (the ticket checked them): whole seconds without to_timestamp's
+    # check, through timestamp() itself for UTC (the quickest there).
+    seconds, floor = aware_seconds, _floor
     if created is None:
         created = seconds(ticket.created_at)
     events: list[Event] = [(created, CREATED)]
@@ -168,11 +174,11 @@ def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> Ticke
         {t for t in (ticket.first_response_at, ticket.last_agent_update_at) if t is not None}
     )
     for at in agent:
-        instant = seconds(at)
+        instant = floor(at.timestamp()) if at.tzinfo is UTC else seconds(at)
         if instant <= now:
             append((instant, AGENT_REPLY))
     for at in ticket.customer_replies:
-        instant = seconds(at)
+        instant = floor(at.timestamp()) if at.tzinfo is UTC else seconds(at)
         if instant <= now:
             append((instant, CUSTOMER_REPLY))
     statuses: list[tuple[int, str]] = []
@@ -180,7 +186,7 @@ def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> Ticke
         previous: str | None = None
         codes = _STATUS_CODE
         for at, status in net_status_changes(ticket.status_changes):
-            instant = seconds(at)
+            instant = floor(at.timestamp()) if at.tzinfo is UTC else seconds(at)
             if instant > now:
                 break
             statuses.append((instant, status))
