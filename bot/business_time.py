@@ -29,7 +29,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -66,7 +66,47 @@ def to_timestamp(instant: datetime) -> int:
     """Whole POSIX seconds of an aware datetime (truncated toward the past)."""
     if instant.tzinfo is None:
         raise CalendarError(f"datetime {instant.isoformat()} has no time zone; pass an aware one")
-    return math.floor(instant.timestamp())
+    return aware_seconds(instant)
+
+
+def aware_seconds(instant: datetime) -> int:
+    """``math.floor(instant.timestamp())`` of an aware datetime, the caller having checked
+    that it is aware (a ticket's instants are).
+
+    Instants with a fixed offset other than UTC (what ``datetime.fromisoformat`` gives for
+    ``+01:00``) are counted from their fields and the offset, which is read once per
+    offset: half the cost of ``timestamp()``, run for each instant of each ticket evaluated
+    (hot path).
+
+    >>> at = datetime.fromisoformat("2026-03-29T01:59:59.5+01:00")
+    >>> aware_seconds(at) == math.floor(at.timestamp())
+    True
+    """
+    zone = instant.tzinfo
+    if zone is UTC:
+        return _floor(instant.timestamp())  # as quick as it gets for UTC
+    offset = _OFFSET_SECONDS.get(zone)  # type: ignore[arg-type]
+    if offset is None:
+        if type(zone) is not timezone:
+            return _floor(instant.timestamp())  # a zone whose offset varies (ZoneInfo...)
+        delta = zone.utcoffset(None)
+        if delta.microseconds:
+            return _floor(instant.timestamp())
+        if len(_OFFSET_SECONDS) >= 512:
+            _OFFSET_SECONDS.clear()
+        offset = _OFFSET_SECONDS[zone] = delta.days * DAY + delta.seconds
+    return (
+        (instant.toordinal() - _EPOCH_ORDINAL) * DAY
+        + instant.hour * 3600
+        + instant.minute * 60
+        + instant.second
+        - offset
+    )
+
+
+_OFFSET_SECONDS: dict[tzinfo, int] = {}
+"""Seconds east of UTC by fixed-offset ``timezone`` (equal offsets share an entry)."""
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def from_timestamp(ts: int) -> datetime:

@@ -14,7 +14,15 @@ from time import gmtime as _gmtime
 from time import strftime as _strftime
 from typing import Any, Literal, get_args
 
-from bot.business_time import DAY, Calendar, Pause, from_timestamp, merge_pauses, to_timestamp
+from bot.business_time import (
+    DAY,
+    Calendar,
+    Pause,
+    aware_seconds,
+    from_timestamp,
+    merge_pauses,
+    to_timestamp,
+)
 from bot.compiled import PlannedTarget, Policy, usable_ticket_value
 from bot.errors import ReclassificationError, SlabotError, TicketError
 from bot.metrics import TicketEvents, run_metric, status_pauses, ticket_events
@@ -469,7 +477,7 @@ def _undecided(ticket: Ticket, policy: Policy, now: datetime) -> tuple[Decision,
     if plan is not None and not classification.no_targets:
         planned = policy.planned_targets(plan, classification.priority)
         if planned:
-            clocks = _clocks(ticket, policy, _ts(now), planned)
+            clocks = _clocks(ticket, policy, _now_seconds(now), planned)
     decision = Decision(
         ticket_id=ticket.id,
         priority=classification.priority,
@@ -566,7 +574,23 @@ def evaluate(ticket: Ticket, policy: Policy, now: datetime) -> Decision:
     ('P3', '2026-11-24T08:30:00Z')
     """
     decision, clocks = _undecided(ticket, policy, now)
-    return _decided(decision, clocks, _ts(now)) if clocks else decision
+    return _decided(decision, clocks, _now_seconds(now)) if clocks else decision
+
+
+def _now_seconds(now: datetime) -> int:
+    """``to_timestamp(now)``, remembered for the last ``now`` given (a bulk evaluation passes
+    the same one for every ticket; datetimes are immutable, so the same object has the same
+    seconds)."""
+    global _LAST_NOW
+    last = _LAST_NOW
+    if last[0] is now:
+        return last[1]
+    at = _ts(now)
+    _LAST_NOW = (now, at)  # one assignment: threads see the old pair or the new one
+    return at
+
+
+_LAST_NOW: tuple[datetime | None, int] = (None, 0)
 
 
 def _decided(decision: Decision, clocks: list[_Clock], now: int) -> Decision:
@@ -708,7 +732,7 @@ class _Clock:
             stop,
             self.seconds,
             target.calendar,
-            tuple(clock_pauses),
+            tuple(clock_pauses) if clock_pauses else (),
         )
 
 
@@ -720,13 +744,17 @@ def _clocks(
     The ticket is read as of ``now``: a reply, update, solve or pause recorded after ``now``
     has not happened yet (what-if evaluations at an earlier instant stay consistent).
     """
-    created = _ts(ticket.created_at)
+    # The ticket's instants are aware (it checks them): whole seconds without to_timestamp.
+    seconds = aware_seconds
+    created = seconds(ticket.created_at)
+    solved_at = ticket.solved_at
     solved = (
-        _ts(ticket.solved_at) if ticket.solved_at and ticket.status in SOLVED_STATUSES else None
+        seconds(solved_at) if solved_at is not None and ticket.status in SOLVED_STATUSES else None
     )
     if solved is not None and solved > now:
         solved = None
-    reply = _ts(ticket.first_response_at) if ticket.first_response_at else None
+    first_response_at = ticket.first_response_at
+    reply = seconds(first_response_at) if first_response_at is not None else None
     if reply is not None and reply > now:
         reply = None
     pauses: list[Pause] = []
@@ -740,7 +768,7 @@ def _clocks(
         name = target.name
         if target.metric is not None:
             if events is None:
-                events = ticket_events(ticket, now)
+                events = ticket_events(ticket, now, created)
             clock = _metric_clock(ticket, policy, calendars, now, target, events, pauses)
             if clock is not None:
                 clocks.append(clock)
@@ -751,7 +779,7 @@ def _clocks(
             stop = reply if solved is None or (reply is not None and reply < solved) else solved
         elif name == "restoration":
             begun = ticket.restoration_started_at
-            start, stop = (_ts(begun) if begun else created), solved
+            start, stop = (seconds(begun) if begun else created), solved
         else:
             # From the last public agent update, or from the start of the current restoration
             # cycle (a reopened ticket owes its first update from the reopening).
@@ -763,7 +791,7 @@ def _clocks(
                 candidates = (reply, ticket.last_agent_update_at, ticket.restoration_started_at)
             for instant in candidates:
                 if instant is not None:
-                    at = instant if isinstance(instant, int) else _ts(instant)
+                    at = instant if isinstance(instant, int) else seconds(instant)
                     if start < at <= now:
                         start = at
             stop = solved
@@ -779,7 +807,7 @@ def _last_update(ticket: Ticket, created: int, until: int) -> int:
     """The last agent reply at or before ``until`` (the solve, when solved): a comment on a
     solved ticket starts no update clock."""
     for instant in reversed(ticket.agent_replies):
-        at = _ts(instant)
+        at = aware_seconds(instant)
         if at <= until:
             return max(at, created)
     return created
@@ -823,10 +851,10 @@ def _pauses(ticket: Ticket, policy: Policy, now: int) -> list[Pause]:
     """The ticket's pauses as of ``now``, merged; a pause still running at ``now`` is open."""
     pauses: list[Pause] = []
     for begin, end in ticket.paused:
-        begin_ts = _ts(begin)
+        begin_ts = aware_seconds(begin)
         if begin_ts > now:
             continue
-        end_ts = None if end is None else _ts(end)
+        end_ts = None if end is None else aware_seconds(end)
         pauses.append((begin_ts, None if end_ts is None or end_ts > now else end_ts))
     if ticket.status in policy.spec.clocks.pausing_statuses and all(
         e is not None for _, e in pauses

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
-from bot.business_time import Pause
+from bot.business_time import Pause, aware_seconds
 from bot.policy import ClockRules, MetricPause, MetricSpec
 from bot.ticket import SOLVED_STATUSES, STATUSES, Ticket, net_status_changes
 
@@ -28,6 +29,7 @@ AGENT_REPLY = CUSTOMER_REPLY + 1
 SOLVED = AGENT_REPLY + 1
 _STATUS_CODE = {status: _STATUS_BASE + index for index, status in enumerate(STATUSES)}
 _SOLVED = frozenset(SOLVED_STATUSES)
+
 
 _floor = math.floor
 
@@ -154,49 +156,56 @@ class TicketEvents:
     """``run_metric``'s results by the metric's events and cycle."""
 
 
-def ticket_events(ticket: Ticket, now: int) -> TicketEvents:
+def ticket_events(ticket: Ticket, now: int, created: int | None = None) -> TicketEvents:
     """The ticket's events and status changes up to ``now``.
 
     Replies come from ``agent_replies`` (else the first response and the last agent update)
     and ``customer_replies``; solves and reopenings from ``status_changes`` when the ticket
     has them, else from ``solved_at`` (when solved) and ``restoration_started_at``.
     """
-    floor = _floor  # instants are aware (the ticket checked them): no to_timestamp checks
-    events: list[Event] = [(floor(ticket.created_at.timestamp()), CREATED)]
+    # Instants are aware (the ticket checked them): whole seconds without to_timestamp's
+    # check, through timestamp() itself for UTC (the quickest there).
+    seconds, floor = aware_seconds, _floor
+    if created is None:
+        created = seconds(ticket.created_at)
+    events: list[Event] = [(created, CREATED)]
+    append = events.append
     agent = ticket.agent_replies or tuple(
         {t for t in (ticket.first_response_at, ticket.last_agent_update_at) if t is not None}
     )
     for at in agent:
-        instant = floor(at.timestamp())
+        instant = floor(at.timestamp()) if at.tzinfo is UTC else seconds(at)
         if instant <= now:
-            events.append((instant, AGENT_REPLY))
+            append((instant, AGENT_REPLY))
     for at in ticket.customer_replies:
-        instant = floor(at.timestamp())
+        instant = floor(at.timestamp()) if at.tzinfo is UTC else seconds(at)
         if instant <= now:
-            events.append((instant, CUSTOMER_REPLY))
+            append((instant, CUSTOMER_REPLY))
     statuses: list[tuple[int, str]] = []
     if ticket.status_changes:
         previous: str | None = None
+        codes = _STATUS_CODE
         for at, status in net_status_changes(ticket.status_changes):
-            instant = floor(at.timestamp())
+            instant = floor(at.timestamp()) if at.tzinfo is UTC else seconds(at)
             if instant > now:
                 break
             statuses.append((instant, status))
             if status == previous:
                 continue
-            events.append((instant, _STATUS_CODE[status]))
-            if status in _SOLVED and previous not in _SOLVED:
-                events.append((instant, SOLVED))
-            elif previous in _SOLVED and status not in _SOLVED:
-                events.append((instant, REOPENED))
+            append((instant, codes[status]))
+            if status in _SOLVED:
+                if previous not in _SOLVED:
+                    append((instant, SOLVED))
+            elif previous in _SOLVED:
+                append((instant, REOPENED))
             previous = status
     else:
         if ticket.solved_at is not None and ticket.status in _SOLVED:
-            instant = floor(ticket.solved_at.timestamp())
+            instant = seconds(ticket.solved_at)
             if instant <= now:
                 events.append((instant, SOLVED))
         if ticket.restoration_started_at is not None:
-            instant = floor(ticket.restoration_started_at.timestamp())
+            instant = seconds(ticket.restoration_started_at)
             if instant <= now:
                 events.append((instant, REOPENED))
     events.sort()

@@ -214,6 +214,17 @@ class Ticket:
                 if value:
                     values[name] = value
             elif kind is _TIME:
+                if type(value) is str:
+                    # The well-formed instant first, without a call (hot path); anything
+                    # else goes through parse_instant for its error.
+                    try:
+                        parsed = _fromisoformat(value)
+                    except ValueError:
+                        pass
+                    else:
+                        if parsed.tzinfo is not None and FIRST_YEAR <= parsed.year <= LAST_YEAR:
+                            values[name] = parsed
+                            continue
                 if not isinstance(value, str):
                     raise TicketError(f"field {name!r} must be an ISO 8601 string, not {value!r}")
                 values[name] = parse_instant(value, name)
@@ -348,9 +359,13 @@ def net_status_changes(
 ) -> list[tuple[datetime, str]]:
     """The changes that count: of several in one second, the last (a solve undone at once
     neither solves nor reopens)."""
-    last = len(changes) - 1
-    return [
-        change
-        for index, change in enumerate(changes)
-        if index == last or changes[index + 1][0] != change[0]
-    ]
+    if len(changes) < 2:
+        return list(changes)
+    kept = []
+    previous = changes[0]
+    for change in changes[1:]:
+        if change[0] != previous[0]:
+            kept.append(previous)
+        previous = change
+    kept.append(previous)
+    return kept
