@@ -8,6 +8,7 @@ import ast
 import base64
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -42,14 +43,21 @@ LOOPBACK = ("127.0.0.1", 50000)
 """An open dashboard answers loopback clients only (the test client's default is not one)."""
 
 
-@pytest.fixture
-def http(tmp_path: Path) -> Iterator[TestClient]:
-    runtime = make(tmp_path)
+@contextmanager
+def opened(tmp_path: Path, **environ: str) -> Iterator[TestClient]:
+    """A test client of a dashboard over the loaded tickets, from a loopback address."""
+    runtime = make(tmp_path, **environ)
     try:
         with TestClient(create_app(runtime), client=LOOPBACK) as client:
             yield client
     finally:
         runtime.close()
+
+
+@pytest.fixture
+def http(tmp_path: Path) -> Iterator[TestClient]:
+    with opened(tmp_path) as client:
+        yield client
 
 
 def refs(html: str) -> list[str]:

@@ -16,10 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from dashboard_support import NOW
 from starlette.testclient import TestClient
-from test_dashboard import LOOPBACK, make
+from test_dashboard import opened
 
 from slabot.service import dashboard
-from slabot.service.app import create_app
 from slabot.service.settings import ServiceSettingsError, load_settings
 
 PAGES = (
@@ -113,12 +112,8 @@ def assert_one_zone(html: str, zone: str, at_least: int) -> list[tuple[datetime,
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[TestClient]:
-    runtime = make(tmp_path)
-    try:
-        with TestClient(create_app(runtime), client=LOOPBACK) as client:
-            yield client
-    finally:
-        runtime.close()
+    with opened(tmp_path) as client:
+        yield client
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
@@ -181,31 +176,23 @@ def test_the_header_clock_reads_the_services_now_on_the_readers_clock(served: Te
     ],
 )
 def test_a_zone_cookie_python_does_not_know_is_ignored(tmp_path: Path, cookie: str) -> None:
-    runtime = make(tmp_path, SLABOT_DASHBOARD_TIMEZONE="Europe/Paris")
-    try:
-        with TestClient(create_app(runtime), client=LOOPBACK) as client:
-            client.cookies.set(dashboard.ZONE_COOKIE, cookie)
-            for path in ("/", "/tickets/jira/10001"):
-                page = client.get(path)
-                assert page.status_code == 200
-                assert_one_zone(page.text, "Europe/Paris", 2)
-                assert "alert(1)" not in page.text
-    finally:
-        runtime.close()
+    with opened(tmp_path, SLABOT_DASHBOARD_TIMEZONE="Europe/Paris") as client:
+        client.cookies.set(dashboard.ZONE_COOKIE, cookie)
+        for path in ("/", "/tickets/jira/10001"):
+            page = client.get(path)
+            assert page.status_code == 200
+            assert_one_zone(page.text, "Europe/Paris", 2)
+            assert "alert(1)" not in page.text
 
 
 def test_the_configured_zone_is_the_pages_zone_until_the_browser_says_its_own(
     tmp_path: Path,
 ) -> None:
-    runtime = make(tmp_path, SLABOT_DASHBOARD_TIMEZONE="America/Los_Angeles")
-    try:
-        with TestClient(create_app(runtime), client=LOOPBACK) as client:
-            shown = assert_one_zone(client.get("/").text, "America/Los_Angeles", 5)
-            assert (NOW, "Fri 27 Nov 2026 09:00 PST") in shown
-            client.cookies.set(dashboard.ZONE_COOKIE, "Asia/Kolkata")
-            assert_one_zone(client.get("/").text, "Asia/Kolkata", 5)
-    finally:
-        runtime.close()
+    with opened(tmp_path, SLABOT_DASHBOARD_TIMEZONE="America/Los_Angeles") as client:
+        shown = assert_one_zone(client.get("/").text, "America/Los_Angeles", 5)
+        assert (NOW, "Fri 27 Nov 2026 09:00 PST") in shown
+        client.cookies.set(dashboard.ZONE_COOKIE, "Asia/Kolkata")
+        assert_one_zone(client.get("/").text, "Asia/Kolkata", 5)
 
 
 def test_an_unknown_dashboard_timezone_stops_the_start_naming_it(tmp_path: Path) -> None:
