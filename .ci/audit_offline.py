@@ -25,20 +25,27 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 
-def _in_range(version: Version, events: list[dict[str, str]]) -> bool:
-    # OSV ECOSYSTEM events, in order: the version is affected from an "introduced" up to
-    # (not including) the next "fixed", or up to and including a "last_affected".
-    affected = False
+def _in_range(version: Version, events: list[dict[str, Any]]) -> bool:
+    # OSV's ECOSYSTEM evaluation: the events sorted by version; the version is affected from
+    # an "introduced" up to (not including) the next "fixed", or up to and including a
+    # "last_affected". ("limit" bounds git ranges only.) A bound YAML read as a number (an
+    # unquoted 0 or 1.10) is read as its text; one that is not a version is said, not skipped.
+    bounds: list[tuple[Version, int, str]] = []
     for event in events:
-        for kind, text in event.items():
+        for kind, value in event.items():
+            if kind not in ("introduced", "fixed", "last_affected"):
+                continue
+            text = str(value)
             bound = Version("0") if text == "0" else _version(text)
             if bound is None:
-                continue
-            past = version > bound if kind == "last_affected" else version >= bound
-            if kind == "introduced" and past:
-                affected = True
-            elif kind in ("fixed", "last_affected") and past:
-                affected = False
+                print(f"audit: WARNING unreadable {kind} bound {text!r}: range taken as affected")
+                return True
+            bounds.append((bound, 0 if kind == "introduced" else 1, kind))
+    affected = False
+    for bound, _, kind in sorted(bounds):
+        past = version > bound if kind == "last_affected" else version >= bound
+        if past:
+            affected = kind == "introduced"
     return affected
 
 

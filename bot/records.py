@@ -21,6 +21,7 @@ afterwards still raises ``FrozenInstanceError``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +35,12 @@ def quick_init(cls: type[T]) -> type[T]:
     settings = cls.__dict__.get("__dataclass_params__")
     if settings is None or not settings.frozen or "__slots__" not in cls.__dict__:
         raise TypeError(f"quick_init: {cls.__name__} must be a frozen dataclass with slots")
+    generated = inspect.signature(cls.__init__).parameters
+    if list(generated)[1:] != [param.name for param in params]:
+        # An InitVar is a parameter of the generated __init__ but not a field.
+        raise TypeError(
+            f"quick_init: {cls.__name__}'s __init__ takes more than its fields (an InitVar?)"
+        )
     namespace: dict[str, Any] = {}
     signature, body = [], []
     for index, param in enumerate(params):

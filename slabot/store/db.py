@@ -7,6 +7,7 @@ is the production choice and the one for several replicas. Messages never show a
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bot.errors import SlabotError
 from slabot.store.types import loads_json
+
+log = logging.getLogger(__name__)
 
 DATABASE_URL_SETTING = "DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///slabot.db"
@@ -142,7 +145,13 @@ def _failed_ping_is_a_disconnect(context: ExceptionContext) -> None:
     # cleanup), which SQLAlchemy does not read as a disconnect and raises to the caller.
     # A ping that fails for any reason means the session is unusable: discard it and connect
     # afresh, which is what the pre-ping is for.
-    if context.is_pre_ping:
+    if context.is_pre_ping and not context.is_disconnect:
+        # Said, not swallowed: a session returned to the pool inside a transaction fails its
+        # ping too, and that is a leak worth knowing about.
+        log.warning(
+            "database: a pooled session failed its check (%s); replaced by a new one",
+            type(context.original_exception).__name__,
+        )
         context.is_disconnect = True
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -151,7 +152,9 @@ def test_a_silent_postgresql_host_fails_within_the_urls_connect_timeout(
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_pooled_session_whose_socket_is_gone_is_replaced(database_url: str) -> None:
+def test_a_pooled_session_whose_socket_is_gone_is_replaced(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     # The socket vanishing under a pooled session (a terminated backend, a failover) made
     # psycopg's pre-ping fail with "can't change 'autocommit' now", which reached the caller
     # instead of a fresh session: seen once in CI as a flush that died mid-run.
@@ -160,7 +163,8 @@ def test_a_pooled_session_whose_socket_is_gone_is_replaced(database_url: str) ->
         with engine.connect() as connection:
             socket_fd = connection.connection.dbapi_connection.pgconn.socket  # type: ignore[union-attr]
         os.close(socket_fd)
-        with engine.connect() as connection:
+        with caplog.at_level(logging.WARNING, "slabot.store.db"), engine.connect() as connection:
             assert connection.exec_driver_sql("SELECT 2").scalar() == 2
+        assert "a pooled session failed its check (ProgrammingError)" in caplog.text
     finally:
         engine.dispose()

@@ -54,6 +54,21 @@ def test_ranges_and_version_lists_decide(version: str, affected: bool) -> None:
     assert audit._affects(RECORD, "some-package", Version(version)) is affected
 
 
+def test_bounds_read_as_numbers_and_unsorted_events_are_evaluated_as_osv_says() -> None:
+    # yaml.safe_load reads an unquoted `introduced: 0` as 0 and `fixed: 1.10` as 1.1.
+    events = [{"fixed": "1.10"}, {"introduced": 0}]
+    assert audit._in_range(Version("1.9"), events)
+    assert not audit._in_range(Version("1.10"), events)
+    assert audit._in_range(Version("1.0"), [{"introduced": 1.0}, {"limit": "abc"}])
+
+
+def test_an_unreadable_bound_is_said_and_taken_as_affected(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert audit._in_range(Version("9.9"), [{"introduced": "0"}, {"fixed": "not a version"}])
+    assert "unreadable fixed bound 'not a version'" in capsys.readouterr().out
+
+
 def test_another_package_is_not_affected() -> None:
     assert not audit._affects(RECORD, "other-package", Version("1.2"))
 

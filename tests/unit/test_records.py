@@ -61,7 +61,15 @@ def test_a_class_that_is_not_a_frozen_slotted_dataclass_is_refused() -> None:
     class Factory:
         values: list[int] = dataclasses.field(default_factory=list)
 
-    for cls in (Loose, NoSlots, Factory):
+    @dataclass(frozen=True, slots=True)
+    class WithInitVar:
+        value: int
+        scale: dataclasses.InitVar[int] = 1
+
+        def __post_init__(self, scale: int) -> None:
+            pass
+
+    for cls in (Loose, NoSlots, Factory, WithInitVar):
         with pytest.raises(TypeError, match="quick_init"):
             quick_init(cls)
 
