@@ -276,12 +276,25 @@ def store_inside_imports(tree: ast.AST) -> list[str]:
             names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
         else:
             continue
-        found.extend(
-            f"{name} (line {node.lineno})"
-            for name in names
-            if any(name == inside or name.startswith(f"{inside}.") for inside in STORE_INSIDES)
-        )
+        found.extend(f"{name} (line {node.lineno})" for name in names if _is_store_inside(name))
+    # A module imported whole and the inside reached as its attribute:
+    # ``from slabot.store import db`` then ``db.for_writing(engine)``.
+    modules = {
+        alias.asname or alias.name: f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            name = f"{modules.get(node.value.id, node.value.id)}.{node.attr}"
+            if _is_store_inside(name):
+                found.append(f"{name} (line {node.lineno})")
     return found
+
+
+def _is_store_inside(name: str) -> bool:
+    return any(name == inside or name.startswith(f"{inside}.") for inside in STORE_INSIDES)
 
 
 def test_there_are_connectors_to_check() -> None:
@@ -363,6 +376,9 @@ def test_the_fake_scan_allows_the_standard_library_and_the_fakes(source: str) ->
         ("from sqlalchemy import orm", True),
         ("def later():\n    from slabot.store.models import OutboxItem", True),
         ("if TYPE_CHECKING:\n    from slabot.store.models import StoredDecision", True),
+        ("from slabot.store import db\nengine = db.for_writing(engine)", True),
+        ("from slabot.store import db as database\ndatabase.for_writing(engine)", True),
+        ("from slabot.store import db\ndb.make_engine()", False),
         ("from slabot.store.queries import load_cursor", False),
         ("from slabot.store.db import DatabaseError", False),
         ("from sqlalchemy import Engine", False),
