@@ -542,15 +542,9 @@ class BusinessCalendar(Calendar):
         # window and the due date before its end (the same two searches as below).
         starts, ends, cum_ends, cover_start, cover_end = self._fast
         if cover_start <= start < cover_end:
-            i = bisect_right(starts, start) - 1
-            if i < 0:
-                target = seconds
-            else:
-                end = ends[i]
-                target = cum_ends[i] - (end - start if start < end else 0) + seconds
-            j = bisect_left(cum_ends, target)
-            if j < len(cum_ends):
-                return ends[j] - (cum_ends[j] - target)
+            due = _due_within(starts, ends, cum_ends, start, seconds)
+            if due is not None:
+                return due
         return self._due_ts_growing(start, seconds)
 
     def _due_ts_growing(self, start: int, seconds: int) -> int:
@@ -559,16 +553,9 @@ class BusinessCalendar(Calendar):
         if compiled is None or not compiled.cover_start <= start < compiled.cover_end:
             compiled = self._covering(start)
         for _ in range(_MAX_SPAN_YEARS):
-            starts, ends, cum_ends = compiled.starts, compiled.ends, compiled.cum_ends
-            i = bisect_right(starts, start) - 1
-            if i < 0:
-                target = seconds
-            else:
-                end = ends[i]
-                target = cum_ends[i] - (end - start if start < end else 0) + seconds
-            j = bisect_left(cum_ends, target)
-            if j < len(cum_ends):
-                return ends[j] - (cum_ends[j] - target)
+            due = _due_within(compiled.starts, compiled.ends, compiled.cum_ends, start, seconds)
+            if due is not None:
+                return due
             compiled = self._covering(start, years_after=seconds // (DAY * 365) + 1)
         raise CalendarError(f"calendar {self.name!r} never reaches the due time")
 
@@ -715,3 +702,20 @@ def _batch(starts: npt.ArrayLike, seconds: npt.ArrayLike) -> tuple[Instants, Ins
 
 def _hhmm(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}"
+
+
+def _due_within(
+    starts: list[int], ends: list[int], cum_ends: list[int], start: int, seconds: int
+) -> int | None:
+    """The instant ``seconds`` of open time after ``start`` in these compiled openings, or
+    None when it falls after their end (the caller compiles further)."""
+    i = bisect_right(starts, start) - 1
+    if i < 0:
+        target = seconds
+    else:
+        end = ends[i]
+        target = cum_ends[i] - (end - start if start < end else 0) + seconds
+    j = bisect_left(cum_ends, target)
+    if j < len(cum_ends):
+        return ends[j] - (cum_ends[j] - target)
+    return None
